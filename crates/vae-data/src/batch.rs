@@ -1,0 +1,162 @@
+//! Shuffled, seeded mini-batches.
+
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::Result;
+
+/// How pixel intensities in [0, 1] are turned into targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Binarize {
+    /// Keep grey levels (the pytorch/examples setting; BCE accepts them as targets).
+    #[default]
+    None,
+    /// Threshold at 0.5, the same every epoch.
+    Static,
+    /// A fresh Bernoulli(pixel) draw every time a batch is made (Salakhutdinov & Murray's dynamic binarisation),
+    /// from the caller's seeded generator.
+    Dynamic,
+}
+
+/// Yields `(images [B, D] f32, labels [B] u32)` batches of a dataset on a device.
+///
+/// The pixels stay in one host buffer; each batch is gathered from it and sent to the device, so shuffling never
+/// moves the whole dataset.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vae_data::Batcher;
+/// use vae_model::VaeRng;
+/// let images = Tensor::arange(0f32, 20.0, &Device::Cpu)?.reshape((10, 2))?;
+/// let labels = Tensor::arange(0u32, 10, &Device::Cpu)?;
+/// let batcher = Batcher::new(&images, &labels, 4, &Device::Cpu)?.drop_last(true);
+/// let mut rng = VaeRng::seed_from(0);
+/// let batches: Vec<_> = batcher.epoch(&mut rng).collect::<Result<_, _>>()?;
+/// assert_eq!(batches.len(), 2); // 10 images, batches of 4, the partial one dropped
+/// assert_eq!(batches[0].0.dims(), &[4, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    pixels: Vec<f32>,
+    labels: Vec<u32>,
+    dim: usize,
+    batch_size: usize,
+    drop_last: bool,
+    binarize: Binarize,
+    device: Device,
+}
+
+impl Batcher {
+    /// A batcher over `images [N, D]` (f32 in [0, 1]) and `labels [N]`, batches of `batch_size` on `device`.
+    pub fn new(images: &Tensor, labels: &Tensor, batch_size: usize, device: &Device) -> Result<Self> {
+        let (n, dim) = images.dims2()?;
+        let labels = labels.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
+        if labels.len() != n {
+            return Err(candle_core::Error::Msg(format!("{} labels for {n} images", labels.len())).into());
+        }
+        if batch_size == 0 {
+            return Err(candle_core::Error::Msg("batch size must be at least 1".into()).into());
+        }
+        let pixels = images.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self { pixels, labels, dim, batch_size, drop_last: false, binarize: Binarize::None, device: device.clone() })
+    }
+
+    /// Drop the last batch when it is smaller than the batch size.
+    pub fn drop_last(mut self, drop: bool) -> Self {
+        self.drop_last = drop;
+        self
+    }
+
+    /// Set the binarisation of the targets.
+    pub fn binarize(mut self, b: Binarize) -> Self {
+        self.binarize = b;
+        self
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Batches per epoch.
+    pub fn num_batches(&self) -> usize {
+        if self.drop_last {
+            self.len() / self.batch_size
+        } else {
+            self.len().div_ceil(self.batch_size)
+        }
+    }
+
+    /// The example order of one shuffled epoch, drawn from `rng`.
+    pub fn shuffled_order(&self, rng: &mut impl Rng) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(rng);
+        order
+    }
+
+    /// One epoch in a fresh random order drawn from `rng`.
+    pub fn epoch<'a, R: Rng>(&'a self, rng: &'a mut R) -> Batches<'a, R> {
+        let order = self.shuffled_order(rng);
+        Batches { batcher: self, order, pos: 0, rng }
+    }
+
+    /// One pass in the stored order (for evaluation). Dynamic binarisation still draws from `rng`.
+    pub fn in_order<'a, R: Rng>(&'a self, rng: &'a mut R) -> Batches<'a, R> {
+        Batches { batcher: self, order: (0..self.len()).collect(), pos: 0, rng }
+    }
+
+    fn gather(&self, idx: &[usize], rng: &mut impl Rng) -> Result<(Tensor, Tensor)> {
+        let d = self.dim;
+        let mut pixels = Vec::with_capacity(idx.len() * d);
+        for &i in idx {
+            pixels.extend_from_slice(&self.pixels[i * d..(i + 1) * d]);
+        }
+        match self.binarize {
+            Binarize::None => {}
+            Binarize::Static => pixels.iter_mut().for_each(|p| *p = if *p > 0.5 { 1.0 } else { 0.0 }),
+            Binarize::Dynamic => pixels.iter_mut().for_each(|p| *p = if rng.random::<f32>() < *p { 1.0 } else { 0.0 }),
+        }
+        let labels: Vec<u32> = idx.iter().map(|&i| self.labels[i]).collect();
+        let images = Tensor::from_vec(pixels, (idx.len(), d), &self.device)?;
+        let labels = Tensor::from_vec(labels, idx.len(), &self.device)?;
+        Ok((images, labels))
+    }
+}
+
+/// The batches of one pass; see [`Batcher::epoch`].
+pub struct Batches<'a, R> {
+    batcher: &'a Batcher,
+    order: Vec<usize>,
+    pos: usize,
+    rng: &'a mut R,
+}
+
+impl<R> Batches<'_, R> {
+    /// The example indices of this pass, in the order batches are made.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+}
+
+impl<R: Rng> Iterator for Batches<'_, R> {
+    type Item = Result<(Tensor, Tensor)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.batcher.batch_size;
+        let remaining = self.order.len() - self.pos;
+        if remaining == 0 || (self.batcher.drop_last && remaining < b) {
+            return None;
+        }
+        let end = self.pos + remaining.min(b);
+        let item = self.batcher.gather(&self.order[self.pos..end], self.rng);
+        self.pos = end;
+        Some(item)
+    }
+}

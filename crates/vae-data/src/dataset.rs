@@ -1,0 +1,88 @@
+//! Which datasets exist, their files, checksums and public mirrors.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One of the four gzipped IDX files of a dataset, with its published SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataFile {
+    /// File name, e.g. `train-images-idx3-ubyte.gz`.
+    pub name: &'static str,
+    /// Lower-case hex SHA-256 of the gzipped file.
+    pub sha256: &'static str,
+}
+
+/// A supported dataset. Both use the MNIST layout: 28×28 grey images and labels 0–9.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dataset {
+    /// LeCun et al.'s handwritten digits.
+    Mnist,
+    /// Zalando's Fashion-MNIST, a drop-in replacement with clothing items.
+    FashionMnist,
+}
+
+/// The four file names every dataset uses.
+pub const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+];
+
+impl Dataset {
+    /// Every dataset, for `--dataset all`.
+    pub const ALL: [Dataset; 2] = [Dataset::Mnist, Dataset::FashionMnist];
+
+    /// The name used on the command line, in presets and as the folder under the data directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Mnist => "mnist",
+            Dataset::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The four files with their checksums, in [`FILE_NAMES`] order.
+    pub fn files(self) -> [DataFile; 4] {
+        let sums = match self {
+            Dataset::Mnist => [
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ],
+            Dataset::FashionMnist => [
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ],
+        };
+        std::array::from_fn(|i| DataFile { name: FILE_NAMES[i], sha256: sums[i] })
+    }
+
+    /// Public mirrors, tried in order. Each holds the files directly: `<mirror><file name>`.
+    pub fn builtin_mirrors(self) -> &'static [&'static str] {
+        match self {
+            Dataset::Mnist => {
+                &["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"]
+            }
+            Dataset::FashionMnist => &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        }
+    }
+}
+
+impl fmt::Display for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Dataset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Dataset::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| format!("unknown dataset `{s}` (expected mnist or fashion-mnist)"))
+    }
+}

@@ -1,0 +1,99 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong getting or reading a dataset. Each message is one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A local file could not be read, written or renamed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The bytes fetched do not have the published SHA-256; nothing was kept.
+    #[error("{file}: checksum mismatch for {url}: expected sha256 {expected}, got {actual}")]
+    Checksum {
+        /// The file name.
+        file: String,
+        /// Where the bytes came from.
+        url: String,
+        /// The published hash.
+        expected: String,
+        /// The hash of what arrived.
+        actual: String,
+    },
+    /// The server answered with an HTTP error status.
+    #[error("{url}: HTTP {status}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// No connection could be made (refused, unreachable, DNS).
+    #[error("{url}: cannot connect ({msg})")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// The reason.
+        msg: String,
+    },
+    /// The server stopped answering.
+    #[error("{url}: timed out ({msg})")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The reason.
+        msg: String,
+    },
+    /// Any other transfer failure.
+    #[error("{url}: transfer failed ({msg})")]
+    Transfer {
+        /// The URL.
+        url: String,
+        /// The reason.
+        msg: String,
+    },
+    /// Every source was tried for a file and each failed.
+    #[error("{file}: every source failed: {}", attempts.join("; "))]
+    AllSourcesFailed {
+        /// The file name.
+        file: String,
+        /// One line per failed attempt.
+        attempts: Vec<String>,
+    },
+    /// The IDX content is malformed.
+    #[error("{}: {msg}", path.display())]
+    Idx {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A dataset file is not there; the message says how to get it.
+    #[error("{}: missing; run `cargo xtask download --dataset {dataset}` (or pass --mirror / --from)", path.display())]
+    Missing {
+        /// The expected file.
+        path: PathBuf,
+        /// The dataset it belongs to.
+        dataset: String,
+    },
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl DataError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
+        let path = path.into();
+        move |source| DataError::Io { path, source }
+    }
+
+    pub(crate) fn idx(path: impl Into<PathBuf>, msg: impl Into<String>) -> DataError {
+        DataError::Idx { path: path.into(), msg: msg.into() }
+    }
+}
+
+/// `Result` with [`DataError`].
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

@@ -1,0 +1,110 @@
+//! The IDX format (LeCun's MNIST files), checked before anything trusts it.
+//!
+//! A file is a 4-byte magic `00 00 08 <ndim>` (8 = unsigned bytes), `ndim` big-endian u32 dimensions, then the
+//! bytes in row-major order. candle-datasets reads the header and allocates whatever it claims, so every file is
+//! checked here first: magic, dimensions against the real length, and a sane size.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use flate2::read::GzDecoder;
+
+use crate::{DataError, Result};
+
+/// What an IDX file should hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdxKind {
+    /// `[count, rows, cols]` unsigned bytes, magic 2051.
+    Images,
+    /// `[count]` unsigned bytes, magic 2049.
+    Labels,
+}
+
+impl IdxKind {
+    fn ndim(self) -> u8 {
+        match self {
+            IdxKind::Images => 3,
+            IdxKind::Labels => 1,
+        }
+    }
+}
+
+/// Deflate never compresses better than about 1032:1, so a gzip of n bytes cannot hold more than this many.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+fn corrupt(path: &Path, e: &std::io::Error) -> DataError {
+    DataError::idx(path, format!("corrupt gzip ({e})"))
+}
+
+/// Decompresses the gzipped IDX file `gz` into `out` (uncompressed, same bytes) and returns its dimensions, after
+/// checking the magic, that the dimensions fit the gzip's size before writing anything, and that the data is exactly
+/// as long as the header says. Nothing is allocated in proportion to what the header claims.
+pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>> {
+    let file = File::open(gz).map_err(DataError::io(gz))?;
+    let gz_len = file.metadata().map_err(DataError::io(gz))?.len();
+    let mut dec = GzDecoder::new(BufReader::new(file));
+
+    let mut magic = [0u8; 4];
+    read_header(&mut dec, &mut magic, gz)?;
+    if magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] != kind.ndim() {
+        let expected = 0x0800 + kind.ndim() as u32;
+        return Err(DataError::idx(
+            gz,
+            format!("wrong magic number {} (expected {expected} for IDX {kind:?})", u32::from_be_bytes(magic)),
+        ));
+    }
+    let mut dims = Vec::with_capacity(kind.ndim() as usize);
+    for _ in 0..kind.ndim() {
+        let mut d = [0u8; 4];
+        read_header(&mut dec, &mut d, gz)?;
+        dims.push(u32::from_be_bytes(d) as u64);
+    }
+    if dims.iter().any(|&d| d == 0) {
+        return Err(DataError::idx(gz, format!("header has a zero dimension {dims:?}")));
+    }
+    let capacity = gz_len.saturating_mul(MAX_DEFLATE_RATIO);
+    let body = match dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)) {
+        Some(b) if b <= capacity => b,
+        _ => {
+            return Err(DataError::idx(
+                gz,
+                format!("header claims dimensions {dims:?}, more data than a {gz_len}-byte gzip can hold"),
+            ))
+        }
+    };
+
+    let out_file = File::create(out).map_err(DataError::io(out))?;
+    let mut w = BufWriter::new(out_file);
+    w.write_all(&magic).map_err(DataError::io(out))?;
+    for &d in &dims {
+        w.write_all(&(d as u32).to_be_bytes()).map_err(DataError::io(out))?;
+    }
+    let copied = std::io::copy(&mut (&mut dec).take(body), &mut w).map_err(|e| corrupt(gz, &e))?;
+    if copied != body {
+        return Err(DataError::idx(
+            gz,
+            format!("truncated: header dimensions {dims:?} need {body} data bytes, the file has {copied}"),
+        ));
+    }
+    let mut extra = [0u8; 1];
+    match dec.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => {
+            return Err(DataError::idx(
+                gz,
+                format!("header dimensions {dims:?} describe {body} data bytes, but the file has more"),
+            ))
+        }
+        Err(e) => return Err(corrupt(gz, &e)),
+    }
+    w.flush().map_err(DataError::io(out))?;
+    Ok(dims.into_iter().map(|d| d as usize).collect())
+}
+
+fn read_header(dec: &mut impl Read, buf: &mut [u8], gz: &Path) -> Result<()> {
+    dec.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => DataError::idx(gz, "truncated: the IDX header is incomplete"),
+        _ => corrupt(gz, &e),
+    })
+}

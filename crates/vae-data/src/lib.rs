@@ -1,0 +1,24 @@
+//! MNIST-style datasets for the VAE: download with SHA-256 verification, checked loading through candle-datasets,
+//! and seeded mini-batches.
+//!
+//! ```no_run
+//! use vae_data::{download, load, Dataset, DownloadOptions};
+//! let opts = DownloadOptions::new("data"); // honours VAE_DATA_MIRROR
+//! download(Dataset::Mnist, &opts)?;
+//! let data = load("data".as_ref(), Dataset::Mnist)?;
+//! assert_eq!(data.train_images.dims(), &[60000, 784]);
+//! # Ok::<(), vae_data::DataError>(())
+//! ```
+
+mod batch;
+mod dataset;
+mod download;
+mod error;
+pub mod idx;
+mod load;
+
+pub use batch::{Batcher, Batches, Binarize};
+pub use dataset::{DataFile, Dataset, FILE_NAMES};
+pub use download::{dataset_dir, download, sha256_file, DownloadOptions, Outcome, Source, MIRROR_ENV};
+pub use error::{DataError, Result};
+pub use load::{label_counts, load, load_dir, MnistData};

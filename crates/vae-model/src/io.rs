@@ -1,0 +1,120 @@
+//! The on-disk format: safetensors with `state_dict` names and the config in the metadata.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use safetensors::SafeTensors;
+
+use crate::{Error, Result, Vae, VaeConfig};
+
+/// The `format` metadata value this build writes and reads.
+pub const FORMAT: &str = "vae-candle/1";
+
+/// Writes `bytes` to `path` so that `path` holds either its old content or all of the new, never a part: a temporary
+/// file in the same directory, fsync, then rename over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn format_error(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Format { path: path.to_path_buf(), msg: msg.into() }
+}
+
+impl Vae {
+    /// Saves the weights as f32 safetensors, with `format`, `config` and `dataset` in the metadata. The write is
+    /// atomic, so a crash never leaves a half-written model in place of a good one.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut metadata = HashMap::new();
+        metadata.insert("format".to_string(), FORMAT.to_string());
+        metadata.insert("config".to_string(), serde_json::to_string(self.config()).expect("config serialises"));
+        metadata.insert("dataset".to_string(), self.dataset().unwrap_or("unknown").to_string());
+        let tensors = self
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| format_error(path, e.to_string()))?;
+        write_atomic(path, &bytes).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    }
+
+    /// Loads a model saved by [`Vae::save`], rebuilding it from the file's metadata alone.
+    ///
+    /// Everything is checked before a model is built: the format version, the config, and that the tensors are
+    /// exactly those of the config (none missing, none extra) with the right shapes and dtype f32.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Vae> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let (tensors, config, dataset) = parse(path, &bytes)?;
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(device)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        Ok(Vae::new(&config, vb)?.with_dataset(dataset))
+    }
+}
+
+type Parsed = (HashMap<String, Tensor>, VaeConfig, Option<String>);
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| format_error(path, format!("not a safetensors file ({e})")))?;
+    let md = meta
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| format_error(path, "no __metadata__: not a vae-candle model"))?;
+    let format = md.get("format").ok_or_else(|| format_error(path, "no `format` in metadata: not a vae-candle model"))?;
+    if format != FORMAT {
+        return Err(format_error(path, format!("unknown format version {format:?} (this build reads {FORMAT:?})")));
+    }
+    let config_json = md.get("config").ok_or_else(|| format_error(path, "no `config` in metadata"))?;
+    let config: VaeConfig = serde_json::from_str(config_json)
+        .map_err(|e| format_error(path, format!("bad `config` in metadata: {e}")))?;
+    config.validate().map_err(|e| format_error(path, e.to_string()))?;
+
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format_error(path, format!("corrupt safetensors ({e})")))?;
+    let expected = config.parameter_shapes();
+    let expected_names: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(extra) = st.names().into_iter().find(|n| !expected_names.contains(n.as_ref() as &str)) {
+        return Err(format_error(path, format!("unexpected tensor `{extra}` for this config")));
+    }
+    let mut tensors = HashMap::with_capacity(expected.len());
+    for (name, shape) in expected {
+        let view = st.tensor(&name).map_err(|_| format_error(path, format!("missing tensor `{name}`")))?;
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(format_error(path, format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype())));
+        }
+        if view.shape() != shape.as_slice() {
+            return Err(format_error(
+                path,
+                format!("tensor `{name}` has shape {:?}, expected {:?}", view.shape(), shape),
+            ));
+        }
+        let t = Tensor::from_raw_buffer(view.data(), DType::F32, &shape, &Device::Cpu)?;
+        tensors.insert(name, t);
+    }
+    Ok((tensors, config, md.get("dataset").cloned()))
+}
+
+/// Where an error points: used by callers that want the file of a [`Error::Format`] or [`Error::Io`].
+impl Error {
+    /// The file the error is about, if it is about one.
+    pub fn path(&self) -> Option<&PathBuf> {
+        match self {
+            Error::Format { path, .. } | Error::Io { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! A variational auto-encoder (Kingma & Welling, *Auto-Encoding Variational Bayes*, 2014) on Candle.
+//!
+//! The encoder maps an image x to a diagonal Gaussian q(z|x) = N(mu, exp(logvar)). The reparameterisation trick
+//! draws z = mu + σ·ε with ε ~ N(0, I), so the sample is differentiable in mu and logvar. The decoder maps z to one
+//! Bernoulli logit per pixel. Training minimises −ELBO = BCE reconstruction + KL(q(z|x) ‖ N(0, I)), in nats per image.
+//!
+//! All randomness comes from [`VaeRng`], because Candle's CPU generator cannot be seeded.
+//!
+//! ```
+//! use candle_core::Device;
+//! use vae_model::{elbo, Vae, VaeConfig, VaeRng};
+//!
+//! let device = Device::Cpu;
+//! let mut rng = VaeRng::seed_from(1);
+//! let cfg = VaeConfig { hidden_dims: vec![32], latent_dim: 4, ..VaeConfig::mnist() };
+//! let (vae, _params) = Vae::init(&cfg, &mut rng, &device)?;
+//!
+//! let x = rng.uniform((8, 784), 0.0, 1.0, &device)?; // eight "images" in [0, 1]
+//! let out = vae.forward(&x, &mut rng)?;
+//! assert_eq!(out.logits.dims(), &[8, 784]);
+//! assert_eq!(out.mu.dims(), &[8, 4]);
+//!
+//! let terms = elbo(&x, &out)?;
+//! let (recon, kl) = (terms.recon.to_scalar::<f32>()?, terms.kl.to_scalar::<f32>()?);
+//! assert!(recon > 0.0 && kl >= 0.0);
+//! assert!((terms.loss.to_scalar::<f32>()? - (recon + kl)).abs() < 1e-3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod config;
+mod io;
+mod loss;
+mod model;
+mod rng;
+
+pub use config::{Activation, Likelihood, VaeConfig};
+pub use io::{write_atomic, FORMAT};
+pub use loss::{bce_with_logits, beta_elbo, elbo, kl_divergence, ElboTerms};
+pub use model::{Decoder, Encoder, Vae, VaeOutput};
+pub use rng::{RngState, VaeRng};
+
+/// What can go wrong outside the tensor maths: a bad config, or a file that is not a model of ours.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config describes no valid model.
+    #[error("invalid model config: {0}")]
+    Config(String),
+    /// The file is readable but not a valid `vae-candle/1` model.
+    #[error("{}: {msg}", path.display())]
+    Format {
+        /// The offending file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// The file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

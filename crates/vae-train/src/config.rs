@@ -1,0 +1,230 @@
+//! Run configuration: a preset from `models/<name>.toml`, with command-line overrides applied on top.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use vae_model::VaeConfig;
+
+/// The presets shipped in `models/`, built into the binary so it also runs outside the repository.
+pub const BUILTIN_PRESETS: [(&str, &str); 4] = [
+    ("mnist", include_str!("../../../models/mnist.toml")),
+    ("mnist-seed", include_str!("../../../models/mnist-seed.toml")),
+    ("fashion-mnist", include_str!("../../../models/fashion-mnist.toml")),
+    ("mnist-2d", include_str!("../../../models/mnist-2d.toml")),
+];
+
+/// How targets are binarised; see [`vae_data::Binarize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BinarizeMode {
+    /// Grey levels as targets.
+    #[default]
+    None,
+    /// Threshold at 0.5.
+    Static,
+    /// A fresh Bernoulli draw per epoch.
+    Dynamic,
+}
+
+impl From<BinarizeMode> for vae_data::Binarize {
+    fn from(b: BinarizeMode) -> Self {
+        match b {
+            BinarizeMode::None => vae_data::Binarize::None,
+            BinarizeMode::Static => vae_data::Binarize::Static,
+            BinarizeMode::Dynamic => vae_data::Binarize::Dynamic,
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_beta() -> f64 {
+    1.0
+}
+
+/// Optimisation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Seed of the run's one RNG (init, noise, shuffling).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// KL weight β in the training objective (1 is the plain ELBO).
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// Target binarisation.
+    #[serde(default)]
+    pub binarize: BinarizeMode,
+    /// Train on the first N training images only (for quick checks); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<usize>,
+}
+
+/// Everything a run needs: the resolved preset plus overrides. Written to `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Dataset name (`mnist` or `fashion-mnist`).
+    pub dataset: String,
+    /// The architecture.
+    pub model: VaeConfig,
+    /// The optimisation.
+    pub training: TrainingConfig,
+}
+
+/// Command-line values that replace the preset's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--epochs`.
+    pub epochs: Option<usize>,
+    /// `--batch-size`.
+    pub batch_size: Option<usize>,
+    /// `--lr`.
+    pub lr: Option<f64>,
+    /// `--hidden-dims`.
+    pub hidden_dims: Option<Vec<usize>>,
+    /// `--latent-dim`.
+    pub latent_dim: Option<usize>,
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--beta`.
+    pub beta: Option<f64>,
+    /// `--binarize`.
+    pub binarize: Option<BinarizeMode>,
+    /// `--train-subset`.
+    pub train_subset: Option<usize>,
+}
+
+impl RunConfig {
+    /// Parses a preset's TOML; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let cfg: RunConfig = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            anyhow::anyhow!("{origin}: {}", msg.trim())
+        })?;
+        cfg.validate().with_context(|| origin.to_string())?;
+        Ok(cfg)
+    }
+
+    /// Finds a preset: a path to a `.toml` file, else `<models_dir>/<name>.toml`, else a built-in preset.
+    pub fn load_preset(name: &str, models_dir: &Path) -> Result<(Self, PathBuf)> {
+        let candidates = [PathBuf::from(name), models_dir.join(format!("{name}.toml"))];
+        for path in candidates.iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
+            if path.is_file() {
+                let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+                return Ok((Self::from_toml(&text, &path.display().to_string())?, path.clone()));
+            }
+        }
+        match BUILTIN_PRESETS.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => Ok((Self::from_toml(text, &format!("built-in preset {n}"))?, PathBuf::from(format!("models/{n}.toml")))),
+            None => {
+                let known: Vec<&str> = BUILTIN_PRESETS.iter().map(|(n, _)| *n).collect();
+                bail!("unknown preset `{name}`: no {} and no built-in preset of that name (built-in: {})",
+                    models_dir.join(format!("{name}.toml")).display(), known.join(", "))
+            }
+        }
+    }
+
+    /// Applies command-line overrides, then re-validates.
+    pub fn apply(mut self, o: &Overrides) -> Result<Self> {
+        let t = &mut self.training;
+        t.epochs = o.epochs.unwrap_or(t.epochs);
+        t.batch_size = o.batch_size.unwrap_or(t.batch_size);
+        t.lr = o.lr.unwrap_or(t.lr);
+        t.seed = o.seed.unwrap_or(t.seed);
+        t.beta = o.beta.unwrap_or(t.beta);
+        t.binarize = o.binarize.unwrap_or(t.binarize);
+        t.train_subset = o.train_subset.or(t.train_subset);
+        if let Some(h) = &o.hidden_dims {
+            self.model.hidden_dims = h.clone();
+        }
+        self.model.latent_dim = o.latent_dim.unwrap_or(self.model.latent_dim);
+        self.validate().context("invalid command-line override")?;
+        Ok(self)
+    }
+
+    /// Checks every value is in range.
+    pub fn validate(&self) -> Result<()> {
+        self.dataset.parse::<vae_data::Dataset>().map_err(anyhow::Error::msg)?;
+        self.model.validate()?;
+        let t = &self.training;
+        if t.epochs == 0 {
+            bail!("training.epochs must be at least 1");
+        }
+        if t.batch_size == 0 {
+            bail!("training.batch_size must be at least 1");
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0 && t.lr < 1.0) {
+            bail!("training.lr must be in (0, 1), got {}", t.lr);
+        }
+        if !(t.beta.is_finite() && t.beta >= 0.0) {
+            bail!("training.beta must be a finite number >= 0, got {}", t.beta);
+        }
+        if t.train_subset == Some(0) {
+            bail!("training.train_subset must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Whether a checkpoint written under `other` can be resumed under `self`: everything but the epoch count
+    /// must match.
+    pub fn resumable_from(&self, other: &RunConfig) -> bool {
+        let mut a = self.clone();
+        a.training.epochs = other.training.epochs;
+        a == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_presets_parse_and_match_the_design() {
+        let get = |n: &str| RunConfig::load_preset(n, Path::new("/nonexistent")).unwrap().0;
+        let m = get("mnist");
+        assert_eq!((m.model.hidden_dims.clone(), m.model.latent_dim), (vec![400], 20));
+        assert_eq!((m.training.batch_size, m.training.epochs, m.training.lr, m.training.seed), (128, 10, 1e-3, 1));
+        let s = get("mnist-seed");
+        assert_eq!((s.model.hidden_dims.clone(), s.training.batch_size, s.training.lr), (vec![200], 32, 3e-4));
+        assert_eq!(get("fashion-mnist").dataset, "fashion-mnist");
+        let d = get("mnist-2d");
+        assert_eq!((d.model.latent_dim, d.training.epochs), (2, 20));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let base = BUILTIN_PRESETS[0].1;
+        let err = RunConfig::from_toml(&base.replace("lr = 1e-3", "lr = 1e-3\nmomentum = 0.9"), "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("momentum"), "{err:#}");
+        let err = RunConfig::from_toml(&base.replace("lr = 1e-3", "lr = -1"), "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("training.lr"), "{err:#}");
+        let err = RunConfig::from_toml(&base.replace("epochs = 10", "epochs = 0"), "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("x.toml") && format!("{err:#}").contains("epochs"), "{err:#}");
+        let err = RunConfig::from_toml(&base.replace("\"mnist\"", "\"cifar\""), "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("unknown dataset `cifar`"), "{err:#}");
+        let err = RunConfig::from_toml(&base.replace("hidden_dims = [400]", "hidden_dims = []"), "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("hidden layer"), "{err:#}");
+        let err = RunConfig::load_preset("nope", Path::new("models")).unwrap_err();
+        assert!(err.to_string().contains("unknown preset `nope`"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_are_validated() {
+        let m = RunConfig::from_toml(BUILTIN_PRESETS[0].1, "mnist").unwrap();
+        let o = Overrides { epochs: Some(2), hidden_dims: Some(vec![64, 32]), lr: Some(0.01), ..Default::default() };
+        let r = m.clone().apply(&o).unwrap();
+        assert_eq!((r.training.epochs, r.model.hidden_dims.clone(), r.training.lr), (2, vec![64, 32], 0.01));
+        assert!(r.resumable_from(&RunConfig { training: TrainingConfig { epochs: 7, ..r.training.clone() }, ..r.clone() }));
+        assert!(!r.resumable_from(&m));
+        assert!(m.apply(&Overrides { batch_size: Some(0), ..Default::default() }).is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! Training, evaluation and figures for the VAE of `vae-model` on the datasets of `vae-data`; the `vae-train`
+//! binary is a thin CLI over this library.
+
+mod adam;
+pub mod checkpoint;
+mod config;
+pub mod eval;
+pub mod figures;
+pub mod train;
+
+pub use adam::{Adam, AdamConfig};
+pub use config::{BinarizeMode, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS};
+pub use train::{train, EpochMetrics, TrainOptions};
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+
+/// The device kinds the CLI accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceKind {
+    /// The CPU (always available).
+    Cpu,
+    /// An NVIDIA GPU (needs the `cuda` feature).
+    Cuda,
+    /// An Apple GPU (needs the `metal` feature).
+    Metal,
+}
+
+/// Opens the device, or says which build would support it.
+pub fn open_device(kind: DeviceKind) -> Result<Device> {
+    match kind {
+        DeviceKind::Cpu => Ok(Device::Cpu),
+        DeviceKind::Cuda if cfg!(feature = "cuda") => Ok(Device::new_cuda(0)?),
+        DeviceKind::Metal if cfg!(feature = "metal") => Ok(Device::new_metal(0)?),
+        DeviceKind::Cuda => bail!("this vae-train was built without CUDA support; run `cargo xtask build --device cuda`"),
+        DeviceKind::Metal => bail!("this vae-train was built without Metal support; run `cargo xtask build --device metal`"),
+    }
+}

@@ -1,0 +1,307 @@
+//! `vae-train`: train, evaluate and draw from the VAE. See `vae-train --help`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use vae_data::{Batcher, Dataset, DownloadOptions, Source};
+use vae_model::{Vae, VaeRng};
+use vae_train::{eval, figures, open_device, train, BinarizeMode, DeviceKind, Overrides, RunConfig, TrainOptions};
+
+#[derive(Parser)]
+#[command(name = "vae-train", version, about = "Train and use a variational auto-encoder on MNIST-style data")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model from a preset (models/<NAME>.toml); flags override the preset.
+    Train(TrainArgs),
+    /// Print the test-set −ELBO terms of a saved model as one JSON line.
+    Eval(EvalArgs),
+    /// Write a grid of images decoded from prior samples.
+    Sample(SampleArgs),
+    /// Write test images above their reconstructions.
+    Reconstruct(ReconstructArgs),
+    /// Fetch and verify a dataset's four files.
+    Download(DownloadArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Where the tensors live.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
+    /// Data directory [default: $VAE_DATA_DIR or data/].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Common {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().or_else(|| std::env::var_os("VAE_DATA_DIR").map(PathBuf::from)).unwrap_or_else(|| "data".into())
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Preset name (models/<NAME>.toml, or a built-in) or a path to a .toml file.
+    #[arg(long, default_value = "mnist")]
+    preset: String,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Hidden widths, e.g. 400 or 512,256.
+    #[arg(long, value_delimiter = ',')]
+    hidden_dims: Option<Vec<usize>>,
+    #[arg(long)]
+    latent_dim: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// KL weight in the training objective.
+    #[arg(long)]
+    beta: Option<f64>,
+    #[arg(long, value_enum)]
+    binarize: Option<BinarizeMode>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    train_subset: Option<usize>,
+    /// Run directory [default: runs/<preset>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the run directory's checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Directory of presets.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    /// Fetch the dataset first if it is missing (from $VAE_DATA_MIRROR or the built-in mirrors).
+    #[arg(long)]
+    download: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A model.safetensors written by `train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Also estimate −log p(x) with K importance samples per image.
+    #[arg(long, default_value_t = 0)]
+    iw_samples: usize,
+    /// Dataset to evaluate on [default: the one in the model's metadata].
+    #[arg(long)]
+    dataset: Option<Dataset>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Number of samples (laid out in a near-square grid).
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
+}
+
+#[derive(Args)]
+struct ReconstructArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Number of test images.
+    #[arg(long, default_value_t = 8)]
+    n: usize,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    dataset: Option<Dataset>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct DownloadArgs {
+    /// mnist, fashion-mnist or all.
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// Base URL(s), comma-separated, replacing the built-in mirrors; files at <URL>/<dataset>/<file>.
+    #[arg(long)]
+    mirror: Option<String>,
+    /// Copy from a local folder instead of downloading.
+    #[arg(long, conflicts_with = "mirror")]
+    from: Option<PathBuf>,
+    /// Data directory [default: $VAE_DATA_DIR or data/].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => cmd_train(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Sample(a) => cmd_sample(a),
+        Command::Reconstruct(a) => cmd_reconstruct(a),
+        Command::Download(a) => cmd_download(a),
+    }
+}
+
+fn parse_datasets(s: &str) -> Result<Vec<Dataset>> {
+    if s == "all" {
+        return Ok(Dataset::ALL.to_vec());
+    }
+    Ok(vec![s.parse().map_err(|e: String| anyhow::anyhow!("{e}, or all"))?])
+}
+
+fn cmd_download(a: DownloadArgs) -> Result<()> {
+    let data_dir = Common { device: DeviceKind::Cpu, data_dir: a.data_dir }.data_dir();
+    let mut opts = DownloadOptions::new(&data_dir);
+    opts.source = match a.from {
+        Some(dir) => Source::LocalDir(dir),
+        None => Source::from_mirror_flag_or_env(a.mirror.as_deref()),
+    };
+    for d in parse_datasets(&a.dataset)? {
+        let report = vae_data::download(d, &opts)?;
+        let fetched = report.iter().filter(|(_, o)| matches!(o, vae_data::Outcome::Fetched(_))).count();
+        tracing::info!("{d}: 4 files verified in {} ({fetched} fetched)", vae_data::dataset_dir(&data_dir, d).display());
+    }
+    Ok(())
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    let (preset, origin) = RunConfig::load_preset(&a.preset, &a.models_dir)?;
+    let overrides = Overrides {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        hidden_dims: a.hidden_dims,
+        latent_dim: a.latent_dim,
+        seed: a.seed,
+        beta: a.beta,
+        binarize: a.binarize,
+        train_subset: a.train_subset,
+    };
+    let cfg = preset.apply(&overrides)?;
+    let name = Path::new(&a.preset).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(a.preset.clone());
+    let out_dir = a.out.unwrap_or_else(|| Path::new("runs").join(&name));
+    let data_dir = a.common.data_dir();
+    let device = open_device(a.common.device)?;
+    if a.download {
+        let dataset: Dataset = cfg.dataset.parse().map_err(anyhow::Error::msg)?;
+        vae_data::download(dataset, &DownloadOptions::new(&data_dir))?;
+    }
+    tracing::info!(preset = %origin.display(), out = %out_dir.display(), "config {}", serde_json::to_string(&cfg)?);
+    let opts = TrainOptions { data_dir, out_dir, device, resume: a.resume, progress: true };
+    let history = train(&cfg, &opts)?;
+    if let Some(last) = history.last() {
+        println!("{}", serde_json::to_string(last)?);
+    }
+    Ok(())
+}
+
+fn load_model(path: &Path, kind: DeviceKind) -> Result<Vae> {
+    let device = open_device(kind)?;
+    Ok(Vae::load(path, &device)?)
+}
+
+fn model_dataset(vae: &Vae, flag: Option<Dataset>, path: &Path) -> Result<Dataset> {
+    match flag {
+        Some(d) => Ok(d),
+        None => vae
+            .dataset()
+            .and_then(|d| d.parse().ok())
+            .with_context(|| format!("{}: no known dataset in the metadata; pass --dataset", path.display())),
+    }
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let vae = load_model(&a.model, a.common.device)?;
+    let dataset = model_dataset(&vae, a.dataset, &a.model)?;
+    let data = vae_data::load(&a.common.data_dir(), dataset)?;
+    let test = Batcher::new(&data.test_images, &data.test_labels, 1000, vae.device())?;
+    if test.len() > 0 && data.rows * data.cols != vae.config().input_dim {
+        anyhow::bail!("{}: model input_dim {} does not fit {dataset} images", a.model.display(), vae.config().input_dim);
+    }
+    let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
+    let mut out = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "dataset": dataset.name(),
+        "test_images": test.len(),
+        "test_loss": avg.loss,
+        "test_recon": avg.recon,
+        "test_kl": avg.kl,
+    });
+    if a.iw_samples > 0 {
+        let nll = eval::iw_nll(&vae, &test, a.iw_samples, &mut VaeRng::seed_from(a.seed))?;
+        out["iw_samples"] = a.iw_samples.into();
+        out["test_nll_iw"] = nll.into();
+    }
+    println!("{out}");
+    Ok(())
+}
+
+fn side(n: usize) -> usize {
+    (n as f64).sqrt().ceil().max(1.0) as usize
+}
+
+fn cmd_sample(a: SampleArgs) -> Result<()> {
+    anyhow::ensure!(a.n > 0, "--n must be at least 1");
+    let vae = load_model(&a.model, a.device)?;
+    let images = vae.sample(a.n, &mut VaeRng::seed_from(a.seed))?;
+    let (hw, cols) = (image_side(&vae)?, side(a.n));
+    figures::write_grid(&a.out, &images, a.n.div_ceil(cols), cols, hw, hw)?;
+    tracing::info!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn image_side(vae: &Vae) -> Result<usize> {
+    let d = vae.config().input_dim;
+    let s = (d as f64).sqrt().round() as usize;
+    anyhow::ensure!(s * s == d, "input_dim {d} is not a square image");
+    Ok(s)
+}
+
+fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
+    anyhow::ensure!(a.n > 0, "--n must be at least 1");
+    let vae = load_model(&a.model, a.common.device)?;
+    let dataset = model_dataset(&vae, a.dataset, &a.model)?;
+    let data = vae_data::load(&a.common.data_dir(), dataset)?;
+    let originals = vae_train::train::test_images(&data, a.n, vae.device())?;
+    let recon = vae.reconstruct(&originals)?;
+    figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?;
+    tracing::info!("wrote {}", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! The training loop: Adam on −ELBO, per-epoch evaluation, metrics, checkpoints, and the final artefacts.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use vae_data::{Batcher, Dataset, MnistData};
+use vae_model::{beta_elbo, Vae, VaeRng};
+
+use crate::eval::{evaluate, ElboSums};
+use crate::{checkpoint, figures, Adam, AdamConfig, RunConfig};
+
+/// One line of `metrics.jsonl` (nats per image).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training objective over the epoch's steps (with β), as the model changed.
+    pub train_loss: f64,
+    /// Mean training reconstruction term.
+    pub train_recon: f64,
+    /// Mean training KL term.
+    pub train_kl: f64,
+    /// Test −ELBO after the epoch.
+    pub test_loss: f64,
+    /// Test reconstruction term.
+    pub test_recon: f64,
+    /// Test KL term.
+    pub test_kl: f64,
+    /// Seconds spent on training steps only (no evaluation, no I/O).
+    pub epoch_s: f64,
+    /// Training images per second.
+    pub images_per_s: f64,
+}
+
+/// Where and how to train.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The data directory (datasets in `<data_dir>/<dataset>/`).
+    pub data_dir: PathBuf,
+    /// The run directory.
+    pub out_dir: PathBuf,
+    /// Where the tensors live.
+    pub device: Device,
+    /// Continue from `<out_dir>/checkpoint.safetensors`.
+    pub resume: bool,
+    /// Show a progress bar when stderr is a terminal.
+    pub progress: bool,
+}
+
+/// File names inside a run directory.
+pub mod files {
+    /// Final weights.
+    pub const MODEL: &str = "model.safetensors";
+    /// Resolved config.
+    pub const CONFIG: &str = "config.json";
+    /// Resume state.
+    pub const CHECKPOINT: &str = "checkpoint.safetensors";
+    /// One JSON object per epoch.
+    pub const METRICS: &str = "metrics.jsonl";
+    /// 8×8 prior samples.
+    pub const SAMPLES: &str = "samples.png";
+    /// Test digits over their reconstructions.
+    pub const RECONSTRUCTIONS: &str = "reconstructions.png";
+}
+
+/// The seed of the evaluation stream of an epoch: separate from the training stream, so evaluating never changes
+/// what training draws (and a resumed run matches an uninterrupted one).
+fn eval_seed(seed: u64, epoch: usize) -> u64 {
+    seed ^ 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)
+}
+
+/// Loads the dataset of `cfg` and builds the train (shuffled) and test batchers.
+pub fn batchers(cfg: &RunConfig, data: &MnistData, device: &Device) -> Result<(Batcher, Batcher)> {
+    let t = &cfg.training;
+    let dim = data.rows * data.cols;
+    if dim != cfg.model.input_dim {
+        bail!("model.input_dim is {} but {} images have {dim} pixels", cfg.model.input_dim, cfg.dataset);
+    }
+    let n = data.train_images.dim(0)?;
+    let keep = t.train_subset.unwrap_or(n).min(n);
+    let images = data.train_images.narrow(0, 0, keep)?;
+    let labels = data.train_labels.narrow(0, 0, keep)?;
+    let train = Batcher::new(&images, &labels, t.batch_size, device)?.binarize(t.binarize.into());
+    let test = Batcher::new(&data.test_images, &data.test_labels, 1000, device)?.binarize(t.binarize.into());
+    Ok((train, test))
+}
+
+/// Trains a model as `cfg` says, writing everything into `opts.out_dir`. Returns the metrics of every epoch.
+pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> {
+    let out = &opts.out_dir;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create run directory", out.display()))?;
+    let dataset: Dataset = cfg.dataset.parse().map_err(anyhow::Error::msg)?;
+    let data = vae_data::load(&opts.data_dir, dataset)?;
+    let (train_data, test_data) = batchers(cfg, &data, &opts.device)?;
+    let t = &cfg.training;
+
+    let mut rng = VaeRng::seed_from(t.seed);
+    let (mut vae, varmap) = Vae::init(&cfg.model, &mut rng, &opts.device)?;
+    vae.set_dataset(cfg.dataset.clone());
+    let mut params: Vec<(String, candle_core::Var)> = varmap.data().lock().expect("not poisoned").clone().into_iter().collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut opt = Adam::new(params, AdamConfig { lr: t.lr, ..Default::default() })?;
+
+    let ckpt_path = out.join(files::CHECKPOINT);
+    let metrics_path = out.join(files::METRICS);
+    let mut history: Vec<EpochMetrics> = Vec::new();
+    let mut first_epoch = 1;
+    if opts.resume {
+        if !ckpt_path.is_file() {
+            bail!("{}: no checkpoint to resume from (train without --resume first)", ckpt_path.display());
+        }
+        let ck = checkpoint::load(&ckpt_path)?;
+        if !cfg.resumable_from(&ck.config) {
+            bail!(
+                "{}: the checkpoint was written with a different config; resume with the same preset and flags \
+                 (only --epochs may change), or use another --out. checkpoint: {} now: {}",
+                ckpt_path.display(),
+                serde_json::to_string(&ck.config)?,
+                serde_json::to_string(cfg)?
+            );
+        }
+        for (name, var) in opt.params() {
+            let saved = ck
+                .tensors
+                .get(&format!("model.{name}"))
+                .with_context(|| format!("{}: missing tensor `model.{name}`", ckpt_path.display()))?;
+            if saved.dims() != var.dims() {
+                bail!("{}: tensor `model.{name}` has shape {:?}, expected {:?}", ckpt_path.display(), saved.dims(), var.dims());
+            }
+            var.set(&saved.to_device(&opts.device)?)?;
+        }
+        opt.restore(ck.step, |k| ck.tensors.get(&format!("adam.{k}")).cloned())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+        rng = VaeRng::from_state(ck.rng);
+        first_epoch = ck.epoch + 1;
+        history = read_metrics(&metrics_path)?.into_iter().filter(|m| m.epoch <= ck.epoch).collect();
+        tracing::info!(epoch = ck.epoch, step = ck.step, "resumed from {}", ckpt_path.display());
+    }
+    write_json(&out.join(files::CONFIG), cfg)?;
+    rewrite_metrics(&metrics_path, &history)?;
+
+    tracing::info!(
+        preset_dataset = %cfg.dataset,
+        params = cfg.model.num_parameters(),
+        train_images = train_data.len(),
+        device = ?opts.device,
+        "training {} epochs of batch {}",
+        t.epochs,
+        t.batch_size
+    );
+    for epoch in first_epoch..=t.epochs {
+        let (sums, secs) = train_epoch(&vae, &mut opt, &train_data, &mut rng, t.beta, epoch, t.epochs, opts.progress)?;
+        let tr = sums.averages();
+        let te = evaluate(&vae, &test_data, &mut VaeRng::seed_from(eval_seed(t.seed, epoch)))?;
+        let m = EpochMetrics {
+            epoch,
+            train_loss: tr.loss,
+            train_recon: tr.recon,
+            train_kl: tr.kl,
+            test_loss: te.loss,
+            test_recon: te.recon,
+            test_kl: te.kl,
+            epoch_s: secs,
+            images_per_s: train_data.len() as f64 / secs,
+        };
+        // Checkpoint first: a crash between the two leaves a metrics line the resume would drop, never a gap.
+        checkpoint::save(&ckpt_path, cfg, epoch, &opt, &rng)?;
+        append_metrics(&metrics_path, &m)?;
+        tracing::info!(
+            "epoch {epoch}/{}: train {:.3} (recon {:.3}, kl {:.3}) | test {:.3} (recon {:.3}, kl {:.3}) | {:.2} s, {:.0} img/s",
+            t.epochs, m.train_loss, m.train_recon, m.train_kl, m.test_loss, m.test_recon, m.test_kl, m.epoch_s, m.images_per_s
+        );
+        history.push(m);
+    }
+
+    vae.save(out.join(files::MODEL))?;
+    let mut fig_rng = VaeRng::seed_from(t.seed);
+    figures::write_grid(&out.join(files::SAMPLES), &vae.sample(64, &mut fig_rng)?, 8, 8, data.rows, data.cols)?;
+    let originals = test_images(&data, 8, &opts.device)?;
+    let recon = vae.reconstruct(&originals)?;
+    figures::write_reconstructions(&out.join(files::RECONSTRUCTIONS), &originals, &recon, data.rows, data.cols)?;
+    tracing::info!("wrote {}", out.display());
+    Ok(history)
+}
+
+/// One pass of Adam steps. Returns the epoch's sums and the seconds spent.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    vae: &Vae,
+    opt: &mut Adam,
+    data: &Batcher,
+    rng: &mut VaeRng,
+    beta: f64,
+    epoch: usize,
+    epochs: usize,
+    progress: bool,
+) -> Result<(ElboSums, f64)> {
+    let bar = (progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(data.num_batches() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{epoch}/{epochs}"));
+        bar
+    });
+    let mut sums = ElboSums::default();
+    // The epoch's order and binarisation come from `rng`; the noise ε from a stream split off it.
+    let mut noise = VaeRng::seed_from(rand::RngCore::next_u64(rng));
+    let start = Instant::now();
+    for (step, batch) in data.epoch(rng).enumerate() {
+        let (x, _) = batch?;
+        let out = vae.forward(&x, &mut noise)?;
+        let terms = beta_elbo(&x, &out, beta)?;
+        let grads = terms.loss.backward()?;
+        opt.step(&grads)?;
+        let loss = terms.loss.to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            bail!("the loss became {loss} at epoch {epoch}, step {}; try a lower --lr", step + 1);
+        }
+        let n = x.dim(0)?;
+        sums.add(n, loss, terms.recon.to_scalar::<f32>()? as f64, terms.kl.to_scalar::<f32>()? as f64);
+        if let Some(bar) = &bar {
+            let secs = start.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {:.2} | {:.0} img/s", sums.averages().loss, (step + 1) as f64 * n as f64 / secs));
+            bar.inc(1);
+        } else if (step + 1) % 100 == 0 {
+            tracing::debug!(epoch, step = step + 1, loss = sums.averages().loss, "training");
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok((sums, secs))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    vae_model::write_atomic(path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Reads `metrics.jsonl` (empty when absent).
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| path.display().to_string()),
+    }
+}
+
+fn rewrite_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let mut text = String::new();
+    for m in history {
+        text.push_str(&serde_json::to_string(m)?);
+        text.push('\n');
+    }
+    vae_model::write_atomic(path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).with_context(|| path.display().to_string())?;
+    writeln!(f, "{}", serde_json::to_string(m)?).with_context(|| path.display().to_string())
+}
+
+/// A helper for callers that only have images: the first `n` test images of a dataset, on `device`.
+pub fn test_images(data: &MnistData, n: usize, device: &Device) -> Result<Tensor> {
+    let n = n.min(data.test_images.dim(0)?);
+    Ok(data.test_images.narrow(0, 0, n)?.to_device(device)?)
+}
