@@ -50,17 +50,35 @@ pub struct Batcher {
 
 impl Batcher {
     /// A batcher over `images [N, D]` (f32 in [0, 1]) and `labels [N]`, batches of `batch_size` on `device`.
-    pub fn new(images: &Tensor, labels: &Tensor, batch_size: usize, device: &Device) -> Result<Self> {
+    pub fn new(
+        images: &Tensor,
+        labels: &Tensor,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let (n, dim) = images.dims2()?;
         let labels = labels.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
         if labels.len() != n {
-            return Err(candle_core::Error::Msg(format!("{} labels for {n} images", labels.len())).into());
+            return Err(
+                candle_core::Error::Msg(format!("{} labels for {n} images", labels.len())).into(),
+            );
         }
         if batch_size == 0 {
             return Err(candle_core::Error::Msg("batch size must be at least 1".into()).into());
         }
-        let pixels = images.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(Self { pixels, labels, dim, batch_size, drop_last: false, binarize: Binarize::None, device: device.clone() })
+        let pixels = images
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(Self {
+            pixels,
+            labels,
+            dim,
+            batch_size,
+            drop_last: false,
+            binarize: Binarize::None,
+            device: device.clone(),
+        })
     }
 
     /// Drop the last batch when it is smaller than the batch size.
@@ -104,27 +122,63 @@ impl Batcher {
     /// One epoch in a fresh random order drawn from `rng`.
     pub fn epoch<'a, R: Rng>(&'a self, rng: &'a mut R) -> Batches<'a, R> {
         let order = self.shuffled_order(rng);
-        Batches { batcher: self, order, pos: 0, rng }
+        Batches {
+            batcher: self,
+            order,
+            pos: 0,
+            rng,
+        }
     }
 
     /// One pass in the stored order (for evaluation). Dynamic binarisation still draws from `rng`.
     pub fn in_order<'a, R: Rng>(&'a self, rng: &'a mut R) -> Batches<'a, R> {
-        Batches { batcher: self, order: (0..self.len()).collect(), pos: 0, rng }
+        Batches {
+            batcher: self,
+            order: (0..self.len()).collect(),
+            pos: 0,
+            rng,
+        }
     }
 
-    fn gather(&self, idx: &[usize], rng: &mut impl Rng) -> Result<(Tensor, Tensor)> {
+    /// Writes the (binarised) pixels of examples `idx` into `out`, `[idx.len(), D]` row-major. Dynamic
+    /// binarisation draws from `rng`, in the same order as [`Batcher::epoch`] does.
+    pub fn fill(&self, idx: &[usize], out: &mut Vec<f32>, rng: &mut impl Rng) {
         let d = self.dim;
-        let mut pixels = Vec::with_capacity(idx.len() * d);
+        out.clear();
         for &i in idx {
-            pixels.extend_from_slice(&self.pixels[i * d..(i + 1) * d]);
+            out.extend_from_slice(&self.pixels[i * d..(i + 1) * d]);
         }
         match self.binarize {
             Binarize::None => {}
-            Binarize::Static => pixels.iter_mut().for_each(|p| *p = if *p > 0.5 { 1.0 } else { 0.0 }),
-            Binarize::Dynamic => pixels.iter_mut().for_each(|p| *p = if rng.random::<f32>() < *p { 1.0 } else { 0.0 }),
+            Binarize::Static => out
+                .iter_mut()
+                .for_each(|p| *p = if *p > 0.5 { 1.0 } else { 0.0 }),
+            Binarize::Dynamic => out
+                .iter_mut()
+                .for_each(|p| *p = if rng.random::<f32>() < *p { 1.0 } else { 0.0 }),
         }
+    }
+
+    /// Pixels per example.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Examples per full batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Whether a last partial batch is dropped.
+    pub fn drops_last(&self) -> bool {
+        self.drop_last
+    }
+
+    fn gather(&self, idx: &[usize], rng: &mut impl Rng) -> Result<(Tensor, Tensor)> {
+        let mut pixels = Vec::with_capacity(idx.len() * self.dim);
+        self.fill(idx, &mut pixels, rng);
         let labels: Vec<u32> = idx.iter().map(|&i| self.labels[i]).collect();
-        let images = Tensor::from_vec(pixels, (idx.len(), d), &self.device)?;
+        let images = Tensor::from_vec(pixels, (idx.len(), self.dim), &self.device)?;
         let labels = Tensor::from_vec(labels, idx.len(), &self.device)?;
         Ok((images, labels))
     }

@@ -57,16 +57,22 @@ impl Dataset {
                 "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
             ],
         };
-        std::array::from_fn(|i| DataFile { name: FILE_NAMES[i], sha256: sums[i] })
+        std::array::from_fn(|i| DataFile {
+            name: FILE_NAMES[i],
+            sha256: sums[i],
+        })
     }
 
     /// Public mirrors, tried in order. Each holds the files directly: `<mirror><file name>`.
     pub fn builtin_mirrors(self) -> &'static [&'static str] {
         match self {
-            Dataset::Mnist => {
-                &["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"]
+            Dataset::Mnist => &[
+                "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            ],
+            Dataset::FashionMnist => {
+                &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
             }
-            Dataset::FashionMnist => &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
         }
     }
 }

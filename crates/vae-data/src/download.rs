@@ -26,23 +26,39 @@ pub enum Source {
 impl Source {
     /// `--mirror` if given, else `VAE_DATA_MIRROR` if set, else the built-in list.
     pub fn from_mirror_flag_or_env(mirror: Option<&str>) -> Source {
-        let from_env = std::env::var(MIRROR_ENV).ok().filter(|s| !s.trim().is_empty());
+        let from_env = std::env::var(MIRROR_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty());
         match mirror.map(str::to_string).or(from_env) {
-            Some(list) => Source::Mirrors(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+            Some(list) => Source::Mirrors(
+                list.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
             None => Source::BuiltIn,
         }
     }
 
     fn candidates(&self, dataset: Dataset, file: &str) -> Vec<String> {
         match self {
-            Source::BuiltIn => dataset.builtin_mirrors().iter().map(|m| format!("{m}{file}")).collect(),
-            Source::Mirrors(bases) => {
-                bases.iter().map(|b| format!("{}/{}/{file}", b.trim_end_matches('/'), dataset.name())).collect()
-            }
+            Source::BuiltIn => dataset
+                .builtin_mirrors()
+                .iter()
+                .map(|m| format!("{m}{file}"))
+                .collect(),
+            Source::Mirrors(bases) => bases
+                .iter()
+                .map(|b| format!("{}/{}/{file}", b.trim_end_matches('/'), dataset.name()))
+                .collect(),
             Source::LocalDir(dir) => {
                 let nested = dir.join(dataset.name()).join(file);
                 let flat = dir.join(file);
-                let pick = if nested.exists() || !flat.exists() { nested } else { flat };
+                let pick = if nested.exists() || !flat.exists() {
+                    nested
+                } else {
+                    flat
+                };
                 vec![pick.display().to_string()]
             }
         }
@@ -106,7 +122,10 @@ pub fn dataset_dir(data_dir: &Path, dataset: Dataset) -> PathBuf {
 pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFile, Outcome)>> {
     let dir = dataset_dir(&opts.data_dir, dataset);
     std::fs::create_dir_all(&dir).map_err(DataError::io(&dir))?;
-    let agent = ureq::AgentBuilder::new().timeout_connect(opts.timeout).timeout_read(opts.timeout).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(opts.timeout)
+        .timeout_read(opts.timeout)
+        .build();
     let mut report = Vec::new();
     for file in dataset.files() {
         let dest = dir.join(file.name);
@@ -129,7 +148,9 @@ pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFil
                         tracing::warn!("{e}");
                         let transient = matches!(
                             e,
-                            DataError::Connect { .. } | DataError::Timeout { .. } | DataError::Transfer { .. }
+                            DataError::Connect { .. }
+                                | DataError::Timeout { .. }
+                                | DataError::Transfer { .. }
                         ) || matches!(e, DataError::Http { status, .. } if status >= 500);
                         attempts.push(e.to_string());
                         if !transient || attempt == 1 {
@@ -141,13 +162,24 @@ pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFil
         }
         match fetched {
             Some(url) => report.push((file, Outcome::Fetched(url))),
-            None => return Err(DataError::AllSourcesFailed { file: file.name.to_string(), attempts }),
+            None => {
+                return Err(DataError::AllSourcesFailed {
+                    file: file.name.to_string(),
+                    attempts,
+                })
+            }
         }
     }
     Ok(report)
 }
 
-fn fetch_verified(agent: &ureq::Agent, url: &str, file: &DataFile, dest: &Path, opts: &DownloadOptions) -> Result<()> {
+fn fetch_verified(
+    agent: &ureq::Agent,
+    url: &str,
+    file: &DataFile,
+    dest: &Path,
+    opts: &DownloadOptions,
+) -> Result<()> {
     let dir = dest.parent().expect("dest is inside the dataset dir");
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", file.name))
@@ -175,11 +207,22 @@ fn fetch_verified(agent: &ureq::Agent, url: &str, file: &DataFile, dest: &Path, 
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if is_timeout(&e) => return Err(DataError::Timeout { url: url.into(), msg: e.to_string() }),
-            Err(e) => return Err(DataError::Transfer { url: url.into(), msg: e.to_string() }),
+            Err(e) if is_timeout(&e) => {
+                return Err(DataError::Timeout {
+                    url: url.into(),
+                    msg: e.to_string(),
+                })
+            }
+            Err(e) => {
+                return Err(DataError::Transfer {
+                    url: url.into(),
+                    msg: e.to_string(),
+                })
+            }
         };
         hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(DataError::io(tmp.path()))?;
+        tmp.write_all(&buf[..n])
+            .map_err(DataError::io(tmp.path()))?;
         if let Some(b) = &bar {
             b.inc(n as u64);
         }
@@ -197,28 +240,48 @@ fn fetch_verified(agent: &ureq::Agent, url: &str, file: &DataFile, dest: &Path, 
             actual,
         });
     }
-    tmp.as_file().sync_all().map_err(DataError::io(tmp.path()))?;
-    tmp.persist(dest).map_err(|e| DataError::Io { path: dest.to_path_buf(), source: e.error })?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(DataError::io(tmp.path()))?;
+    tmp.persist(dest).map_err(|e| DataError::Io {
+        path: dest.to_path_buf(),
+        source: e.error,
+    })?;
     tracing::info!(file = %dest.display(), "verified sha256 {}", &file.sha256[..12]);
     Ok(())
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
 }
 
 fn http_error(url: &str, e: ureq::Error) -> DataError {
     match e {
-        ureq::Error::Status(status, _) => DataError::Http { url: url.into(), status },
+        ureq::Error::Status(status, _) => DataError::Http {
+            url: url.into(),
+            status,
+        },
         ureq::Error::Transport(t) => {
             let msg = t.to_string();
             let timed_out = std::error::Error::source(&t)
                 .and_then(|s| s.downcast_ref::<std::io::Error>())
                 .is_some_and(is_timeout);
             match t.kind() {
-                _ if timed_out => DataError::Timeout { url: url.into(), msg },
-                ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => DataError::Connect { url: url.into(), msg },
-                _ => DataError::Transfer { url: url.into(), msg },
+                _ if timed_out => DataError::Timeout {
+                    url: url.into(),
+                    msg,
+                },
+                ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => DataError::Connect {
+                    url: url.into(),
+                    msg,
+                },
+                _ => DataError::Transfer {
+                    url: url.into(),
+                    msg,
+                },
             }
         }
     }
@@ -232,9 +295,11 @@ fn progress_bar(enabled: bool, len: Option<u64>, name: &str) -> Option<indicatif
         Some(n) => indicatif::ProgressBar::new(n),
         None => indicatif::ProgressBar::new_spinner(),
     };
-    let style = indicatif::ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-        .expect("static template")
-        .progress_chars("=> ");
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .expect("static template")
+    .progress_chars("=> ");
     bar.set_style(style);
     bar.set_message(name.to_string());
     Some(bar)

@@ -91,7 +91,10 @@ impl DataError {
     }
 
     pub(crate) fn idx(path: impl Into<PathBuf>, msg: impl Into<String>) -> DataError {
-        DataError::Idx { path: path.into(), msg: msg.into() }
+        DataError::Idx {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }
 

@@ -51,7 +51,10 @@ pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>
         let expected = 0x0800 + kind.ndim() as u32;
         return Err(DataError::idx(
             gz,
-            format!("wrong magic number {} (expected {expected} for IDX {kind:?})", u32::from_be_bytes(magic)),
+            format!(
+                "wrong magic number {} (expected {expected} for IDX {kind:?})",
+                u32::from_be_bytes(magic)
+            ),
         ));
     }
     let mut dims = Vec::with_capacity(kind.ndim() as usize);
@@ -61,24 +64,28 @@ pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>
         dims.push(u32::from_be_bytes(d) as u64);
     }
     if dims.iter().any(|&d| d == 0) {
-        return Err(DataError::idx(gz, format!("header has a zero dimension {dims:?}")));
+        return Err(DataError::idx(
+            gz,
+            format!("header has a zero dimension {dims:?}"),
+        ));
     }
     let capacity = gz_len.saturating_mul(MAX_DEFLATE_RATIO);
     let body = match dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)) {
         Some(b) if b <= capacity => b,
-        _ => {
-            return Err(DataError::idx(
-                gz,
-                format!("header claims dimensions {dims:?}, more data than a {gz_len}-byte gzip can hold"),
-            ))
-        }
+        _ => return Err(DataError::idx(
+            gz,
+            format!(
+                "header claims dimensions {dims:?}, more data than a {gz_len}-byte gzip can hold"
+            ),
+        )),
     };
 
     let out_file = File::create(out).map_err(DataError::io(out))?;
     let mut w = BufWriter::new(out_file);
     w.write_all(&magic).map_err(DataError::io(out))?;
     for &d in &dims {
-        w.write_all(&(d as u32).to_be_bytes()).map_err(DataError::io(out))?;
+        w.write_all(&(d as u32).to_be_bytes())
+            .map_err(DataError::io(out))?;
     }
     let copied = std::io::copy(&mut (&mut dec).take(body), &mut w).map_err(|e| corrupt(gz, &e))?;
     if copied != body {
@@ -93,7 +100,9 @@ pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>
         Ok(_) => {
             return Err(DataError::idx(
                 gz,
-                format!("header dimensions {dims:?} describe {body} data bytes, but the file has more"),
+                format!(
+                    "header dimensions {dims:?} describe {body} data bytes, but the file has more"
+                ),
             ))
         }
         Err(e) => return Err(corrupt(gz, &e)),
@@ -104,7 +113,9 @@ pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>
 
 fn read_header(dec: &mut impl Read, buf: &mut [u8], gz: &Path) -> Result<()> {
     dec.read_exact(buf).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => DataError::idx(gz, "truncated: the IDX header is incomplete"),
+        std::io::ErrorKind::UnexpectedEof => {
+            DataError::idx(gz, "truncated: the IDX header is incomplete")
+        }
         _ => corrupt(gz, &e),
     })
 }

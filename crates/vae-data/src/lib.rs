@@ -19,6 +19,8 @@ mod load;
 
 pub use batch::{Batcher, Batches, Binarize};
 pub use dataset::{DataFile, Dataset, FILE_NAMES};
-pub use download::{dataset_dir, download, sha256_file, DownloadOptions, Outcome, Source, MIRROR_ENV};
+pub use download::{
+    dataset_dir, download, sha256_file, DownloadOptions, Outcome, Source, MIRROR_ENV,
+};
 pub use error::{DataError, Result};
 pub use load::{label_counts, load, load_dir, MnistData};

@@ -37,13 +37,22 @@ pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
     for f in FILE_NAMES {
         let p = dir.join(f);
         if !p.is_file() {
-            return Err(DataError::Missing { path: p, dataset: name.to_string() });
+            return Err(DataError::Missing {
+                path: p,
+                dataset: name.to_string(),
+            });
         }
     }
-    let tmp = tempfile::TempDir::new_in(dir).or_else(|_| tempfile::tempdir()).map_err(DataError::io(dir))?;
+    let tmp = tempfile::TempDir::new_in(dir)
+        .or_else(|_| tempfile::tempdir())
+        .map_err(DataError::io(dir))?;
     let mut dims = Vec::new();
     for f in FILE_NAMES {
-        let kind = if f.contains("images") { IdxKind::Images } else { IdxKind::Labels };
+        let kind = if f.contains("images") {
+            IdxKind::Images
+        } else {
+            IdxKind::Labels
+        };
         let raw = tmp.path().join(f.trim_end_matches(".gz"));
         dims.push(decompress_idx(&dir.join(f), &raw, kind)?);
     }
@@ -51,14 +60,21 @@ pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
         if dims[images][0] != dims[labels][0] {
             return Err(DataError::idx(
                 dir.join(FILE_NAMES[labels]),
-                format!("{} labels for {} images in {}", dims[labels][0], dims[images][0], FILE_NAMES[images]),
+                format!(
+                    "{} labels for {} images in {}",
+                    dims[labels][0], dims[images][0], FILE_NAMES[images]
+                ),
             ));
         }
     }
     if dims[0][1..] != dims[2][1..] {
         return Err(DataError::idx(
             dir.join(FILE_NAMES[2]),
-            format!("test images are {:?}, training images {:?}", &dims[2][1..], &dims[0][1..]),
+            format!(
+                "test images are {:?}, training images {:?}",
+                &dims[2][1..],
+                &dims[0][1..]
+            ),
         ));
     }
     let ds = candle_datasets::vision::mnist::load_dir(tmp.path())?;
@@ -77,7 +93,10 @@ pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
 fn checked_labels(labels: &Tensor, path: &Path) -> Result<Tensor> {
     let v = labels.to_vec1::<u8>()?;
     if let Some(i) = v.iter().position(|&l| l > 9) {
-        return Err(DataError::idx(path, format!("label {} at index {i} is not a class 0-9", v[i])));
+        return Err(DataError::idx(
+            path,
+            format!("label {} at index {i} is not a class 0-9", v[i]),
+        ));
     }
     Ok(labels.to_dtype(DType::U32)?)
 }

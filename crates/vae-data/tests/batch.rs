@@ -5,13 +5,18 @@ use vae_data::{Batcher, Binarize};
 use vae_model::VaeRng;
 
 fn data(n: usize) -> (Tensor, Tensor) {
-    let images = Tensor::arange(0f32, (n * 3) as f32, &Device::Cpu).unwrap().reshape((n, 3)).unwrap();
+    let images = Tensor::arange(0f32, (n * 3) as f32, &Device::Cpu)
+        .unwrap()
+        .reshape((n, 3))
+        .unwrap();
     let labels = Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap();
     (images, labels)
 }
 
 fn epoch_labels(b: &Batcher, rng: &mut VaeRng) -> Vec<u32> {
-    b.epoch(rng).flat_map(|r| r.unwrap().1.to_vec1::<u32>().unwrap()).collect()
+    b.epoch(rng)
+        .flat_map(|r| r.unwrap().1.to_vec1::<u32>().unwrap())
+        .collect()
 }
 
 #[test]
@@ -41,18 +46,32 @@ fn images_stay_with_their_labels_and_the_last_batch_is_partial_or_dropped() {
     let (x, y) = data(10);
     let b = Batcher::new(&x, &y, 4, &Device::Cpu).unwrap();
     let mut rng = VaeRng::seed_from(1);
-    let sizes: Vec<usize> = b.epoch(&mut rng).map(|r| r.unwrap().0.dim(0).unwrap()).collect();
+    let sizes: Vec<usize> = b
+        .epoch(&mut rng)
+        .map(|r| r.unwrap().0.dim(0).unwrap())
+        .collect();
     assert_eq!(sizes, vec![4, 4, 2]);
     for r in b.epoch(&mut rng) {
         let (img, lab) = r.unwrap();
-        for (row, l) in img.to_vec2::<f32>().unwrap().iter().zip(lab.to_vec1::<u32>().unwrap()) {
-            assert_eq!(row, &[(l * 3) as f32, (l * 3 + 1) as f32, (l * 3 + 2) as f32]);
+        for (row, l) in img
+            .to_vec2::<f32>()
+            .unwrap()
+            .iter()
+            .zip(lab.to_vec1::<u32>().unwrap())
+        {
+            assert_eq!(
+                row,
+                &[(l * 3) as f32, (l * 3 + 1) as f32, (l * 3 + 2) as f32]
+            );
         }
     }
     let b = b.drop_last(true);
     assert_eq!(b.num_batches(), 2);
     assert_eq!(b.epoch(&mut rng).count(), 2);
-    let ordered: Vec<u32> = b.in_order(&mut rng).flat_map(|r| r.unwrap().1.to_vec1::<u32>().unwrap()).collect();
+    let ordered: Vec<u32> = b
+        .in_order(&mut rng)
+        .flat_map(|r| r.unwrap().1.to_vec1::<u32>().unwrap())
+        .collect();
     assert_eq!(ordered, (0..8).collect::<Vec<u32>>());
 }
 
@@ -60,17 +79,34 @@ fn images_stay_with_their_labels_and_the_last_batch_is_partial_or_dropped() {
 fn static_binarisation_thresholds_at_one_half() {
     let x = Tensor::new(&[[0.2f32, 0.5, 0.51, 1.0]], &Device::Cpu).unwrap();
     let y = Tensor::new(&[0u32], &Device::Cpu).unwrap();
-    let b = Batcher::new(&x, &y, 1, &Device::Cpu).unwrap().binarize(Binarize::Static);
+    let b = Batcher::new(&x, &y, 1, &Device::Cpu)
+        .unwrap()
+        .binarize(Binarize::Static);
     let (img, _) = b.epoch(&mut VaeRng::seed_from(0)).next().unwrap().unwrap();
-    assert_eq!(img.to_vec2::<f32>().unwrap(), vec![vec![0.0, 0.0, 1.0, 1.0]]);
+    assert_eq!(
+        img.to_vec2::<f32>().unwrap(),
+        vec![vec![0.0, 0.0, 1.0, 1.0]]
+    );
 }
 
 #[test]
 fn dynamic_binarisation_is_seeded_fresh_each_epoch_and_unbiased() {
     let x = Tensor::full(0.3f32, (2000, 50), &Device::Cpu).unwrap();
     let y = Tensor::zeros(2000, candle_core::DType::U32, &Device::Cpu).unwrap();
-    let b = Batcher::new(&x, &y, 2000, &Device::Cpu).unwrap().binarize(Binarize::Dynamic);
-    let draw = |rng: &mut VaeRng| b.in_order(rng).next().unwrap().unwrap().0.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = Batcher::new(&x, &y, 2000, &Device::Cpu)
+        .unwrap()
+        .binarize(Binarize::Dynamic);
+    let draw = |rng: &mut VaeRng| {
+        b.in_order(rng)
+            .next()
+            .unwrap()
+            .unwrap()
+            .0
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
     let mut rng = VaeRng::seed_from(5);
     let (a1, a2) = (draw(&mut rng), draw(&mut rng));
     assert!(a1.iter().all(|&v| v == 0.0 || v == 1.0));
@@ -85,7 +121,10 @@ fn dynamic_binarisation_is_seeded_fresh_each_epoch_and_unbiased() {
 fn bad_shapes_are_errors() {
     let (x, _) = data(5);
     let y = Tensor::arange(0u32, 4, &Device::Cpu).unwrap();
-    assert!(Batcher::new(&x, &y, 2, &Device::Cpu).unwrap_err().to_string().contains("4 labels for 5 images"));
+    assert!(Batcher::new(&x, &y, 2, &Device::Cpu)
+        .unwrap_err()
+        .to_string()
+        .contains("4 labels for 5 images"));
     let (x, y) = data(5);
     assert!(Batcher::new(&x, &y, 0, &Device::Cpu).is_err());
 }

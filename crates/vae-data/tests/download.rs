@@ -19,7 +19,10 @@ fn opts(data_dir: &Path, mirrors: &[&str]) -> DownloadOptions {
 
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -32,17 +35,31 @@ fn good_fetch_then_skip_when_already_verified() {
     let report = download(Dataset::Mnist, &o).unwrap();
     assert_eq!(report.len(), 4);
     for (file, outcome) in &report {
-        assert_eq!(*outcome, Outcome::Fetched(format!("{}mnist/{}", server.base, file.name)));
-        assert_eq!(sha256_file(&tmp.path().join("mnist").join(file.name)).unwrap(), file.sha256);
+        assert_eq!(
+            *outcome,
+            Outcome::Fetched(format!("{}mnist/{}", server.base, file.name))
+        );
+        assert_eq!(
+            sha256_file(&tmp.path().join("mnist").join(file.name)).unwrap(),
+            file.sha256
+        );
     }
     assert_eq!(server.total_hits(), 4);
     let mut names = leftovers(&tmp.path().join("mnist"));
     names.sort();
-    assert_eq!(names.len(), 4, "only the four files, no temporaries: {names:?}");
+    assert_eq!(
+        names.len(),
+        4,
+        "only the four files, no temporaries: {names:?}"
+    );
 
     let again = download(Dataset::Mnist, &o).unwrap();
     assert!(again.iter().all(|(_, o)| *o == Outcome::AlreadyVerified));
-    assert_eq!(server.total_hits(), 4, "verified files are not fetched again");
+    assert_eq!(
+        server.total_hits(),
+        4,
+        "verified files are not fetched again"
+    );
 }
 
 #[test]
@@ -53,15 +70,28 @@ fn wrong_bytes_are_refused_and_nothing_is_left_behind() {
     let msg = err.to_string();
     let file = "train-images-idx3-ubyte.gz";
     assert!(msg.contains(file), "{msg}");
-    assert!(msg.contains(&format!("{}mnist/{file}", server.base)), "{msg}");
-    assert!(msg.contains(Dataset::Mnist.files()[0].sha256), "expected hash missing: {msg}");
+    assert!(
+        msg.contains(&format!("{}mnist/{file}", server.base)),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(Dataset::Mnist.files()[0].sha256),
+        "expected hash missing: {msg}"
+    );
     let actual = {
         use sha2::Digest;
-        sha2::Sha256::digest(b"definitely not MNIST").iter().map(|b| format!("{b:02x}")).collect::<String>()
+        sha2::Sha256::digest(b"definitely not MNIST")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     };
     assert!(msg.contains(&actual), "actual hash missing: {msg}");
     assert!(!msg.contains('\n'));
-    assert!(leftovers(&tmp.path().join("mnist")).is_empty(), "left behind: {:?}", leftovers(&tmp.path().join("mnist")));
+    assert!(
+        leftovers(&tmp.path().join("mnist")).is_empty(),
+        "left behind: {:?}",
+        leftovers(&tmp.path().join("mnist"))
+    );
     // A checksum failure is not retried on the same mirror.
     assert_eq!(server.hits(&format!("/mnist/{file}")), 1);
 }
@@ -74,7 +104,10 @@ fn a_bad_file_in_place_is_replaced_by_a_verified_one() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), b"stale").unwrap();
     download(Dataset::Mnist, &opts(tmp.path(), &[&server.base])).unwrap();
-    assert_eq!(sha256_file(&dir.join("t10k-labels-idx1-ubyte.gz")).unwrap(), Dataset::Mnist.files()[3].sha256);
+    assert_eq!(
+        sha256_file(&dir.join("t10k-labels-idx1-ubyte.gz")).unwrap(),
+        Dataset::Mnist.files()[3].sha256
+    );
 }
 
 #[test]
@@ -84,8 +117,15 @@ fn not_found_falls_back_to_the_next_mirror() {
     let tmp = tempfile::tempdir().unwrap();
     let report = download(Dataset::Mnist, &opts(tmp.path(), &[&dead.base, &good.base])).unwrap();
     for (file, outcome) in &report {
-        assert_eq!(*outcome, Outcome::Fetched(format!("{}mnist/{}", good.base, file.name)));
-        assert_eq!(dead.hits(&format!("/mnist/{}", file.name)), 1, "a 404 is not retried");
+        assert_eq!(
+            *outcome,
+            Outcome::Fetched(format!("{}mnist/{}", good.base, file.name))
+        );
+        assert_eq!(
+            dead.hits(&format!("/mnist/{}", file.name)),
+            1,
+            "a 404 is not retried"
+        );
     }
 }
 
@@ -97,7 +137,10 @@ fn server_errors_are_retried_once() {
         if n == 1 {
             (503, b"busy".to_vec())
         } else {
-            (200, std::fs::read(root.join(path.trim_start_matches('/'))).unwrap())
+            (
+                200,
+                std::fs::read(root.join(path.trim_start_matches('/'))).unwrap(),
+            )
         }
     });
     let tmp = tempfile::tempdir().unwrap();
@@ -107,17 +150,30 @@ fn server_errors_are_retried_once() {
     // Always 500: two tries, then a one-line error naming the file and the status.
     let broken = TestServer::start(|_, _| (500, b"boom".to_vec()));
     let tmp = tempfile::tempdir().unwrap();
-    let msg = download(Dataset::Mnist, &opts(tmp.path(), &[&broken.base])).unwrap_err().to_string();
-    assert!(msg.contains("train-images-idx3-ubyte.gz") && msg.contains("HTTP 500"), "{msg}");
+    let msg = download(Dataset::Mnist, &opts(tmp.path(), &[&broken.base]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("train-images-idx3-ubyte.gz") && msg.contains("HTTP 500"),
+        "{msg}"
+    );
     assert_eq!(broken.total_hits(), 2);
 }
 
 #[test]
 fn refused_connection_and_timeout_have_clear_errors() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let tmp = tempfile::tempdir().unwrap();
-    let err = download(Dataset::Mnist, &opts(tmp.path(), &[&format!("http://127.0.0.1:{port}/")])).unwrap_err();
+    let err = download(
+        Dataset::Mnist,
+        &opts(tmp.path(), &[&format!("http://127.0.0.1:{port}/")]),
+    )
+    .unwrap_err();
     assert!(matches!(err, DataError::AllSourcesFailed { ref attempts, .. } if attempts.len() == 2));
     assert!(err.to_string().contains("cannot connect"), "{err}");
 

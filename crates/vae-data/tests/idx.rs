@@ -40,7 +40,12 @@ fn write_set(dir: &Path, files: [Vec<u8>; 4]) {
 fn good_files() -> [Vec<u8>; 4] {
     let train: Vec<u8> = (0..24).map(|i| (i * 10) as u8).collect();
     let test: Vec<u8> = vec![255; 12];
-    [images(4, &train), labels(&[3, 1, 4, 1]), images(2, &test), labels(&[9, 0])]
+    [
+        images(4, &train),
+        labels(&[3, 1, 4, 1]),
+        images(2, &test),
+        labels(&[9, 0]),
+    ]
 }
 
 fn err_of(r: Result<impl std::fmt::Debug, DataError>) -> String {
@@ -72,7 +77,10 @@ fn wrong_magic_is_refused() {
     f[0] = idx(2049, &[4, 2, 3], &[0; 24]); // a labels magic on the images file
     write_set(dir.path(), f);
     let msg = err_of(load_dir(dir.path(), "synthetic"));
-    assert!(msg.contains("train-images-idx3-ubyte.gz") && msg.contains("wrong magic number 2049"), "{msg}");
+    assert!(
+        msg.contains("train-images-idx3-ubyte.gz") && msg.contains("wrong magic number 2049"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -82,7 +90,12 @@ fn truncated_body_is_refused() {
     f[2] = images(2, &[1; 11]);
     write_set(dir.path(), f);
     let msg = err_of(load_dir(dir.path(), "synthetic"));
-    assert!(msg.contains("t10k-images-idx3-ubyte.gz") && msg.contains("truncated") && msg.contains("need 12"), "{msg}");
+    assert!(
+        msg.contains("t10k-images-idx3-ubyte.gz")
+            && msg.contains("truncated")
+            && msg.contains("need 12"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -92,7 +105,10 @@ fn header_disagreeing_with_the_size_is_refused() {
     f[1] = idx(2049, &[3], &[3, 1, 4, 1]); // says 3 labels, holds 4
     write_set(dir.path(), f);
     let msg = err_of(load_dir(dir.path(), "synthetic"));
-    assert!(msg.contains("train-labels-idx1-ubyte.gz") && msg.contains("has more"), "{msg}");
+    assert!(
+        msg.contains("train-labels-idx1-ubyte.gz") && msg.contains("has more"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -100,14 +116,25 @@ fn a_header_claiming_four_billion_images_is_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.gz");
     std::fs::write(&path, gz(&idx(2051, &[4_000_000_000, 28, 28], &[0; 784]))).unwrap();
-    let msg = err_of(decompress_idx(&path, &dir.path().join("huge"), IdxKind::Images));
-    assert!(msg.contains("huge.gz") && msg.contains("4000000000"), "{msg}");
+    let msg = err_of(decompress_idx(
+        &path,
+        &dir.path().join("huge"),
+        IdxKind::Images,
+    ));
+    assert!(
+        msg.contains("huge.gz") && msg.contains("4000000000"),
+        "{msg}"
+    );
     // Refused from the header alone: the output was never even created.
     assert!(!dir.path().join("huge").exists());
 
     // Labels too, and the largest u32 in every dimension (whose product overflows u64).
     std::fs::write(&path, gz(&idx(2051, &[u32::MAX, u32::MAX, u32::MAX], &[]))).unwrap();
-    err_of(decompress_idx(&path, &dir.path().join("huge"), IdxKind::Images));
+    err_of(decompress_idx(
+        &path,
+        &dir.path().join("huge"),
+        IdxKind::Images,
+    ));
 }
 
 #[test]
@@ -117,7 +144,10 @@ fn mismatched_image_and_label_counts_are_refused() {
     f[3] = labels(&[9, 0, 1]);
     write_set(dir.path(), f);
     let msg = err_of(load_dir(dir.path(), "synthetic"));
-    assert!(msg.contains("t10k-labels-idx1-ubyte.gz") && msg.contains("3 labels for 2 images"), "{msg}");
+    assert!(
+        msg.contains("t10k-labels-idx1-ubyte.gz") && msg.contains("3 labels for 2 images"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -138,7 +168,10 @@ fn corrupt_gzip_is_refused() {
     // Not gzip at all.
     std::fs::write(&p, b"plain text, no gzip header").unwrap();
     let msg = err_of(load_dir(dir.path(), "synthetic"));
-    assert!(msg.contains("train-images-idx3-ubyte.gz") && msg.contains("corrupt gzip"), "{msg}");
+    assert!(
+        msg.contains("train-images-idx3-ubyte.gz") && msg.contains("corrupt gzip"),
+        "{msg}"
+    );
     // A damaged deflate stream / CRC.
     let mut bytes = gz(&images(4, &(0..24).collect::<Vec<u8>>()));
     let n = bytes.len();
@@ -156,5 +189,9 @@ fn corrupt_gzip_is_refused() {
 fn a_missing_file_says_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
     let msg = err_of(load_dir(dir.path(), "mnist"));
-    assert!(msg.contains("train-images-idx3-ubyte.gz: missing") && msg.contains("cargo xtask download --dataset mnist"), "{msg}");
+    assert!(
+        msg.contains("train-images-idx3-ubyte.gz: missing")
+            && msg.contains("cargo xtask download --dataset mnist"),
+        "{msg}"
+    );
 }

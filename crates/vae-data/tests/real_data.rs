@@ -30,7 +30,10 @@ fn both_datasets_download_through_the_mirror_variable_and_load_with_published_co
             let hi = images.max_all().unwrap().to_scalar::<f32>().unwrap();
             assert_eq!((lo, hi), (0.0, 1.0), "{dataset}");
         }
-        let (train, test) = (label_counts(&d.train_labels).unwrap(), label_counts(&d.test_labels).unwrap());
+        let (train, test) = (
+            label_counts(&d.train_labels).unwrap(),
+            label_counts(&d.test_labels).unwrap(),
+        );
         match dataset {
             Dataset::Mnist => {
                 assert_eq!(train, MNIST_TRAIN);

@@ -6,7 +6,9 @@ use candle_core::Device;
 use vae_model::{Vae, VaeRng};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "runs/mnist/model.safetensors".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "runs/mnist/model.safetensors".into());
     let device = Device::Cpu;
     let vae = Vae::load(&path, &device)?; // rebuilt from the file's metadata alone
     let cfg = vae.config();
@@ -15,11 +17,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .chain([cfg.latent_dim])
         .map(|d| d.to_string())
         .collect();
-    println!("{path}: {} VAE trained on {}", dims.join("-"), vae.dataset().unwrap_or("?"));
+    println!(
+        "{path}: {} VAE trained on {}",
+        dims.join("-"),
+        vae.dataset().unwrap_or("?")
+    );
 
     let mut rng = VaeRng::seed_from(0);
     let images = vae.sample(4, &mut rng)?; // [4, 784] pixel probabilities
     let (mu, logvar) = vae.encode(&images)?; // the posterior of each sample
-    println!("samples {:?}, posterior mean {:?}, log-variance {:?}", images.dims(), mu.dims(), logvar.dims());
+    println!(
+        "samples {:?}, posterior mean {:?}, log-variance {:?}",
+        images.dims(),
+        mu.dims(),
+        logvar.dims()
+    );
     Ok(())
 }

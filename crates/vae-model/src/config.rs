@@ -74,7 +74,9 @@ impl VaeConfig {
             return bad("hidden_dims needs at least one hidden layer".into());
         }
         if let Some(i) = self.hidden_dims.iter().position(|&d| d == 0) {
-            return bad(format!("hidden_dims[{i}] is 0; every hidden layer needs at least 1 unit"));
+            return bad(format!(
+                "hidden_dims[{i}] is 0; every hidden layer needs at least 1 unit"
+            ));
         }
         Ok(())
     }
@@ -104,7 +106,10 @@ impl VaeConfig {
 
     /// Total number of scalar parameters.
     pub fn num_parameters(&self) -> usize {
-        self.parameter_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.parameter_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 }
 
@@ -117,10 +122,34 @@ mod tests {
         let ok = VaeConfig::mnist();
         ok.validate().unwrap();
         for (cfg, needle) in [
-            (VaeConfig { input_dim: 0, ..ok.clone() }, "input_dim"),
-            (VaeConfig { latent_dim: 0, ..ok.clone() }, "latent_dim"),
-            (VaeConfig { hidden_dims: vec![], ..ok.clone() }, "at least one hidden layer"),
-            (VaeConfig { hidden_dims: vec![400, 0], ..ok.clone() }, "hidden_dims[1]"),
+            (
+                VaeConfig {
+                    input_dim: 0,
+                    ..ok.clone()
+                },
+                "input_dim",
+            ),
+            (
+                VaeConfig {
+                    latent_dim: 0,
+                    ..ok.clone()
+                },
+                "latent_dim",
+            ),
+            (
+                VaeConfig {
+                    hidden_dims: vec![],
+                    ..ok.clone()
+                },
+                "at least one hidden layer",
+            ),
+            (
+                VaeConfig {
+                    hidden_dims: vec![400, 0],
+                    ..ok.clone()
+                },
+                "hidden_dims[1]",
+            ),
         ] {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
@@ -135,12 +164,19 @@ mod tests {
 
     #[test]
     fn serde_round_trip_and_unknown_keys() {
-        let cfg = VaeConfig { hidden_dims: vec![512, 256], activation: Activation::Tanh, ..VaeConfig::mnist() };
+        let cfg = VaeConfig {
+            hidden_dims: vec![512, 256],
+            activation: Activation::Tanh,
+            ..VaeConfig::mnist()
+        };
         let json = serde_json::to_string(&cfg).unwrap();
         assert!(json.contains("\"activation\":\"tanh\""));
         assert!(json.contains("\"likelihood\":\"bernoulli\""));
         assert_eq!(serde_json::from_str::<VaeConfig>(&json).unwrap(), cfg);
         let extra = json.replace('}', ",\"dropout\":0.5}");
-        assert!(serde_json::from_str::<VaeConfig>(&extra).unwrap_err().to_string().contains("dropout"));
+        assert!(serde_json::from_str::<VaeConfig>(&extra)
+            .unwrap_err()
+            .to_string()
+            .contains("dropout"));
     }
 }

@@ -28,7 +28,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn format_error(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format { path: path.to_path_buf(), msg: msg.into() }
+    Error::Format {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
 }
 
 impl Vae {
@@ -38,15 +41,25 @@ impl Vae {
         let path = path.as_ref();
         let mut metadata = HashMap::new();
         metadata.insert("format".to_string(), FORMAT.to_string());
-        metadata.insert("config".to_string(), serde_json::to_string(self.config()).expect("config serialises"));
-        metadata.insert("dataset".to_string(), self.dataset().unwrap_or("unknown").to_string());
+        metadata.insert(
+            "config".to_string(),
+            serde_json::to_string(self.config()).expect("config serialises"),
+        );
+        metadata.insert(
+            "dataset".to_string(),
+            self.dataset().unwrap_or("unknown").to_string(),
+        );
         let tensors = self
             .named_tensors()
             .into_iter()
             .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
             .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| format_error(path, e.to_string()))?;
-        write_atomic(path, &bytes).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        let bytes = safetensors::serialize(tensors, Some(metadata))
+            .map_err(|e| format_error(path, e.to_string()))?;
+        write_atomic(path, &bytes).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Loads a model saved by [`Vae::save`], rebuilding it from the file's metadata alone.
@@ -55,7 +68,10 @@ impl Vae {
     /// exactly those of the config (none missing, none extra) with the right shapes and dtype f32.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Vae> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let (tensors, config, dataset) = parse(path, &bytes)?;
         let tensors = tensors
             .into_iter()
@@ -75,31 +91,57 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         .metadata()
         .as_ref()
         .ok_or_else(|| format_error(path, "no __metadata__: not a vae-candle model"))?;
-    let format = md.get("format").ok_or_else(|| format_error(path, "no `format` in metadata: not a vae-candle model"))?;
+    let format = md
+        .get("format")
+        .ok_or_else(|| format_error(path, "no `format` in metadata: not a vae-candle model"))?;
     if format != FORMAT {
-        return Err(format_error(path, format!("unknown format version {format:?} (this build reads {FORMAT:?})")));
+        return Err(format_error(
+            path,
+            format!("unknown format version {format:?} (this build reads {FORMAT:?})"),
+        ));
     }
-    let config_json = md.get("config").ok_or_else(|| format_error(path, "no `config` in metadata"))?;
+    let config_json = md
+        .get("config")
+        .ok_or_else(|| format_error(path, "no `config` in metadata"))?;
     let config: VaeConfig = serde_json::from_str(config_json)
         .map_err(|e| format_error(path, format!("bad `config` in metadata: {e}")))?;
-    config.validate().map_err(|e| format_error(path, e.to_string()))?;
+    config
+        .validate()
+        .map_err(|e| format_error(path, e.to_string()))?;
 
-    let st = SafeTensors::deserialize(bytes).map_err(|e| format_error(path, format!("corrupt safetensors ({e})")))?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| format_error(path, format!("corrupt safetensors ({e})")))?;
     let expected = config.parameter_shapes();
     let expected_names: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some(extra) = st.names().into_iter().find(|n| !expected_names.contains(n.as_ref() as &str)) {
-        return Err(format_error(path, format!("unexpected tensor `{extra}` for this config")));
+    if let Some(extra) = st
+        .names()
+        .into_iter()
+        .find(|n| !expected_names.contains(n.as_ref() as &str))
+    {
+        return Err(format_error(
+            path,
+            format!("unexpected tensor `{extra}` for this config"),
+        ));
     }
     let mut tensors = HashMap::with_capacity(expected.len());
     for (name, shape) in expected {
-        let view = st.tensor(&name).map_err(|_| format_error(path, format!("missing tensor `{name}`")))?;
+        let view = st
+            .tensor(&name)
+            .map_err(|_| format_error(path, format!("missing tensor `{name}`")))?;
         if view.dtype() != safetensors::Dtype::F32 {
-            return Err(format_error(path, format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype())));
+            return Err(format_error(
+                path,
+                format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype()),
+            ));
         }
         if view.shape() != shape.as_slice() {
             return Err(format_error(
                 path,
-                format!("tensor `{name}` has shape {:?}, expected {:?}", view.shape(), shape),
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {:?}",
+                    view.shape(),
+                    shape
+                ),
             ));
         }
         let t = Tensor::from_raw_buffer(view.data(), DType::F32, &shape, &Device::Cpu)?;

@@ -31,7 +31,11 @@ pub fn beta_elbo(x: &Tensor, out: &VaeOutput, beta: f64) -> Result<ElboTerms> {
         Likelihood::Bernoulli => (bce_with_logits(&out.logits, x)?.sum_all()? / batch)?,
     };
     let kl = (kl_divergence(&out.mu, &out.logvar)?.sum_all()? / batch)?;
-    let loss = if beta == 1.0 { (&recon + &kl)? } else { (&recon + (&kl * beta)?)? };
+    let loss = if beta == 1.0 {
+        (&recon + &kl)?
+    } else {
+        (&recon + (&kl * beta)?)?
+    };
     Ok(ElboTerms { recon, kl, loss })
 }
 

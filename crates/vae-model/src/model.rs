@@ -37,7 +37,12 @@ impl Encoder {
         }
         let mu = linear(fan_in, cfg.latent_dim, vb.pp("mu"))?;
         let logvar = linear(fan_in, cfg.latent_dim, vb.pp("logvar"))?;
-        Ok(Self { hidden, mu, logvar, activation: cfg.activation })
+        Ok(Self {
+            hidden,
+            mu,
+            logvar,
+            activation: cfg.activation,
+        })
     }
 
     /// `x [B, input_dim]` to `(mu, logvar)`, each `[B, latent_dim]`.
@@ -77,7 +82,11 @@ impl Decoder {
             fan_in = h;
         }
         let out = linear(fan_in, cfg.input_dim, vb.pp("out"))?;
-        Ok(Self { hidden, out, activation: cfg.activation })
+        Ok(Self {
+            hidden,
+            out,
+            activation: cfg.activation,
+        })
     }
 
     fn named_tensors(&self, out: &mut Vec<(String, Tensor)>) {
@@ -139,7 +148,13 @@ impl Vae {
         cfg.validate().map_err(candle_core::Error::wrap)?;
         let encoder = Encoder::new(cfg, vb.pp("encoder"))?;
         let decoder = Decoder::new(cfg, vb.pp("decoder"))?;
-        Ok(Self { encoder, decoder, config: cfg.clone(), device: vb.device().clone(), dataset: None })
+        Ok(Self {
+            encoder,
+            decoder,
+            config: cfg.clone(),
+            device: vb.device().clone(),
+            dataset: None,
+        })
     }
 
     /// A freshly initialised f32 model whose parameters live, trainable, in the returned [`VarMap`].
@@ -151,11 +166,19 @@ impl Vae {
     }
 
     /// As [`Vae::init`], in another float dtype (f64 is what gradient checks want).
-    pub fn init_with_dtype(cfg: &VaeConfig, rng: &mut VaeRng, dtype: DType, device: &Device) -> Result<(Self, VarMap)> {
+    pub fn init_with_dtype(
+        cfg: &VaeConfig,
+        rng: &mut VaeRng,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Self, VarMap)> {
         cfg.validate().map_err(candle_core::Error::wrap)?;
         let varmap = VarMap::new();
         {
-            let mut data = varmap.data().lock().expect("a fresh VarMap's lock cannot be poisoned");
+            let mut data = varmap
+                .data()
+                .lock()
+                .expect("a fresh VarMap's lock cannot be poisoned");
             // Draw layer by layer, weight before bias; `parameter_shapes` lists each weight with its bias after it.
             for layer in cfg.parameter_shapes().chunks(2) {
                 let fan_in = layer[0].1[1];
@@ -227,7 +250,13 @@ impl Vae {
         let (mu, logvar) = self.encode(x)?;
         let z = Self::reparameterize(&mu, &logvar, eps)?;
         let logits = self.decode(&z)?;
-        Ok(VaeOutput { logits, mu, logvar, z, likelihood: self.config.likelihood })
+        Ok(VaeOutput {
+            logits,
+            mu,
+            logvar,
+            z,
+            likelihood: self.config.likelihood,
+        })
     }
 
     /// One stochastic forward pass, with the noise drawn from `rng`.
@@ -239,7 +268,8 @@ impl Vae {
     /// `n` draws of `eps ~ N(0, I)` in the model's dtype and device.
     pub fn noise(&self, n: usize, rng: &mut VaeRng) -> Result<Tensor> {
         let dtype = self.encoder.mu.weight().dtype();
-        rng.normal((n, self.config.latent_dim), &self.device)?.to_dtype(dtype)
+        rng.normal((n, self.config.latent_dim), &self.device)?
+            .to_dtype(dtype)
     }
 
     /// `n` images from the generative model: z ~ N(0, I) from `rng`, decoded to probabilities `[n, input_dim]`.

@@ -39,12 +39,18 @@ pub struct RngState {
 impl VaeRng {
     /// A generator determined by `seed`.
     pub fn seed_from(seed: u64) -> Self {
-        Self { inner: ChaCha8Rng::seed_from_u64(seed) }
+        Self {
+            inner: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     /// The current position, for checkpoints.
     pub fn state(&self) -> RngState {
-        RngState { seed: self.inner.get_seed(), stream: self.inner.get_stream(), word_pos: self.inner.get_word_pos() }
+        RngState {
+            seed: self.inner.get_seed(),
+            stream: self.inner.get_stream(),
+            word_pos: self.inner.get_word_pos(),
+        }
     }
 
     /// A generator at exactly `state`.
@@ -57,16 +63,32 @@ impl VaeRng {
 
     /// `n` draws from U[lo, hi).
     pub fn uniform_vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-        (0..n).map(|_| lo + (hi - lo) * self.inner.random::<f64>()).collect()
+        (0..n)
+            .map(|_| lo + (hi - lo) * self.inner.random::<f64>())
+            .collect()
     }
 
     /// `n` draws from N(0, 1).
     pub fn normal_vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| StandardNormal.sample(&mut self.inner)).collect()
+        let mut v = vec![0f32; n];
+        self.fill_normal(&mut v);
+        v
+    }
+
+    /// Overwrites `out` with N(0, 1) draws (the same stream as [`VaeRng::normal_vec`]).
+    pub fn fill_normal(&mut self, out: &mut [f32]) {
+        out.iter_mut()
+            .for_each(|v| *v = StandardNormal.sample(&mut self.inner));
     }
 
     /// An f32 tensor of U[lo, hi) draws on `device`.
-    pub fn uniform(&mut self, shape: impl Into<Shape>, lo: f64, hi: f64, device: &Device) -> Result<Tensor> {
+    pub fn uniform(
+        &mut self,
+        shape: impl Into<Shape>,
+        lo: f64,
+        hi: f64,
+        device: &Device,
+    ) -> Result<Tensor> {
         self.uniform_dtype(shape, lo, hi, DType::F32, device)
     }
 

@@ -4,14 +4,22 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
-use vae_model::{bce_with_logits, beta_elbo, elbo, kl_divergence, Activation, Vae, VaeConfig, VaeOutput, VaeRng};
+use vae_model::{
+    bce_with_logits, beta_elbo, elbo, kl_divergence, Activation, Vae, VaeConfig, VaeOutput, VaeRng,
+};
 
 fn cpu() -> Device {
     Device::Cpu
 }
 
 fn tiny(activation: Activation) -> VaeConfig {
-    VaeConfig { input_dim: 5, hidden_dims: vec![4, 3], latent_dim: 2, activation, ..VaeConfig::mnist() }
+    VaeConfig {
+        input_dim: 5,
+        hidden_dims: vec![4, 3],
+        latent_dim: 2,
+        activation,
+        ..VaeConfig::mnist()
+    }
 }
 
 fn t2(v: &[&[f64]]) -> Tensor {
@@ -26,7 +34,13 @@ fn scalar(t: &Tensor) -> f64 {
 
 fn output(logits: Tensor, mu: Tensor, logvar: Tensor) -> VaeOutput {
     let z = mu.clone();
-    VaeOutput { logits, mu, logvar, z, likelihood: vae_model::Likelihood::Bernoulli }
+    VaeOutput {
+        logits,
+        mu,
+        logvar,
+        z,
+        likelihood: vae_model::Likelihood::Bernoulli,
+    }
 }
 
 /// Reference BCE in f64, written the textbook way (fine for moderate logits).
@@ -62,25 +76,42 @@ fn elbo_terms_match_hand_computed_values() {
     assert!((bce_ref(0.0, 1.0) - std::f64::consts::LN_2).abs() < 1e-15);
     assert!((bce_ref(2.0, 0.0) - (1.0 + 2f64.exp()).ln()).abs() < 1e-14);
 
-    assert!((scalar(&terms.recon) - recon).abs() < 1e-12, "{} vs {recon}", scalar(&terms.recon));
-    assert!((scalar(&terms.kl) - kl).abs() < 1e-12, "{} vs {kl}", scalar(&terms.kl));
+    assert!(
+        (scalar(&terms.recon) - recon).abs() < 1e-12,
+        "{} vs {recon}",
+        scalar(&terms.recon)
+    );
+    assert!(
+        (scalar(&terms.kl) - kl).abs() < 1e-12,
+        "{} vs {kl}",
+        scalar(&terms.kl)
+    );
     assert!((scalar(&terms.loss) - (recon + kl)).abs() < 1e-12);
 
     let weighted = beta_elbo(&rows(&x), &out, 0.25).unwrap();
     assert!((scalar(&weighted.loss) - (recon + 0.25 * kl)).abs() < 1e-12);
-    assert!((scalar(&weighted.kl) - kl).abs() < 1e-12, "kl term itself is unweighted");
+    assert!(
+        (scalar(&weighted.kl) - kl).abs() < 1e-12,
+        "kl term itself is unweighted"
+    );
 }
 
 #[test]
 fn kl_is_zero_at_the_prior_and_closed_form_elsewhere() {
     let zeros = Tensor::zeros((3, 4), DType::F32, &cpu()).unwrap();
-    let kl = kl_divergence(&zeros, &zeros).unwrap().to_vec2::<f32>().unwrap();
+    let kl = kl_divergence(&zeros, &zeros)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     assert!(kl.iter().flatten().all(|&v| v == 0.0), "{kl:?}");
 
     // KL(N(1, 1) ‖ N(0, 1)) = ½ and KL(N(0, 2) ‖ N(0, 1)) = ½(1 − ln 2).
     let mu = t2(&[&[1.0, 0.0]]);
     let logvar = t2(&[&[0.0, 2f64.ln()]]);
-    let kl = kl_divergence(&mu, &logvar).unwrap().to_vec2::<f64>().unwrap();
+    let kl = kl_divergence(&mu, &logvar)
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
     assert!((kl[0][0] - 0.5).abs() < 1e-15);
     assert!((kl[0][1] - 0.5 * (1.0 - 2f64.ln())).abs() < 1e-15);
 }
@@ -89,7 +120,11 @@ fn kl_is_zero_at_the_prior_and_closed_form_elsewhere() {
 fn bce_is_finite_and_exact_at_extreme_logits() {
     let logits = Tensor::new(&[[100f32, 100.0, -100.0, -100.0]], &cpu()).unwrap();
     let targets = Tensor::new(&[[1f32, 0.0, 1.0, 0.0]], &cpu()).unwrap();
-    let v = bce_with_logits(&logits, &targets).unwrap().to_vec2::<f32>().unwrap()[0].clone();
+    let v = bce_with_logits(&logits, &targets)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap()[0]
+        .clone();
     assert!(v.iter().all(|x| x.is_finite()), "{v:?}");
     // Exact answers: log(1 + e^-100) ≈ 3.7e-44 (0 in f32), and 100 + that.
     assert_eq!(v, vec![0.0, 100.0, 100.0, 0.0]);
@@ -97,9 +132,17 @@ fn bce_is_finite_and_exact_at_extreme_logits() {
     // Its gradient is sigmoid(l) − t: finite too.
     let l = Var::new(&[[100f32, -100.0]], &cpu()).unwrap();
     let t = Tensor::new(&[[0f32, 0.0]], &cpu()).unwrap();
-    let g = bce_with_logits(l.as_tensor(), &t).unwrap().sum_all().unwrap().backward().unwrap();
+    let g = bce_with_logits(l.as_tensor(), &t)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let g = g.get(&l).unwrap().to_vec2::<f32>().unwrap();
-    assert!((g[0][0] - 1.0).abs() < 1e-6 && g[0][1].abs() < 1e-6, "{g:?}");
+    assert!(
+        (g[0][0] - 1.0).abs() < 1e-6 && g[0][1].abs() < 1e-6,
+        "{g:?}"
+    );
 }
 
 #[test]
@@ -107,7 +150,10 @@ fn reparameterize_is_mu_plus_sigma_eps() {
     let mu = t2(&[&[1.0, -2.0]]);
     let logvar = t2(&[&[0.0, 2.0 * 3f64.ln()]]); // σ = 1 and 3
     let eps = t2(&[&[0.5, -1.0]]);
-    let z = Vae::reparameterize(&mu, &logvar, &eps).unwrap().to_vec2::<f64>().unwrap();
+    let z = Vae::reparameterize(&mu, &logvar, &eps)
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
     assert!((z[0][0] - 1.5).abs() < 1e-15);
     assert!((z[0][1] - (-5.0)).abs() < 1e-14);
 }
@@ -118,7 +164,9 @@ fn gradient_check(activation: Activation, beta: f64) {
     let cfg = tiny(activation);
     let mut rng = VaeRng::seed_from(11);
     let (vae, varmap) = Vae::init_with_dtype(&cfg, &mut rng, DType::F64, &dev).unwrap();
-    let x = rng.uniform_dtype((3, 5), 0.0, 1.0, DType::F64, &dev).unwrap();
+    let x = rng
+        .uniform_dtype((3, 5), 0.0, 1.0, DType::F64, &dev)
+        .unwrap();
     let eps = vae.noise(3, &mut rng).unwrap();
     let loss = |vae: &Vae| {
         let out = vae.forward_with_noise(&x, &eps).unwrap();
@@ -131,7 +179,9 @@ fn gradient_check(activation: Activation, beta: f64) {
     let h = 1e-6;
     let mut checked = 0;
     for (name, var) in &vars {
-        let analytic = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let analytic = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
         let analytic = analytic.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let orig = var.as_tensor().copy().unwrap();
         let shape = orig.shape().clone();
@@ -140,13 +190,18 @@ fn gradient_check(activation: Activation, beta: f64) {
             let eval = |delta: f64| {
                 let mut p = flat.clone();
                 p[i] += delta;
-                var.set(&Tensor::from_vec(p, shape.clone(), &dev).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(p, shape.clone(), &dev).unwrap())
+                    .unwrap();
                 scalar(&loss(&vae))
             };
             let numeric = (eval(h) - eval(-h)) / (2.0 * h);
             var.set(&orig).unwrap();
             let err = (numeric - analytic[i]).abs();
-            assert!(err < 1e-6 * (1.0 + numeric.abs()), "{name}[{i}]: backprop {} vs finite diff {numeric}", analytic[i]);
+            assert!(
+                err < 1e-6 * (1.0 + numeric.abs()),
+                "{name}[{i}]: backprop {} vs finite diff {numeric}",
+                analytic[i]
+            );
             checked += 1;
         }
     }
@@ -170,10 +225,15 @@ fn same_seed_same_model_different_seed_different_model() {
     let build = |seed| {
         let mut rng = VaeRng::seed_from(seed);
         let (vae, _) = Vae::init(&cfg, &mut rng, &dev).unwrap();
-        let x = VaeRng::seed_from(100).uniform((4, 5), 0.0, 1.0, &dev).unwrap();
+        let x = VaeRng::seed_from(100)
+            .uniform((4, 5), 0.0, 1.0, &dev)
+            .unwrap();
         let out = vae.forward(&x, &mut rng).unwrap();
-        let weights: Vec<Vec<f32>> =
-            vae.named_tensors().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
+        let weights: Vec<Vec<f32>> = vae
+            .named_tensors()
+            .iter()
+            .map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
         (weights, out.logits.to_vec2::<f32>().unwrap())
     };
     let (w1, o1) = build(5);
@@ -190,15 +250,29 @@ fn init_matches_pytorch_linear_default() {
     let cfg = VaeConfig::mnist();
     let (vae, _) = Vae::init(&cfg, &mut VaeRng::seed_from(0), &cpu()).unwrap();
     let tensors: HashMap<String, Tensor> = vae.named_tensors().into_iter().collect();
-    for (name, fan_in) in [("encoder.hidden.0.weight", 784.0), ("decoder.out.weight", 400.0), ("encoder.mu.bias", 400.0)] {
-        let v = tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (name, fan_in) in [
+        ("encoder.hidden.0.weight", 784.0),
+        ("decoder.out.weight", 400.0),
+        ("encoder.mu.bias", 400.0),
+    ] {
+        let v = tensors[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let bound = 1.0 / f64::sqrt(fan_in);
-        assert!(v.iter().all(|&w| (w as f64).abs() <= bound), "{name} out of ±{bound}");
+        assert!(
+            v.iter().all(|&w| (w as f64).abs() <= bound),
+            "{name} out of ±{bound}"
+        );
         // U(−b, b) has variance b²/3.
         let n = v.len() as f64;
         let var = v.iter().map(|&w| (w as f64).powi(2)).sum::<f64>() / n;
         let expect = bound * bound / 3.0;
-        assert!((var / expect - 1.0).abs() < 0.05 + 3.0 / n.sqrt(), "{name}: var {var} vs {expect}");
+        assert!(
+            (var / expect - 1.0).abs() < 0.05 + 3.0 / n.sqrt(),
+            "{name}: var {var} vs {expect}"
+        );
     }
 }
 
@@ -213,12 +287,22 @@ fn sample_and_reconstruct_give_probabilities() {
     let x = rng.uniform((3, 5), 0.0, 1.0, &dev).unwrap();
     let r = vae.reconstruct(&x).unwrap();
     assert_eq!(r.dims(), &[3, 5]);
-    for v in s.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().chain(r.flatten_all().unwrap().to_vec1().unwrap()) {
+    for v in s
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .chain(r.flatten_all().unwrap().to_vec1().unwrap())
+    {
         assert!(v > 0.0 && v < 1.0);
     }
     // Reconstruction decodes the posterior mean: deterministic, and equal to decode_probs(mu).
     let (mu, _) = vae.encode(&x).unwrap();
-    assert_eq!(r.to_vec2::<f32>().unwrap(), vae.decode_probs(&mu).unwrap().to_vec2::<f32>().unwrap());
+    assert_eq!(
+        r.to_vec2::<f32>().unwrap(),
+        vae.decode_probs(&mu).unwrap().to_vec2::<f32>().unwrap()
+    );
 }
 
 mod files {
@@ -226,7 +310,12 @@ mod files {
     use std::path::Path;
 
     fn saved(dir: &Path) -> (Vae, std::path::PathBuf) {
-        let cfg = VaeConfig { hidden_dims: vec![16, 8], latent_dim: 3, input_dim: 12, ..VaeConfig::mnist() };
+        let cfg = VaeConfig {
+            hidden_dims: vec![16, 8],
+            latent_dim: 3,
+            input_dim: 12,
+            ..VaeConfig::mnist()
+        };
         let (mut vae, _) = Vae::init(&cfg, &mut VaeRng::seed_from(4), &cpu()).unwrap();
         vae.set_dataset("mnist");
         let path = dir.join("model.safetensors");
@@ -243,8 +332,22 @@ mod files {
         assert_eq!(back.dataset(), Some("mnist"));
         for ((n1, t1), (n2, t2)) in vae.named_tensors().iter().zip(back.named_tensors().iter()) {
             assert_eq!(n1, n2);
-            let a: Vec<u32> = t1.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect();
-            let b: Vec<u32> = t2.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect();
+            let a: Vec<u32> = t1
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let b: Vec<u32> = t2
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
             assert_eq!(a, b, "{n1}");
         }
         let mut rng = VaeRng::seed_from(8);
@@ -252,7 +355,14 @@ mod files {
         let eps = vae.noise(5, &mut rng).unwrap();
         let bits = |v: &Vae| -> Vec<u32> {
             let o = v.forward_with_noise(&x, &eps).unwrap();
-            o.logits.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect()
+            o.logits
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|f| f.to_bits())
+                .collect()
         };
         assert_eq!(bits(&vae), bits(&back));
         // Saving the loaded model reproduces the tensor bytes exactly and the same metadata. (The header's JSON
@@ -267,7 +377,10 @@ mod files {
         };
         let (data1, meta1) = split(&path);
         let (data2, meta2) = split(&again);
-        assert!(data1 == data2, "tensor data differs after a save/load/save round trip");
+        assert!(
+            data1 == data2,
+            "tensor data differs after a save/load/save round trip"
+        );
         assert_eq!(meta1, meta2);
     }
 
@@ -281,7 +394,10 @@ mod files {
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         let mut md = meta.metadata().clone().unwrap();
         let mut tensors: Vec<(String, Tensor)> =
-            candle_core::safetensors::load_buffer(&bytes, &cpu()).unwrap().into_iter().collect();
+            candle_core::safetensors::load_buffer(&bytes, &cpu())
+                .unwrap()
+                .into_iter()
+                .collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         edit(&mut tensors, &mut md);
         std::fs::write(out, safetensors::serialize(tensors, Some(md)).unwrap()).unwrap();
@@ -289,7 +405,10 @@ mod files {
 
     fn load_err(path: &Path) -> String {
         let err = Vae::load(path, &cpu()).unwrap_err().to_string();
-        assert!(err.contains(&path.display().to_string()), "error does not name the file: {err}");
+        assert!(
+            err.contains(&path.display().to_string()),
+            "error does not name the file: {err}"
+        );
         assert!(!err.contains('\n'), "not one line: {err}");
         err
     }
@@ -300,25 +419,44 @@ mod files {
         let (_, good) = saved(dir.path());
         let bad = dir.path().join("bad.safetensors");
 
-        rewrite(&good, &bad, |t, _| t.retain(|(n, _)| n != "decoder.out.bias"));
+        rewrite(&good, &bad, |t, _| {
+            t.retain(|(n, _)| n != "decoder.out.bias")
+        });
         assert!(load_err(&bad).contains("missing tensor `decoder.out.bias`"));
 
-        rewrite(&good, &bad, |t, _| t.push(("encoder.extra.weight".into(), Tensor::zeros(3, DType::F32, &cpu()).unwrap())));
+        rewrite(&good, &bad, |t, _| {
+            t.push((
+                "encoder.extra.weight".into(),
+                Tensor::zeros(3, DType::F32, &cpu()).unwrap(),
+            ))
+        });
         assert!(load_err(&bad).contains("unexpected tensor `encoder.extra.weight`"));
 
         rewrite(&good, &bad, |t, _| {
-            let e = t.iter_mut().find(|(n, _)| n == "encoder.mu.weight").unwrap();
+            let e = t
+                .iter_mut()
+                .find(|(n, _)| n == "encoder.mu.weight")
+                .unwrap();
             e.1 = Tensor::zeros((3, 7), DType::F32, &cpu()).unwrap();
         });
         let e = load_err(&bad);
-        assert!(e.contains("tensor `encoder.mu.weight` has shape [3, 7], expected [3, 8]"), "{e}");
+        assert!(
+            e.contains("tensor `encoder.mu.weight` has shape [3, 7], expected [3, 8]"),
+            "{e}"
+        );
 
         rewrite(&good, &bad, |t, _| {
-            let e = t.iter_mut().find(|(n, _)| n == "decoder.hidden.1.bias").unwrap();
+            let e = t
+                .iter_mut()
+                .find(|(n, _)| n == "decoder.hidden.1.bias")
+                .unwrap();
             e.1 = e.1.to_dtype(DType::F64).unwrap();
         });
         let e = load_err(&bad);
-        assert!(e.contains("tensor `decoder.hidden.1.bias` has dtype F64, expected F32"), "{e}");
+        assert!(
+            e.contains("tensor `decoder.hidden.1.bias` has dtype F64, expected F32"),
+            "{e}"
+        );
 
         rewrite(&good, &bad, |_, md| {
             md.insert("format".into(), "vae-candle/2".into());
@@ -342,7 +480,10 @@ mod files {
         for cut in [4, 100, bytes.len() / 2, bytes.len() - 1] {
             std::fs::write(&bad, &bytes[..cut]).unwrap();
             let e = load_err(&bad);
-            assert!(e.contains("not a safetensors file") || e.contains("corrupt safetensors"), "cut {cut}: {e}");
+            assert!(
+                e.contains("not a safetensors file") || e.contains("corrupt safetensors"),
+                "cut {cut}: {e}"
+            );
         }
 
         let e = load_err(&dir.path().join("absent.safetensors"));

@@ -23,7 +23,12 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
     }
 }
 
@@ -40,9 +45,18 @@ pub struct Adam {
 impl Adam {
     /// Zero moments for each parameter. Names are used only for checkpoints.
     pub fn new(params: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
-        let m = params.iter().map(|(_, p)| p.zeros_like()).collect::<Result<Vec<_>>>()?;
+        let m = params
+            .iter()
+            .map(|(_, p)| p.zeros_like())
+            .collect::<Result<Vec<_>>>()?;
         let v = m.clone();
-        Ok(Self { params, m, v, step: 0, cfg })
+        Ok(Self {
+            params,
+            m,
+            v,
+            step: 0,
+            cfg,
+        })
     }
 
     /// Steps taken so far (PyTorch's `state['step']`).
@@ -58,7 +72,12 @@ impl Adam {
     /// One update from the gradients in `grads`; parameters without a gradient are left alone.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
-        let AdamConfig { lr, beta1, beta2, eps } = self.cfg;
+        let AdamConfig {
+            lr,
+            beta1,
+            beta2,
+            eps,
+        } = self.cfg;
         let t = self.step as i32;
         let bc1 = 1.0 - beta1.powi(t);
         let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
@@ -86,12 +105,23 @@ impl Adam {
     }
 
     /// Restores moments and step count saved by [`Adam::state_tensors`]. `get` looks a tensor up by name.
-    pub fn restore(&mut self, step: u64, mut get: impl FnMut(&str) -> Option<Tensor>) -> std::result::Result<(), String> {
+    pub fn restore(
+        &mut self,
+        step: u64,
+        mut get: impl FnMut(&str) -> Option<Tensor>,
+    ) -> std::result::Result<(), String> {
         for (i, (name, p)) in self.params.iter().enumerate() {
-            for (slot, key) in [(&mut self.m[i], format!("m.{name}")), (&mut self.v[i], format!("v.{name}"))] {
+            for (slot, key) in [
+                (&mut self.m[i], format!("m.{name}")),
+                (&mut self.v[i], format!("v.{name}")),
+            ] {
                 let t = get(&key).ok_or_else(|| format!("missing optimiser tensor `{key}`"))?;
                 if t.dims() != p.dims() {
-                    return Err(format!("optimiser tensor `{key}` has shape {:?}, expected {:?}", t.dims(), p.dims()));
+                    return Err(format!(
+                        "optimiser tensor `{key}` has shape {:?}, expected {:?}",
+                        t.dims(),
+                        p.dims()
+                    ));
                 }
                 *slot = t.to_device(p.device()).map_err(|e| e.to_string())?;
             }
@@ -110,7 +140,10 @@ mod tests {
     #[test]
     fn matches_the_pytorch_update_by_hand() {
         let p = Var::new(&[1.0f64, -2.0], &Device::Cpu).unwrap();
-        let cfg = AdamConfig { lr: 0.1, ..Default::default() };
+        let cfg = AdamConfig {
+            lr: 0.1,
+            ..Default::default()
+        };
         let mut opt = Adam::new(vec![("p".into(), p.clone())], cfg).unwrap();
         let mut expect = [1.0f64, -2.0];
         let (mut m, mut v) = ([0.0f64; 2], [0.0f64; 2]);
@@ -141,7 +174,8 @@ mod tests {
             let mut opt = Adam::new(vec![("w".into(), p.clone())], AdamConfig::default()).unwrap();
             for k in 0..4 {
                 if split && k == 2 {
-                    let saved: std::collections::HashMap<_, _> = opt.state_tensors().into_iter().collect();
+                    let saved: std::collections::HashMap<_, _> =
+                        opt.state_tensors().into_iter().collect();
                     let step = opt.step_count();
                     opt = Adam::new(vec![("w".into(), p.clone())], AdamConfig::default()).unwrap();
                     opt.restore(step, |k| saved.get(k).cloned()).unwrap();

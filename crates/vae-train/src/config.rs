@@ -9,8 +9,14 @@ use vae_model::VaeConfig;
 /// The presets shipped in `models/`, built into the binary so it also runs outside the repository.
 pub const BUILTIN_PRESETS: [(&str, &str); 4] = [
     ("mnist", include_str!("../../../models/mnist.toml")),
-    ("mnist-seed", include_str!("../../../models/mnist-seed.toml")),
-    ("fashion-mnist", include_str!("../../../models/fashion-mnist.toml")),
+    (
+        "mnist-seed",
+        include_str!("../../../models/mnist-seed.toml"),
+    ),
+    (
+        "fashion-mnist",
+        include_str!("../../../models/fashion-mnist.toml"),
+    ),
     ("mnist-2d", include_str!("../../../models/mnist-2d.toml")),
 ];
 
@@ -35,6 +41,19 @@ impl From<BinarizeMode> for vae_data::Binarize {
             BinarizeMode::Dynamic => vae_data::Binarize::Dynamic,
         }
     }
+}
+
+/// How gradients are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// `fused` on the CPU, `autograd` on a GPU.
+    #[default]
+    Auto,
+    /// Candle's autograd and our [`crate::Adam`] on tensors: any device.
+    Autograd,
+    /// The hand-derived CPU step of [`crate::fused`]: same maths, much faster on a CPU.
+    Fused,
 }
 
 fn default_seed() -> u64 {
@@ -63,6 +82,9 @@ pub struct TrainingConfig {
     /// Target binarisation.
     #[serde(default)]
     pub binarize: BinarizeMode,
+    /// How gradients are computed (the numbers agree to float rounding, not bit for bit).
+    #[serde(default)]
+    pub engine: Engine,
     /// Train on the first N training images only (for quick checks); all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
@@ -101,6 +123,8 @@ pub struct Overrides {
     pub binarize: Option<BinarizeMode>,
     /// `--train-subset`.
     pub train_subset: Option<usize>,
+    /// `--engine`.
+    pub engine: Option<Engine>,
 }
 
 impl RunConfig {
@@ -117,14 +141,24 @@ impl RunConfig {
     /// Finds a preset: a path to a `.toml` file, else `<models_dir>/<name>.toml`, else a built-in preset.
     pub fn load_preset(name: &str, models_dir: &Path) -> Result<(Self, PathBuf)> {
         let candidates = [PathBuf::from(name), models_dir.join(format!("{name}.toml"))];
-        for path in candidates.iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
+        for path in candidates
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        {
             if path.is_file() {
-                let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-                return Ok((Self::from_toml(&text, &path.display().to_string())?, path.clone()));
+                let text =
+                    std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+                return Ok((
+                    Self::from_toml(&text, &path.display().to_string())?,
+                    path.clone(),
+                ));
             }
         }
         match BUILTIN_PRESETS.iter().find(|(n, _)| *n == name) {
-            Some((n, text)) => Ok((Self::from_toml(text, &format!("built-in preset {n}"))?, PathBuf::from(format!("models/{n}.toml")))),
+            Some((n, text)) => Ok((
+                Self::from_toml(text, &format!("built-in preset {n}"))?,
+                PathBuf::from(format!("models/{n}.toml")),
+            )),
             None => {
                 let known: Vec<&str> = BUILTIN_PRESETS.iter().map(|(n, _)| *n).collect();
                 bail!("unknown preset `{name}`: no {} and no built-in preset of that name (built-in: {})",
@@ -143,6 +177,7 @@ impl RunConfig {
         t.beta = o.beta.unwrap_or(t.beta);
         t.binarize = o.binarize.unwrap_or(t.binarize);
         t.train_subset = o.train_subset.or(t.train_subset);
+        t.engine = o.engine.unwrap_or(t.engine);
         if let Some(h) = &o.hidden_dims {
             self.model.hidden_dims = h.clone();
         }
@@ -153,7 +188,9 @@ impl RunConfig {
 
     /// Checks every value is in range.
     pub fn validate(&self) -> Result<()> {
-        self.dataset.parse::<vae_data::Dataset>().map_err(anyhow::Error::msg)?;
+        self.dataset
+            .parse::<vae_data::Dataset>()
+            .map_err(anyhow::Error::msg)?;
         self.model.validate()?;
         let t = &self.training;
         if t.epochs == 0 {
@@ -189,12 +226,34 @@ mod tests {
 
     #[test]
     fn builtin_presets_parse_and_match_the_design() {
-        let get = |n: &str| RunConfig::load_preset(n, Path::new("/nonexistent")).unwrap().0;
+        let get = |n: &str| {
+            RunConfig::load_preset(n, Path::new("/nonexistent"))
+                .unwrap()
+                .0
+        };
         let m = get("mnist");
-        assert_eq!((m.model.hidden_dims.clone(), m.model.latent_dim), (vec![400], 20));
-        assert_eq!((m.training.batch_size, m.training.epochs, m.training.lr, m.training.seed), (128, 10, 1e-3, 1));
+        assert_eq!(
+            (m.model.hidden_dims.clone(), m.model.latent_dim),
+            (vec![400], 20)
+        );
+        assert_eq!(
+            (
+                m.training.batch_size,
+                m.training.epochs,
+                m.training.lr,
+                m.training.seed
+            ),
+            (128, 10, 1e-3, 1)
+        );
         let s = get("mnist-seed");
-        assert_eq!((s.model.hidden_dims.clone(), s.training.batch_size, s.training.lr), (vec![200], 32, 3e-4));
+        assert_eq!(
+            (
+                s.model.hidden_dims.clone(),
+                s.training.batch_size,
+                s.training.lr
+            ),
+            (vec![200], 32, 3e-4)
+        );
         assert_eq!(get("fashion-mnist").dataset, "fashion-mnist");
         let d = get("mnist-2d");
         assert_eq!((d.model.latent_dim, d.training.epochs), (2, 20));
@@ -203,15 +262,32 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let base = BUILTIN_PRESETS[0].1;
-        let err = RunConfig::from_toml(&base.replace("lr = 1e-3", "lr = 1e-3\nmomentum = 0.9"), "x.toml").unwrap_err();
+        let err = RunConfig::from_toml(
+            &base.replace("lr = 1e-3", "lr = 1e-3\nmomentum = 0.9"),
+            "x.toml",
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("momentum"), "{err:#}");
-        let err = RunConfig::from_toml(&base.replace("lr = 1e-3", "lr = -1"), "x.toml").unwrap_err();
+        let err =
+            RunConfig::from_toml(&base.replace("lr = 1e-3", "lr = -1"), "x.toml").unwrap_err();
         assert!(format!("{err:#}").contains("training.lr"), "{err:#}");
-        let err = RunConfig::from_toml(&base.replace("epochs = 10", "epochs = 0"), "x.toml").unwrap_err();
-        assert!(format!("{err:#}").contains("x.toml") && format!("{err:#}").contains("epochs"), "{err:#}");
-        let err = RunConfig::from_toml(&base.replace("\"mnist\"", "\"cifar\""), "x.toml").unwrap_err();
-        assert!(format!("{err:#}").contains("unknown dataset `cifar`"), "{err:#}");
-        let err = RunConfig::from_toml(&base.replace("hidden_dims = [400]", "hidden_dims = []"), "x.toml").unwrap_err();
+        let err =
+            RunConfig::from_toml(&base.replace("epochs = 10", "epochs = 0"), "x.toml").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("x.toml") && format!("{err:#}").contains("epochs"),
+            "{err:#}"
+        );
+        let err =
+            RunConfig::from_toml(&base.replace("\"mnist\"", "\"cifar\""), "x.toml").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown dataset `cifar`"),
+            "{err:#}"
+        );
+        let err = RunConfig::from_toml(
+            &base.replace("hidden_dims = [400]", "hidden_dims = []"),
+            "x.toml",
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("hidden layer"), "{err:#}");
         let err = RunConfig::load_preset("nope", Path::new("models")).unwrap_err();
         assert!(err.to_string().contains("unknown preset `nope`"), "{err}");
@@ -220,11 +296,34 @@ mod tests {
     #[test]
     fn overrides_apply_and_are_validated() {
         let m = RunConfig::from_toml(BUILTIN_PRESETS[0].1, "mnist").unwrap();
-        let o = Overrides { epochs: Some(2), hidden_dims: Some(vec![64, 32]), lr: Some(0.01), ..Default::default() };
+        let o = Overrides {
+            epochs: Some(2),
+            hidden_dims: Some(vec![64, 32]),
+            lr: Some(0.01),
+            ..Default::default()
+        };
         let r = m.clone().apply(&o).unwrap();
-        assert_eq!((r.training.epochs, r.model.hidden_dims.clone(), r.training.lr), (2, vec![64, 32], 0.01));
-        assert!(r.resumable_from(&RunConfig { training: TrainingConfig { epochs: 7, ..r.training.clone() }, ..r.clone() }));
+        assert_eq!(
+            (
+                r.training.epochs,
+                r.model.hidden_dims.clone(),
+                r.training.lr
+            ),
+            (2, vec![64, 32], 0.01)
+        );
+        assert!(r.resumable_from(&RunConfig {
+            training: TrainingConfig {
+                epochs: 7,
+                ..r.training.clone()
+            },
+            ..r.clone()
+        }));
         assert!(!r.resumable_from(&m));
-        assert!(m.apply(&Overrides { batch_size: Some(0), ..Default::default() }).is_err());
+        assert!(m
+            .apply(&Overrides {
+                batch_size: Some(0),
+                ..Default::default()
+            })
+            .is_err());
     }
 }

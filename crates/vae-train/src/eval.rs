@@ -38,7 +38,11 @@ impl ElboSums {
     /// Per-image averages.
     pub fn averages(&self) -> ElboAverages {
         let n = self.n.max(1) as f64;
-        ElboAverages { loss: self.loss / n, recon: self.recon / n, kl: self.kl / n }
+        ElboAverages {
+            loss: self.loss / n,
+            recon: self.recon / n,
+            kl: self.kl / n,
+        }
     }
 }
 
@@ -77,10 +81,13 @@ pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<f
         for _ in 0..k {
             let eps = vae.noise(b, &mut noise_rng)?;
             let z = Vae::reparameterize(&mu, &logvar, &eps)?;
-            let log_px_z = bce_with_logits(&vae.decode(&z)?, &x)?.sum(D::Minus1)?.neg()?;
+            let log_px_z = bce_with_logits(&vae.decode(&z)?, &x)?
+                .sum(D::Minus1)?
+                .neg()?;
             let latent = z.dim(1)? as f64;
             let log_pz = ((z.sqr()?.sum(D::Minus1)? * -0.5)? - latent * half_log_2pi)?;
-            let log_qz = (((eps.sqr()? + &logvar)?.sum(D::Minus1)? * -0.5)? - latent * half_log_2pi)?;
+            let log_qz =
+                (((eps.sqr()? + &logvar)?.sum(D::Minus1)? * -0.5)? - latent * half_log_2pi)?;
             log_w.push(((log_px_z + log_pz)? - log_qz)?);
         }
         let log_w = Tensor::stack(&log_w, 0)?.to_dtype(candle_core::DType::F64)?; // [k, B]

@@ -12,7 +12,10 @@ const SCALE: u32 = 2;
 /// Lays out `images [n, h·w]` (values in [0, 1]) as a `rows × cols` grid, each tile scaled ×2 with a 2-pixel
 /// border, and encodes it as PNG.
 pub fn grid_png(images: &Tensor, rows: usize, cols: usize, h: usize, w: usize) -> Result<Vec<u8>> {
-    let px = images.to_device(&candle_core::Device::Cpu)?.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let px = images
+        .to_device(&candle_core::Device::Cpu)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2::<f32>()?;
     let (tw, th) = (w as u32 * SCALE, h as u32 * SCALE);
     let width = cols as u32 * (tw + PAD) + PAD;
     let height = rows as u32 * (th + PAD) + PAD;
@@ -23,23 +26,44 @@ pub fn grid_png(images: &Tensor, rows: usize, cols: usize, h: usize, w: usize) -
         for y in 0..th {
             for x in 0..tw {
                 let v = tile[(y / SCALE) as usize * w + (x / SCALE) as usize];
-                img.put_pixel(x0 + x, y0 + y, Luma([(v.clamp(0.0, 1.0) * 255.0).round() as u8]));
+                img.put_pixel(
+                    x0 + x,
+                    y0 + y,
+                    Luma([(v.clamp(0.0, 1.0) * 255.0).round() as u8]),
+                );
             }
         }
     }
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
     Ok(bytes)
 }
 
 /// Writes a grid PNG atomically.
-pub fn write_grid(path: &Path, images: &Tensor, rows: usize, cols: usize, h: usize, w: usize) -> Result<()> {
+pub fn write_grid(
+    path: &Path,
+    images: &Tensor,
+    rows: usize,
+    cols: usize,
+    h: usize,
+    w: usize,
+) -> Result<()> {
     let png = grid_png(images, rows, cols, h, w)?;
-    vae_model::write_atomic(path, &png).with_context(|| format!("{}: cannot write figure", path.display()))
+    vae_model::write_atomic(path, &png)
+        .with_context(|| format!("{}: cannot write figure", path.display()))
 }
 
 /// `originals [n, D]` in the top row and their `reconstructions [n, D]` below.
-pub fn write_reconstructions(path: &Path, originals: &Tensor, reconstructions: &Tensor, h: usize, w: usize) -> Result<()> {
+pub fn write_reconstructions(
+    path: &Path,
+    originals: &Tensor,
+    reconstructions: &Tensor,
+    h: usize,
+    w: usize,
+) -> Result<()> {
     let n = originals.dim(0)?;
     let both = Tensor::cat(&[originals, reconstructions], 0)?;
     write_grid(path, &both, 2, n, h, w)

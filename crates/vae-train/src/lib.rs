@@ -6,10 +6,11 @@ pub mod checkpoint;
 mod config;
 pub mod eval;
 pub mod figures;
+pub mod fused;
 pub mod train;
 
 pub use adam::{Adam, AdamConfig};
-pub use config::{BinarizeMode, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS};
+pub use config::{BinarizeMode, Engine, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS};
 pub use train::{train, EpochMetrics, TrainOptions};
 
 use anyhow::{bail, Result};

@@ -7,10 +7,17 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use vae_data::{Batcher, Dataset, DownloadOptions, Source};
 use vae_model::{Vae, VaeRng};
-use vae_train::{eval, figures, open_device, train, BinarizeMode, DeviceKind, Overrides, RunConfig, TrainOptions};
+use vae_train::{
+    eval, figures, open_device, train, BinarizeMode, DeviceKind, Engine, Overrides, RunConfig,
+    TrainOptions,
+};
 
 #[derive(Parser)]
-#[command(name = "vae-train", version, about = "Train and use a variational auto-encoder on MNIST-style data")]
+#[command(
+    name = "vae-train",
+    version,
+    about = "Train and use a variational auto-encoder on MNIST-style data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +49,10 @@ struct Common {
 
 impl Common {
     fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().or_else(|| std::env::var_os("VAE_DATA_DIR").map(PathBuf::from)).unwrap_or_else(|| "data".into())
+        self.data_dir
+            .clone()
+            .or_else(|| std::env::var_os("VAE_DATA_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| "data".into())
     }
 }
 
@@ -72,6 +82,9 @@ struct TrainArgs {
     /// Train on the first N training images only.
     #[arg(long)]
     train_subset: Option<usize>,
+    /// How gradients are computed [default: the preset's, normally auto: fused on CPU, autograd on GPU].
+    #[arg(long, value_enum)]
+    engine: Option<Engine>,
     /// Run directory [default: runs/<preset>].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -155,7 +168,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -183,11 +197,17 @@ fn parse_datasets(s: &str) -> Result<Vec<Dataset>> {
     if s == "all" {
         return Ok(Dataset::ALL.to_vec());
     }
-    Ok(vec![s.parse().map_err(|e: String| anyhow::anyhow!("{e}, or all"))?])
+    Ok(vec![s
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{e}, or all"))?])
 }
 
 fn cmd_download(a: DownloadArgs) -> Result<()> {
-    let data_dir = Common { device: DeviceKind::Cpu, data_dir: a.data_dir }.data_dir();
+    let data_dir = Common {
+        device: DeviceKind::Cpu,
+        data_dir: a.data_dir,
+    }
+    .data_dir();
     let mut opts = DownloadOptions::new(&data_dir);
     opts.source = match a.from {
         Some(dir) => Source::LocalDir(dir),
@@ -195,8 +215,14 @@ fn cmd_download(a: DownloadArgs) -> Result<()> {
     };
     for d in parse_datasets(&a.dataset)? {
         let report = vae_data::download(d, &opts)?;
-        let fetched = report.iter().filter(|(_, o)| matches!(o, vae_data::Outcome::Fetched(_))).count();
-        tracing::info!("{d}: 4 files verified in {} ({fetched} fetched)", vae_data::dataset_dir(&data_dir, d).display());
+        let fetched = report
+            .iter()
+            .filter(|(_, o)| matches!(o, vae_data::Outcome::Fetched(_)))
+            .count();
+        tracing::info!(
+            "{d}: 4 files verified in {} ({fetched} fetched)",
+            vae_data::dataset_dir(&data_dir, d).display()
+        );
     }
     Ok(())
 }
@@ -213,9 +239,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         beta: a.beta,
         binarize: a.binarize,
         train_subset: a.train_subset,
+        engine: a.engine,
     };
     let cfg = preset.apply(&overrides)?;
-    let name = Path::new(&a.preset).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(a.preset.clone());
+    let name = Path::new(&a.preset)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or(a.preset.clone());
     let out_dir = a.out.unwrap_or_else(|| Path::new("runs").join(&name));
     let data_dir = a.common.data_dir();
     let device = open_device(a.common.device)?;
@@ -224,12 +254,32 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         vae_data::download(dataset, &DownloadOptions::new(&data_dir))?;
     }
     tracing::info!(preset = %origin.display(), out = %out_dir.display(), "config {}", serde_json::to_string(&cfg)?);
-    let opts = TrainOptions { data_dir, out_dir, device, resume: a.resume, progress: true };
+    let opts = TrainOptions {
+        data_dir,
+        out_dir,
+        device,
+        resume: a.resume,
+        progress: true,
+    };
+    let engine = vae_train::train::resolve_engine(&cfg, &opts.device)?;
     let history = train(&cfg, &opts)?;
-    if let Some(last) = history.last() {
-        println!("{}", serde_json::to_string(last)?);
-    }
+    // One summary line on stdout, for scripts (`cargo xtask bench` reads it).
+    let summary = serde_json::json!({
+        "final": history.last(),
+        "engine": format!("{engine:?}").to_lowercase(),
+        "gemm": vae_train::fused::gemm_backend(),
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{summary}");
     Ok(())
+}
+
+/// The process's peak resident set (VmHWM), where the OS reports it.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 fn load_model(path: &Path, kind: DeviceKind) -> Result<Vae> {
@@ -240,10 +290,12 @@ fn load_model(path: &Path, kind: DeviceKind) -> Result<Vae> {
 fn model_dataset(vae: &Vae, flag: Option<Dataset>, path: &Path) -> Result<Dataset> {
     match flag {
         Some(d) => Ok(d),
-        None => vae
-            .dataset()
-            .and_then(|d| d.parse().ok())
-            .with_context(|| format!("{}: no known dataset in the metadata; pass --dataset", path.display())),
+        None => vae.dataset().and_then(|d| d.parse().ok()).with_context(|| {
+            format!(
+                "{}: no known dataset in the metadata; pass --dataset",
+                path.display()
+            )
+        }),
     }
 }
 
@@ -253,7 +305,11 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let data = vae_data::load(&a.common.data_dir(), dataset)?;
     let test = Batcher::new(&data.test_images, &data.test_labels, 1000, vae.device())?;
     if test.len() > 0 && data.rows * data.cols != vae.config().input_dim {
-        anyhow::bail!("{}: model input_dim {} does not fit {dataset} images", a.model.display(), vae.config().input_dim);
+        anyhow::bail!(
+            "{}: model input_dim {} does not fit {dataset} images",
+            a.model.display(),
+            vae.config().input_dim
+        );
     }
     let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     let mut out = serde_json::json!({

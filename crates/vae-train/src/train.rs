@@ -11,7 +11,46 @@ use vae_data::{Batcher, Dataset, MnistData};
 use vae_model::{beta_elbo, Vae, VaeRng};
 
 use crate::eval::{evaluate, ElboSums};
-use crate::{checkpoint, figures, Adam, AdamConfig, RunConfig};
+use crate::fused::{self, FusedVae};
+use crate::{checkpoint, figures, Adam, AdamConfig, Engine, RunConfig};
+
+/// The optimiser state of whichever engine trains.
+enum Trainer {
+    Autograd(Adam),
+    Fused(Box<FusedVae>),
+}
+
+impl Trainer {
+    fn step_count(&self) -> u64 {
+        match self {
+            Trainer::Autograd(a) => a.step_count(),
+            Trainer::Fused(f) => f.step_count(),
+        }
+    }
+
+    fn adam_tensors(&mut self) -> candle_core::Result<Vec<(String, Tensor)>> {
+        match self {
+            Trainer::Autograd(a) => Ok(a.state_tensors()),
+            Trainer::Fused(f) => f.adam_tensors(),
+        }
+    }
+}
+
+/// Resolves `auto` and checks the choice fits the device and model.
+pub fn resolve_engine(cfg: &RunConfig, device: &Device) -> Result<Engine> {
+    let fused_ok = fused::supports(&cfg.model);
+    match cfg.training.engine {
+        Engine::Auto if device.is_cpu() && fused_ok => Ok(Engine::Fused),
+        Engine::Auto | Engine::Autograd => Ok(Engine::Autograd),
+        Engine::Fused if !device.is_cpu() => {
+            bail!("the fused engine runs on the CPU only; use --engine autograd")
+        }
+        Engine::Fused if !fused_ok => {
+            bail!("the fused engine does not support this model; use --engine autograd")
+        }
+        Engine::Fused => Ok(Engine::Fused),
+    }
+}
 
 /// One line of `metrics.jsonl` (nats per image).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,21 +117,27 @@ pub fn batchers(cfg: &RunConfig, data: &MnistData, device: &Device) -> Result<(B
     let t = &cfg.training;
     let dim = data.rows * data.cols;
     if dim != cfg.model.input_dim {
-        bail!("model.input_dim is {} but {} images have {dim} pixels", cfg.model.input_dim, cfg.dataset);
+        bail!(
+            "model.input_dim is {} but {} images have {dim} pixels",
+            cfg.model.input_dim,
+            cfg.dataset
+        );
     }
     let n = data.train_images.dim(0)?;
     let keep = t.train_subset.unwrap_or(n).min(n);
     let images = data.train_images.narrow(0, 0, keep)?;
     let labels = data.train_labels.narrow(0, 0, keep)?;
     let train = Batcher::new(&images, &labels, t.batch_size, device)?.binarize(t.binarize.into());
-    let test = Batcher::new(&data.test_images, &data.test_labels, 1000, device)?.binarize(t.binarize.into());
+    let test = Batcher::new(&data.test_images, &data.test_labels, 1000, device)?
+        .binarize(t.binarize.into());
     Ok((train, test))
 }
 
 /// Trains a model as `cfg` says, writing everything into `opts.out_dir`. Returns the metrics of every epoch.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> {
     let out = &opts.out_dir;
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create run directory", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create run directory", out.display()))?;
     let dataset: Dataset = cfg.dataset.parse().map_err(anyhow::Error::msg)?;
     let data = vae_data::load(&opts.data_dir, dataset)?;
     let (train_data, test_data) = batchers(cfg, &data, &opts.device)?;
@@ -101,17 +146,31 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> 
     let mut rng = VaeRng::seed_from(t.seed);
     let (mut vae, varmap) = Vae::init(&cfg.model, &mut rng, &opts.device)?;
     vae.set_dataset(cfg.dataset.clone());
-    let mut params: Vec<(String, candle_core::Var)> = varmap.data().lock().expect("not poisoned").clone().into_iter().collect();
+    let mut params: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .expect("not poisoned")
+        .clone()
+        .into_iter()
+        .collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut opt = Adam::new(params, AdamConfig { lr: t.lr, ..Default::default() })?;
+    let adam = AdamConfig {
+        lr: t.lr,
+        ..Default::default()
+    };
+    let engine = resolve_engine(cfg, &opts.device)?;
 
     let ckpt_path = out.join(files::CHECKPOINT);
     let metrics_path = out.join(files::METRICS);
     let mut history: Vec<EpochMetrics> = Vec::new();
     let mut first_epoch = 1;
+    let mut resumed = None;
     if opts.resume {
         if !ckpt_path.is_file() {
-            bail!("{}: no checkpoint to resume from (train without --resume first)", ckpt_path.display());
+            bail!(
+                "{}: no checkpoint to resume from (train without --resume first)",
+                ckpt_path.display()
+            );
         }
         let ck = checkpoint::load(&ckpt_path)?;
         if !cfg.resumable_from(&ck.config) {
@@ -123,23 +182,58 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> 
                 serde_json::to_string(cfg)?
             );
         }
-        for (name, var) in opt.params() {
-            let saved = ck
-                .tensors
-                .get(&format!("model.{name}"))
-                .with_context(|| format!("{}: missing tensor `model.{name}`", ckpt_path.display()))?;
+        for (name, var) in &params {
+            let saved = ck.tensors.get(&format!("model.{name}")).with_context(|| {
+                format!("{}: missing tensor `model.{name}`", ckpt_path.display())
+            })?;
             if saved.dims() != var.dims() {
-                bail!("{}: tensor `model.{name}` has shape {:?}, expected {:?}", ckpt_path.display(), saved.dims(), var.dims());
+                bail!(
+                    "{}: tensor `model.{name}` has shape {:?}, expected {:?}",
+                    ckpt_path.display(),
+                    saved.dims(),
+                    var.dims()
+                );
             }
             var.set(&saved.to_device(&opts.device)?)?;
         }
-        opt.restore(ck.step, |k| ck.tensors.get(&format!("adam.{k}")).cloned())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
         rng = VaeRng::from_state(ck.rng);
         first_epoch = ck.epoch + 1;
-        history = read_metrics(&metrics_path)?.into_iter().filter(|m| m.epoch <= ck.epoch).collect();
-        tracing::info!(epoch = ck.epoch, step = ck.step, "resumed from {}", ckpt_path.display());
+        history = read_metrics(&metrics_path)?
+            .into_iter()
+            .filter(|m| m.epoch <= ck.epoch)
+            .collect();
+        tracing::info!(
+            epoch = ck.epoch,
+            step = ck.step,
+            "resumed from {}",
+            ckpt_path.display()
+        );
+        resumed = Some(ck);
     }
+    let adam_state = |k: &str| {
+        resumed
+            .as_ref()
+            .and_then(|ck| ck.tensors.get(&format!("adam.{k}")).cloned())
+    };
+    let mut trainer = match engine {
+        Engine::Fused => {
+            let mut f = FusedVae::new(&cfg.model, adam);
+            f.load_params(&params)?;
+            if let Some(ck) = &resumed {
+                f.load_adam(ck.step, adam_state)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+            }
+            Trainer::Fused(Box::new(f))
+        }
+        _ => {
+            let mut a = Adam::new(params.clone(), adam)?;
+            if let Some(ck) = &resumed {
+                a.restore(ck.step, adam_state)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+            }
+            Trainer::Autograd(a)
+        }
+    };
     write_json(&out.join(files::CONFIG), cfg)?;
     rewrite_metrics(&metrics_path, &history)?;
 
@@ -148,14 +242,31 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> 
         params = cfg.model.num_parameters(),
         train_images = train_data.len(),
         device = ?opts.device,
+        engine = ?engine,
+        gemm = fused::gemm_backend(),
         "training {} epochs of batch {}",
         t.epochs,
         t.batch_size
     );
     for epoch in first_epoch..=t.epochs {
-        let (sums, secs) = train_epoch(&vae, &mut opt, &train_data, &mut rng, t.beta, epoch, t.epochs, opts.progress)?;
+        let mut bar = EpochProgress::new(opts.progress, train_data.num_batches(), epoch, t.epochs);
+        let (sums, secs) = match &mut trainer {
+            Trainer::Autograd(opt) => {
+                train_epoch(&vae, opt, &train_data, &mut rng, t.beta, &mut bar)?
+            }
+            Trainer::Fused(f) => {
+                let r = train_epoch_fused(f, &train_data, &mut rng, t.beta, &mut bar)?;
+                f.store_params(&params)?;
+                r
+            }
+        };
+        bar.finish();
         let tr = sums.averages();
-        let te = evaluate(&vae, &test_data, &mut VaeRng::seed_from(eval_seed(t.seed, epoch)))?;
+        let te = evaluate(
+            &vae,
+            &test_data,
+            &mut VaeRng::seed_from(eval_seed(t.seed, epoch)),
+        )?;
         let m = EpochMetrics {
             epoch,
             train_loss: tr.loss,
@@ -168,7 +279,16 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> 
             images_per_s: train_data.len() as f64 / secs,
         };
         // Checkpoint first: a crash between the two leaves a metrics line the resume would drop, never a gap.
-        checkpoint::save(&ckpt_path, cfg, epoch, &opt, &rng)?;
+        let step = trainer.step_count();
+        checkpoint::save(
+            &ckpt_path,
+            cfg,
+            epoch,
+            step,
+            &params,
+            trainer.adam_tensors()?,
+            &rng,
+        )?;
         append_metrics(&metrics_path, &m)?;
         tracing::info!(
             "epoch {epoch}/{}: train {:.3} (recon {:.3}, kl {:.3}) | test {:.3} (recon {:.3}, kl {:.3}) | {:.2} s, {:.0} img/s",
@@ -179,40 +299,107 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> 
 
     vae.save(out.join(files::MODEL))?;
     let mut fig_rng = VaeRng::seed_from(t.seed);
-    figures::write_grid(&out.join(files::SAMPLES), &vae.sample(64, &mut fig_rng)?, 8, 8, data.rows, data.cols)?;
+    figures::write_grid(
+        &out.join(files::SAMPLES),
+        &vae.sample(64, &mut fig_rng)?,
+        8,
+        8,
+        data.rows,
+        data.cols,
+    )?;
     let originals = test_images(&data, 8, &opts.device)?;
     let recon = vae.reconstruct(&originals)?;
-    figures::write_reconstructions(&out.join(files::RECONSTRUCTIONS), &originals, &recon, data.rows, data.cols)?;
+    figures::write_reconstructions(
+        &out.join(files::RECONSTRUCTIONS),
+        &originals,
+        &recon,
+        data.rows,
+        data.cols,
+    )?;
     tracing::info!("wrote {}", out.display());
     Ok(history)
 }
 
-/// One pass of Adam steps. Returns the epoch's sums and the seconds spent.
-#[allow(clippy::too_many_arguments)]
+/// A progress bar on a terminal; debug-level log lines otherwise.
+pub struct EpochProgress {
+    bar: Option<indicatif::ProgressBar>,
+    start: Instant,
+    epoch: usize,
+}
+
+impl EpochProgress {
+    fn new(enabled: bool, batches: usize, epoch: usize, epochs: usize) -> Self {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(batches as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{epoch}/{epochs}"));
+            bar
+        });
+        Self {
+            bar,
+            start: Instant::now(),
+            epoch,
+        }
+    }
+
+    /// Records a finished step; errors if the loss is not finite.
+    fn step(&mut self, step: usize, images: usize, sums: &ElboSums, loss: f64) -> Result<()> {
+        if !loss.is_finite() {
+            bail!(
+                "the loss became {loss} at epoch {}, step {}; try a lower --lr",
+                self.epoch,
+                step + 1
+            );
+        }
+        if let Some(bar) = &self.bar {
+            // Redrawing costs time on the hot path; a few times a second is plenty.
+            if step % 16 == 0 {
+                let secs = self.start.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "loss {:.2} | {:.0} img/s",
+                    sums.averages().loss,
+                    images as f64 / secs
+                ));
+            }
+            bar.inc(1);
+        } else if (step + 1) % 100 == 0 {
+            tracing::debug!(
+                epoch = self.epoch,
+                step = step + 1,
+                loss = sums.averages().loss,
+                "training"
+            );
+        }
+        Ok(())
+    }
+
+    fn finish(self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// One pass of autograd steps. Returns the epoch's sums and the seconds spent.
 fn train_epoch(
     vae: &Vae,
     opt: &mut Adam,
     data: &Batcher,
     rng: &mut VaeRng,
     beta: f64,
-    epoch: usize,
-    epochs: usize,
-    progress: bool,
+    bar: &mut EpochProgress,
 ) -> Result<(ElboSums, f64)> {
-    let bar = (progress && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(data.num_batches() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{epoch}/{epochs}"));
-        bar
-    });
     let mut sums = ElboSums::default();
     // The epoch's order and binarisation come from `rng`; the noise ε from a stream split off it.
     let mut noise = VaeRng::seed_from(rand::RngCore::next_u64(rng));
     let start = Instant::now();
+    let mut seen = 0;
     for (step, batch) in data.epoch(rng).enumerate() {
         let (x, _) = batch?;
         let out = vae.forward(&x, &mut noise)?;
@@ -220,30 +407,57 @@ fn train_epoch(
         let grads = terms.loss.backward()?;
         opt.step(&grads)?;
         let loss = terms.loss.to_scalar::<f32>()? as f64;
-        if !loss.is_finite() {
-            bail!("the loss became {loss} at epoch {epoch}, step {}; try a lower --lr", step + 1);
-        }
         let n = x.dim(0)?;
-        sums.add(n, loss, terms.recon.to_scalar::<f32>()? as f64, terms.kl.to_scalar::<f32>()? as f64);
-        if let Some(bar) = &bar {
-            let secs = start.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {:.2} | {:.0} img/s", sums.averages().loss, (step + 1) as f64 * n as f64 / secs));
-            bar.inc(1);
-        } else if (step + 1) % 100 == 0 {
-            tracing::debug!(epoch, step = step + 1, loss = sums.averages().loss, "training");
-        }
+        seen += n;
+        sums.add(
+            n,
+            loss,
+            terms.recon.to_scalar::<f32>()? as f64,
+            terms.kl.to_scalar::<f32>()? as f64,
+        );
+        bar.step(step, seen, &sums, loss)?;
     }
     let secs = start.elapsed().as_secs_f64();
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+    Ok((sums, secs))
+}
+
+/// One pass of fused steps, drawing exactly the random numbers [`train_epoch`] draws.
+fn train_epoch_fused(
+    f: &mut FusedVae,
+    data: &Batcher,
+    rng: &mut VaeRng,
+    beta: f64,
+    bar: &mut EpochProgress,
+) -> Result<(ElboSums, f64)> {
+    let mut sums = ElboSums::default();
+    let mut noise = VaeRng::seed_from(rand::RngCore::next_u64(rng));
+    let latent = f.latent_dim();
+    let mut x = Vec::with_capacity(data.batch_size() * data.dim());
+    let mut eps = vec![0f32; data.batch_size() * latent];
+    let start = Instant::now();
+    let order = data.shuffled_order(rng);
+    let mut seen = 0;
+    for (step, idx) in order.chunks(data.batch_size()).enumerate() {
+        if data.drops_last() && idx.len() < data.batch_size() {
+            break;
+        }
+        data.fill(idx, &mut x, rng);
+        let eps = &mut eps[..idx.len() * latent];
+        noise.fill_normal(eps);
+        let terms = f.train_step(&x, eps, idx.len(), beta);
+        seen += idx.len();
+        sums.add(idx.len(), terms.loss, terms.recon, terms.kl);
+        bar.step(step, seen, &sums, terms.loss)?;
     }
+    let secs = start.elapsed().as_secs_f64();
     Ok((sums, secs))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
-    vae_model::write_atomic(path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+    vae_model::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// Reads `metrics.jsonl` (empty when absent).
@@ -253,7 +467,10 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
             .lines()
             .filter(|l| !l.trim().is_empty())
             .enumerate()
-            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1)))
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("{}: line {}", path.display(), i + 1))
+            })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e).with_context(|| path.display().to_string()),
@@ -266,11 +483,16 @@ fn rewrite_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
         text.push_str(&serde_json::to_string(m)?);
         text.push('\n');
     }
-    vae_model::write_atomic(path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+    vae_model::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).with_context(|| path.display().to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| path.display().to_string())?;
     writeln!(f, "{}", serde_json::to_string(m)?).with_context(|| path.display().to_string())
 }
 

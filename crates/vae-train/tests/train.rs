@@ -21,7 +21,8 @@ fn data_dir() -> &'static Path {
         let mut opts = DownloadOptions::new(&dir);
         opts.source = Source::LocalDir(shared);
         opts.progress = false;
-        vae_data::download(vae_data::Dataset::Mnist, &opts).expect("shared MNIST files (set VAE_SHARED_DATA)");
+        vae_data::download(vae_data::Dataset::Mnist, &opts)
+            .expect("shared MNIST files (set VAE_SHARED_DATA)");
         dir
     })
 }
@@ -55,7 +56,16 @@ fn run(cfg: &RunConfig, out: &Path, resume: bool) -> anyhow::Result<Vec<EpochMet
 fn numbers(m: &[EpochMetrics]) -> Vec<[u64; 7]> {
     m.iter()
         .map(|m| {
-            [m.epoch as f64, m.train_loss, m.train_recon, m.train_kl, m.test_loss, m.test_recon, m.test_kl].map(f64::to_bits)
+            [
+                m.epoch as f64,
+                m.train_loss,
+                m.train_recon,
+                m.train_kl,
+                m.test_loss,
+                m.test_recon,
+                m.test_kl,
+            ]
+            .map(f64::to_bits)
         })
         .collect()
 }
@@ -65,14 +75,21 @@ fn same_seed_same_numbers_and_a_complete_run_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let a = run(&small(2), &tmp.path().join("a"), false).unwrap();
     let b = run(&small(2), &tmp.path().join("b"), false).unwrap();
-    assert_eq!(numbers(&a), numbers(&b), "same seed, same data, same numbers");
+    assert_eq!(
+        numbers(&a),
+        numbers(&b),
+        "same seed, same data, same numbers"
+    );
     let mut other = small(2);
     other.training.seed = 8;
     let c = run(&other, &tmp.path().join("c"), false).unwrap();
     assert_ne!(numbers(&a), numbers(&c));
 
     // Learning happened: an untrained 784-64-8 model scores ~545 nats; 48 Adam steps reach ~250.
-    assert!(a[1].test_loss < a[0].test_loss && a[1].test_loss < 300.0, "{a:?}");
+    assert!(
+        a[1].test_loss < a[0].test_loss && a[1].test_loss < 300.0,
+        "{a:?}"
+    );
     for m in &a {
         assert!((m.train_loss - (m.train_recon + m.train_kl)).abs() < 1e-3);
         assert!((m.test_loss - (m.test_recon + m.test_kl)).abs() < 1e-3);
@@ -86,21 +103,35 @@ fn same_seed_same_numbers_and_a_complete_run_directory() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines, a);
-    let cfg: RunConfig = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let cfg: RunConfig =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg, small(2));
     let vae = Vae::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(vae.config(), &small(2).model);
     assert_eq!(vae.dataset(), Some("mnist"));
-    for (png, size) in [("samples.png", (8 * 58 + 2, 8 * 58 + 2)), ("reconstructions.png", (8 * 58 + 2, 2 * 58 + 2))] {
+    for (png, size) in [
+        ("samples.png", (8 * 58 + 2, 8 * 58 + 2)),
+        ("reconstructions.png", (8 * 58 + 2, 2 * 58 + 2)),
+    ] {
         let img = image::open(dir.join(png)).unwrap().to_luma8();
         assert_eq!(img.dimensions(), size, "{png}");
     }
     // Nothing else is left in the run directory (no temporaries).
-    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(
         names,
-        ["checkpoint.safetensors", "config.json", "metrics.jsonl", "model.safetensors", "reconstructions.png", "samples.png"]
+        [
+            "checkpoint.safetensors",
+            "config.json",
+            "metrics.jsonl",
+            "model.safetensors",
+            "reconstructions.png",
+            "samples.png"
+        ]
     );
 }
 
@@ -119,16 +150,25 @@ fn resume_continues_exactly_where_it_stopped() {
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         bytes[8 + n..].to_vec()
     };
-    assert!(tensors(&a) == tensors(&b), "resumed weights differ from an uninterrupted run");
+    assert!(
+        tensors(&a) == tensors(&b),
+        "resumed weights differ from an uninterrupted run"
+    );
 
     // A different config is refused, naming the checkpoint.
     let mut other = small(3);
     other.training.lr = 0.01;
     let err = format!("{:#}", run(&other, &split, true).unwrap_err());
-    assert!(err.contains("checkpoint.safetensors") && err.contains("different config"), "{err}");
+    assert!(
+        err.contains("checkpoint.safetensors") && err.contains("different config"),
+        "{err}"
+    );
 
     // No checkpoint at all.
-    let err = format!("{:#}", run(&small(2), &tmp.path().join("fresh"), true).unwrap_err());
+    let err = format!(
+        "{:#}",
+        run(&small(2), &tmp.path().join("fresh"), true).unwrap_err()
+    );
     assert!(err.contains("no checkpoint to resume from"), "{err}");
 }
 
@@ -142,7 +182,11 @@ mod cli {
             .env_remove("VAE_DATA_MIRROR")
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
     }
 
     /// Exits non-zero with exactly one `error:` line containing every needle, and no panic.
@@ -165,34 +209,105 @@ mod cli {
         let out_s = out.to_str().unwrap();
         let data = data_dir().to_str().unwrap();
 
-        refused(&["train", "--preset", "nope", "--out", out_s], &["unknown preset `nope`"]);
+        refused(
+            &["train", "--preset", "nope", "--out", out_s],
+            &["unknown preset `nope`"],
+        );
         let bad_preset = tmp.path().join("bad.toml");
-        std::fs::write(&bad_preset, preset_text().replace("lr = 1e-3", "lr = 1e-3\nlearning_rate = 2")).unwrap();
-        refused(&["train", "--preset", bad_preset.to_str().unwrap(), "--out", out_s], &["bad.toml", "learning_rate"]);
-        refused(&["train", "--epochs", "0", "--out", out_s, "--data-dir", data], &["epochs must be at least 1"]);
-        refused(&["train", "--lr", "5", "--out", out_s, "--data-dir", data], &["training.lr"]);
-        refused(&["train", "--device", "cuda", "--out", out_s], &["cargo xtask build --device cuda"]);
-        refused(&["train", "--out", out_s, "--resume", "--data-dir", data], &["no checkpoint to resume from"]);
+        std::fs::write(
+            &bad_preset,
+            preset_text().replace("lr = 1e-3", "lr = 1e-3\nlearning_rate = 2"),
+        )
+        .unwrap();
+        refused(
+            &[
+                "train",
+                "--preset",
+                bad_preset.to_str().unwrap(),
+                "--out",
+                out_s,
+            ],
+            &["bad.toml", "learning_rate"],
+        );
+        refused(
+            &["train", "--epochs", "0", "--out", out_s, "--data-dir", data],
+            &["epochs must be at least 1"],
+        );
+        refused(
+            &["train", "--lr", "5", "--out", out_s, "--data-dir", data],
+            &["training.lr"],
+        );
+        refused(
+            &["train", "--device", "cuda", "--out", out_s],
+            &["cargo xtask build --device cuda"],
+        );
+        refused(
+            &["train", "--out", out_s, "--resume", "--data-dir", data],
+            &["no checkpoint to resume from"],
+        );
 
         // A missing dataset, and a corrupt one.
         let empty = tmp.path().join("empty");
-        refused(&["train", "--out", out_s, "--data-dir", empty.to_str().unwrap()], &["missing", "cargo xtask download"]);
+        refused(
+            &[
+                "train",
+                "--out",
+                out_s,
+                "--data-dir",
+                empty.to_str().unwrap(),
+            ],
+            &["missing", "cargo xtask download"],
+        );
         let corrupt = tmp.path().join("corrupt");
         std::fs::create_dir_all(corrupt.join("mnist")).unwrap();
         for f in vae_data::FILE_NAMES {
-            std::fs::copy(data_dir().join("mnist").join(f), corrupt.join("mnist").join(f)).unwrap();
+            std::fs::copy(
+                data_dir().join("mnist").join(f),
+                corrupt.join("mnist").join(f),
+            )
+            .unwrap();
         }
         let labels = corrupt.join("mnist/train-labels-idx1-ubyte.gz");
         let bytes = std::fs::read(&labels).unwrap();
         std::fs::write(&labels, &bytes[..bytes.len() / 2]).unwrap();
-        refused(&["train", "--out", out_s, "--data-dir", corrupt.to_str().unwrap()], &["train-labels-idx1-ubyte.gz"]);
-        assert!(!out.join("model.safetensors").exists(), "no model after a failed run");
+        refused(
+            &[
+                "train",
+                "--out",
+                out_s,
+                "--data-dir",
+                corrupt.to_str().unwrap(),
+            ],
+            &["train-labels-idx1-ubyte.gz"],
+        );
+        assert!(
+            !out.join("model.safetensors").exists(),
+            "no model after a failed run"
+        );
 
         // --model pointing at things that are not our format.
         let not_model = tmp.path().join("notes.txt");
         std::fs::write(&not_model, "hello").unwrap();
-        refused(&["eval", "--model", not_model.to_str().unwrap(), "--data-dir", data], &["notes.txt", "not a safetensors file"]);
-        refused(&["sample", "--model", "/nonexistent/model.safetensors", "--out", "x.png"], &["/nonexistent/model.safetensors"]);
+        refused(
+            &[
+                "eval",
+                "--model",
+                not_model.to_str().unwrap(),
+                "--data-dir",
+                data,
+            ],
+            &["notes.txt", "not a safetensors file"],
+        );
+        refused(
+            &[
+                "sample",
+                "--model",
+                "/nonexistent/model.safetensors",
+                "--out",
+                "x.png",
+            ],
+            &["/nonexistent/model.safetensors"],
+        );
 
         // Flags clap rejects exit non-zero too (with usage help, so not checked for one line).
         let (ok, _, err) = vae_train(&["train", "--epochs", "many"]);
@@ -209,31 +324,82 @@ mod cli {
         let out = tmp.path().join("run");
         let data = data_dir().to_str().unwrap();
         let (ok, stdout, err) = vae_train(&[
-            "train", "--epochs", "1", "--hidden-dims", "32", "--latent-dim", "4", "--train-subset", "2000",
-            "--data-dir", data, "--out", out.to_str().unwrap(),
+            "train",
+            "--epochs",
+            "1",
+            "--hidden-dims",
+            "32",
+            "--latent-dim",
+            "4",
+            "--train-subset",
+            "2000",
+            "--data-dir",
+            data,
+            "--out",
+            out.to_str().unwrap(),
         ]);
         assert!(ok, "{err}");
-        let last: EpochMetrics = serde_json::from_str(stdout.trim()).unwrap();
+        let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let last: EpochMetrics = serde_json::from_value(summary["final"].clone()).unwrap();
+        assert_eq!(summary["engine"], "fused");
+        assert!(summary["peak_rss_mib"].as_f64().unwrap() > 10.0);
         let model = out.join("model.safetensors");
 
-        let (ok, stdout, err) = vae_train(&["eval", "--model", model.to_str().unwrap(), "--data-dir", data, "--iw-samples", "10"]);
+        let (ok, stdout, err) = vae_train(&[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data-dir",
+            data,
+            "--iw-samples",
+            "10",
+        ]);
         assert!(ok, "{err}");
         let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(v["dataset"], "mnist");
         assert_eq!(v["test_images"], 10000);
         let loss = v["test_loss"].as_f64().unwrap();
-        assert!((loss - last.test_loss).abs() < 1.0, "{loss} vs {}", last.test_loss);
-        assert!((loss - v["test_recon"].as_f64().unwrap() - v["test_kl"].as_f64().unwrap()).abs() < 1e-3);
+        assert!(
+            (loss - last.test_loss).abs() < 1.0,
+            "{loss} vs {}",
+            last.test_loss
+        );
+        assert!(
+            (loss - v["test_recon"].as_f64().unwrap() - v["test_kl"].as_f64().unwrap()).abs()
+                < 1e-3
+        );
         // The importance-weighted bound is tighter than the ELBO.
         assert!(v["test_nll_iw"].as_f64().unwrap() < loss);
 
         let png = tmp.path().join("s.png");
-        let (ok, _, err) = vae_train(&["sample", "--model", model.to_str().unwrap(), "--n", "10", "--out", png.to_str().unwrap()]);
+        let (ok, _, err) = vae_train(&[
+            "sample",
+            "--model",
+            model.to_str().unwrap(),
+            "--n",
+            "10",
+            "--out",
+            png.to_str().unwrap(),
+        ]);
         assert!(ok, "{err}");
-        assert_eq!(image::open(&png).unwrap().to_luma8().dimensions(), (4 * 58 + 2, 3 * 58 + 2));
+        assert_eq!(
+            image::open(&png).unwrap().to_luma8().dimensions(),
+            (4 * 58 + 2, 3 * 58 + 2)
+        );
         let png = tmp.path().join("r.png");
-        let (ok, _, err) = vae_train(&["reconstruct", "--model", model.to_str().unwrap(), "--data-dir", data, "--out", png.to_str().unwrap()]);
+        let (ok, _, err) = vae_train(&[
+            "reconstruct",
+            "--model",
+            model.to_str().unwrap(),
+            "--data-dir",
+            data,
+            "--out",
+            png.to_str().unwrap(),
+        ]);
         assert!(ok, "{err}");
-        assert_eq!(image::open(&png).unwrap().to_luma8().dimensions(), (8 * 58 + 2, 2 * 58 + 2));
+        assert_eq!(
+            image::open(&png).unwrap().to_luma8().dimensions(),
+            (8 * 58 + 2, 2 * 58 + 2)
+        );
     }
 }

@@ -28,7 +28,9 @@ impl TestServer {
         let (h, s) = (hits.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else { continue };
+                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
                 let path = req.url().to_string();
                 let n = {
                     let mut hits = h.lock().unwrap();
@@ -40,15 +42,22 @@ impl TestServer {
                 let _ = req.respond(tiny_http::Response::from_data(body).with_status_code(status));
             }
         });
-        Self { base: format!("http://127.0.0.1:{port}/"), hits, stop, thread: Some(thread) }
+        Self {
+            base: format!("http://127.0.0.1:{port}/"),
+            hits,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Serves the files under `root` as they are; 404 for anything else.
     pub fn serve_dir(root: PathBuf) -> Self {
-        Self::start(move |path, _| match std::fs::read(root.join(path.trim_start_matches('/'))) {
-            Ok(bytes) => (200, bytes),
-            Err(_) => (404, b"not found".to_vec()),
-        })
+        Self::start(
+            move |path, _| match std::fs::read(root.join(path.trim_start_matches('/'))) {
+                Ok(bytes) => (200, bytes),
+                Err(_) => (404, b"not found".to_vec()),
+            },
+        )
     }
 
     pub fn hits(&self, path: &str) -> usize {
@@ -71,9 +80,9 @@ impl Drop for TestServer {
 
 /// The original gzipped IDX files, `../shared/data` beside the repository (or `$VAE_SHARED_DATA`).
 pub fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("VAE_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-    });
+    let dir = std::env::var_os("VAE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
     assert!(
         dir.join("mnist/train-labels-idx1-ubyte.gz").is_file(),
         "the shared MNIST files are not at {} (set VAE_SHARED_DATA)",

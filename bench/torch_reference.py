@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""The PyTorch reference for `cargo xtask bench`: the same VAE, optimiser, batch size and data as a preset.
+
+Prints one JSON object per epoch (train/test -ELBO, training seconds, images/s) and a final summary with the
+peak RSS. Requires `pip install torch numpy`.
+
+    python3 bench/torch_reference.py --data-dir data/mnist --hidden 400 --latent 20 --batch-size 128 --lr 1e-3 --epochs 3
+"""
+import argparse
+import gzip
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+class VAE(nn.Module):
+    """pytorch/examples' VAE, with the hidden width and latent size as parameters."""
+
+    def __init__(self, hidden, latent):
+        super().__init__()
+        self.fc1 = nn.Linear(784, hidden)
+        self.fc21 = nn.Linear(hidden, latent)
+        self.fc22 = nn.Linear(hidden, latent)
+        self.fc3 = nn.Linear(latent, hidden)
+        self.fc4 = nn.Linear(hidden, 784)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.fc4(F.relu(self.fc3(z))), mu, logvar
+
+
+def loss_terms(logits, x, mu, logvar):
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return recon, kl
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--hidden", type=int, default=400)
+    p.add_argument("--latent", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args()
+
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    d = args.data_dir.rstrip("/")
+    train = torch.from_numpy(idx(f"{d}/train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255.0)
+    test = torch.from_numpy(idx(f"{d}/t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255.0)
+    model = VAE(args.hidden, args.latent)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    n = train.shape[0]
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        perm = torch.randperm(n)
+        total = 0.0
+        start = time.perf_counter()
+        for i in range(0, n, args.batch_size):
+            x = train[perm[i : i + args.batch_size]]
+            opt.zero_grad()
+            logits, mu, logvar = model(x)
+            recon, kl = loss_terms(logits, x, mu, logvar)
+            loss = (recon + kl) / x.shape[0]
+            loss.backward()
+            opt.step()
+            total += loss.item() * x.shape[0]
+        secs = time.perf_counter() - start
+        model.eval()
+        with torch.no_grad():
+            tl = 0.0
+            for i in range(0, test.shape[0], 1000):
+                x = test[i : i + 1000]
+                logits, mu, logvar = model(x)
+                recon, kl = loss_terms(logits, x, mu, logvar)
+                tl += (recon + kl).item()
+        print(json.dumps({
+            "epoch": epoch, "train_loss": total / n, "test_loss": tl / test.shape[0],
+            "epoch_s": secs, "images_per_s": n / secs,
+        }), flush=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "peak_rss_mib": peak_kib / 1024}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+//! The fused CPU engine against Candle's autograd: same loss, same gradients (to f32 rounding) for every parameter,
+//! and the same trajectory over several Adam steps.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Var};
+use vae_model::{beta_elbo, Activation, Vae, VaeConfig, VaeRng};
+use vae_train::fused::FusedVae;
+use vae_train::{Adam, AdamConfig};
+
+fn params(varmap: &candle_nn::VarMap) -> Vec<(String, Var)> {
+    let mut p: Vec<(String, Var)> = varmap.data().lock().unwrap().clone().into_iter().collect();
+    p.sort_by(|a, b| a.0.cmp(&b.0));
+    p
+}
+
+fn close(name: &str, got: &[f32], want: &[f32], rel: f32) {
+    assert_eq!(got.len(), want.len(), "{name}");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= rel * scale,
+            "{name}[{i}]: fused {g} vs autograd {w} (scale {scale})"
+        );
+    }
+}
+
+fn check_gradients(cfg: &VaeConfig, rows: usize, beta: f64, seed: u64) {
+    let dev = Device::Cpu;
+    let mut rng = VaeRng::seed_from(seed);
+    let (vae, varmap) = Vae::init(cfg, &mut rng, &dev).unwrap();
+    let p = params(&varmap);
+    let x = rng.uniform((rows, cfg.input_dim), 0.0, 1.0, &dev).unwrap();
+    let eps = vae.noise(rows, &mut rng).unwrap();
+
+    let out = vae.forward_with_noise(&x, &eps).unwrap();
+    let terms = beta_elbo(&x, &out, beta).unwrap();
+    let grads = terms.loss.backward().unwrap();
+
+    let mut fused = FusedVae::new(cfg, AdamConfig::default());
+    fused.load_params(&p).unwrap();
+    let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let es = eps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let t = fused.forward_backward(&xs, &es, rows, beta);
+
+    let want = |v: &candle_core::Tensor| v.to_scalar::<f32>().unwrap() as f64;
+    assert!(
+        (t.recon - want(&terms.recon)).abs() < 1e-4 * want(&terms.recon).abs().max(1.0),
+        "recon {t:?}"
+    );
+    assert!(
+        (t.kl - want(&terms.kl)).abs() < 1e-4 * want(&terms.kl).abs().max(1.0),
+        "kl {t:?}"
+    );
+    assert!(
+        (t.loss - want(&terms.loss)).abs() < 1e-4 * want(&terms.loss).abs().max(1.0),
+        "loss {t:?}"
+    );
+
+    let by_name: HashMap<String, Var> = p.into_iter().collect();
+    let fused_grads = fused.gradients();
+    assert_eq!(fused_grads.len(), cfg.parameter_shapes().len());
+    for (name, g) in fused_grads {
+        let autograd = grads
+            .get(&by_name[&name])
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        close(&name, &g, &autograd, 2e-4);
+    }
+}
+
+#[test]
+fn gradients_match_autograd_tanh_two_layers() {
+    let cfg = VaeConfig {
+        input_dim: 30,
+        hidden_dims: vec![17, 9],
+        latent_dim: 4,
+        activation: Activation::Tanh,
+        ..VaeConfig::mnist()
+    };
+    check_gradients(&cfg, 7, 1.0, 1);
+    check_gradients(&cfg, 1, 0.3, 2);
+}
+
+#[test]
+fn gradients_match_autograd_relu_with_beta() {
+    let cfg = VaeConfig {
+        input_dim: 50,
+        hidden_dims: vec![24],
+        latent_dim: 3,
+        ..VaeConfig::mnist()
+    };
+    check_gradients(&cfg, 16, 2.5, 3);
+}
+
+#[test]
+fn gradients_match_autograd_at_the_mnist_preset_shapes() {
+    check_gradients(&VaeConfig::mnist(), 128, 1.0, 4);
+}
+
+#[test]
+fn several_adam_steps_follow_the_autograd_trajectory() {
+    let dev = Device::Cpu;
+    let cfg = VaeConfig {
+        input_dim: 40,
+        hidden_dims: vec![32],
+        latent_dim: 5,
+        ..VaeConfig::mnist()
+    };
+    let mut rng = VaeRng::seed_from(9);
+    let (vae, varmap) = Vae::init(&cfg, &mut rng, &dev).unwrap();
+    let p = params(&varmap);
+    let mut fused = FusedVae::new(
+        &cfg,
+        AdamConfig {
+            lr: 1e-2,
+            ..Default::default()
+        },
+    );
+    fused.load_params(&p).unwrap();
+    let mut adam = Adam::new(
+        p.clone(),
+        AdamConfig {
+            lr: 1e-2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..20 {
+        let x = rng.uniform((12, 40), 0.0, 1.0, &dev).unwrap();
+        let eps = vae.noise(12, &mut rng).unwrap();
+        let terms = beta_elbo(&x, &vae.forward_with_noise(&x, &eps).unwrap(), 1.0).unwrap();
+        adam.step(&terms.loss.backward().unwrap()).unwrap();
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let es = eps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        fused.train_step(&xs, &es, 12, 1.0);
+    }
+    assert_eq!(fused.step_count(), 20);
+    // Copy the fused weights out and compare with the autograd ones.
+    let autograd: Vec<Vec<f32>> = p
+        .iter()
+        .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+        .collect();
+    let (_, other) = Vae::init(&cfg, &mut VaeRng::seed_from(0), &dev).unwrap();
+    let q = params(&other);
+    fused.store_params(&q).unwrap();
+    for ((name, v), want) in q.iter().zip(&autograd) {
+        close(
+            name,
+            &v.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            want,
+            1e-3,
+        );
+    }
+    // The Adam moments carry the same names and values as the autograd optimiser's.
+    let mine: HashMap<String, Vec<f32>> = fused
+        .adam_tensors()
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    for (name, t) in adam.state_tensors() {
+        close(
+            &name,
+            &mine[&name],
+            &t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            2e-3,
+        );
+    }
+}
