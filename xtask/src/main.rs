@@ -163,6 +163,12 @@ fn cargo() -> Command {
     cmd
 }
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+}
+
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -340,19 +346,30 @@ fn end_to_end() -> Result<()> {
         format!("{iw} vs {eval_loss}"),
     )?;
 
-    let output = cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "vae-model",
-            "--example",
-            "load_model",
-            "--",
-        ])
-        .arg(out.join("model.safetensors"))
-        .output()?;
+    // Built beside vae-train, with its features, so Cargo reuses the release build rather than re-resolving.
+    status(
+        cargo()
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "vae-train",
+                "-p",
+                "vae-model",
+                "--example",
+                "load_model",
+            ])
+            .args(DeviceKind::Cpu.features()),
+    )?;
+    let output = Command::new(
+        target_dir()
+            .join("release")
+            .join("examples")
+            .join("load_model"),
+    )
+    .arg(out.join("model.safetensors"))
+    .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     check(
         "Vae::load from another crate",
@@ -449,7 +466,7 @@ fn bench(
             .args(["build", "--release", "-p", "vae-train"])
             .args(DeviceKind::Cpu.features()),
     )?;
-    let exe = root.join("target").join("release").join("vae-train");
+    let exe = target_dir().join("release").join("vae-train");
     status(
         Command::new(&exe)
             .arg("download")

@@ -181,7 +181,14 @@ fn fetch_verified(
     opts: &DownloadOptions,
 ) -> Result<()> {
     let dir = dest.parent().expect("dest is inside the dataset dir");
-    let mut tmp = tempfile::Builder::new()
+    let mut builder = tempfile::Builder::new();
+    // The default 0600 would survive the rename; give the file the mode `File::create` would.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder
         .prefix(&format!(".{}.", file.name))
         .suffix(".part")
         .tempfile_in(dir)

@@ -72,12 +72,14 @@ pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>
     let capacity = gz_len.saturating_mul(MAX_DEFLATE_RATIO);
     let body = match dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)) {
         Some(b) if b <= capacity => b,
-        _ => return Err(DataError::idx(
-            gz,
-            format!(
+        _ => {
+            return Err(DataError::idx(
+                gz,
+                format!(
                 "header claims dimensions {dims:?}, more data than a {gz_len}-byte gzip can hold"
             ),
-        )),
+            ))
+        }
     };
 
     let out_file = File::create(out).map_err(DataError::io(out))?;

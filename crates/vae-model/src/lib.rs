@@ -34,7 +34,7 @@ mod model;
 mod rng;
 
 pub use config::{Activation, Likelihood, VaeConfig};
-pub use io::{write_atomic, FORMAT};
+pub use io::{temp_file_builder, write_atomic, FORMAT};
 pub use loss::{bce_with_logits, beta_elbo, elbo, kl_divergence, ElboTerms};
 pub use model::{Decoder, Encoder, Vae, VaeOutput};
 pub use rng::{RngState, VaeRng};

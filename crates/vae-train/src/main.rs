@@ -303,14 +303,14 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let vae = load_model(&a.model, a.common.device)?;
     let dataset = model_dataset(&vae, a.dataset, &a.model)?;
     let data = vae_data::load(&a.common.data_dir(), dataset)?;
-    let test = Batcher::new(&data.test_images, &data.test_labels, 1000, vae.device())?;
-    if test.len() > 0 && data.rows * data.cols != vae.config().input_dim {
+    if data.rows * data.cols != vae.config().input_dim {
         anyhow::bail!(
             "{}: model input_dim {} does not fit {dataset} images",
             a.model.display(),
             vae.config().input_dim
         );
     }
+    let test = Batcher::new(&data.test_images, &data.test_labels, 1000, vae.device())?;
     let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     let mut out = serde_json::json!({
         "model": a.model.display().to_string(),

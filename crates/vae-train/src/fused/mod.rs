@@ -14,6 +14,7 @@
 //!   `∂h_in = ∂a W`
 //! - `∂mu = ∂z + β mu / B`, `∂logvar = ∂z ε σ / 2 + β (σ² − 1) / (2B)` with `σ = exp(logvar/2)`.
 
+mod kernels;
 mod sgemm;
 
 pub use sgemm::{backend as gemm_backend, sgemm};
@@ -22,6 +23,7 @@ use candle_core::{Tensor, Var};
 use vae_model::{Activation, Likelihood, VaeConfig};
 
 use crate::AdamConfig;
+use kernels::{act_backward, activate, adam_update, bce_and_grad, AdamStep};
 
 /// One dense layer with its gradient and Adam moments, weights `[fan_out, fan_in]` row-major as PyTorch stores them.
 #[derive(Debug, Clone)]
@@ -110,31 +112,6 @@ impl Dense {
             false,
         );
     }
-}
-
-/// `p ← p − lr/(1−β1ᵗ) · m / (√v / √(1−β2ᵗ) + ε)` after the moment updates, in one pass without temporaries.
-///
-/// Moments are flushed to zero once subnormal. A parameter whose gradient is always 0 (a weight from a pixel that is
-/// black in every image, a dead ReLU) has moments that decay by β each step into the subnormal range, where every
-/// arithmetic operation on them costs ~100 cycles: by epoch 10 of `mnist` that is 5% of the state, and it doubled
-/// the epoch time. At |m| < 1.2e-38 the update it contributes is below any f32 weight's resolution anyway.
-fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &AdamStepConsts) {
-    let flush = |x: f32| if x.abs() < f32::MIN_POSITIVE { 0.0 } else { x };
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        *m = flush(c.beta1 * *m + c.one_minus_beta1 * g);
-        *v = flush(c.beta2 * *v + c.one_minus_beta2 * g * g);
-        *p -= c.step_size * *m / (v.sqrt() * c.inv_sqrt_bc2 + c.eps);
-    }
-}
-
-struct AdamStepConsts {
-    beta1: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    step_size: f32,
-    inv_sqrt_bc2: f32,
-    eps: f32,
 }
 
 /// Per-image averages of one step's loss terms.
@@ -527,7 +504,7 @@ impl FusedVae {
             eps,
         } = self.adam;
         let t = self.step as i32;
-        let c = AdamStepConsts {
+        let c = AdamStep {
             beta1: beta1 as f32,
             one_minus_beta1: (1.0 - beta1) as f32,
             beta2: beta2 as f32,
@@ -543,8 +520,8 @@ impl FusedVae {
             .chain(self.decoder.iter_mut())
             .chain([&mut self.out])
         {
-            adam_update(&mut l.w, &l.gw, &mut l.mw, &mut l.vw, &c);
-            adam_update(&mut l.b, &l.gb, &mut l.mb, &mut l.vb, &c);
+            adam_update(&mut l.w, &l.gw, &mut l.mw, &mut l.vw, c);
+            adam_update(&mut l.b, &l.gb, &mut l.mb, &mut l.vb, c);
         }
     }
 
@@ -575,43 +552,4 @@ enum LayerId {
     Head,
     Decoder(usize),
     Out,
-}
-
-fn activate(h: &mut [f32], act: Activation) {
-    match act {
-        Activation::Relu => h.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::Tanh => h.iter_mut().for_each(|v| *v = v.tanh()),
-    }
-}
-
-/// `grad ← grad ⊙ act'(a)`, written in terms of the activation's output `h = act(a)`.
-fn act_backward(grad: &mut [f32], h: &[f32], act: Activation) {
-    match act {
-        Activation::Relu => grad.iter_mut().zip(h).for_each(|(g, &h)| {
-            if h <= 0.0 {
-                *g = 0.0
-            }
-        }),
-        Activation::Tanh => grad.iter_mut().zip(h).for_each(|(g, &h)| *g *= 1.0 - h * h),
-    }
-}
-
-/// Σ BCE(l, x) over the slice (in f64), replacing each logit with `(σ(l) − x) · scale`. One `exp` and one `ln_1p`
-/// per element: with `e = exp(−|l|)`, BCE = max(l, 0) − l·x + ln(1 + e) and σ(l) = 1/(1+e) or e/(1+e).
-fn bce_and_grad(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
-    let mut total = 0f64;
-    for row in 0..logits.len().div_ceil(1024) {
-        let lo = row * 1024;
-        let hi = (lo + 1024).min(logits.len());
-        let mut part = 0f32;
-        for (l, &t) in logits[lo..hi].iter_mut().zip(&x[lo..hi]) {
-            let e = (-l.abs()).exp();
-            part += l.max(0.0) - *l * t + e.ln_1p();
-            let inv = 1.0 / (1.0 + e);
-            let sig = if *l >= 0.0 { inv } else { e * inv };
-            *l = (sig - t) * scale;
-        }
-        total += part as f64;
-    }
-    total
 }
