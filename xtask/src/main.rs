@@ -160,6 +160,22 @@ fn blas_available() -> bool {
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(project_root());
+    // `cargo run` gave xtask its own package's variables. Passed on, they look like a changed environment to build
+    // scripts that watch them (ring's watches CARGO_MANIFEST_DIR), and every build from a shell after one from
+    // xtask, or the other way round, recompiled ring, rustls, reqwest, hf-hub and candle-datasets.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let per_package = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+        ];
+        if per_package.iter().any(|p| key.starts_with(p)) {
+            cmd.env_remove(key.as_ref());
+        }
+    }
     cmd
 }
 

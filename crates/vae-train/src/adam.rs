@@ -32,6 +32,17 @@ impl Default for AdamConfig {
     }
 }
 
+impl AdamConfig {
+    /// For step `t` (1-based): the step size `lr / (1 − β1ᵗ)` and `√(1 − β2ᵗ)`, the bias corrections of both moments.
+    pub fn corrections(&self, t: u64) -> (f64, f64) {
+        let t = t.min(i32::MAX as u64) as i32;
+        (
+            self.lr / (1.0 - self.beta1.powi(t)),
+            (1.0 - self.beta2.powi(t)).sqrt(),
+        )
+    }
+}
+
 /// The optimiser: named parameters with their first and second moments.
 #[derive(Debug)]
 pub struct Adam {
@@ -73,20 +84,15 @@ impl Adam {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
         let AdamConfig {
-            lr,
-            beta1,
-            beta2,
-            eps,
+            beta1, beta2, eps, ..
         } = self.cfg;
-        let t = self.step as i32;
-        let bc1 = 1.0 - beta1.powi(t);
-        let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+        let (step_size, bc2_sqrt) = self.cfg.corrections(self.step);
         for (i, (_, p)) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p) else { continue };
             let m = ((&self.m[i] * beta1)? + (g * (1.0 - beta1))?)?;
             let v = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
-            let update = (m.div(&denom)? * (lr / bc1))?;
+            let update = (m.div(&denom)? * step_size)?;
             p.set(&p.as_tensor().sub(&update)?)?;
             self.m[i] = m;
             self.v[i] = v;

@@ -498,19 +498,16 @@ impl FusedVae {
     pub fn adam_step(&mut self) {
         self.step += 1;
         let AdamConfig {
-            lr,
-            beta1,
-            beta2,
-            eps,
+            beta1, beta2, eps, ..
         } = self.adam;
-        let t = self.step as i32;
+        let (step_size, bc2_sqrt) = self.adam.corrections(self.step);
         let c = AdamStep {
             beta1: beta1 as f32,
             one_minus_beta1: (1.0 - beta1) as f32,
             beta2: beta2 as f32,
             one_minus_beta2: (1.0 - beta2) as f32,
-            step_size: (lr / (1.0 - beta1.powi(t))) as f32,
-            inv_sqrt_bc2: (1.0 / (1.0 - beta2.powi(t)).sqrt()) as f32,
+            step_size: step_size as f32,
+            inv_sqrt_bc2: (1.0 / bc2_sqrt) as f32,
             eps: eps as f32,
         };
         for l in self
