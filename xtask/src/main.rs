@@ -12,12 +12,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Automation for the VAE workspace",
-    arg_required_else_help = true
+    bin_name = "cargo xtask",
+    about = "Automation for the VAE workspace"
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,7 +115,13 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        // Bare `cargo xtask`: the help, as a successful answer rather than a usage error.
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        return Ok(());
+    };
+    match command {
         Cmd::Download {
             dataset,
             data_dir,

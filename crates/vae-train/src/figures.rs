@@ -87,3 +87,97 @@ mod tests {
         assert_eq!(img.get_pixel(0, 0).0[0], 40);
     }
 }
+
+/// The inverse CDF of N(0, 1) (Acklam's rational approximation, relative error < 1.2e-9), for `p` in (0, 1).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// For a model with a 2-D latent space: the decoded images of an `n × n` grid of z whose coordinates are the
+/// Gaussian quantiles of evenly spaced probabilities (Kingma & Welling's Figure 4), so each tile covers the same
+/// prior mass. z₁ runs left to right, z₂ top to bottom.
+pub fn write_manifold(
+    path: &Path,
+    vae: &vae_model::Vae,
+    n: usize,
+    h: usize,
+    w: usize,
+) -> Result<()> {
+    anyhow::ensure!(
+        vae.config().latent_dim == 2,
+        "the manifold figure needs a 2-D latent space"
+    );
+    let q: Vec<f64> = (0..n)
+        .map(|i| normal_quantile((i as f64 + 0.5) / n as f64))
+        .collect();
+    let z: Vec<f32> = q
+        .iter()
+        .flat_map(|&z2| q.iter().flat_map(move |&z1| [z1 as f32, z2 as f32]))
+        .collect();
+    let z = Tensor::from_vec(z, (n * n, 2), vae.device())?;
+    write_grid(path, &vae.decode_probs(&z)?, n, n, h, w)
+}
+
+#[cfg(test)]
+mod quantile_tests {
+    use super::normal_quantile;
+
+    #[test]
+    fn normal_quantiles_match_tables() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959963984540054),
+            (0.025, -1.959963984540054),
+            (0.8413447460685429, 1.0),
+            (0.001, -3.090232306167813),
+        ] {
+            assert!(
+                (normal_quantile(p) - z).abs() < 1e-8,
+                "{p}: {}",
+                normal_quantile(p)
+            );
+        }
+    }
+}

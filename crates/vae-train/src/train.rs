@@ -104,6 +104,8 @@ pub mod files {
     pub const SAMPLES: &str = "samples.png";
     /// Test digits over their reconstructions.
     pub const RECONSTRUCTIONS: &str = "reconstructions.png";
+    /// For a 2-D latent space: the decoded 20×20 grid over the latent plane.
+    pub const MANIFOLD: &str = "manifold.png";
 }
 
 /// The seed of the evaluation stream of an epoch: separate from the training stream, so evaluating never changes
@@ -316,6 +318,9 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> 
         data.rows,
         data.cols,
     )?;
+    if cfg.model.latent_dim == 2 {
+        figures::write_manifold(&out.join(files::MANIFOLD), &vae, 20, data.rows, data.cols)?;
+    }
     tracing::info!("wrote {}", out.display());
     Ok(history)
 }

@@ -386,6 +386,36 @@ mod cli {
             image::open(&png).unwrap().to_luma8().dimensions(),
             (4 * 58 + 2, 3 * 58 + 2)
         );
+        // A 2-D latent space also gets the manifold figure: 20×20 tiles.
+        let out2 = tmp.path().join("run2d");
+        let (ok, _, err) = vae_train(&[
+            "train",
+            "--epochs",
+            "1",
+            "--hidden-dims",
+            "32",
+            "--latent-dim",
+            "2",
+            "--train-subset",
+            "1000",
+            "--data-dir",
+            data,
+            "--out",
+            out2.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            image::open(out2.join("manifold.png"))
+                .unwrap()
+                .to_luma8()
+                .dimensions(),
+            (20 * 58 + 2, 20 * 58 + 2)
+        );
+        assert!(
+            !out.join("manifold.png").exists(),
+            "only for 2-D latent spaces"
+        );
+
         let png = tmp.path().join("r.png");
         let (ok, _, err) = vae_train(&[
             "reconstruct",
