@@ -66,5 +66,10 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+// The README's Rust example is compiled with the doctests, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
