@@ -199,15 +199,15 @@ fn project_root() -> PathBuf {
 }
 
 fn status(cmd: &mut Command) -> Result<()> {
-    eprintln!("$ {}", format!("{cmd:?}").replace('"', ""));
-    let st = cmd
-        .status()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("$ {line}");
+    let st = cmd.status().with_context(|| format!("cannot run {line}"))?;
     if !st.success() {
-        bail!(
-            "{} failed ({st})",
-            format!("{:?}", cmd.get_program()).replace('"', "")
-        );
+        bail!("`{line}` failed ({st})");
     }
     Ok(())
 }
