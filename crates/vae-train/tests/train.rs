@@ -318,26 +318,31 @@ mod cli {
         vae_train::BUILTIN_PRESETS[0].1
     }
 
-    #[test]
-    fn train_eval_sample_reconstruct_through_the_binary() {
-        let tmp = tempfile::tempdir().unwrap();
-        let out = tmp.path().join("run");
+    /// One epoch of a 784-32-`latent` model on the first `images` training images.
+    fn quick_train(out: &Path, latent: usize, images: usize) -> (bool, String, String) {
+        let (latent, images) = (latent.to_string(), images.to_string());
         let data = data_dir().to_str().unwrap();
-        let (ok, stdout, err) = vae_train(&[
+        let out = out.to_str().unwrap();
+        let args = [
             "train",
             "--epochs",
             "1",
             "--hidden-dims",
             "32",
             "--latent-dim",
-            "4",
+            &latent,
             "--train-subset",
-            "2000",
-            "--data-dir",
-            data,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+            &images,
+        ];
+        vae_train(&[&args[..], &["--data-dir", data, "--out", out]].concat())
+    }
+
+    #[test]
+    fn train_eval_sample_reconstruct_through_the_binary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let data = data_dir().to_str().unwrap();
+        let (ok, stdout, err) = quick_train(&out, 4, 2000);
         assert!(ok, "{err}");
         let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         let last: EpochMetrics = serde_json::from_value(summary["final"].clone()).unwrap();
@@ -388,21 +393,7 @@ mod cli {
         );
         // A 2-D latent space also gets the manifold figure: 20×20 tiles.
         let out2 = tmp.path().join("run2d");
-        let (ok, _, err) = vae_train(&[
-            "train",
-            "--epochs",
-            "1",
-            "--hidden-dims",
-            "32",
-            "--latent-dim",
-            "2",
-            "--train-subset",
-            "1000",
-            "--data-dir",
-            data,
-            "--out",
-            out2.to_str().unwrap(),
-        ]);
+        let (ok, _, err) = quick_train(&out2, 2, 1000);
         assert!(ok, "{err}");
         assert_eq!(
             image::open(out2.join("manifold.png"))
