@@ -63,7 +63,7 @@ pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>
         read_header(&mut dec, &mut d, gz)?;
         dims.push(u32::from_be_bytes(d) as u64);
     }
-    if dims.iter().any(|&d| d == 0) {
+    if dims.contains(&0) {
         return Err(DataError::idx(
             gz,
             format!("header has a zero dimension {dims:?}"),

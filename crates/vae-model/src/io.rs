@@ -129,7 +129,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     if let Some(extra) = st
         .names()
         .into_iter()
-        .find(|n| !expected_names.contains(n.as_ref() as &str))
+        .find(|n| !expected_names.contains::<str>(n))
     {
         return Err(format_error(
             path,

@@ -364,7 +364,7 @@ impl EpochProgress {
         }
         if let Some(bar) = &self.bar {
             // Redrawing costs time on the hot path; a few times a second is plenty.
-            if step % 16 == 0 {
+            if step.is_multiple_of(16) {
                 let secs = self.start.elapsed().as_secs_f64();
                 bar.set_message(format!(
                     "loss {:.2} | {:.0} img/s",
@@ -373,7 +373,7 @@ impl EpochProgress {
                 ));
             }
             bar.inc(1);
-        } else if (step + 1) % 100 == 0 {
+        } else if (step + 1).is_multiple_of(100) {
             tracing::debug!(
                 epoch = self.epoch,
                 step = step + 1,

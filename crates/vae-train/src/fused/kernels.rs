@@ -8,6 +8,7 @@ use vae_model::Activation;
 /// exp(x) for x ≤ 0 in f32 (Cephes' `expf`: range reduction by ln 2 and a degree-6 polynomial, ~1 ulp), written
 /// without calls or branches so that it vectorises.
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' coefficients, verbatim
 fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
