@@ -448,20 +448,42 @@ impl Side {
     }
 }
 
-/// Preset values the PyTorch script needs, read from `models/<preset>.toml` without a TOML parser: the keys are
-/// one per line.
-fn preset_value(preset: &str, key: &str) -> Result<String> {
+/// The PyTorch script's arguments for a preset, read from `models/<preset>.toml`.
+fn torch_args(preset: &str, data: &Path) -> Result<Vec<OsString>> {
     let path = project_root().join("models").join(format!("{preset}.toml"));
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == key)
-        .map(|(_, v)| {
-            v.trim()
-                .trim_matches(|c| c == '[' || c == ']' || c == '"')
-                .to_string()
-        })
-        .with_context(|| format!("{}: no `{key}`", path.display()))
+    let doc: toml::Table = text.parse().with_context(|| path.display().to_string())?;
+    let get = |table: &str, key: &str| {
+        doc.get(table)
+            .and_then(|t| t.get(key))
+            .with_context(|| format!("{}: no `{table}.{key}`", path.display()))
+    };
+    let hidden = match get("model", "hidden_dims")?.as_array().map(Vec::as_slice) {
+        Some([h]) => h.to_string(),
+        _ => bail!(
+            "{}: the PyTorch reference has exactly one hidden layer",
+            path.display()
+        ),
+    };
+    let dataset = doc
+        .get("dataset")
+        .and_then(|d| d.as_str())
+        .with_context(|| format!("{}: no `dataset`", path.display()))?;
+    let mut args: Vec<OsString> = vec![
+        "--data-dir".into(),
+        data.join(dataset).into(),
+        "--hidden".into(),
+        hidden.into(),
+    ];
+    for (flag, table, key) in [
+        ("--latent", "model", "latent_dim"),
+        ("--batch-size", "training", "batch_size"),
+        ("--lr", "training", "lr"),
+    ] {
+        args.push(flag.into());
+        args.push(get(table, key)?.to_string().into());
+    }
+    Ok(args)
 }
 
 fn torch_available() -> bool {
@@ -556,23 +578,9 @@ fn bench(
             );
 
             if torch {
-                let hidden = preset_value(preset, "hidden_dims")?;
                 let o = Command::new("python3")
                     .arg(root.join("bench").join("torch_reference.py"))
-                    .arg("--data-dir")
-                    .arg(data.join(preset_value(preset, "dataset")?))
-                    .args([
-                        "--hidden",
-                        &hidden,
-                        "--latent",
-                        &preset_value(preset, "latent_dim")?,
-                    ])
-                    .args([
-                        "--batch-size",
-                        &preset_value(preset, "batch_size")?,
-                        "--lr",
-                        &preset_value(preset, "lr")?,
-                    ])
+                    .args(torch_args(preset, &data)?)
                     .args(["--epochs", &epochs.to_string()])
                     .output()?;
                 if !o.status.success() {

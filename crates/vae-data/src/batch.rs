@@ -192,13 +192,6 @@ pub struct Batches<'a, R> {
     rng: &'a mut R,
 }
 
-impl<R> Batches<'_, R> {
-    /// The example indices of this pass, in the order batches are made.
-    pub fn order(&self) -> &[usize] {
-        &self.order
-    }
-}
-
 impl<R: Rng> Iterator for Batches<'_, R> {
     type Item = Result<(Tensor, Tensor)>;
 

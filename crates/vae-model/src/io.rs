@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -161,15 +161,4 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         tensors.insert(name, t);
     }
     Ok((tensors, config, md.get("dataset").cloned()))
-}
-
-/// Where an error points: used by callers that want the file of a [`Error::Format`] or [`Error::Io`].
-impl Error {
-    /// The file the error is about, if it is about one.
-    pub fn path(&self) -> Option<&PathBuf> {
-        match self {
-            Error::Format { path, .. } | Error::Io { path, .. } => Some(path),
-            _ => None,
-        }
-    }
 }

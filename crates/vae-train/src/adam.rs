@@ -75,11 +75,6 @@ impl Adam {
         self.step
     }
 
-    /// The parameters, in order.
-    pub fn params(&self) -> &[(String, Var)] {
-        &self.params
-    }
-
     /// One update from the gradients in `grads`; parameters without a gradient are left alone.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;

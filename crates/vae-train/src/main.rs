@@ -49,11 +49,14 @@ struct Common {
 
 impl Common {
     fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .or_else(|| std::env::var_os("VAE_DATA_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| "data".into())
+        data_dir_or_default(self.data_dir.clone())
     }
+}
+
+/// `--data-dir`, else `$VAE_DATA_DIR`, else `data/`.
+fn data_dir_or_default(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("VAE_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| "data".into())
 }
 
 #[derive(Args)]
@@ -203,11 +206,7 @@ fn parse_datasets(s: &str) -> Result<Vec<Dataset>> {
 }
 
 fn cmd_download(a: DownloadArgs) -> Result<()> {
-    let data_dir = Common {
-        device: DeviceKind::Cpu,
-        data_dir: a.data_dir,
-    }
-    .data_dir();
+    let data_dir = data_dir_or_default(a.data_dir);
     let mut opts = DownloadOptions::new(&data_dir);
     opts.source = match a.from {
         Some(dir) => Source::LocalDir(dir),

@@ -11,7 +11,7 @@ use vae_data::{Batcher, Dataset, MnistData};
 use vae_model::{beta_elbo, Vae, VaeRng};
 
 use crate::eval::{evaluate, ElboSums};
-use crate::fused::{self, FusedVae};
+use crate::fused::{self, FusedVae, StepTerms};
 use crate::{checkpoint, figures, Adam, AdamConfig, Engine, RunConfig};
 
 /// The optimiser state of whichever engine trains.
@@ -254,10 +254,15 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Vec<EpochMetrics>> 
         let mut bar = EpochProgress::new(opts.progress, train_data.num_batches(), epoch, t.epochs);
         let (sums, secs) = match &mut trainer {
             Trainer::Autograd(opt) => {
-                train_epoch(&vae, opt, &train_data, &mut rng, t.beta, &mut bar)?
+                run_epoch(&train_data, &mut rng, &mut bar, |x, rows, noise| {
+                    autograd_step(&vae, opt, x, rows, noise, t.beta)
+                })?
             }
             Trainer::Fused(f) => {
-                let r = train_epoch_fused(f, &train_data, &mut rng, t.beta, &mut bar)?;
+                let mut eps = Vec::new();
+                let r = run_epoch(&train_data, &mut rng, &mut bar, |x, rows, noise| {
+                    Ok(fused_step(f, &mut eps, x, rows, noise, t.beta))
+                })?;
                 f.store_params(&params)?;
                 r
             }
@@ -391,71 +396,68 @@ impl EpochProgress {
     }
 }
 
-/// One pass of autograd steps. Returns the epoch's sums and the seconds spent.
-fn train_epoch(
-    vae: &Vae,
-    opt: &mut Adam,
+/// One pass over `data` in a fresh order from `rng`, calling `step(x, rows, noise)` for each batch of pixels
+/// `x [rows, D]`. Both engines go through here, so they draw the same random numbers in the same order: the noise
+/// stream is split off `rng` first, then the shuffle and any binarisation come from `rng`. Returns the epoch's sums
+/// and the seconds spent.
+fn run_epoch(
     data: &Batcher,
     rng: &mut VaeRng,
-    beta: f64,
     bar: &mut EpochProgress,
-) -> Result<(ElboSums, f64)> {
-    let mut sums = ElboSums::default();
-    // The epoch's order and binarisation come from `rng`; the noise ε from a stream split off it.
-    let mut noise = VaeRng::seed_from(rand::RngCore::next_u64(rng));
-    let start = Instant::now();
-    let mut seen = 0;
-    for (step, batch) in data.epoch(rng).enumerate() {
-        let (x, _) = batch?;
-        let out = vae.forward(&x, &mut noise)?;
-        let terms = beta_elbo(&x, &out, beta)?;
-        let grads = terms.loss.backward()?;
-        opt.step(&grads)?;
-        let loss = terms.loss.to_scalar::<f32>()? as f64;
-        let n = x.dim(0)?;
-        seen += n;
-        sums.add(
-            n,
-            loss,
-            terms.recon.to_scalar::<f32>()? as f64,
-            terms.kl.to_scalar::<f32>()? as f64,
-        );
-        bar.step(step, seen, &sums, loss)?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    Ok((sums, secs))
-}
-
-/// One pass of fused steps, drawing exactly the random numbers [`train_epoch`] draws.
-fn train_epoch_fused(
-    f: &mut FusedVae,
-    data: &Batcher,
-    rng: &mut VaeRng,
-    beta: f64,
-    bar: &mut EpochProgress,
+    mut step: impl FnMut(&[f32], usize, &mut VaeRng) -> Result<StepTerms>,
 ) -> Result<(ElboSums, f64)> {
     let mut sums = ElboSums::default();
     let mut noise = VaeRng::seed_from(rand::RngCore::next_u64(rng));
-    let latent = f.latent_dim();
     let mut x = Vec::with_capacity(data.batch_size() * data.dim());
-    let mut eps = vec![0f32; data.batch_size() * latent];
     let start = Instant::now();
     let order = data.shuffled_order(rng);
     let mut seen = 0;
-    for (step, idx) in order.chunks(data.batch_size()).enumerate() {
+    for (i, idx) in order.chunks(data.batch_size()).enumerate() {
         if data.drops_last() && idx.len() < data.batch_size() {
             break;
         }
         data.fill(idx, &mut x, rng);
-        let eps = &mut eps[..idx.len() * latent];
-        noise.fill_normal(eps);
-        let terms = f.train_step(&x, eps, idx.len(), beta);
+        let terms = step(&x, idx.len(), &mut noise)?;
         seen += idx.len();
         sums.add(idx.len(), terms.loss, terms.recon, terms.kl);
-        bar.step(step, seen, &sums, terms.loss)?;
+        bar.step(i, seen, &sums, terms.loss)?;
     }
-    let secs = start.elapsed().as_secs_f64();
-    Ok((sums, secs))
+    Ok((sums, start.elapsed().as_secs_f64()))
+}
+
+/// One autograd step: Candle's forward and backward, then our Adam.
+fn autograd_step(
+    vae: &Vae,
+    opt: &mut Adam,
+    x: &[f32],
+    rows: usize,
+    noise: &mut VaeRng,
+    beta: f64,
+) -> Result<StepTerms> {
+    let x = Tensor::from_slice(x, (rows, x.len() / rows), vae.device())?;
+    let out = vae.forward(&x, noise)?;
+    let terms = beta_elbo(&x, &out, beta)?;
+    opt.step(&terms.loss.backward()?)?;
+    let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
+    Ok(StepTerms {
+        loss: scalar(&terms.loss)?,
+        recon: scalar(&terms.recon)?,
+        kl: scalar(&terms.kl)?,
+    })
+}
+
+/// One fused step, with ε drawn into a reused buffer.
+fn fused_step(
+    f: &mut FusedVae,
+    eps: &mut Vec<f32>,
+    x: &[f32],
+    rows: usize,
+    noise: &mut VaeRng,
+    beta: f64,
+) -> StepTerms {
+    eps.resize(rows * f.latent_dim(), 0.0);
+    noise.fill_normal(eps);
+    f.train_step(x, eps, rows, beta)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

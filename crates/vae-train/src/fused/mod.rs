@@ -254,22 +254,21 @@ impl FusedVae {
         row0 * width..(row0 + rows) * width
     }
 
-    /// Which buffer of a layer: 0 weights, 1 first moment, 2 second moment.
-    fn buffer(&mut self, id: LayerId, bias: bool, which: usize) -> &mut Vec<f32> {
+    fn buffer(&mut self, id: LayerId, bias: bool, which: Buf) -> &mut Vec<f32> {
         let l = self.layer_mut(id);
         match (bias, which) {
-            (false, 0) => &mut l.w,
-            (false, 1) => &mut l.mw,
-            (false, _) => &mut l.vw,
-            (true, 0) => &mut l.b,
-            (true, 1) => &mut l.mb,
-            (true, _) => &mut l.vb,
+            (false, Buf::Value) => &mut l.w,
+            (false, Buf::M) => &mut l.mw,
+            (false, Buf::V) => &mut l.vw,
+            (true, Buf::Value) => &mut l.b,
+            (true, Buf::M) => &mut l.mb,
+            (true, Buf::V) => &mut l.vb,
         }
     }
 
     /// Copies the values of named parameters (as `vae_model` names them) into the buffers.
     pub fn load_params(&mut self, params: &[(String, Var)]) -> candle_core::Result<()> {
-        self.load_named(0, |name| {
+        self.load_named(Buf::Value, |name| {
             params
                 .iter()
                 .find(|(n, _)| n == name)
@@ -283,15 +282,15 @@ impl FusedVae {
         step: u64,
         get: impl Fn(&str) -> Option<Tensor>,
     ) -> candle_core::Result<()> {
-        self.load_named(1, |name| get(&format!("m.{name}")))?;
-        self.load_named(2, |name| get(&format!("v.{name}")))?;
+        self.load_named(Buf::M, |name| get(&format!("m.{name}")))?;
+        self.load_named(Buf::V, |name| get(&format!("v.{name}")))?;
         self.step = step;
         Ok(())
     }
 
     fn load_named(
         &mut self,
-        which: usize,
+        which: Buf,
         get: impl Fn(&str) -> Option<Tensor>,
     ) -> candle_core::Result<()> {
         for (name, id, bias, row0) in self.slots() {
@@ -316,16 +315,13 @@ impl FusedVae {
 
     /// Writes the current weights into the matching candle variables (for evaluation, saving, checkpoints).
     pub fn store_params(&mut self, params: &[(String, Var)]) -> candle_core::Result<()> {
+        let slots = self.slots();
         for (name, var) in params {
-            let (_, id, bias, row0) = self
-                .slots()
-                .into_iter()
-                .find(|(n, ..)| n == name)
-                .ok_or_else(|| {
-                    candle_core::Error::Msg(format!("the fused engine has no parameter `{name}`"))
-                })?;
-            let range = self.range(id, bias, row0);
-            let values = self.buffer(id, bias, 0)[range].to_vec();
+            let (_, id, bias, row0) = slots.iter().find(|(n, ..)| n == name).ok_or_else(|| {
+                candle_core::Error::Msg(format!("the fused engine has no parameter `{name}`"))
+            })?;
+            let range = self.range(*id, *bias, *row0);
+            let values = self.buffer(*id, *bias, Buf::Value)[range].to_vec();
             var.set(&Tensor::from_vec(values, var.shape(), var.device())?)?;
         }
         Ok(())
@@ -342,7 +338,7 @@ impl FusedVae {
             } else {
                 vec![rows, self.layer(id).fan_in]
             };
-            for (prefix, which) in [("m", 1), ("v", 2)] {
+            for (prefix, which) in [("m", Buf::M), ("v", Buf::V)] {
                 let values = self.buffer(id, bias, which)[range.clone()].to_vec();
                 out.push((
                     format!("{prefix}.{name}"),
@@ -541,6 +537,14 @@ impl FusedVae {
             })
             .collect()
     }
+}
+
+/// Which of a parameter's buffers: its value, or Adam's first or second moment.
+#[derive(Debug, Clone, Copy)]
+enum Buf {
+    Value,
+    M,
+    V,
 }
 
 #[derive(Debug, Clone, Copy)]
