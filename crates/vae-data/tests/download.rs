@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{shared_data, TestServer};
+use common::{data_dir, TestServer};
 use vae_data::{download, sha256_file, DataError, Dataset, DownloadOptions, Outcome, Source};
 
 fn opts(data_dir: &Path, mirrors: &[&str]) -> DownloadOptions {
@@ -28,7 +28,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 #[test]
 fn good_fetch_then_skip_when_already_verified() {
-    let server = TestServer::serve_dir(shared_data());
+    let server = TestServer::serve_dir(data_dir());
     let tmp = tempfile::tempdir().unwrap();
     let o = opts(tmp.path(), &[&server.base]);
 
@@ -80,10 +80,7 @@ fn wrong_bytes_are_refused_and_nothing_is_left_behind() {
     );
     let actual = {
         use sha2::Digest;
-        sha2::Sha256::digest(b"definitely not MNIST")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        hex::encode(sha2::Sha256::digest(b"definitely not MNIST"))
     };
     assert!(msg.contains(&actual), "actual hash missing: {msg}");
     assert!(!msg.contains('\n'));
@@ -98,7 +95,7 @@ fn wrong_bytes_are_refused_and_nothing_is_left_behind() {
 
 #[test]
 fn a_bad_file_in_place_is_replaced_by_a_verified_one() {
-    let server = TestServer::serve_dir(shared_data());
+    let server = TestServer::serve_dir(data_dir());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mnist");
     std::fs::create_dir_all(&dir).unwrap();
@@ -113,7 +110,7 @@ fn a_bad_file_in_place_is_replaced_by_a_verified_one() {
 #[test]
 fn not_found_falls_back_to_the_next_mirror() {
     let dead = TestServer::start(|_, _| (404, b"gone".to_vec()));
-    let good = TestServer::serve_dir(shared_data());
+    let good = TestServer::serve_dir(data_dir());
     let tmp = tempfile::tempdir().unwrap();
     let report = download(Dataset::Mnist, &opts(tmp.path(), &[&dead.base, &good.base])).unwrap();
     for (file, outcome) in &report {
@@ -131,7 +128,7 @@ fn not_found_falls_back_to_the_next_mirror() {
 
 #[test]
 fn server_errors_are_retried_once() {
-    let root = shared_data();
+    let root = data_dir();
     // Every file fails with 503 the first time, then succeeds.
     let flaky = TestServer::start(move |path, n| {
         if n == 1 {
@@ -191,7 +188,7 @@ fn refused_connection_and_timeout_have_clear_errors() {
 fn local_folder_source_is_verified_too() {
     let tmp = tempfile::tempdir().unwrap();
     let mut o = opts(tmp.path(), &[]);
-    o.source = Source::LocalDir(shared_data());
+    o.source = Source::LocalDir(data_dir());
     let report = download(Dataset::FashionMnist, &o).unwrap();
     assert!(report.iter().all(|(_, o)| matches!(o, Outcome::Fetched(_))));
 

@@ -1,4 +1,4 @@
-//! Real (small) training runs on MNIST from `../shared/data`: determinism, resume, the run directory, and the CLI's
+//! Real (small) training runs on the MNIST that the product downloaded into `data/`: determinism, resume, the run directory, and the CLI's
 //! refusals of bad input.
 
 use std::path::{Path, PathBuf};
@@ -6,23 +6,20 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use candle_core::Device;
-use vae_data::{DownloadOptions, Source};
 use vae_model::Vae;
 use vae_train::{train, EpochMetrics, Overrides, RunConfig, TrainOptions};
 
-/// A data directory holding verified MNIST, copied once per test binary from the shared folder.
+/// The product's data directory (`$VAE_DATA_DIR`, else `data/` at the workspace root) with MNIST verified in it;
+/// `cargo xtask test` downloads it there first.
 fn data_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let shared = std::env::var_os("VAE_SHARED_DATA")
+        let dir = std::env::var_os("VAE_DATA_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train-tests-data");
-        let mut opts = DownloadOptions::new(&dir);
-        opts.source = Source::LocalDir(shared);
-        opts.progress = false;
-        vae_data::download(vae_data::Dataset::Mnist, &opts)
-            .expect("shared MNIST files (set VAE_SHARED_DATA)");
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+        if let Err(e) = vae_data::verify(&dir, vae_data::Dataset::Mnist) {
+            panic!("{e}\n(run `cargo xtask download`, or `cargo xtask test`, which does)");
+        }
         dir
     })
 }
@@ -49,7 +46,7 @@ fn run(cfg: &RunConfig, out: &Path, resume: bool) -> anyhow::Result<Vec<EpochMet
         resume,
         progress: false,
     };
-    train(cfg, &opts)
+    train(cfg, &opts).map(|report| report.history)
 }
 
 /// The numbers that must reproduce: everything but the timings.

@@ -78,15 +78,16 @@ impl Drop for TestServer {
     }
 }
 
-/// The original gzipped IDX files, `../shared/data` beside the repository (or `$VAE_SHARED_DATA`).
-pub fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("VAE_SHARED_DATA")
+/// The product's data directory (`$VAE_DATA_DIR`, else `data/` at the workspace root) with both datasets verified
+/// in it, as `cargo xtask download --dataset all` leaves it; `cargo xtask test` fills it before the tests run.
+pub fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("VAE_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    assert!(
-        dir.join("mnist/train-labels-idx1-ubyte.gz").is_file(),
-        "the shared MNIST files are not at {} (set VAE_SHARED_DATA)",
-        dir.display()
-    );
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    for dataset in vae_data::Dataset::ALL {
+        if let Err(e) = vae_data::verify(&dir, dataset) {
+            panic!("{e}\n(the tests read the datasets the product downloaded: run `cargo xtask download --dataset all`, or `cargo xtask test`, which does)");
+        }
+    }
     dir
 }

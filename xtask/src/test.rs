@@ -1,0 +1,17 @@
+//! `cargo xtask test`, the README's test command.
+
+use anyhow::Result;
+
+use crate::cmd::{cargo, features, status, vae_train};
+
+/// Fetches (or verifies) the datasets where the product keeps them, runs every test in the release profile (so it
+/// reuses what `cargo xtask train` built), then the end-to-end check.
+pub fn test() -> Result<()> {
+    status(vae_train("cpu").args(["download", "--dataset", "all"]))?;
+    status(
+        cargo()
+            .args(["test", "--workspace", "--release"])
+            .args(features("cpu")),
+    )?;
+    crate::e2e::end_to_end()
+}
