@@ -81,35 +81,179 @@ impl VaeConfig {
         Ok(())
     }
 
-    /// Every parameter tensor of the model with its shape, in the `state_dict` naming of the safetensors format.
-    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let mut out = Vec::new();
-        let mut linear = |name: String, fan_in: usize, fan_out: usize| {
-            out.push((format!("{name}.weight"), vec![fan_out, fan_in]));
-            out.push((format!("{name}.bias"), vec![fan_out]));
-        };
+    /// The model's layers, the one place that walks `hidden_dims`: every shape, name, initialisation, module and
+    /// engine buffer is derived from this plan.
+    pub fn plan(&self) -> LayerPlan {
+        let act = Some(self.activation);
+        let mut encoder = Vec::with_capacity(self.hidden_dims.len());
         let mut fan_in = self.input_dim;
         for (i, &h) in self.hidden_dims.iter().enumerate() {
-            linear(format!("encoder.hidden.{i}"), fan_in, h);
+            encoder.push(LayerSpec::new(
+                Block::Encoder,
+                format!("hidden.{i}"),
+                fan_in,
+                h,
+                act,
+            ));
             fan_in = h;
         }
-        linear("encoder.mu".into(), fan_in, self.latent_dim);
-        linear("encoder.logvar".into(), fan_in, self.latent_dim);
+        let mu = LayerSpec::new(Block::Encoder, "mu".into(), fan_in, self.latent_dim, None);
+        let logvar = LayerSpec::new(
+            Block::Encoder,
+            "logvar".into(),
+            fan_in,
+            self.latent_dim,
+            None,
+        );
+        let mut decoder = Vec::with_capacity(self.hidden_dims.len());
         let mut fan_in = self.latent_dim;
         for (i, &h) in self.hidden_dims.iter().rev().enumerate() {
-            linear(format!("decoder.hidden.{i}"), fan_in, h);
+            decoder.push(LayerSpec::new(
+                Block::Decoder,
+                format!("hidden.{i}"),
+                fan_in,
+                h,
+                act,
+            ));
             fan_in = h;
         }
-        linear("decoder.out".into(), fan_in, self.input_dim);
-        out
+        let out = LayerSpec::new(Block::Decoder, "out".into(), fan_in, self.input_dim, None);
+        LayerPlan {
+            encoder,
+            mu,
+            logvar,
+            decoder,
+            out,
+        }
+    }
+
+    /// Every parameter tensor of the model with its shape, in the `state_dict` naming of the safetensors format and
+    /// in [`LayerPlan::layers`] order, each weight before its bias.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.plan()
+            .layers()
+            .flat_map(|l| {
+                [
+                    (l.weight_name(), l.weight_shape().to_vec()),
+                    (l.bias_name(), vec![l.fan_out]),
+                ]
+            })
+            .collect()
     }
 
     /// Total number of scalar parameters.
     pub fn num_parameters(&self) -> usize {
-        self.parameter_shapes()
+        self.plan().layers().map(LayerSpec::num_parameters).sum()
+    }
+}
+
+/// The two halves of the model, which are also the first part of every tensor name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    /// q(z | x): tensors `encoder.*`.
+    Encoder,
+    /// p(x | z): tensors `decoder.*`.
+    Decoder,
+}
+
+impl Block {
+    /// `encoder` or `decoder`, the `VarBuilder` prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Block::Encoder => "encoder",
+            Block::Decoder => "decoder",
+        }
+    }
+}
+
+/// One dense layer `y = act(x Wᵀ + b)`, with W `[fan_out, fan_in]` as PyTorch's `nn.Linear` stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSpec {
+    /// The half of the model it belongs to.
+    pub block: Block,
+    /// Its name inside the block, e.g. `hidden.0`, `mu`, `out`.
+    pub local_name: String,
+    /// Input width.
+    pub fan_in: usize,
+    /// Output width.
+    pub fan_out: usize,
+    /// The non-linearity after it; `None` for the linear heads and the output logits.
+    pub activation: Option<Activation>,
+}
+
+impl LayerSpec {
+    fn new(
+        block: Block,
+        local_name: String,
+        fan_in: usize,
+        fan_out: usize,
+        activation: Option<Activation>,
+    ) -> Self {
+        Self {
+            block,
+            local_name,
+            fan_in,
+            fan_out,
+            activation,
+        }
+    }
+
+    /// The `state_dict` prefix, e.g. `encoder.hidden.0`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.block.prefix(), self.local_name)
+    }
+
+    /// `<name>.weight`.
+    pub fn weight_name(&self) -> String {
+        format!("{}.weight", self.name())
+    }
+
+    /// `<name>.bias`.
+    pub fn bias_name(&self) -> String {
+        format!("{}.bias", self.name())
+    }
+
+    /// `[fan_out, fan_in]`.
+    pub fn weight_shape(&self) -> [usize; 2] {
+        [self.fan_out, self.fan_in]
+    }
+
+    /// Weights plus biases.
+    pub fn num_parameters(&self) -> usize {
+        self.fan_out * (self.fan_in + 1)
+    }
+}
+
+/// The layers of a VAE by role; see [`VaeConfig::plan`].
+///
+/// ```
+/// let plan = vae_model::VaeConfig::mnist().plan();
+/// let names: Vec<String> = plan.layers().map(|l| l.name()).collect();
+/// assert_eq!(names, ["encoder.hidden.0", "encoder.mu", "encoder.logvar", "decoder.hidden.0", "decoder.out"]);
+/// assert_eq!((plan.mu.fan_in, plan.mu.fan_out), (400, 20));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerPlan {
+    /// The encoder's hidden layers, first to last.
+    pub encoder: Vec<LayerSpec>,
+    /// The posterior-mean head, reading the last encoder layer.
+    pub mu: LayerSpec,
+    /// The posterior log-variance head, reading the same input as `mu`.
+    pub logvar: LayerSpec,
+    /// The decoder's hidden layers, from z onwards.
+    pub decoder: Vec<LayerSpec>,
+    /// The output layer: one logit per pixel.
+    pub out: LayerSpec,
+}
+
+impl LayerPlan {
+    /// Every layer in `state_dict` order: encoder hidden layers, `mu`, `logvar`, decoder hidden layers, `out`.
+    pub fn layers(&self) -> impl Iterator<Item = &LayerSpec> {
+        self.encoder
             .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+            .chain([&self.mu, &self.logvar])
+            .chain(&self.decoder)
+            .chain([&self.out])
     }
 }
 
@@ -154,6 +298,38 @@ mod tests {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn the_plan_mirrors_the_encoder_into_the_decoder_with_state_dict_names() {
+        let cfg = VaeConfig {
+            input_dim: 30,
+            hidden_dims: vec![17, 9],
+            latent_dim: 4,
+            activation: Activation::Tanh,
+            likelihood: Likelihood::Bernoulli,
+        };
+        let got: Vec<(String, usize, usize, Option<Activation>)> = cfg
+            .plan()
+            .layers()
+            .map(|l| (l.name(), l.fan_in, l.fan_out, l.activation))
+            .collect();
+        let tanh = Some(Activation::Tanh);
+        let want = [
+            ("encoder.hidden.0", 30, 17, tanh),
+            ("encoder.hidden.1", 17, 9, tanh),
+            ("encoder.mu", 9, 4, None),
+            ("encoder.logvar", 9, 4, None),
+            ("decoder.hidden.0", 4, 9, tanh),
+            ("decoder.hidden.1", 9, 17, tanh),
+            ("decoder.out", 17, 30, None),
+        ]
+        .map(|(n, i, o, a)| (n.to_string(), i, o, a));
+        assert_eq!(got, want);
+        let shapes = cfg.parameter_shapes();
+        assert_eq!(shapes[0], ("encoder.hidden.0.weight".into(), vec![17, 30]));
+        assert_eq!(shapes[1], ("encoder.hidden.0.bias".into(), vec![17]));
+        assert_eq!(shapes.len(), 14);
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use safetensors::SafeTensors;
 
 use crate::{Error, Result, Vae, VaeConfig};
@@ -90,8 +89,7 @@ impl Vae {
             .into_iter()
             .map(|(name, t)| Ok((name, t.to_device(device)?)))
             .collect::<Result<HashMap<_, _>>>()?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        Ok(Vae::new(&config, vb)?.with_dataset(dataset))
+        Ok(Vae::from_tensors(&config, tensors, device)?.with_dataset(dataset))
     }
 }
 

@@ -33,10 +33,10 @@ mod loss;
 mod model;
 mod rng;
 
-pub use config::{Activation, Likelihood, VaeConfig};
+pub use config::{Activation, Block, LayerPlan, LayerSpec, Likelihood, VaeConfig};
 pub use io::{temp_file_builder, write_atomic, FORMAT};
 pub use loss::{bce_with_logits, beta_elbo, elbo, kl_divergence, ElboTerms};
-pub use model::{Decoder, Encoder, Vae, VaeOutput};
+pub use model::{Decoder, Dense, Encoder, Vae, VaeOutput};
 pub use rng::{RngState, VaeRng};
 
 /// What can go wrong outside the tensor maths: a bad config, or a file that is not a model of ours.

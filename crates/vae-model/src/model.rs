@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
 
-use crate::{Activation, Likelihood, VaeConfig, VaeRng};
+use crate::{Activation, Block, LayerSpec, Likelihood, VaeConfig, VaeRng};
 
 fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     match act {
@@ -12,54 +12,80 @@ fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     }
 }
 
-fn linear(fan_in: usize, fan_out: usize, vb: VarBuilder) -> Result<Linear> {
-    candle_nn::linear(fan_in, fan_out, vb)
+/// One layer of the plan as a Candle module: `act(x Wᵀ + b)`, its tensors under the layer's local name.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    spec: LayerSpec,
+    linear: Linear,
+}
+
+impl Dense {
+    /// Builds the layer from `vb`, which is already inside the layer's block (`encoder` or `decoder`).
+    pub fn new(spec: &LayerSpec, vb: VarBuilder) -> Result<Self> {
+        let linear = candle_nn::linear(spec.fan_in, spec.fan_out, vb.pp(&spec.local_name))?;
+        Ok(Self {
+            spec: spec.clone(),
+            linear,
+        })
+    }
+
+    /// What the layer is.
+    pub fn spec(&self) -> &LayerSpec {
+        &self.spec
+    }
+
+    fn named_tensors(&self, out: &mut Vec<(String, Tensor)>) {
+        out.push((self.spec.weight_name(), self.linear.weight().clone()));
+        if let Some(b) = self.linear.bias() {
+            out.push((self.spec.bias_name(), b.clone()));
+        }
+    }
+}
+
+impl Module for Dense {
+    /// # Shapes
+    /// `x [B, fan_in]` to `[B, fan_out]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.linear.forward(x)?;
+        match self.spec.activation {
+            Some(act) => activate(&y, act),
+            None => Ok(y),
+        }
+    }
 }
 
 /// The recognition model q(z | x): an MLP whose last hidden layer feeds two linear heads, the mean `mu` and the
 /// log-variance `logvar` of a diagonal Gaussian over z. Predicting log σ² keeps σ² positive without a constraint.
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    hidden: Vec<Linear>,
-    mu: Linear,
-    logvar: Linear,
-    activation: Activation,
+    hidden: Vec<Dense>,
+    mu: Dense,
+    logvar: Dense,
 }
 
 impl Encoder {
-    /// Builds the encoder from `vb` (tensors `hidden.{i}`, `mu`, `logvar`).
+    /// Builds the encoder's layers of [`VaeConfig::plan`] from `vb` (tensors `hidden.{i}`, `mu`, `logvar`).
     pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
-        let mut hidden = Vec::with_capacity(cfg.hidden_dims.len());
-        let mut fan_in = cfg.input_dim;
-        for (i, &h) in cfg.hidden_dims.iter().enumerate() {
-            hidden.push(linear(fan_in, h, vb.pp(format!("hidden.{i}")))?);
-            fan_in = h;
-        }
-        let mu = linear(fan_in, cfg.latent_dim, vb.pp("mu"))?;
-        let logvar = linear(fan_in, cfg.latent_dim, vb.pp("logvar"))?;
+        let plan = cfg.plan();
         Ok(Self {
-            hidden,
-            mu,
-            logvar,
-            activation: cfg.activation,
+            hidden: dense_layers(&plan.encoder, &vb)?,
+            mu: Dense::new(&plan.mu, vb.clone())?,
+            logvar: Dense::new(&plan.logvar, vb)?,
         })
     }
 
+    /// # Shapes
     /// `x [B, input_dim]` to `(mu, logvar)`, each `[B, latent_dim]`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let mut h = x.clone();
-        for layer in &self.hidden {
-            h = activate(&layer.forward(&h)?, self.activation)?;
-        }
+        let h = self
+            .hidden
+            .iter()
+            .try_fold(x.clone(), |h, l| l.forward(&h))?;
         Ok((self.mu.forward(&h)?, self.logvar.forward(&h)?))
     }
 
-    fn named_tensors(&self, out: &mut Vec<(String, Tensor)>) {
-        for (i, l) in self.hidden.iter().enumerate() {
-            push_linear(out, &format!("encoder.hidden.{i}"), l);
-        }
-        push_linear(out, "encoder.mu", &self.mu);
-        push_linear(out, "encoder.logvar", &self.logvar);
+    fn layers(&self) -> impl Iterator<Item = &Dense> {
+        self.hidden.iter().chain([&self.mu, &self.logvar])
     }
 }
 
@@ -67,52 +93,35 @@ impl Encoder {
 /// loss can use the numerically stable BCE-with-logits form.
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    hidden: Vec<Linear>,
-    out: Linear,
-    activation: Activation,
+    hidden: Vec<Dense>,
+    out: Dense,
 }
 
 impl Decoder {
-    /// Builds the decoder from `vb` (tensors `hidden.{i}`, `out`); hidden widths are the encoder's, reversed.
+    /// Builds the decoder's layers of [`VaeConfig::plan`] from `vb` (tensors `hidden.{i}`, `out`).
     pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
-        let mut hidden = Vec::with_capacity(cfg.hidden_dims.len());
-        let mut fan_in = cfg.latent_dim;
-        for (i, &h) in cfg.hidden_dims.iter().rev().enumerate() {
-            hidden.push(linear(fan_in, h, vb.pp(format!("hidden.{i}")))?);
-            fan_in = h;
-        }
-        let out = linear(fan_in, cfg.input_dim, vb.pp("out"))?;
+        let plan = cfg.plan();
         Ok(Self {
-            hidden,
-            out,
-            activation: cfg.activation,
+            hidden: dense_layers(&plan.decoder, &vb)?,
+            out: Dense::new(&plan.out, vb)?,
         })
     }
 
-    fn named_tensors(&self, out: &mut Vec<(String, Tensor)>) {
-        for (i, l) in self.hidden.iter().enumerate() {
-            push_linear(out, &format!("decoder.hidden.{i}"), l);
-        }
-        push_linear(out, "decoder.out", &self.out);
+    fn layers(&self) -> impl Iterator<Item = &Dense> {
+        self.hidden.iter().chain([&self.out])
     }
 }
 
 impl Module for Decoder {
+    /// # Shapes
     /// `z [B, latent_dim]` to pixel logits `[B, input_dim]`.
     fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        let mut h = z.clone();
-        for layer in &self.hidden {
-            h = activate(&layer.forward(&h)?, self.activation)?;
-        }
-        self.out.forward(&h)
+        self.layers().try_fold(z.clone(), |h, l| l.forward(&h))
     }
 }
 
-fn push_linear(out: &mut Vec<(String, Tensor)>, name: &str, l: &Linear) {
-    out.push((format!("{name}.weight"), l.weight().clone()));
-    if let Some(b) = l.bias() {
-        out.push((format!("{name}.bias"), b.clone()));
-    }
+fn dense_layers(specs: &[LayerSpec], vb: &VarBuilder) -> Result<Vec<Dense>> {
+    specs.iter().map(|s| Dense::new(s, vb.clone())).collect()
 }
 
 /// Everything one forward pass produces; [`crate::elbo`] turns it into the loss.
@@ -146,8 +155,8 @@ impl Vae {
     /// Builds a VAE whose tensors come from `vb` under `encoder.*` and `decoder.*`.
     pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(candle_core::Error::wrap)?;
-        let encoder = Encoder::new(cfg, vb.pp("encoder"))?;
-        let decoder = Decoder::new(cfg, vb.pp("decoder"))?;
+        let encoder = Encoder::new(cfg, vb.pp(Block::Encoder.prefix()))?;
+        let decoder = Decoder::new(cfg, vb.pp(Block::Decoder.prefix()))?;
         Ok(Self {
             encoder,
             decoder,
@@ -179,18 +188,31 @@ impl Vae {
                 .data()
                 .lock()
                 .expect("a fresh VarMap's lock cannot be poisoned");
-            // Draw layer by layer, weight before bias; `parameter_shapes` lists each weight with its bias after it.
-            for layer in cfg.parameter_shapes().chunks(2) {
-                let fan_in = layer[0].1[1];
-                let bound = 1.0 / (fan_in as f64).sqrt();
-                for (name, shape) in layer {
-                    let t = rng.uniform_dtype(shape.as_slice(), -bound, bound, dtype, device)?;
-                    data.insert(name.clone(), candle_core::Var::from_tensor(&t)?);
+            // Layer by layer in plan order, weight before bias: the order fixes which draws each tensor gets.
+            for layer in cfg.plan().layers() {
+                let bound = 1.0 / (layer.fan_in as f64).sqrt();
+                for (name, shape) in [
+                    (layer.weight_name(), layer.weight_shape().to_vec()),
+                    (layer.bias_name(), vec![layer.fan_out]),
+                ] {
+                    let t = rng.uniform_dtype(shape, -bound, bound, dtype, device)?;
+                    data.insert(name, candle_core::Var::from_tensor(&t)?);
                 }
             }
         }
         let vae = Self::new(cfg, VarBuilder::from_varmap(&varmap, dtype, device))?;
         Ok((vae, varmap))
+    }
+
+    /// A model whose parameters are `tensors`, named as [`VaeConfig::parameter_shapes`] names them. A missing
+    /// tensor or a wrong shape is an error naming it.
+    pub fn from_tensors(
+        cfg: &VaeConfig,
+        tensors: std::collections::HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let dtype = tensors.values().next().map_or(DType::F32, Tensor::dtype);
+        Self::new(cfg, VarBuilder::from_tensors(tensors, dtype, device))
     }
 
     /// The architecture.
@@ -216,8 +238,9 @@ impl Vae {
     /// Every parameter with its `state_dict` name, in the order of [`VaeConfig::parameter_shapes`].
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        self.encoder.named_tensors(&mut out);
-        self.decoder.named_tensors(&mut out);
+        for layer in self.encoder.layers().chain(self.decoder.layers()) {
+            layer.named_tensors(&mut out);
+        }
         out
     }
 
@@ -267,7 +290,7 @@ impl Vae {
 
     /// `n` draws of `eps ~ N(0, I)` in the model's dtype and device.
     pub fn noise(&self, n: usize, rng: &mut VaeRng) -> Result<Tensor> {
-        let dtype = self.encoder.mu.weight().dtype();
+        let dtype = self.encoder.mu.linear.weight().dtype();
         rng.normal((n, self.config.latent_dim), &self.device)?
             .to_dtype(dtype)
     }
