@@ -4,10 +4,11 @@ use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::Result;
+use crate::{DataError, Result};
 
 /// How pixel intensities in [0, 1] are turned into targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Binarize {
     /// Keep grey levels (the pytorch/examples setting; BCE accepts them as targets).
     #[default]
@@ -19,10 +20,29 @@ pub enum Binarize {
     Dynamic,
 }
 
-/// Yields `(images [B, D] f32, labels [B] u32)` batches of a dataset on a device.
+impl std::str::FromStr for Binarize {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Binarize::None),
+            "static" => Ok(Binarize::Static),
+            "dynamic" => Ok(Binarize::Dynamic),
+            _ => Err(DataError::UnknownBinarize(s.to_string())),
+        }
+    }
+}
+
+impl TryFrom<String> for Binarize {
+    type Error = DataError;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+/// Yields the mini-batches of a dataset: host pixels for the fused CPU engine, tensors on a device for everything
+/// else ([`Batch::tensors`]). Training and evaluation both go through [`Batcher::epoch`] or [`Batcher::in_order`].
 ///
-/// The pixels stay in one host buffer; each batch is gathered from it and sent to the device, so shuffling never
-/// moves the whole dataset.
+/// The pixels stay in one host buffer; each batch is gathered from it, so shuffling never moves the whole dataset.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -32,9 +52,11 @@ pub enum Binarize {
 /// let labels = Tensor::arange(0u32, 10, &Device::Cpu)?;
 /// let batcher = Batcher::new(&images, &labels, 4, &Device::Cpu)?.drop_last(true);
 /// let mut rng = VaeRng::seed_from(0);
-/// let batches: Vec<_> = batcher.epoch(&mut rng).collect::<Result<_, _>>()?;
+/// let batches: Vec<_> = batcher.epoch(&mut rng).collect();
 /// assert_eq!(batches.len(), 2); // 10 images, batches of 4, the partial one dropped
-/// assert_eq!(batches[0].0.dims(), &[4, 2]);
+/// let (images, labels) = batches[0].tensors()?;
+/// assert_eq!(images.dims(), &[4, 2]);
+/// assert_eq!(labels.dims(), &[4]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -112,16 +134,11 @@ impl Batcher {
         }
     }
 
-    /// The example order of one shuffled epoch, drawn from `rng`.
-    pub fn shuffled_order(&self, rng: &mut impl Rng) -> Vec<usize> {
+    /// One epoch in a fresh random order drawn from `rng`; dynamic binarisation draws from `rng` too, after the
+    /// shuffle.
+    pub fn epoch<'a, R: Rng>(&'a self, rng: &'a mut R) -> Batches<'a, R> {
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.shuffle(rng);
-        order
-    }
-
-    /// One epoch in a fresh random order drawn from `rng`.
-    pub fn epoch<'a, R: Rng>(&'a self, rng: &'a mut R) -> Batches<'a, R> {
-        let order = self.shuffled_order(rng);
         Batches {
             batcher: self,
             order,
@@ -140,22 +157,27 @@ impl Batcher {
         }
     }
 
-    /// Writes the (binarised) pixels of examples `idx` into `out`, `[idx.len(), D]` row-major. Dynamic
-    /// binarisation draws from `rng`, in the same order as [`Batcher::epoch`] does.
-    pub fn fill(&self, idx: &[usize], out: &mut Vec<f32>, rng: &mut impl Rng) {
+    /// The (binarised) pixels and labels of examples `idx`.
+    fn gather(&self, idx: &[usize], rng: &mut impl Rng) -> Batch {
         let d = self.dim;
-        out.clear();
+        let mut images = Vec::with_capacity(idx.len() * d);
         for &i in idx {
-            out.extend_from_slice(&self.pixels[i * d..(i + 1) * d]);
+            images.extend_from_slice(&self.pixels[i * d..(i + 1) * d]);
         }
         match self.binarize {
             Binarize::None => {}
-            Binarize::Static => out
+            Binarize::Static => images
                 .iter_mut()
                 .for_each(|p| *p = if *p > 0.5 { 1.0 } else { 0.0 }),
-            Binarize::Dynamic => out
+            Binarize::Dynamic => images
                 .iter_mut()
                 .for_each(|p| *p = if rng.random::<f32>() < *p { 1.0 } else { 0.0 }),
+        }
+        Batch {
+            images,
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            dim: d,
+            device: self.device.clone(),
         }
     }
 
@@ -168,18 +190,30 @@ impl Batcher {
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }
+}
 
-    /// Whether a last partial batch is dropped.
-    pub fn drops_last(&self) -> bool {
-        self.drop_last
+/// One mini-batch, on the host.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Pixels `[rows, dim]`, row-major, binarised as the batcher says.
+    pub images: Vec<f32>,
+    /// Labels `[rows]`.
+    pub labels: Vec<u32>,
+    dim: usize,
+    device: Device,
+}
+
+impl Batch {
+    /// Examples in the batch.
+    pub fn rows(&self) -> usize {
+        self.labels.len()
     }
 
-    fn gather(&self, idx: &[usize], rng: &mut impl Rng) -> Result<(Tensor, Tensor)> {
-        let mut pixels = Vec::with_capacity(idx.len() * self.dim);
-        self.fill(idx, &mut pixels, rng);
-        let labels: Vec<u32> = idx.iter().map(|&i| self.labels[i]).collect();
-        let images = Tensor::from_vec(pixels, (idx.len(), self.dim), &self.device)?;
-        let labels = Tensor::from_vec(labels, idx.len(), &self.device)?;
+    /// # Shapes
+    /// `(images [rows, dim] f32, labels [rows] u32)` on the batcher's device.
+    pub fn tensors(&self) -> Result<(Tensor, Tensor)> {
+        let images = Tensor::from_slice(&self.images, (self.rows(), self.dim), &self.device)?;
+        let labels = Tensor::from_slice(&self.labels, self.rows(), &self.device)?;
         Ok((images, labels))
     }
 }
@@ -193,7 +227,7 @@ pub struct Batches<'a, R> {
 }
 
 impl<R: Rng> Iterator for Batches<'_, R> {
-    type Item = Result<(Tensor, Tensor)>;
+    type Item = Batch;
 
     fn next(&mut self) -> Option<Self::Item> {
         let b = self.batcher.batch_size;

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::DataError;
+
 /// One of the four gzipped IDX files of a dataset, with its published SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataFile {
@@ -13,7 +15,8 @@ pub struct DataFile {
 }
 
 /// A supported dataset. Both use the MNIST layout: 28×28 grey images and labels 0–9.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum Dataset {
     /// LeCun et al.'s handwritten digits.
     Mnist,
@@ -84,11 +87,18 @@ impl fmt::Display for Dataset {
 }
 
 impl FromStr for Dataset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self, DataError> {
         Dataset::ALL
             .into_iter()
             .find(|d| d.name() == s)
-            .ok_or_else(|| format!("unknown dataset `{s}` (expected mnist or fashion-mnist)"))
+            .ok_or_else(|| DataError::UnknownDataset(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for Dataset {
+    type Error = DataError;
+    fn try_from(s: String) -> Result<Self, DataError> {
+        s.parse()
     }
 }

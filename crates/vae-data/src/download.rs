@@ -104,16 +104,37 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).map_err(DataError::io(path))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(DataError::io(path))?;
-    Ok(hex(&h.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(h.finalize()))
 }
 
 /// The folder a dataset's files live in.
 pub fn dataset_dir(data_dir: &Path, dataset: Dataset) -> PathBuf {
     data_dir.join(dataset.name())
+}
+
+/// Checks that all four files of `dataset` are in `<data_dir>/<dataset>/` with their published SHA-256, fetching
+/// nothing. The first problem is the error: a missing file, or one whose bytes are not the published ones.
+pub fn verify(data_dir: &Path, dataset: Dataset) -> Result<()> {
+    let dir = dataset_dir(data_dir, dataset);
+    for file in dataset.files() {
+        let path = dir.join(file.name);
+        if !path.is_file() {
+            return Err(DataError::Missing {
+                path,
+                dataset: dataset.name().to_string(),
+            });
+        }
+        let actual = sha256_file(&path)?;
+        if actual != file.sha256 {
+            return Err(DataError::Checksum {
+                file: file.name.into(),
+                url: path.display().to_string(),
+                expected: file.sha256.into(),
+                actual,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure all four files of `dataset` are in `<data_dir>/<dataset>/` with their published checksums, fetching
@@ -181,14 +202,7 @@ fn fetch_verified(
     opts: &DownloadOptions,
 ) -> Result<()> {
     let dir = dest.parent().expect("dest is inside the dataset dir");
-    let mut builder = tempfile::Builder::new();
-    // The default 0600 would survive the rename; give the file the mode `File::create` would.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder
+    let mut tmp = vae_model::temp_file_builder()
         .prefix(&format!(".{}.", file.name))
         .suffix(".part")
         .tempfile_in(dir)
@@ -237,7 +251,7 @@ fn fetch_verified(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let actual = hex(&hasher.finalize());
+    let actual = hex::encode(hasher.finalize());
     if actual != file.sha256 {
         // Dropping `tmp` deletes it: the bad bytes never reach `dest`.
         return Err(DataError::Checksum {

@@ -79,6 +79,12 @@ pub enum DataError {
         /// The dataset it belongs to.
         dataset: String,
     },
+    /// A dataset name that is not one of [`crate::Dataset::ALL`].
+    #[error("unknown dataset `{0}` (expected mnist or fashion-mnist)")]
+    UnknownDataset(String),
+    /// A binarisation name that is not `none`, `static` or `dynamic`.
+    #[error("unknown binarisation `{0}` (expected none, static or dynamic)")]
+    UnknownBinarize(String),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -1,11 +1,11 @@
 //! The IDX format (LeCun's MNIST files), checked before anything trusts it.
 //!
 //! A file is a 4-byte magic `00 00 08 <ndim>` (8 = unsigned bytes), `ndim` big-endian u32 dimensions, then the
-//! bytes in row-major order. candle-datasets reads the header and allocates whatever it claims, so every file is
-//! checked here first: magic, dimensions against the real length, and a sane size.
+//! bytes in row-major order. Every file is checked as it is decoded: magic, dimensions against the real length, and
+//! a size the gzip can actually hold, before anything is allocated for it.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use flate2::read::GzDecoder;
@@ -37,10 +37,19 @@ fn corrupt(path: &Path, e: &std::io::Error) -> DataError {
     DataError::idx(path, format!("corrupt gzip ({e})"))
 }
 
-/// Decompresses the gzipped IDX file `gz` into `out` (uncompressed, same bytes) and returns its dimensions, after
-/// checking the magic, that the dimensions fit the gzip's size before writing anything, and that the data is exactly
-/// as long as the header says. Nothing is allocated in proportion to what the header claims.
-pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>> {
+/// A decoded IDX file: its dimensions and its bytes, row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idx {
+    /// The header's dimensions, e.g. `[60000, 28, 28]`.
+    pub dims: Vec<usize>,
+    /// The data, exactly `dims.iter().product()` bytes.
+    pub data: Vec<u8>,
+}
+
+/// Decompresses the gzipped IDX file `gz` in memory, after checking the magic and that the dimensions fit the
+/// gzip's size, and checks that the data is exactly as long as the header says. Nothing is allocated in proportion
+/// to what the header claims, and nothing is written to disk.
+pub fn read_idx(gz: &Path, kind: IdxKind) -> Result<Idx> {
     let file = File::open(gz).map_err(DataError::io(gz))?;
     let gz_len = file.metadata().map_err(DataError::io(gz))?.len();
     let mut dec = GzDecoder::new(BufReader::new(file));
@@ -82,14 +91,12 @@ pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>
         }
     };
 
-    let out_file = File::create(out).map_err(DataError::io(out))?;
-    let mut w = BufWriter::new(out_file);
-    w.write_all(&magic).map_err(DataError::io(out))?;
-    for &d in &dims {
-        w.write_all(&(d as u32).to_be_bytes())
-            .map_err(DataError::io(out))?;
-    }
-    let copied = std::io::copy(&mut (&mut dec).take(body), &mut w).map_err(|e| corrupt(gz, &e))?;
+    // Grown as the data arrives, so a lying header costs no memory.
+    let mut data = Vec::with_capacity(body.min(1 << 26) as usize);
+    let copied = (&mut dec)
+        .take(body)
+        .read_to_end(&mut data)
+        .map_err(|e| corrupt(gz, &e))? as u64;
     if copied != body {
         return Err(DataError::idx(
             gz,
@@ -109,8 +116,10 @@ pub fn decompress_idx(gz: &Path, out: &Path, kind: IdxKind) -> Result<Vec<usize>
         }
         Err(e) => return Err(corrupt(gz, &e)),
     }
-    w.flush().map_err(DataError::io(out))?;
-    Ok(dims.into_iter().map(|d| d as usize).collect())
+    Ok(Idx {
+        dims: dims.into_iter().map(|d| d as usize).collect(),
+        data,
+    })
 }
 
 fn read_header(dec: &mut impl Read, buf: &mut [u8], gz: &Path) -> Result<()> {

@@ -17,10 +17,10 @@ mod error;
 pub mod idx;
 mod load;
 
-pub use batch::{Batcher, Batches, Binarize};
+pub use batch::{Batch, Batcher, Batches, Binarize};
 pub use dataset::{DataFile, Dataset, FILE_NAMES};
 pub use download::{
-    dataset_dir, download, sha256_file, DownloadOptions, Outcome, Source, MIRROR_ENV,
+    dataset_dir, download, sha256_file, verify, DownloadOptions, Outcome, Source, MIRROR_ENV,
 };
 pub use error::{DataError, Result};
-pub use load::{label_counts, load, load_dir, MnistData};
+pub use load::{load, load_dir, MnistData};

@@ -1,10 +1,10 @@
-//! Loading a downloaded dataset into tensors, through candle-datasets.
+//! Loading a downloaded dataset into tensors, decoded in memory.
 
 use std::path::Path;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
-use crate::idx::{decompress_idx, IdxKind};
+use crate::idx::{read_idx, Idx, IdxKind};
 use crate::{dataset_dir, DataError, Dataset, Result, FILE_NAMES};
 
 /// A dataset in memory, on the CPU: images `[N, rows·cols]` f32 in [0, 1] and labels `[N]` u32 in 0..=9.
@@ -24,6 +24,14 @@ pub struct MnistData {
     pub cols: usize,
 }
 
+impl MnistData {
+    /// The first `n` test images (fewer if there are fewer), `[n, rows·cols]` on `device`.
+    pub fn first_test_images(&self, n: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let n = n.min(self.test_images.dim(0)?);
+        Ok(self.test_images.narrow(0, 0, n)?.to_device(device)?)
+    }
+}
+
 /// Loads `<data_dir>/<dataset>/`.
 pub fn load(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
     load_dir(&dataset_dir(data_dir, dataset), dataset.name())
@@ -31,8 +39,8 @@ pub fn load(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
 
 /// Loads the four gzipped IDX files in `dir`. `name` is used in the hint of a "missing file" error.
 ///
-/// Each file is checked and decompressed into a temporary folder (removed afterwards), which candle-datasets then
-/// reads. Counts must agree between images and labels, and labels must be digits 0–9.
+/// Each file is checked and decompressed in memory (nothing is written to disk), exactly as candle-datasets' MNIST
+/// reader would turn it into tensors. Counts must agree between images and labels, and labels must be digits 0–9.
 pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
     for f in FILE_NAMES {
         let p = dir.join(f);
@@ -43,19 +51,16 @@ pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
             });
         }
     }
-    let tmp = tempfile::TempDir::new_in(dir)
-        .or_else(|_| tempfile::tempdir())
-        .map_err(DataError::io(dir))?;
-    let mut dims = Vec::new();
+    let mut files = Vec::with_capacity(4);
     for f in FILE_NAMES {
         let kind = if f.contains("images") {
             IdxKind::Images
         } else {
             IdxKind::Labels
         };
-        let raw = tmp.path().join(f.trim_end_matches(".gz"));
-        dims.push(decompress_idx(&dir.join(f), &raw, kind)?);
+        files.push(read_idx(&dir.join(f), kind)?);
     }
+    let dims: Vec<&[usize]> = files.iter().map(|f| f.dims.as_slice()).collect();
     for (images, labels) in [(0, 1), (2, 3)] {
         if dims[images][0] != dims[labels][0] {
             return Err(DataError::idx(
@@ -77,36 +82,39 @@ pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
             ),
         ));
     }
-    let ds = candle_datasets::vision::mnist::load_dir(tmp.path())?;
-    let train_labels = checked_labels(&ds.train_labels, &dir.join(FILE_NAMES[1]))?;
-    let test_labels = checked_labels(&ds.test_labels, &dir.join(FILE_NAMES[3]))?;
+    let (rows, cols) = (dims[0][1], dims[0][2]);
+    let mut files = files.into_iter();
+    let mut next = || files.next().expect("four files");
+    let train_images = pixels(next(), rows * cols)?;
+    let train_labels = checked_labels(next(), &dir.join(FILE_NAMES[1]))?;
+    let test_images = pixels(next(), rows * cols)?;
+    let test_labels = checked_labels(next(), &dir.join(FILE_NAMES[3]))?;
     Ok(MnistData {
-        train_images: ds.train_images,
+        train_images,
         train_labels,
-        test_images: ds.test_images,
+        test_images,
         test_labels,
-        rows: dims[0][1],
-        cols: dims[0][2],
+        rows,
+        cols,
     })
 }
 
-fn checked_labels(labels: &Tensor, path: &Path) -> Result<Tensor> {
-    let v = labels.to_vec1::<u8>()?;
+/// Grey levels as f32 in [0, 1], `[count, pixels]`.
+fn pixels(file: Idx, pixels: usize) -> Result<Tensor> {
+    let count = file.dims[0];
+    let t = Tensor::from_vec(file.data, (count, pixels), &Device::Cpu)?;
+    Ok((t.to_dtype(DType::F32)? / 255.0)?)
+}
+
+fn checked_labels(file: Idx, path: &Path) -> Result<Tensor> {
+    let v = file.data;
     if let Some(i) = v.iter().position(|&l| l > 9) {
         return Err(DataError::idx(
             path,
             format!("label {} at index {i} is not a class 0-9", v[i]),
         ));
     }
-    Ok(labels.to_dtype(DType::U32)?)
-}
-
-/// How many of each label a label tensor holds: `counts[k]` is the number of `k`s, up to the largest label.
-pub fn label_counts(labels: &Tensor) -> Result<Vec<usize>> {
-    let labels = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-    let mut counts = vec![0usize; labels.iter().max().map_or(0, |&m| m as usize + 1)];
-    for l in labels {
-        counts[l as usize] += 1;
-    }
-    Ok(counts)
+    let labels: Vec<u32> = v.into_iter().map(u32::from).collect();
+    let n = labels.len();
+    Ok(Tensor::from_vec(labels, n, &Device::Cpu)?)
 }

@@ -15,7 +15,7 @@ fn data(n: usize) -> (Tensor, Tensor) {
 
 fn epoch_labels(b: &Batcher, rng: &mut VaeRng) -> Vec<u32> {
     b.epoch(rng)
-        .flat_map(|r| r.unwrap().1.to_vec1::<u32>().unwrap())
+        .flat_map(|r| r.tensors().unwrap().1.to_vec1::<u32>().unwrap())
         .collect()
 }
 
@@ -48,11 +48,11 @@ fn images_stay_with_their_labels_and_the_last_batch_is_partial_or_dropped() {
     let mut rng = VaeRng::seed_from(1);
     let sizes: Vec<usize> = b
         .epoch(&mut rng)
-        .map(|r| r.unwrap().0.dim(0).unwrap())
+        .map(|r| r.tensors().unwrap().0.dim(0).unwrap())
         .collect();
     assert_eq!(sizes, vec![4, 4, 2]);
     for r in b.epoch(&mut rng) {
-        let (img, lab) = r.unwrap();
+        let (img, lab) = r.tensors().unwrap();
         for (row, l) in img
             .to_vec2::<f32>()
             .unwrap()
@@ -70,7 +70,7 @@ fn images_stay_with_their_labels_and_the_last_batch_is_partial_or_dropped() {
     assert_eq!(b.epoch(&mut rng).count(), 2);
     let ordered: Vec<u32> = b
         .in_order(&mut rng)
-        .flat_map(|r| r.unwrap().1.to_vec1::<u32>().unwrap())
+        .flat_map(|r| r.tensors().unwrap().1.to_vec1::<u32>().unwrap())
         .collect();
     assert_eq!(ordered, (0..8).collect::<Vec<u32>>());
 }
@@ -82,7 +82,12 @@ fn static_binarisation_thresholds_at_one_half() {
     let b = Batcher::new(&x, &y, 1, &Device::Cpu)
         .unwrap()
         .binarize(Binarize::Static);
-    let (img, _) = b.epoch(&mut VaeRng::seed_from(0)).next().unwrap().unwrap();
+    let (img, _) = b
+        .epoch(&mut VaeRng::seed_from(0))
+        .next()
+        .unwrap()
+        .tensors()
+        .unwrap();
     assert_eq!(
         img.to_vec2::<f32>().unwrap(),
         vec![vec![0.0, 0.0, 1.0, 1.0]]
@@ -100,6 +105,7 @@ fn dynamic_binarisation_is_seeded_fresh_each_epoch_and_unbiased() {
         b.in_order(rng)
             .next()
             .unwrap()
+            .tensors()
             .unwrap()
             .0
             .flatten_all()
