@@ -7,6 +7,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
+use candle_nn::Optimizer;
 
 /// Adam's hyper-parameters; the defaults are PyTorch's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,22 +44,48 @@ impl AdamConfig {
     }
 }
 
-/// The optimiser: named parameters with their first and second moments.
+/// Adam's state: the step count and each parameter's first and second moments, in the optimiser's parameter
+/// order (for a [`Vae`](vae_model::Vae), [`VaeConfig::parameter_shapes`](vae_model::VaeConfig::parameter_shapes)
+/// order). This is what a checkpoint holds.
+#[derive(Debug, Clone)]
+pub struct AdamState {
+    /// Steps taken (PyTorch's `state['step']`).
+    pub step: u64,
+    /// `(m, v)` per parameter.
+    pub moments: Vec<(Tensor, Tensor)>,
+}
+
+/// The optimiser, a candle-nn [`Optimizer`]: parameters with their first and second moments.
+///
+/// ```
+/// use candle_core::{Device, Var};
+/// use candle_nn::Optimizer;
+/// use vae_train::{Adam, AdamConfig};
+///
+/// let p = Var::new(&[1.0f32, -2.0], &Device::Cpu)?;
+/// let mut opt = Adam::new(vec![p.clone()], AdamConfig { lr: 0.1, ..Default::default() })?;
+/// opt.backward_step(&p.as_tensor().sqr()?.sum_all()?)?; // minimise ‖p‖²
+/// let moved = p.as_tensor().to_vec1::<f32>()?;
+/// assert!((moved[0] - 0.9).abs() < 1e-4 && (moved[1] + 1.9).abs() < 1e-4); // Adam's first step is lr
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Adam {
-    params: Vec<(String, Var)>,
+    params: Vec<Var>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     step: u64,
     cfg: AdamConfig,
 }
 
-impl Adam {
-    /// Zero moments for each parameter. Names are used only for checkpoints.
-    pub fn new(params: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
+impl Optimizer for Adam {
+    type Config = AdamConfig;
+
+    /// Zero moments for each parameter.
+    fn new(params: Vec<Var>, cfg: AdamConfig) -> Result<Self> {
         let m = params
             .iter()
-            .map(|(_, p)| p.zeros_like())
+            .map(|p| p.zeros_like())
             .collect::<Result<Vec<_>>>()?;
         let v = m.clone();
         Ok(Self {
@@ -70,19 +97,14 @@ impl Adam {
         })
     }
 
-    /// Steps taken so far (PyTorch's `state['step']`).
-    pub fn step_count(&self) -> u64 {
-        self.step
-    }
-
     /// One update from the gradients in `grads`; parameters without a gradient are left alone.
-    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
         let AdamConfig {
             beta1, beta2, eps, ..
         } = self.cfg;
         let (step_size, bc2_sqrt) = self.cfg.corrections(self.step);
-        for (i, (_, p)) in self.params.iter().enumerate() {
+        for (i, p) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p) else { continue };
             let m = ((&self.m[i] * beta1)? + (g * (1.0 - beta1))?)?;
             let v = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
@@ -95,39 +117,44 @@ impl Adam {
         Ok(())
     }
 
-    /// The moments as named tensors (`m.<param>`, `v.<param>`), for a checkpoint.
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::with_capacity(2 * self.params.len());
-        for (i, (name, _)) in self.params.iter().enumerate() {
-            out.push((format!("m.{name}"), self.m[i].clone()));
-            out.push((format!("v.{name}"), self.v[i].clone()));
-        }
-        out
+    fn learning_rate(&self) -> f64 {
+        self.cfg.lr
     }
 
-    /// Restores moments and step count saved by [`Adam::state_tensors`]. `get` looks a tensor up by name.
-    pub fn restore(
-        &mut self,
-        step: u64,
-        mut get: impl FnMut(&str) -> Option<Tensor>,
-    ) -> std::result::Result<(), String> {
-        for (i, (name, p)) in self.params.iter().enumerate() {
-            for (slot, key) in [
-                (&mut self.m[i], format!("m.{name}")),
-                (&mut self.v[i], format!("v.{name}")),
-            ] {
-                let t = get(&key).ok_or_else(|| format!("missing optimiser tensor `{key}`"))?;
-                if t.dims() != p.dims() {
-                    return Err(format!(
-                        "optimiser tensor `{key}` has shape {:?}, expected {:?}",
-                        t.dims(),
-                        p.dims()
-                    ));
-                }
-                *slot = t.to_device(p.device()).map_err(|e| e.to_string())?;
-            }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+    }
+}
+
+impl Adam {
+    /// Steps taken so far (PyTorch's `state['step']`).
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The step count and moments, for a checkpoint.
+    pub fn state(&self) -> AdamState {
+        AdamState {
+            step: self.step,
+            moments: self.m.iter().cloned().zip(self.v.iter().cloned()).collect(),
         }
-        self.step = step;
+    }
+
+    /// Continues from a saved [`AdamState`] whose moments have the parameters' shapes, in the same order.
+    pub fn restore(&mut self, state: &AdamState) -> Result<()> {
+        if state.moments.len() != self.params.len() {
+            candle_core::bail!(
+                "{} optimiser moments for {} parameters",
+                state.moments.len(),
+                self.params.len()
+            );
+        }
+        for (i, (m, v)) in state.moments.iter().enumerate() {
+            let p = &self.params[i];
+            self.m[i] = m.to_device(p.device())?.reshape(p.shape())?;
+            self.v[i] = v.to_device(p.device())?.reshape(p.shape())?;
+        }
+        self.step = state.step;
         Ok(())
     }
 }
@@ -145,7 +172,7 @@ mod tests {
             lr: 0.1,
             ..Default::default()
         };
-        let mut opt = Adam::new(vec![("p".into(), p.clone())], cfg).unwrap();
+        let mut opt = Adam::new(vec![p.clone()], cfg).unwrap();
         let mut expect = [1.0f64, -2.0];
         let (mut m, mut v) = ([0.0f64; 2], [0.0f64; 2]);
         for t in 1..=2 {
@@ -172,14 +199,12 @@ mod tests {
     fn state_round_trip_continues_identically() {
         let run = |split: bool| {
             let p = Var::new(&[0.5f32, 1.5, -1.0], &Device::Cpu).unwrap();
-            let mut opt = Adam::new(vec![("w".into(), p.clone())], AdamConfig::default()).unwrap();
+            let mut opt = Adam::new(vec![p.clone()], AdamConfig::default()).unwrap();
             for k in 0..4 {
                 if split && k == 2 {
-                    let saved: std::collections::HashMap<_, _> =
-                        opt.state_tensors().into_iter().collect();
-                    let step = opt.step_count();
-                    opt = Adam::new(vec![("w".into(), p.clone())], AdamConfig::default()).unwrap();
-                    opt.restore(step, |k| saved.get(k).cloned()).unwrap();
+                    let saved = opt.state();
+                    opt = Adam::new(vec![p.clone()], AdamConfig::default()).unwrap();
+                    opt.restore(&saved).unwrap();
                 }
                 let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
                 opt.step(&loss.backward().unwrap()).unwrap();

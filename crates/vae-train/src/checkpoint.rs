@@ -6,36 +6,33 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use vae_model::{RngState, VaeRng};
+use vae_model::{RngState, Vae, VaeRng};
 
-use crate::RunConfig;
+use crate::{AdamState, RunConfig};
 
 /// The `format` value of a checkpoint.
 pub const CHECKPOINT_FORMAT: &str = "vae-candle-checkpoint/1";
 
-/// What a checkpoint restores.
+/// What a checkpoint restores, checked against the run it resumes.
 #[derive(Debug)]
 pub struct Checkpoint {
     /// Epochs completed.
     pub epoch: usize,
-    /// Optimiser steps taken.
-    pub step: u64,
     /// The run's RNG, positioned after the last completed epoch.
     pub rng: RngState,
-    /// The config the run was started with.
-    pub config: RunConfig,
-    /// `model.<name>` and `adam.{m,v}.<name>` tensors.
-    pub tensors: HashMap<String, Tensor>,
+    /// The model's parameters, on the training device.
+    pub model: Vae,
+    /// The optimiser's step count and moments, in parameter order.
+    pub adam: AdamState,
 }
 
-/// Writes a checkpoint (temp file, fsync, rename).
+/// Writes a checkpoint (temp file, fsync, rename): `model.<name>` and `adam.{m,v}.<name>` tensors.
 pub fn save(
     path: &Path,
     cfg: &RunConfig,
     epoch: usize,
-    step: u64,
-    params: &[(String, candle_core::Var)],
-    adam_state: Vec<(String, Tensor)>,
+    model: &Vae,
+    adam: &AdamState,
     rng: &VaeRng,
 ) -> Result<()> {
     let state = rng.state();
@@ -43,22 +40,16 @@ pub fn save(
     md.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
     md.insert("config".to_string(), serde_json::to_string(cfg)?);
     md.insert("epoch".to_string(), epoch.to_string());
-    md.insert("step".to_string(), step.to_string());
-    md.insert(
-        "rng_seed".to_string(),
-        state.seed.iter().map(|b| format!("{b:02x}")).collect(),
-    );
+    md.insert("step".to_string(), adam.step.to_string());
+    md.insert("rng_seed".to_string(), hex::encode(state.seed));
     md.insert("rng_stream".to_string(), state.stream.to_string());
     md.insert("rng_word_pos".to_string(), state.word_pos.to_string());
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    for (name, var) in params {
-        tensors.push((
-            format!("model.{name}"),
-            var.as_tensor().to_device(&Device::Cpu)?,
-        ));
-    }
-    for (name, t) in adam_state {
-        tensors.push((format!("adam.{name}"), t.to_device(&Device::Cpu)?));
+    let params = model.named_tensors();
+    for ((name, t), (m, v)) in params.into_iter().zip(&adam.moments) {
+        tensors.push((format!("adam.m.{name}"), m.to_device(&Device::Cpu)?));
+        tensors.push((format!("adam.v.{name}"), v.to_device(&Device::Cpu)?));
+        tensors.push((format!("model.{name}"), t.to_device(&Device::Cpu)?));
     }
     let bytes = safetensors::serialize(tensors, Some(md))
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
@@ -66,10 +57,17 @@ pub fn save(
         .with_context(|| format!("{}: cannot write checkpoint", path.display()))
 }
 
-/// Reads a checkpoint; every problem is reported against the file.
-pub fn load(path: &Path) -> Result<Checkpoint> {
-    let ctx = || path.display().to_string();
-    let bytes = std::fs::read(path).with_context(ctx)?;
+/// Reads the checkpoint of a run of `cfg` onto `device`, checking everything before anything is used: the format, that it was
+/// written under the same config (only the epoch count may differ), and that every tensor the model and its
+/// optimiser need is there with its shape and dtype. Every problem is one error naming the file.
+pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint> {
+    if !path.is_file() {
+        bail!(
+            "{}: no checkpoint to resume from (train without --resume first)",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow!("{}: not a checkpoint ({e})", path.display()))?;
     let md = meta.metadata().clone().unwrap_or_default();
@@ -88,42 +86,70 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             get("format")?
         );
     }
-    let config: RunConfig =
-        serde_json::from_str(get("config")?).with_context(|| format!("{}: bad config", ctx()))?;
+    let saved: RunConfig = serde_json::from_str(get("config")?)
+        .with_context(|| format!("{}: bad config", path.display()))?;
+    if !cfg.resumable_from(&saved) {
+        bail!(
+            "{}: the checkpoint was written with a different config; resume with the same preset and flags \
+             (only --epochs may change), or use another --out. checkpoint: {} now: {}",
+            path.display(),
+            serde_json::to_string(&saved)?,
+            serde_json::to_string(cfg)?
+        );
+    }
     let num = |k: &str| -> Result<u128> {
         get(k)?
             .parse()
             .map_err(|_| anyhow!("{}: bad `{k}`", path.display()))
     };
-    let hex = get("rng_seed")?;
-    let seed_bytes: Vec<u8> = (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| anyhow!("{}: bad `rng_seed`", path.display()))?;
-    let seed: [u8; 32] = seed_bytes
-        .try_into()
-        .map_err(|_| anyhow!("{}: bad `rng_seed`", path.display()))?;
+    let seed: [u8; 32] = hex::decode(get("rng_seed")?)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow!("{}: bad `rng_seed`", path.display()))?;
     let rng = RngState {
         seed,
         stream: num("rng_stream")? as u64,
         word_pos: num("rng_word_pos")?,
     };
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| anyhow!("{}: corrupt checkpoint ({e})", path.display()))?;
-    for (name, t) in &tensors {
-        if t.dtype() != DType::F32 {
+    let mut take = |name: String, shape: &[usize]| -> Result<Tensor> {
+        let t = tensors
+            .remove(&name)
+            .ok_or_else(|| anyhow!("{}: missing tensor `{name}`", path.display()))?;
+        if t.dtype() != DType::F32 || t.dims() != shape {
             bail!(
-                "{}: tensor `{name}` is {:?}, expected F32",
+                "{}: tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
                 path.display(),
-                t.dtype()
+                t.dtype(),
+                t.dims()
             );
         }
+        Ok(t)
+    };
+    let mut params = HashMap::new();
+    let mut moments = Vec::new();
+    for (name, shape) in cfg.model.parameter_shapes() {
+        params.insert(name.clone(), take(format!("model.{name}"), &shape)?);
+        let m = take(format!("adam.m.{name}"), &shape)?;
+        moments.push((m, take(format!("adam.v.{name}"), &shape)?));
     }
+    if let Some(extra) = tensors.keys().next() {
+        bail!("{}: unexpected tensor `{extra}`", path.display());
+    }
+    let params = params
+        .into_iter()
+        .map(|(n, t)| Ok((n, t.to_device(device)?)))
+        .collect::<Result<_>>()?;
+    let mut model = Vae::from_tensors(&cfg.model, params, device)?;
+    model.set_dataset(cfg.dataset.name());
     Ok(Checkpoint {
         epoch: num("epoch")? as usize,
-        step: num("step")? as u64,
         rng,
-        config,
-        tensors,
+        model,
+        adam: AdamState {
+            step: num("step")? as u64,
+            moments,
+        },
     })
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use vae_data::{Binarize, Dataset};
 use vae_model::VaeConfig;
 
 /// The presets shipped in `models/`, built into the binary so it also runs outside the repository.
@@ -19,29 +20,6 @@ pub const BUILTIN_PRESETS: [(&str, &str); 4] = [
     ),
     ("mnist-2d", include_str!("../../../models/mnist-2d.toml")),
 ];
-
-/// How targets are binarised; see [`vae_data::Binarize`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum BinarizeMode {
-    /// Grey levels as targets.
-    #[default]
-    None,
-    /// Threshold at 0.5.
-    Static,
-    /// A fresh Bernoulli draw per epoch.
-    Dynamic,
-}
-
-impl From<BinarizeMode> for vae_data::Binarize {
-    fn from(b: BinarizeMode) -> Self {
-        match b {
-            BinarizeMode::None => vae_data::Binarize::None,
-            BinarizeMode::Static => vae_data::Binarize::Static,
-            BinarizeMode::Dynamic => vae_data::Binarize::Dynamic,
-        }
-    }
-}
 
 /// How gradients are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -81,7 +59,7 @@ pub struct TrainingConfig {
     pub beta: f64,
     /// Target binarisation.
     #[serde(default)]
-    pub binarize: BinarizeMode,
+    pub binarize: Binarize,
     /// How gradients are computed (the numbers agree to float rounding, not bit for bit).
     #[serde(default)]
     pub engine: Engine,
@@ -94,36 +72,46 @@ pub struct TrainingConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// Dataset name (`mnist` or `fashion-mnist`).
-    pub dataset: String,
+    /// The dataset (`mnist` or `fashion-mnist` in the file).
+    pub dataset: Dataset,
     /// The architecture.
     pub model: VaeConfig,
     /// The optimisation.
     pub training: TrainingConfig,
 }
 
-/// Command-line values that replace the preset's.
-#[derive(Debug, Clone, Default)]
+/// Command-line values that replace the preset's (`vae-train train --epochs …`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
-    /// `--epochs`.
+    /// Passes over the training set.
+    #[arg(long)]
     pub epochs: Option<usize>,
-    /// `--batch-size`.
+    /// Images per step.
+    #[arg(long)]
     pub batch_size: Option<usize>,
-    /// `--lr`.
+    /// Adam learning rate.
+    #[arg(long)]
     pub lr: Option<f64>,
-    /// `--hidden-dims`.
+    /// Hidden widths, e.g. 400 or 512,256.
+    #[arg(long, value_delimiter = ',')]
     pub hidden_dims: Option<Vec<usize>>,
-    /// `--latent-dim`.
+    /// Dimension of z.
+    #[arg(long)]
     pub latent_dim: Option<usize>,
-    /// `--seed`.
+    /// Seed of the run's one RNG.
+    #[arg(long)]
     pub seed: Option<u64>,
-    /// `--beta`.
+    /// KL weight in the training objective.
+    #[arg(long)]
     pub beta: Option<f64>,
-    /// `--binarize`.
-    pub binarize: Option<BinarizeMode>,
-    /// `--train-subset`.
+    /// Target binarisation: none, static or dynamic.
+    #[arg(long)]
+    pub binarize: Option<Binarize>,
+    /// Train on the first N training images only.
+    #[arg(long)]
     pub train_subset: Option<usize>,
-    /// `--engine`.
+    /// How gradients are computed [default: the preset's, normally auto: fused on CPU, autograd on GPU].
+    #[arg(long, value_enum)]
     pub engine: Option<Engine>,
 }
 
@@ -188,9 +176,6 @@ impl RunConfig {
 
     /// Checks every value is in range.
     pub fn validate(&self) -> Result<()> {
-        self.dataset
-            .parse::<vae_data::Dataset>()
-            .map_err(anyhow::Error::msg)?;
         self.model.validate()?;
         let t = &self.training;
         if t.epochs == 0 {
@@ -254,7 +239,7 @@ mod tests {
             ),
             (vec![200], 32, 3e-4)
         );
-        assert_eq!(get("fashion-mnist").dataset, "fashion-mnist");
+        assert_eq!(get("fashion-mnist").dataset, Dataset::FashionMnist);
         let d = get("mnist-2d");
         assert_eq!((d.model.latent_dim, d.training.epochs), (2, 20));
     }

@@ -52,7 +52,7 @@ pub fn evaluate(vae: &Vae, data: &Batcher, rng: &mut VaeRng) -> Result<ElboAvera
     // Its own stream, so noise never correlates with the binarisation draws.
     let mut noise_rng = VaeRng::seed_from(rng.next_u64());
     for batch in data.in_order(rng) {
-        let (x, _) = batch.map_err(candle_core::Error::wrap)?;
+        let (x, _) = batch.tensors().map_err(candle_core::Error::wrap)?;
         let out = vae.forward(&x, &mut noise_rng)?;
         let t = elbo(&x, &out)?;
         sums.add(
@@ -74,7 +74,7 @@ pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<f
     let mut noise_rng = VaeRng::seed_from(rng.next_u64());
     let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
     for batch in data.in_order(rng) {
-        let (x, _) = batch.map_err(candle_core::Error::wrap)?;
+        let (x, _) = batch.tensors().map_err(candle_core::Error::wrap)?;
         let b = x.dim(0)?;
         let (mu, logvar) = vae.encode(&x)?;
         let mut log_w = Vec::with_capacity(k);

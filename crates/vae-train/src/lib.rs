@@ -4,14 +4,16 @@
 mod adam;
 pub mod checkpoint;
 mod config;
+pub mod engine;
 pub mod eval;
 pub mod figures;
 pub mod fused;
 pub mod train;
 
-pub use adam::{Adam, AdamConfig};
-pub use config::{BinarizeMode, Engine, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS};
-pub use train::{train, EpochMetrics, TrainOptions};
+pub use adam::{Adam, AdamConfig, AdamState};
+pub use config::{Engine, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS};
+pub use engine::{build_engine, resolve_engine, StepTerms, TrainEngine};
+pub use train::{train, EpochMetrics, TrainOptions, TrainReport};
 
 use anyhow::{bail, Result};
 use candle_core::Device;

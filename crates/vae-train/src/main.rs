@@ -8,8 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use vae_data::{Batcher, Dataset, DownloadOptions, Source};
 use vae_model::{Vae, VaeRng};
 use vae_train::{
-    eval, figures, open_device, train, BinarizeMode, DeviceKind, Engine, Overrides, RunConfig,
-    TrainOptions,
+    eval, figures, open_device, train, DeviceKind, Overrides, RunConfig, TrainOptions,
 };
 
 #[derive(Parser)]
@@ -35,13 +34,23 @@ enum Command {
     Reconstruct(ReconstructArgs),
     /// Fetch and verify a dataset's four files.
     Download(DownloadArgs),
+    /// Print a preset, resolved with any overrides, as the JSON of `config.json`.
+    Preset(PresetArgs),
 }
 
+/// Where the tensors live and where the datasets are: shared by every subcommand that uses them.
 #[derive(Args)]
 struct Common {
     /// Where the tensors live.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceKind,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+/// `--data-dir`, for subcommands that read datasets.
+#[derive(Args)]
+struct DataDir {
     /// Data directory [default: $VAE_DATA_DIR or data/].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -49,14 +58,18 @@ struct Common {
 
 impl Common {
     fn data_dir(&self) -> PathBuf {
-        data_dir_or_default(self.data_dir.clone())
+        self.data.data_dir()
     }
 }
 
-/// `--data-dir`, else `$VAE_DATA_DIR`, else `data/`.
-fn data_dir_or_default(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("VAE_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| "data".into())
+impl DataDir {
+    /// `--data-dir`, else `$VAE_DATA_DIR`, else `data/`.
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or_else(|| std::env::var_os("VAE_DATA_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| "data".into())
+    }
 }
 
 #[derive(Args)]
@@ -64,30 +77,8 @@ struct TrainArgs {
     /// Preset name (models/<NAME>.toml, or a built-in) or a path to a .toml file.
     #[arg(long, default_value = "mnist")]
     preset: String,
-    #[arg(long)]
-    epochs: Option<usize>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Hidden widths, e.g. 400 or 512,256.
-    #[arg(long, value_delimiter = ',')]
-    hidden_dims: Option<Vec<usize>>,
-    #[arg(long)]
-    latent_dim: Option<usize>,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// KL weight in the training objective.
-    #[arg(long)]
-    beta: Option<f64>,
-    #[arg(long, value_enum)]
-    binarize: Option<BinarizeMode>,
-    /// Train on the first N training images only.
-    #[arg(long)]
-    train_subset: Option<usize>,
-    /// How gradients are computed [default: the preset's, normally auto: fused on CPU, autograd on GPU].
-    #[arg(long, value_enum)]
-    engine: Option<Engine>,
+    #[command(flatten)]
+    overrides: Overrides,
     /// Run directory [default: runs/<preset>].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -132,8 +123,8 @@ struct SampleArgs {
     seed: u64,
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceKind,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args)]
@@ -162,9 +153,19 @@ struct DownloadArgs {
     /// Copy from a local folder instead of downloading.
     #[arg(long, conflicts_with = "mirror")]
     from: Option<PathBuf>,
-    /// Data directory [default: $VAE_DATA_DIR or data/].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+#[derive(Args)]
+struct PresetArgs {
+    /// Preset name (models/<NAME>.toml, or a built-in) or a path to a .toml file.
+    name: String,
+    /// Directory of presets.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
 fn main() -> ExitCode {
@@ -193,6 +194,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample(a) => cmd_sample(a),
         Command::Reconstruct(a) => cmd_reconstruct(a),
         Command::Download(a) => cmd_download(a),
+        Command::Preset(a) => {
+            let (preset, _) = RunConfig::load_preset(&a.name, &a.models_dir)?;
+            println!("{}", serde_json::to_string(&preset.apply(&a.overrides)?)?);
+            Ok(())
+        }
     }
 }
 
@@ -202,11 +208,11 @@ fn parse_datasets(s: &str) -> Result<Vec<Dataset>> {
     }
     Ok(vec![s
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("{e}, or all"))?])
+        .map_err(|e| anyhow::anyhow!("{e}, or all"))?])
 }
 
 fn cmd_download(a: DownloadArgs) -> Result<()> {
-    let data_dir = data_dir_or_default(a.data_dir);
+    let data_dir = a.data.data_dir();
     let mut opts = DownloadOptions::new(&data_dir);
     opts.source = match a.from {
         Some(dir) => Source::LocalDir(dir),
@@ -228,19 +234,7 @@ fn cmd_download(a: DownloadArgs) -> Result<()> {
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
     let (preset, origin) = RunConfig::load_preset(&a.preset, &a.models_dir)?;
-    let overrides = Overrides {
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        lr: a.lr,
-        hidden_dims: a.hidden_dims,
-        latent_dim: a.latent_dim,
-        seed: a.seed,
-        beta: a.beta,
-        binarize: a.binarize,
-        train_subset: a.train_subset,
-        engine: a.engine,
-    };
-    let cfg = preset.apply(&overrides)?;
+    let cfg = preset.apply(&a.overrides)?;
     let name = Path::new(&a.preset)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -249,23 +243,26 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let data_dir = a.common.data_dir();
     let device = open_device(a.common.device)?;
     if a.download {
-        let dataset: Dataset = cfg.dataset.parse().map_err(anyhow::Error::msg)?;
-        vae_data::download(dataset, &DownloadOptions::new(&data_dir))?;
+        vae_data::download(cfg.dataset, &DownloadOptions::new(&data_dir))?;
     }
     tracing::info!(preset = %origin.display(), out = %out_dir.display(), "config {}", serde_json::to_string(&cfg)?);
     let opts = TrainOptions {
         data_dir,
-        out_dir,
+        out_dir: out_dir.clone(),
         device,
         resume: a.resume,
         progress: true,
     };
-    let engine = vae_train::train::resolve_engine(&cfg, &opts.device)?;
-    let history = train(&cfg, &opts)?;
-    // One summary line on stdout, for scripts (`cargo xtask bench` reads it).
+    let report = train(&cfg, &opts)?;
+    // One summary line on stdout, for scripts (`cargo xtask bench` and its end-to-end check read it).
     let summary = serde_json::json!({
-        "final": history.last(),
-        "engine": format!("{engine:?}").to_lowercase(),
+        "out": out_dir,
+        "model": out_dir.join(vae_train::train::files::MODEL),
+        "config": out_dir.join(vae_train::train::files::CONFIG),
+        "final": report.history.last(),
+        "history": report.history,
+        "engine": report.engine,
+        "files": report.files,
         "gemm": vae_train::fused::gemm_backend(),
         "peak_rss_mib": peak_rss_mib(),
     });
@@ -334,7 +331,7 @@ fn side(n: usize) -> usize {
 
 fn cmd_sample(a: SampleArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    let vae = load_model(&a.model, a.device)?;
+    let vae = load_model(&a.model, a.common.device)?;
     let images = vae.sample(a.n, &mut VaeRng::seed_from(a.seed))?;
     let (hw, cols) = (image_side(&vae)?, side(a.n));
     figures::write_grid(&a.out, &images, a.n.div_ceil(cols), cols, hw, hw)?;
@@ -354,7 +351,7 @@ fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     let vae = load_model(&a.model, a.common.device)?;
     let dataset = model_dataset(&vae, a.dataset, &a.model)?;
     let data = vae_data::load(&a.common.data_dir(), dataset)?;
-    let originals = vae_train::train::test_images(&data, a.n, vae.device())?;
+    let originals = data.first_test_images(a.n, vae.device())?;
     let recon = vae.reconstruct(&originals)?;
     figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?;
     tracing::info!("wrote {}", a.out.display());

@@ -16,54 +16,115 @@
 
 mod kernels;
 mod sgemm;
+#[cfg(test)]
+mod tests;
 
 pub use sgemm::{backend as gemm_backend, sgemm};
 
-use candle_core::{Tensor, Var};
-use vae_model::{Activation, Likelihood, VaeConfig};
+use std::collections::HashMap;
+use std::ops::Range;
 
+use candle_core::{Device, Tensor};
+use vae_model::{Activation, LayerSpec, Likelihood, Vae, VaeConfig};
+
+use crate::engine::StepTerms;
 use crate::AdamConfig;
+use crate::AdamState;
 use kernels::{act_backward, activate, adam_update, bce_and_grad, AdamStep};
 
-/// One dense layer with its gradient and Adam moments, weights `[fan_out, fan_in]` row-major as PyTorch stores them.
+/// Where every parameter tensor lives in the engine's flat buffers, derived from [`VaeConfig::plan`]: all weights
+/// in plan order, then all biases in plan order. Layers that sit side by side in the plan and read the same input
+/// (the `mu` and `logvar` heads) thereby form one contiguous `[Σ fan_out, fan_in]` matrix, computed by one product.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// `(name, shape, range)` in [`VaeConfig::parameter_shapes`] order.
+    tensors: Vec<(String, Vec<usize>, Range<usize>)>,
+    /// Weight and bias ranges of each plan layer, in plan order.
+    layers: Vec<(Range<usize>, Range<usize>)>,
+    len: usize,
+}
+
+impl Layout {
+    fn new(plan: &[&LayerSpec]) -> Self {
+        let weights: usize = plan.iter().map(|l| l.fan_in * l.fan_out).sum();
+        let (mut w0, mut b0) = (0, weights);
+        let mut layers = Vec::with_capacity(plan.len());
+        let mut tensors = Vec::with_capacity(2 * plan.len());
+        for l in plan {
+            let (w, b) = (w0..w0 + l.fan_in * l.fan_out, b0..b0 + l.fan_out);
+            (w0, b0) = (w.end, b.end);
+            tensors.push((l.weight_name(), l.weight_shape().to_vec(), w.clone()));
+            tensors.push((l.bias_name(), vec![l.fan_out], b.clone()));
+            layers.push((w, b));
+        }
+        Self {
+            tensors,
+            layers,
+            len: b0,
+        }
+    }
+
+    /// Copies named tensors, in `parameter_shapes` order, into `buf`.
+    fn fill(&self, buf: &mut [f32], tensors: &[(String, Tensor)]) -> candle_core::Result<()> {
+        assert_eq!(
+            tensors.len(),
+            self.tensors.len(),
+            "one tensor per parameter"
+        );
+        for ((name, _, range), (given, t)) in self.tensors.iter().zip(tensors) {
+            assert_eq!(name, given, "tensors in plan order");
+            let values = t
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1::<f32>()?;
+            buf[range.clone()].copy_from_slice(&values);
+        }
+        Ok(())
+    }
+
+    /// `buf` cut into its named tensors, on the CPU.
+    fn tensors(&self, buf: &[f32]) -> candle_core::Result<Vec<(String, Tensor)>> {
+        self.tensors
+            .iter()
+            .map(|(name, shape, range)| {
+                let t = Tensor::from_slice(&buf[range.clone()], shape.as_slice(), &Device::Cpu)?;
+                Ok((name.clone(), t))
+            })
+            .collect()
+    }
+}
+
+/// One matrix product of the step, `out = act(input · Wᵀ + b)`, over ranges of the flat buffers.
 #[derive(Debug, Clone)]
 struct Dense {
     fan_in: usize,
     fan_out: usize,
-    w: Vec<f32>,
-    b: Vec<f32>,
-    gw: Vec<f32>,
-    gb: Vec<f32>,
-    mw: Vec<f32>,
-    vw: Vec<f32>,
-    mb: Vec<f32>,
-    vb: Vec<f32>,
+    w: Range<usize>,
+    b: Range<usize>,
+    activation: Option<Activation>,
 }
 
 impl Dense {
-    fn new(fan_in: usize, fan_out: usize) -> Self {
-        let z = |n| vec![0f32; n];
-        let (nw, nb) = (fan_in * fan_out, fan_out);
+    /// The plan layers `first..=last` of `layout`, which must read the same input and be adjacent.
+    fn span(plan: &[&LayerSpec], layout: &Layout, first: usize, last: usize) -> Self {
+        let specs = &plan[first..=last];
+        debug_assert!(specs.iter().all(|s| s.fan_in == specs[0].fan_in));
         Self {
-            fan_in,
-            fan_out,
-            w: z(nw),
-            b: z(nb),
-            gw: z(nw),
-            gb: z(nb),
-            mw: z(nw),
-            vw: z(nw),
-            mb: z(nb),
-            vb: z(nb),
+            fan_in: specs[0].fan_in,
+            fan_out: specs.iter().map(|s| s.fan_out).sum(),
+            w: layout.layers[first].0.start..layout.layers[last].0.end,
+            b: layout.layers[first].1.start..layout.layers[last].1.end,
+            activation: specs[0].activation,
         }
     }
 
-    /// `out[rows, fan_out] = input[rows, fan_in] · Wᵀ + b`.
-    fn forward(&self, input: &[f32], rows: usize, out: &mut [f32]) {
+    /// `out[rows, fan_out] = act(input[rows, fan_in] · Wᵀ + b)`.
+    fn forward(&self, params: &[f32], input: &[f32], rows: usize, out: &mut [f32]) {
         let out = &mut out[..rows * self.fan_out];
         for row in out.chunks_exact_mut(self.fan_out) {
-            row.copy_from_slice(&self.b);
+            row.copy_from_slice(&params[self.b.clone()]);
         }
+        let w = &params[self.w.clone()];
         sgemm(
             false,
             true,
@@ -71,14 +132,19 @@ impl Dense {
             self.fan_out,
             self.fan_in,
             input,
-            &self.w,
+            w,
             out,
             true,
         );
+        if let Some(act) = self.activation {
+            activate(out, act);
+        }
     }
 
-    /// Gradients from `da[rows, fan_out]` (the gradient at the pre-activation) and the layer's input.
-    fn backward_params(&mut self, da: &[f32], input: &[f32], rows: usize) {
+    /// Weight and bias gradients into `grads` from `da[rows, fan_out]` (the gradient at the pre-activation) and
+    /// the layer's input.
+    fn backward_params(&self, grads: &mut [f32], da: &[f32], input: &[f32], rows: usize) {
+        let gw = &mut grads[self.w.clone()];
         sgemm(
             true,
             false,
@@ -87,19 +153,21 @@ impl Dense {
             rows,
             da,
             input,
-            &mut self.gw,
+            gw,
             false,
         );
-        self.gb.iter_mut().for_each(|g| *g = 0.0);
+        let gb = &mut grads[self.b.clone()];
+        gb.iter_mut().for_each(|g| *g = 0.0);
         for row in da[..rows * self.fan_out].chunks_exact(self.fan_out) {
-            for (g, d) in self.gb.iter_mut().zip(row) {
+            for (g, d) in gb.iter_mut().zip(row) {
                 *g += d;
             }
         }
     }
 
     /// `d_input[rows, fan_in] = da[rows, fan_out] · W`.
-    fn backward_input(&self, da: &[f32], rows: usize, d_input: &mut [f32]) {
+    fn backward_input(&self, params: &[f32], da: &[f32], rows: usize, d_input: &mut [f32]) {
+        let w = &params[self.w.clone()];
         sgemm(
             false,
             false,
@@ -107,44 +175,41 @@ impl Dense {
             self.fan_in,
             self.fan_out,
             da,
-            &self.w,
+            w,
             d_input,
             false,
         );
     }
 }
 
-/// Per-image averages of one step's loss terms.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepTerms {
-    /// The objective `recon + β kl`.
-    pub loss: f64,
-    /// Reconstruction term (BCE).
-    pub recon: f64,
-    /// KL term.
-    pub kl: f64,
-}
-
-/// The model, its Adam state and the scratch buffers of a training step.
+/// The model, its gradients and Adam moments as flat buffers, and the scratch of a training step.
 #[derive(Debug, Clone)]
 pub struct FusedVae {
-    activation: Activation,
-    latent: usize,
-    input_dim: usize,
+    config: VaeConfig,
+    layout: Layout,
     encoder: Vec<Dense>,
+    /// `mu` and `logvar` as one product: its output rows are `[mu | logvar]`.
     head: Dense,
     decoder: Vec<Dense>,
     out: Dense,
+    params: Vec<f32>,
+    grads: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
     adam: AdamConfig,
     step: u64,
-    // Activations of the last forward pass, `[rows, width]` each.
+    scratch: Scratch,
+}
+
+/// Activations of the last forward pass, `[rows, width]` each, and gradient buffers.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
     enc_h: Vec<Vec<f32>>,
     head_out: Vec<f32>,
     sigma: Vec<f32>,
     z: Vec<f32>,
     dec_h: Vec<Vec<f32>>,
     logits: Vec<f32>,
-    // Gradient scratch.
     grad_a: Vec<f32>,
     grad_b: Vec<f32>,
     grad_head: Vec<f32>,
@@ -156,47 +221,47 @@ pub fn supports(cfg: &VaeConfig) -> bool {
 }
 
 impl FusedVae {
-    /// Zero-initialised buffers for `cfg`; load weights with [`FusedVae::load_params`].
-    pub fn new(cfg: &VaeConfig, adam: AdamConfig) -> Self {
-        let mut encoder = Vec::new();
-        let mut fan_in = cfg.input_dim;
-        for &h in &cfg.hidden_dims {
-            encoder.push(Dense::new(fan_in, h));
-            fan_in = h;
-        }
-        let head = Dense::new(fan_in, 2 * cfg.latent_dim);
-        let mut decoder = Vec::new();
-        let mut fan_in = cfg.latent_dim;
-        for &h in cfg.hidden_dims.iter().rev() {
-            decoder.push(Dense::new(fan_in, h));
-            fan_in = h;
-        }
-        let out = Dense::new(fan_in, cfg.input_dim);
-        Self {
-            activation: cfg.activation,
-            latent: cfg.latent_dim,
-            input_dim: cfg.input_dim,
+    /// The engine for `vae`'s architecture, holding a copy of its parameters and fresh Adam moments.
+    pub fn new(vae: &Vae, adam: AdamConfig) -> candle_core::Result<Self> {
+        let config = vae.config().clone();
+        let plan = config.plan();
+        let specs: Vec<&LayerSpec> = plan.layers().collect();
+        let layout = Layout::new(&specs);
+        let (n_enc, n_dec) = (plan.encoder.len(), plan.decoder.len());
+        let head_at = n_enc; // `mu`, then `logvar`
+        let dense = |i| Dense::span(&specs, &layout, i, i);
+        let encoder: Vec<Dense> = (0..n_enc).map(dense).collect();
+        let head = Dense::span(&specs, &layout, head_at, head_at + 1);
+        let decoder: Vec<Dense> = (head_at + 2..head_at + 2 + n_dec).map(dense).collect();
+        let out = dense(specs.len() - 1);
+        let zeros = vec![0f32; layout.len];
+        let mut params = zeros.clone();
+        layout.fill(&mut params, &vae.named_tensors())?;
+        let scratch = Scratch {
             enc_h: vec![Vec::new(); encoder.len()],
             dec_h: vec![Vec::new(); decoder.len()],
+            ..Default::default()
+        };
+        Ok(Self {
+            config,
             encoder,
             head,
             decoder,
             out,
+            params,
+            grads: zeros.clone(),
+            m: zeros.clone(),
+            v: zeros,
+            layout,
             adam,
             step: 0,
-            head_out: Vec::new(),
-            sigma: Vec::new(),
-            z: Vec::new(),
-            logits: Vec::new(),
-            grad_a: Vec::new(),
-            grad_b: Vec::new(),
-            grad_head: Vec::new(),
-        }
+            scratch,
+        })
     }
 
     /// Dimension of z.
     pub fn latent_dim(&self) -> usize {
-        self.latent
+        self.config.latent_dim
     }
 
     /// Adam steps taken.
@@ -204,149 +269,48 @@ impl FusedVae {
         self.step
     }
 
-    /// The `(tensor name, layer, is_bias, row offset)` of every parameter. The head layer holds `encoder.mu` in its
-    /// first `latent` rows and `encoder.logvar` in the rest.
-    fn slots(&self) -> Vec<(String, LayerId, bool, usize)> {
-        let mut out = Vec::new();
-        let mut add = |name: String, id: LayerId, row0: usize| {
-            out.push((format!("{name}.weight"), id, false, row0));
-            out.push((format!("{name}.bias"), id, true, row0));
-        };
-        for i in 0..self.encoder.len() {
-            add(format!("encoder.hidden.{i}"), LayerId::Encoder(i), 0);
-        }
-        add("encoder.mu".into(), LayerId::Head, 0);
-        add("encoder.logvar".into(), LayerId::Head, self.latent);
-        for i in 0..self.decoder.len() {
-            add(format!("decoder.hidden.{i}"), LayerId::Decoder(i), 0);
-        }
-        add("decoder.out".into(), LayerId::Out, 0);
-        out
+    /// The current parameters as a model on the CPU.
+    pub fn to_vae(&self) -> candle_core::Result<Vae> {
+        let tensors: HashMap<String, Tensor> =
+            self.layout.tensors(&self.params)?.into_iter().collect();
+        Vae::from_tensors(&self.config, tensors, &Device::Cpu)
     }
 
-    fn layer(&self, id: LayerId) -> &Dense {
-        match id {
-            LayerId::Encoder(i) => &self.encoder[i],
-            LayerId::Head => &self.head,
-            LayerId::Decoder(i) => &self.decoder[i],
-            LayerId::Out => &self.out,
-        }
-    }
-
-    fn layer_mut(&mut self, id: LayerId) -> &mut Dense {
-        match id {
-            LayerId::Encoder(i) => &mut self.encoder[i],
-            LayerId::Head => &mut self.head,
-            LayerId::Decoder(i) => &mut self.decoder[i],
-            LayerId::Out => &mut self.out,
-        }
-    }
-
-    /// The element range of parameter `slot` inside its layer's weight or bias buffer.
-    fn range(&self, id: LayerId, bias: bool, row0: usize) -> std::ops::Range<usize> {
-        let l = self.layer(id);
-        let rows = if matches!(id, LayerId::Head) {
-            self.latent
-        } else {
-            l.fan_out
-        };
-        let width = if bias { 1 } else { l.fan_in };
-        row0 * width..(row0 + rows) * width
-    }
-
-    fn buffer(&mut self, id: LayerId, bias: bool, which: Buf) -> &mut Vec<f32> {
-        let l = self.layer_mut(id);
-        match (bias, which) {
-            (false, Buf::Value) => &mut l.w,
-            (false, Buf::M) => &mut l.mw,
-            (false, Buf::V) => &mut l.vw,
-            (true, Buf::Value) => &mut l.b,
-            (true, Buf::M) => &mut l.mb,
-            (true, Buf::V) => &mut l.vb,
-        }
-    }
-
-    /// Copies the values of named parameters (as `vae_model` names them) into the buffers.
-    pub fn load_params(&mut self, params: &[(String, Var)]) -> candle_core::Result<()> {
-        self.load_named(Buf::Value, |name| {
-            params
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_tensor().clone())
+    /// Adam's step count and moments, in parameter order.
+    pub fn adam_state(&self) -> candle_core::Result<AdamState> {
+        let m = self.layout.tensors(&self.m)?;
+        let v = self.layout.tensors(&self.v)?;
+        Ok(AdamState {
+            step: self.step,
+            moments: m
+                .into_iter()
+                .zip(v)
+                .map(|((_, m), (_, v))| (m, v))
+                .collect(),
         })
     }
 
-    /// Restores Adam moments named `m.<param>` / `v.<param>` and the step count.
-    pub fn load_adam(
-        &mut self,
-        step: u64,
-        get: impl Fn(&str) -> Option<Tensor>,
-    ) -> candle_core::Result<()> {
-        self.load_named(Buf::M, |name| get(&format!("m.{name}")))?;
-        self.load_named(Buf::V, |name| get(&format!("v.{name}")))?;
-        self.step = step;
+    /// Restores what [`FusedVae::adam_state`] returned (shapes already checked by the caller).
+    pub fn restore_adam(&mut self, state: &AdamState) -> candle_core::Result<()> {
+        let names = self.layout.tensors.iter().map(|(n, ..)| n.clone());
+        let (m, v): (Vec<_>, Vec<_>) = names
+            .zip(&state.moments)
+            .map(|(n, (m, v))| ((n.clone(), m.clone()), (n, v.clone())))
+            .unzip();
+        self.layout.fill(&mut self.m, &m)?;
+        self.layout.fill(&mut self.v, &v)?;
+        self.step = state.step;
         Ok(())
     }
 
-    fn load_named(
-        &mut self,
-        which: Buf,
-        get: impl Fn(&str) -> Option<Tensor>,
-    ) -> candle_core::Result<()> {
-        for (name, id, bias, row0) in self.slots() {
-            let t = get(&name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("no tensor for `{name}`")))?;
-            let values = t
-                .flatten_all()?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec1::<f32>()?;
-            let range = self.range(id, bias, row0);
-            if values.len() != range.len() {
-                return Err(candle_core::Error::Msg(format!(
-                    "`{name}` has {} values, expected {}",
-                    values.len(),
-                    range.len()
-                )));
-            }
-            self.buffer(id, bias, which)[range].copy_from_slice(&values);
-        }
-        Ok(())
-    }
-
-    /// Writes the current weights into the matching candle variables (for evaluation, saving, checkpoints).
-    pub fn store_params(&mut self, params: &[(String, Var)]) -> candle_core::Result<()> {
-        let slots = self.slots();
-        for (name, var) in params {
-            let (_, id, bias, row0) = slots.iter().find(|(n, ..)| n == name).ok_or_else(|| {
-                candle_core::Error::Msg(format!("the fused engine has no parameter `{name}`"))
-            })?;
-            let range = self.range(*id, *bias, *row0);
-            let values = self.buffer(*id, *bias, Buf::Value)[range].to_vec();
-            var.set(&Tensor::from_vec(values, var.shape(), var.device())?)?;
-        }
-        Ok(())
-    }
-
-    /// Adam moments as `m.<param>` / `v.<param>` tensors, as [`crate::Adam::state_tensors`] names them.
-    pub fn adam_tensors(&mut self) -> candle_core::Result<Vec<(String, Tensor)>> {
-        let mut out = Vec::new();
-        for (name, id, bias, row0) in self.slots() {
-            let range = self.range(id, bias, row0);
-            let rows = range.len() / if bias { 1 } else { self.layer(id).fan_in };
-            let shape: Vec<usize> = if bias {
-                vec![rows]
-            } else {
-                vec![rows, self.layer(id).fan_in]
-            };
-            for (prefix, which) in [("m", Buf::M), ("v", Buf::V)] {
-                let values = self.buffer(id, bias, which)[range.clone()].to_vec();
-                out.push((
-                    format!("{prefix}.{name}"),
-                    Tensor::from_vec(values, shape.as_slice(), &candle_core::Device::Cpu)?,
-                ));
-            }
-        }
-        Ok(out)
+    /// The gradient of every parameter after [`FusedVae::forward_backward`], by name.
+    #[cfg(test)]
+    pub(crate) fn gradients(&self) -> Vec<(String, Vec<f32>)> {
+        let layout = &self.layout.tensors;
+        layout
+            .iter()
+            .map(|(n, _, r)| (n.clone(), self.grads[r.clone()].to_vec()))
+            .collect()
     }
 
     fn ensure_capacity(&mut self, rows: usize) {
@@ -355,31 +319,31 @@ impl FusedVae {
                 v.resize(n, 0.0);
             }
         };
-        for (h, l) in self.enc_h.iter_mut().zip(&self.encoder) {
+        let (s, zdim) = (&mut self.scratch, self.config.latent_dim);
+        for (h, l) in s.enc_h.iter_mut().zip(&self.encoder) {
             grow(h, rows * l.fan_out);
         }
-        for (h, l) in self.dec_h.iter_mut().zip(&self.decoder) {
+        for (h, l) in s.dec_h.iter_mut().zip(&self.decoder) {
             grow(h, rows * l.fan_out);
         }
-        grow(&mut self.head_out, rows * 2 * self.latent);
-        grow(&mut self.grad_head, rows * 2 * self.latent);
-        grow(&mut self.sigma, rows * self.latent);
-        grow(&mut self.z, rows * self.latent);
-        grow(&mut self.logits, rows * self.input_dim);
+        grow(&mut s.head_out, rows * 2 * zdim);
+        grow(&mut s.grad_head, rows * 2 * zdim);
+        grow(&mut s.sigma, rows * zdim);
+        grow(&mut s.z, rows * zdim);
+        grow(&mut s.logits, rows * self.config.input_dim);
         let widest = self
             .encoder
             .iter()
             .chain(&self.decoder)
             .map(|l| l.fan_out)
             .max()
-            .unwrap_or(0)
-            .max(self.latent);
-        grow(&mut self.grad_a, rows * widest);
-        grow(&mut self.grad_b, rows * widest);
+            .unwrap_or(0);
+        grow(&mut s.grad_a, rows * widest.max(zdim));
+        grow(&mut s.grad_b, rows * widest.max(zdim));
     }
 
     /// Computes the gradients of `recon + beta·kl` for a batch `x [rows, input_dim]` with noise `eps [rows, latent]`,
-    /// leaving them in the layers' gradient buffers. Returns the loss terms.
+    /// leaving them in the gradient buffer. Returns the loss terms.
     pub fn forward_backward(
         &mut self,
         x: &[f32],
@@ -387,98 +351,90 @@ impl FusedVae {
         rows: usize,
         beta: f64,
     ) -> StepTerms {
-        assert_eq!(x.len(), rows * self.input_dim, "batch size");
-        assert_eq!(eps.len(), rows * self.latent, "noise size");
+        assert_eq!(x.len(), rows * self.config.input_dim, "batch size");
+        assert_eq!(eps.len(), rows * self.config.latent_dim, "noise size");
         self.ensure_capacity(rows);
-        let act = self.activation;
-        let zdim = self.latent;
+        let (p, s) = (&self.params, &mut self.scratch);
+        let zdim = self.config.latent_dim;
         let inv_b = 1.0 / rows as f32;
         let beta32 = beta as f32;
 
-        // Encoder.
-        for i in 0..self.encoder.len() {
-            let (done, rest) = self.enc_h.split_at_mut(i);
+        // Encoder, then both heads in one product.
+        for (i, layer) in self.encoder.iter().enumerate() {
+            let (done, rest) = s.enc_h.split_at_mut(i);
             let input: &[f32] = if i == 0 { x } else { &done[i - 1] };
-            self.encoder[i].forward(input, rows, &mut rest[0]);
-            activate(&mut rest[0][..rows * self.encoder[i].fan_out], act);
+            layer.forward(p, input, rows, &mut rest[0]);
         }
-        let last_h: &[f32] = self.enc_h.last().map_or(x, |h| h.as_slice());
-        self.head.forward(last_h, rows, &mut self.head_out);
+        let last_h: &[f32] = s.enc_h.last().map_or(x, |h| h.as_slice());
+        self.head.forward(p, last_h, rows, &mut s.head_out);
 
         // Reparameterise; KL in closed form.
         let mut kl = 0f64;
         for r in 0..rows {
-            let head = &self.head_out[r * 2 * zdim..(r + 1) * 2 * zdim];
+            let head = &s.head_out[r * 2 * zdim..(r + 1) * 2 * zdim];
             let (mu, logvar) = head.split_at(zdim);
             for j in 0..zdim {
-                let s = (0.5 * logvar[j]).exp();
-                self.sigma[r * zdim + j] = s;
-                self.z[r * zdim + j] = mu[j] + s * eps[r * zdim + j];
-                kl += -0.5 * (1.0 + logvar[j] - mu[j] * mu[j] - s * s) as f64;
+                let sd = (0.5 * logvar[j]).exp();
+                s.sigma[r * zdim + j] = sd;
+                s.z[r * zdim + j] = mu[j] + sd * eps[r * zdim + j];
+                kl += -0.5 * (1.0 + logvar[j] - mu[j] * mu[j] - sd * sd) as f64;
             }
         }
 
         // Decoder.
-        for i in 0..self.decoder.len() {
-            let (done, rest) = self.dec_h.split_at_mut(i);
-            let input: &[f32] = if i == 0 { &self.z } else { &done[i - 1] };
-            self.decoder[i].forward(input, rows, &mut rest[0]);
-            activate(&mut rest[0][..rows * self.decoder[i].fan_out], act);
+        for (i, layer) in self.decoder.iter().enumerate() {
+            let (done, rest) = s.dec_h.split_at_mut(i);
+            let input: &[f32] = if i == 0 { &s.z } else { &done[i - 1] };
+            layer.forward(p, input, rows, &mut rest[0]);
         }
-        let last_g: &[f32] = self.dec_h.last().map_or(&self.z, |h| h.as_slice());
-        self.out.forward(last_g, rows, &mut self.logits);
+        let last_g: &[f32] = s.dec_h.last().map_or(&s.z, |h| h.as_slice());
+        self.out.forward(p, last_g, rows, &mut s.logits);
 
         // BCE with logits, and its gradient σ(l) − x written over the logits.
-        let recon = bce_and_grad(&mut self.logits[..rows * self.input_dim], x, inv_b);
+        let recon = bce_and_grad(&mut s.logits[..rows * self.config.input_dim], x, inv_b);
 
         // Output layer and decoder, backwards. `grad_a` holds ∂ at the current layer's output.
-        let last_g: &[f32] = self.dec_h.last().map_or(&self.z, |h| h.as_slice());
-        self.out.backward_params(&self.logits, last_g, rows);
-        self.out
-            .backward_input(&self.logits, rows, &mut self.grad_a);
-        for i in (0..self.decoder.len()).rev() {
-            let width = self.decoder[i].fan_out;
-            act_backward(
-                &mut self.grad_a[..rows * width],
-                &self.dec_h[i][..rows * width],
-                act,
-            );
-            let input: &[f32] = if i == 0 { &self.z } else { &self.dec_h[i - 1] };
-            self.decoder[i].backward_params(&self.grad_a, input, rows);
-            self.decoder[i].backward_input(&self.grad_a, rows, &mut self.grad_b);
-            std::mem::swap(&mut self.grad_a, &mut self.grad_b);
+        let g = &mut self.grads;
+        self.out.backward_params(g, &s.logits, last_g, rows);
+        self.out.backward_input(p, &s.logits, rows, &mut s.grad_a);
+        for (i, layer) in self.decoder.iter().enumerate().rev() {
+            let width = rows * layer.fan_out;
+            if let Some(act) = layer.activation {
+                act_backward(&mut s.grad_a[..width], &s.dec_h[i][..width], act);
+            }
+            let input: &[f32] = if i == 0 { &s.z } else { &s.dec_h[i - 1] };
+            layer.backward_params(g, &s.grad_a, input, rows);
+            layer.backward_input(p, &s.grad_a, rows, &mut s.grad_b);
+            std::mem::swap(&mut s.grad_a, &mut s.grad_b);
         }
 
         // Through the reparameterisation into [∂mu | ∂logvar].
         for r in 0..rows {
-            let head = &self.head_out[r * 2 * zdim..(r + 1) * 2 * zdim];
-            let g = &mut self.grad_head[r * 2 * zdim..(r + 1) * 2 * zdim];
+            let head = &s.head_out[r * 2 * zdim..(r + 1) * 2 * zdim];
+            let gh = &mut s.grad_head[r * 2 * zdim..(r + 1) * 2 * zdim];
             for j in 0..zdim {
                 let k = r * zdim + j;
-                let (dz, s, mu) = (self.grad_a[k], self.sigma[k], head[j]);
-                g[j] = dz + beta32 * mu * inv_b;
-                g[zdim + j] = 0.5 * dz * eps[k] * s + 0.5 * beta32 * (s * s - 1.0) * inv_b;
+                let (dz, sd, mu) = (s.grad_a[k], s.sigma[k], head[j]);
+                gh[j] = dz + beta32 * mu * inv_b;
+                gh[zdim + j] = 0.5 * dz * eps[k] * sd + 0.5 * beta32 * (sd * sd - 1.0) * inv_b;
             }
         }
-        let last_h: &[f32] = self.enc_h.last().map_or(x, |h| h.as_slice());
-        self.head.backward_params(&self.grad_head, last_h, rows);
+        self.head.backward_params(g, &s.grad_head, last_h, rows);
         if !self.encoder.is_empty() {
             self.head
-                .backward_input(&self.grad_head, rows, &mut self.grad_a);
+                .backward_input(p, &s.grad_head, rows, &mut s.grad_a);
         }
-        for i in (0..self.encoder.len()).rev() {
-            let width = self.encoder[i].fan_out;
-            act_backward(
-                &mut self.grad_a[..rows * width],
-                &self.enc_h[i][..rows * width],
-                act,
-            );
-            let input: &[f32] = if i == 0 { x } else { &self.enc_h[i - 1] };
-            self.encoder[i].backward_params(&self.grad_a, input, rows);
+        for (i, layer) in self.encoder.iter().enumerate().rev() {
+            let width = rows * layer.fan_out;
+            if let Some(act) = layer.activation {
+                act_backward(&mut s.grad_a[..width], &s.enc_h[i][..width], act);
+            }
+            let input: &[f32] = if i == 0 { x } else { &s.enc_h[i - 1] };
+            layer.backward_params(g, &s.grad_a, input, rows);
             // The gradient with respect to the images themselves is never needed.
             if i > 0 {
-                self.encoder[i].backward_input(&self.grad_a, rows, &mut self.grad_b);
-                std::mem::swap(&mut self.grad_a, &mut self.grad_b);
+                layer.backward_input(p, &s.grad_a, rows, &mut s.grad_b);
+                std::mem::swap(&mut s.grad_a, &mut s.grad_b);
             }
         }
 
@@ -490,7 +446,8 @@ impl FusedVae {
         }
     }
 
-    /// One Adam update from the gradients of the last [`FusedVae::forward_backward`].
+    /// One Adam update, over every parameter at once, from the gradients of the last
+    /// [`FusedVae::forward_backward`].
     pub fn adam_step(&mut self) {
         self.step += 1;
         let AdamConfig {
@@ -506,16 +463,7 @@ impl FusedVae {
             inv_sqrt_bc2: (1.0 / bc2_sqrt) as f32,
             eps: eps as f32,
         };
-        for l in self
-            .encoder
-            .iter_mut()
-            .chain([&mut self.head])
-            .chain(self.decoder.iter_mut())
-            .chain([&mut self.out])
-        {
-            adam_update(&mut l.w, &l.gw, &mut l.mw, &mut l.vw, c);
-            adam_update(&mut l.b, &l.gb, &mut l.mb, &mut l.vb, c);
-        }
+        adam_update(&mut self.params, &self.grads, &mut self.m, &mut self.v, c);
     }
 
     /// A training step: gradients, then Adam.
@@ -524,33 +472,4 @@ impl FusedVae {
         self.adam_step();
         terms
     }
-
-    /// The gradient of every parameter after [`FusedVae::forward_backward`], by `vae_model` name (for tests).
-    pub fn gradients(&mut self) -> Vec<(String, Vec<f32>)> {
-        self.slots()
-            .into_iter()
-            .map(|(name, id, bias, row0)| {
-                let range = self.range(id, bias, row0);
-                let l = self.layer(id);
-                let g = if bias { &l.gb } else { &l.gw };
-                (name, g[range].to_vec())
-            })
-            .collect()
-    }
-}
-
-/// Which of a parameter's buffers: its value, or Adam's first or second moment.
-#[derive(Debug, Clone, Copy)]
-enum Buf {
-    Value,
-    M,
-    V,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum LayerId {
-    Encoder(usize),
-    Head,
-    Decoder(usize),
-    Out,
 }

@@ -4,14 +4,19 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Var};
+use candle_nn::Optimizer;
 use vae_model::{beta_elbo, Activation, Vae, VaeConfig, VaeRng};
-use vae_train::fused::FusedVae;
-use vae_train::{Adam, AdamConfig};
 
-fn params(varmap: &candle_nn::VarMap) -> Vec<(String, Var)> {
-    let mut p: Vec<(String, Var)> = varmap.data().lock().unwrap().clone().into_iter().collect();
-    p.sort_by(|a, b| a.0.cmp(&b.0));
-    p
+use super::FusedVae;
+use crate::{Adam, AdamConfig};
+
+/// The trainable variables of `varmap` in the model's parameter order.
+fn params(varmap: &candle_nn::VarMap, cfg: &VaeConfig) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().unwrap();
+    cfg.parameter_shapes()
+        .into_iter()
+        .map(|(name, _)| (name.clone(), data[&name].clone()))
+        .collect()
 }
 
 fn close(name: &str, got: &[f32], want: &[f32], rel: f32) {
@@ -29,7 +34,7 @@ fn check_gradients(cfg: &VaeConfig, rows: usize, beta: f64, seed: u64) {
     let dev = Device::Cpu;
     let mut rng = VaeRng::seed_from(seed);
     let (vae, varmap) = Vae::init(cfg, &mut rng, &dev).unwrap();
-    let p = params(&varmap);
+    let p = params(&varmap, cfg);
     let x = rng.uniform((rows, cfg.input_dim), 0.0, 1.0, &dev).unwrap();
     let eps = vae.noise(rows, &mut rng).unwrap();
 
@@ -37,8 +42,7 @@ fn check_gradients(cfg: &VaeConfig, rows: usize, beta: f64, seed: u64) {
     let terms = beta_elbo(&x, &out, beta).unwrap();
     let grads = terms.loss.backward().unwrap();
 
-    let mut fused = FusedVae::new(cfg, AdamConfig::default());
-    fused.load_params(&p).unwrap();
+    let mut fused = FusedVae::new(&vae, AdamConfig::default()).unwrap();
     let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let es = eps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let t = fused.forward_backward(&xs, &es, rows, beta);
@@ -112,17 +116,17 @@ fn several_adam_steps_follow_the_autograd_trajectory() {
     };
     let mut rng = VaeRng::seed_from(9);
     let (vae, varmap) = Vae::init(&cfg, &mut rng, &dev).unwrap();
-    let p = params(&varmap);
+    let p = params(&varmap, &cfg);
     let mut fused = FusedVae::new(
-        &cfg,
+        &vae,
         AdamConfig {
             lr: 1e-2,
             ..Default::default()
         },
-    );
-    fused.load_params(&p).unwrap();
+    )
+    .unwrap();
     let mut adam = Adam::new(
-        p.clone(),
+        p.iter().map(|(_, v)| v.clone()).collect(),
         AdamConfig {
             lr: 1e-2,
             ..Default::default()
@@ -144,34 +148,22 @@ fn several_adam_steps_follow_the_autograd_trajectory() {
         .iter()
         .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
         .collect();
-    let (_, other) = Vae::init(&cfg, &mut VaeRng::seed_from(0), &dev).unwrap();
-    let q = params(&other);
-    fused.store_params(&q).unwrap();
-    for ((name, v), want) in q.iter().zip(&autograd) {
+    let trained = fused.to_vae().unwrap().named_tensors();
+    assert_eq!(trained.len(), p.len());
+    for ((name, t), want) in trained.iter().zip(&autograd) {
         close(
             name,
-            &v.as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap(),
+            &t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             want,
             1e-3,
         );
     }
-    // The Adam moments carry the same names and values as the autograd optimiser's.
-    let mine: HashMap<String, Vec<f32>> = fused
-        .adam_tensors()
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
-        .collect();
-    for (name, t) in adam.state_tensors() {
-        close(
-            &name,
-            &mine[&name],
-            &t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            2e-3,
-        );
+    // The Adam moments agree with the autograd optimiser's, parameter by parameter.
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (mine, theirs) = (fused.adam_state().unwrap(), adam.state());
+    assert_eq!(mine.step, theirs.step);
+    for (((name, _), (m1, v1)), (m2, v2)) in p.iter().zip(&mine.moments).zip(&theirs.moments) {
+        close(&format!("m.{name}"), &flat(m1), &flat(m2), 2e-3);
+        close(&format!("v.{name}"), &flat(v1), &flat(v2), 2e-3);
     }
 }

@@ -1,0 +1,159 @@
+//! The two ways to take a training step behind one trait, so the training loop never asks which one it drives.
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use vae_model::{beta_elbo, Vae, VaeRng};
+
+use crate::fused::{self, FusedVae};
+use crate::{Adam, AdamConfig, AdamState, Engine};
+
+/// Per-image averages of one step's loss terms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepTerms {
+    /// The objective `recon + β kl`.
+    pub loss: f64,
+    /// Reconstruction term (BCE).
+    pub recon: f64,
+    /// KL term.
+    pub kl: f64,
+}
+
+/// A model being trained with Adam on −ELBO (with KL weight β).
+pub trait TrainEngine {
+    /// One optimiser step on the batch `x [rows, input_dim]` of host pixels, with ε drawn from `noise`.
+    fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms>;
+    /// The current parameters as a model on the training device.
+    fn model(&self) -> Result<Vae>;
+    /// Adam's step count and moments, for a checkpoint.
+    fn adam_state(&self) -> Result<AdamState>;
+    /// Continues from a checkpoint's Adam state (already checked against the model's shapes).
+    fn restore_adam(&mut self, state: &AdamState) -> Result<()>;
+}
+
+/// Resolves `auto` and checks that the choice fits the device and model.
+pub fn resolve_engine(
+    engine: Engine,
+    model: &vae_model::VaeConfig,
+    device: &Device,
+) -> Result<Engine> {
+    let fused_ok = fused::supports(model);
+    match engine {
+        Engine::Auto if device.is_cpu() && fused_ok => Ok(Engine::Fused),
+        Engine::Auto | Engine::Autograd => Ok(Engine::Autograd),
+        Engine::Fused if !device.is_cpu() => {
+            bail!("the fused engine runs on the CPU only; use --engine autograd")
+        }
+        Engine::Fused if !fused_ok => {
+            bail!("the fused engine does not support this model; use --engine autograd")
+        }
+        Engine::Fused => Ok(Engine::Fused),
+    }
+}
+
+/// The engine `engine` (resolved by [`resolve_engine`]) starting from the parameters of `initial`.
+pub fn build_engine(
+    engine: Engine,
+    initial: &Vae,
+    adam: AdamConfig,
+    beta: f64,
+) -> Result<Box<dyn TrainEngine>> {
+    Ok(match engine {
+        Engine::Fused => Box::new(FusedEngine {
+            fused: FusedVae::new(initial, adam)?,
+            eps: Vec::new(),
+            beta,
+        }),
+        Engine::Autograd | Engine::Auto => Box::new(AutogradEngine::new(initial, adam, beta)?),
+    })
+}
+
+/// Candle's autograd and our [`Adam`] on tensors: any device, any model.
+pub struct AutogradEngine {
+    vae: Vae,
+    adam: Adam,
+    beta: f64,
+}
+
+impl AutogradEngine {
+    /// Trainable copies of `initial`'s parameters.
+    pub fn new(initial: &Vae, adam: AdamConfig, beta: f64) -> Result<Self> {
+        let varmap = VarMap::new();
+        let mut vars = Vec::new();
+        {
+            let mut data = varmap
+                .data()
+                .lock()
+                .expect("a fresh VarMap is not poisoned");
+            for (name, t) in initial.named_tensors() {
+                let var = Var::from_tensor(&t.copy()?)?;
+                vars.push(var.clone());
+                data.insert(name, var);
+            }
+        }
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, initial.device());
+        let mut vae = Vae::new(initial.config(), vb)?;
+        if let Some(d) = initial.dataset() {
+            vae.set_dataset(d);
+        }
+        Ok(Self {
+            vae,
+            adam: Adam::new(vars, adam)?,
+            beta,
+        })
+    }
+}
+
+impl TrainEngine for AutogradEngine {
+    fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms> {
+        let x = Tensor::from_slice(x, (rows, x.len() / rows), self.vae.device())?;
+        let out = self.vae.forward(&x, noise)?;
+        let terms = beta_elbo(&x, &out, self.beta)?;
+        self.adam.backward_step(&terms.loss)?;
+        let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
+        Ok(StepTerms {
+            loss: scalar(&terms.loss)?,
+            recon: scalar(&terms.recon)?,
+            kl: scalar(&terms.kl)?,
+        })
+    }
+
+    fn model(&self) -> Result<Vae> {
+        Ok(self.vae.clone())
+    }
+
+    fn adam_state(&self) -> Result<AdamState> {
+        Ok(self.adam.state())
+    }
+
+    fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
+        Ok(self.adam.restore(state)?)
+    }
+}
+
+/// The hand-derived CPU step of [`crate::fused`], with ε drawn into a reused buffer.
+struct FusedEngine {
+    fused: FusedVae,
+    eps: Vec<f32>,
+    beta: f64,
+}
+
+impl TrainEngine for FusedEngine {
+    fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms> {
+        self.eps.resize(rows * self.fused.latent_dim(), 0.0);
+        noise.fill_normal(&mut self.eps);
+        Ok(self.fused.train_step(x, &self.eps, rows, self.beta))
+    }
+
+    fn model(&self) -> Result<Vae> {
+        Ok(self.fused.to_vae()?)
+    }
+
+    fn adam_state(&self) -> Result<AdamState> {
+        Ok(self.fused.adam_state()?)
+    }
+
+    fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
+        Ok(self.fused.restore_adam(state)?)
+    }
+}
