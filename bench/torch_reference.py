@@ -5,10 +5,17 @@ Prints one JSON object per epoch (train/test -ELBO, training seconds, images/s) 
 peak RSS. Requires `pip install torch numpy`.
 
     python3 bench/torch_reference.py --data-dir data/mnist --hidden 400 --latent 20 --batch-size 128 --lr 1e-3 --epochs 3
+
+or, as `cargo xtask bench` runs it, from a preset resolved by the trainer itself (the data dir is then the root that
+holds `<dataset>/`: $VAE_DATA_DIR, else data/):
+
+    vae-train preset mnist > mnist.json
+    python3 bench/torch_reference.py --config mnist.json --epochs 3
 """
 import argparse
 import gzip
 import json
+import os
 import resource
 import time
 
@@ -52,7 +59,7 @@ def loss_terms(logits, x, mu, logvar):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", default=os.environ.get("VAE_DATA_DIR") or "data")
     p.add_argument("--hidden", type=int, default=400)
     p.add_argument("--latent", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=128)
@@ -60,7 +67,17 @@ def main():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--config", help="a resolved run config (`vae-train preset NAME`): sets the model, batch size, lr, seed and dataset")
     args = p.parse_args()
+    if args.config:
+        with open(args.config) as f:
+            cfg = json.load(f)
+        if len(cfg["model"]["hidden_dims"]) != 1:
+            raise SystemExit(f"{args.config}: the PyTorch reference has exactly one hidden layer")
+        args.hidden, args.latent = cfg["model"]["hidden_dims"][0], cfg["model"]["latent_dim"]
+        args.batch_size, args.lr = cfg["training"]["batch_size"], cfg["training"]["lr"]
+        args.seed = cfg["training"]["seed"]
+        args.data_dir = f"{args.data_dir.rstrip('/')}/{cfg['dataset']}"
 
     torch.manual_seed(args.seed)
     if args.threads:
