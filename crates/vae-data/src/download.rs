@@ -118,6 +118,9 @@ pub fn verify(data_dir: &Path, dataset: Dataset) -> Result<()> {
     let dir = dataset_dir(data_dir, dataset);
     for file in dataset.files() {
         let path = dir.join(file.name);
+        if path.is_dir() {
+            return Err(DataError::NotAFile { path });
+        }
         if !path.is_file() {
             return Err(DataError::Missing {
                 path,
@@ -126,9 +129,8 @@ pub fn verify(data_dir: &Path, dataset: Dataset) -> Result<()> {
         }
         let actual = sha256_file(&path)?;
         if actual != file.sha256 {
-            return Err(DataError::Checksum {
-                file: file.name.into(),
-                url: path.display().to_string(),
+            return Err(DataError::Unverified {
+                path,
                 expected: file.sha256.into(),
                 actual,
             });
@@ -143,6 +145,7 @@ pub fn verify(data_dir: &Path, dataset: Dataset) -> Result<()> {
 pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFile, Outcome)>> {
     let dir = dataset_dir(&opts.data_dir, dataset);
     std::fs::create_dir_all(&dir).map_err(DataError::io(&dir))?;
+    sweep_stale_parts(&dir);
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(opts.timeout)
         .timeout_read(opts.timeout)
@@ -150,10 +153,17 @@ pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFil
     let mut report = Vec::new();
     for file in dataset.files() {
         let dest = dir.join(file.name);
-        if dest.exists() && sha256_file(&dest)? == file.sha256 {
-            tracing::info!(file = %dest.display(), "already present and verified");
-            report.push((file, Outcome::AlreadyVerified));
-            continue;
+        if dest.is_file() {
+            let actual = sha256_file(&dest)?;
+            if actual == file.sha256 {
+                tracing::info!(file = %dest.display(), "already present and verified");
+                report.push((file, Outcome::AlreadyVerified));
+                continue;
+            }
+            tracing::warn!(
+                "{}: present but not the published file (sha256 {actual}); replacing it",
+                dest.display()
+            );
         }
         let mut attempts = Vec::new();
         let mut fetched = None;
@@ -266,7 +276,7 @@ fn fetch_verified(
         .map_err(DataError::io(tmp.path()))?;
     tmp.persist(dest).map_err(|e| DataError::Io {
         path: dest.to_path_buf(),
-        source: e.error,
+        error: e.error,
     })?;
     tracing::info!(file = %dest.display(), "verified sha256 {}", &file.sha256[..12]);
     Ok(())
@@ -324,4 +334,25 @@ fn progress_bar(enabled: bool, len: Option<u64>, name: &str) -> Option<indicatif
     bar.set_style(style);
     bar.set_message(name.to_string());
     Some(bar)
+}
+
+/// Removes `.part` files that interrupted downloads left. One still being written by another download is touched
+/// every moment, so only those untouched for a minute go.
+fn sweep_stale_parts(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(60));
+        if name.starts_with('.') && name.ends_with(".part") && stale {
+            let _ = std::fs::remove_file(entry.path());
+            tracing::info!("removed an interrupted download, {}", entry.path().display());
+        }
+    }
 }

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A local file could not be read, written or renamed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, and deliberately not a `source()`, so a chain prints it once).
+        error: std::io::Error,
     },
     /// The bytes fetched do not have the published SHA-256; nothing was kept.
     #[error("{file}: checksum mismatch for {url}: expected sha256 {expected}, got {actual}")]
@@ -79,6 +79,22 @@ pub enum DataError {
         /// The dataset it belongs to.
         dataset: String,
     },
+    /// A file in the data directory is not the published one.
+    #[error("{}: not the published file (sha256 {actual}, expected {expected}); `cargo xtask download` or `vae-train train --download` replaces it", path.display())]
+    Unverified {
+        /// The file.
+        path: PathBuf,
+        /// The published hash.
+        expected: String,
+        /// Its hash.
+        actual: String,
+    },
+    /// A directory stands where a dataset file should be.
+    #[error("{}: is a directory, expected the gzipped IDX file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// A dataset name that is not one of [`crate::Dataset::ALL`].
     #[error("unknown dataset `{0}` (expected mnist or fashion-mnist)")]
     UnknownDataset(String),
@@ -93,7 +109,7 @@ pub enum DataError {
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
         let path = path.into();
-        move |source| DataError::Io { path, source }
+        move |error| DataError::Io { path, error }
     }
 
     pub(crate) fn idx(path: impl Into<PathBuf>, msg: impl Into<String>) -> DataError {

@@ -32,8 +32,9 @@ impl MnistData {
     }
 }
 
-/// Loads `<data_dir>/<dataset>/`.
+/// Loads `<data_dir>/<dataset>/`, after checking each file against its published SHA-256 (see [`crate::verify`]).
 pub fn load(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
+    crate::verify(data_dir, dataset)?;
     load_dir(&dataset_dir(data_dir, dataset), dataset.name())
 }
 
@@ -44,6 +45,9 @@ pub fn load(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
 pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
     for f in FILE_NAMES {
         let p = dir.join(f);
+        if p.is_dir() {
+            return Err(DataError::NotAFile { path: p });
+        }
         if !p.is_file() {
             return Err(DataError::Missing {
                 path: p,

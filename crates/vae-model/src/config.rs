@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// The largest model [`VaeConfig::validate`] accepts: 2³² parameters (16 GiB of f32 weights alone).
+pub const MAX_PARAMETERS: usize = 1 << 32;
+
 /// The non-linearity between hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +81,11 @@ impl VaeConfig {
                 "hidden_dims[{i}] is 0; every hidden layer needs at least 1 unit"
             ));
         }
+        if self.checked_num_parameters().is_none() {
+            return bad(format!(
+                "the model would have more than {MAX_PARAMETERS} parameters; use smaller widths"
+            ));
+        }
         Ok(())
     }
 
@@ -144,6 +152,17 @@ impl VaeConfig {
     /// Total number of scalar parameters.
     pub fn num_parameters(&self) -> usize {
         self.plan().layers().map(LayerSpec::num_parameters).sum()
+    }
+
+    /// The parameter count, or `None` above [`MAX_PARAMETERS`] (checked without overflow, before any plan).
+    fn checked_num_parameters(&self) -> Option<usize> {
+        let mut widths: Vec<u128> = vec![self.input_dim as u128];
+        widths.extend(self.hidden_dims.iter().map(|&h| h as u128));
+        let (z, last) = (self.latent_dim as u128, *widths.last().expect("input_dim"));
+        // The encoder's pairs forwards and the decoder's backwards, the two heads, and z to the decoder.
+        let pairs: u128 = widths.windows(2).map(|p| (p[0] + 1) * p[1] + (p[1] + 1) * p[0]).sum();
+        let total = pairs + 2 * (last + 1) * z + (z + 1) * last;
+        (total <= MAX_PARAMETERS as u128).then_some(total as usize)
     }
 }
 
@@ -336,6 +355,16 @@ mod tests {
     fn mnist_parameter_count_matches_pytorch_examples() {
         // 784*400+400 + 2*(400*20+20) + 20*400+400 + 400*784+784, as torch's sum(p.numel()) prints.
         assert_eq!(VaeConfig::mnist().num_parameters(), 652_824);
+        let deep = VaeConfig {
+            hidden_dims: vec![512, 256, 7],
+            ..VaeConfig::mnist()
+        };
+        assert_eq!(deep.checked_num_parameters(), Some(deep.num_parameters()));
+        let huge = VaeConfig {
+            hidden_dims: vec![1_000_000_000],
+            ..VaeConfig::mnist()
+        };
+        assert!(huge.validate().unwrap_err().to_string().contains("parameters"));
     }
 
     #[test]

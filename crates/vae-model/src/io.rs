@@ -1,6 +1,6 @@
 //! The on-disk format: safetensors with `state_dict` names and the config in the metadata.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::Path;
 
@@ -39,6 +39,43 @@ pub fn temp_file_builder() -> tempfile::Builder<'static, 'static> {
     b
 }
 
+/// Safetensors bytes whose header is in a fixed order (keys sorted), so that the same tensors and metadata are
+/// always the same bytes. (`safetensors::serialize` takes the metadata as a `HashMap` and writes it in that map's
+/// random order.)
+pub fn safetensors_bytes(
+    tensors: Vec<(String, Tensor)>,
+    metadata: &BTreeMap<String, String>,
+) -> std::result::Result<Vec<u8>, safetensors::SafeTensorError> {
+    let md: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let mut bytes = safetensors::serialize(tensors, Some(md))?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote valid JSON");
+    let mut sorted = BTreeMap::new();
+    for (key, value) in header {
+        // Nested objects (`__metadata__`, each tensor's entry) sorted too.
+        let value = match value {
+            serde_json::Value::Object(o) => {
+                serde_json::to_value(o.into_iter().collect::<BTreeMap<_, _>>()).expect("JSON")
+            }
+            v => v,
+        };
+        sorted.insert(key, value);
+    }
+    let text = serde_json::to_vec(&sorted).expect("JSON");
+    // The same entries in another order: the same length, so the data offsets stand; padding as safetensors pads.
+    assert!(text.len() <= n, "re-ordered header is no longer");
+    bytes[8..8 + text.len()].copy_from_slice(&text);
+    bytes[8 + text.len()..8 + n].fill(b' ');
+    Ok(bytes)
+}
+
+/// The first non-finite value of an f32 tensor, if any, with its flat index.
+pub fn first_non_finite(t: &Tensor) -> Result<Option<(usize, f32)>> {
+    let v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    Ok(v.into_iter().enumerate().find(|(_, x)| !x.is_finite()))
+}
+
 fn format_error(path: &Path, msg: impl Into<String>) -> Error {
     Error::Format {
         path: path.to_path_buf(),
@@ -51,7 +88,7 @@ impl Vae {
     /// atomic, so a crash never leaves a half-written model in place of a good one.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut metadata = HashMap::new();
+        let mut metadata = BTreeMap::new();
         metadata.insert("format".to_string(), FORMAT.to_string());
         metadata.insert(
             "config".to_string(),
@@ -66,23 +103,23 @@ impl Vae {
             .into_iter()
             .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
             .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(tensors, Some(metadata))
-            .map_err(|e| format_error(path, e.to_string()))?;
-        write_atomic(path, &bytes).map_err(|source| Error::Io {
+        let bytes =
+            safetensors_bytes(tensors, &metadata).map_err(|e| format_error(path, e.to_string()))?;
+        write_atomic(path, &bytes).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 
     /// Loads a model saved by [`Vae::save`], rebuilding it from the file's metadata alone.
     ///
     /// Everything is checked before a model is built: the format version, the config, and that the tensors are
-    /// exactly those of the config (none missing, none extra) with the right shapes and dtype f32.
+    /// exactly those of the config (none missing, none extra) with the right shapes, dtype f32 and finite values.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Vae> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let (tensors, config, dataset) = parse(path, &bytes)?;
         let tensors = tensors
@@ -156,6 +193,12 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
             ));
         }
         let t = Tensor::from_raw_buffer(view.data(), DType::F32, &shape, &Device::Cpu)?;
+        if let Some((i, x)) = first_non_finite(&t)? {
+            return Err(format_error(
+                path,
+                format!("tensor `{name}` holds {x} at index {i}: a diverged or corrupt model"),
+            ));
+        }
         tensors.insert(name, t);
     }
     Ok((tensors, config, md.get("dataset").cloned()))

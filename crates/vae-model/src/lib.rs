@@ -33,8 +33,8 @@ mod loss;
 mod model;
 mod rng;
 
-pub use config::{Activation, Block, LayerPlan, LayerSpec, Likelihood, VaeConfig};
-pub use io::{temp_file_builder, write_atomic, FORMAT};
+pub use config::{Activation, Block, LayerPlan, LayerSpec, Likelihood, VaeConfig, MAX_PARAMETERS};
+pub use io::{first_non_finite, safetensors_bytes, temp_file_builder, write_atomic, FORMAT};
 pub use loss::{bce_with_logits, beta_elbo, elbo, kl_divergence, ElboTerms};
 pub use model::{Decoder, Dense, Encoder, Vae, VaeOutput};
 pub use rng::{RngState, VaeRng};
@@ -54,12 +54,12 @@ pub enum Error {
         msg: String,
     },
     /// The file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, and deliberately not a `source()`, so a chain prints it once).
+        error: std::io::Error,
     },
     /// A tensor operation failed.
     #[error(transparent)]

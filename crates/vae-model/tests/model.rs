@@ -488,5 +488,38 @@ mod files {
 
         let e = load_err(&dir.path().join("absent.safetensors"));
         assert!(e.contains("No such file"), "{e}");
+
+        for (value, shown) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+            rewrite(&good, &bad, |t, _| {
+                let e = t
+                    .iter_mut()
+                    .find(|(n, _)| n == "encoder.logvar.bias")
+                    .unwrap();
+                let mut v = e.1.to_vec1::<f32>().unwrap();
+                v[1] = value;
+                e.1 = Tensor::new(v, &cpu()).unwrap();
+            });
+            let e = load_err(&bad);
+            assert!(
+                e.contains(&format!("tensor `encoder.logvar.bias` holds {shown} at index 1")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_model_is_the_same_bytes() {
+        // safetensors writes its metadata map in a random order; ten saves (each with a fresh HashMap) would
+        // almost surely show two orders if the header were not put in a fixed order.
+        let dir = tempfile::tempdir().unwrap();
+        let (vae, path) = saved(dir.path());
+        let first = std::fs::read(&path).unwrap();
+        for i in 0..10 {
+            let again = dir.path().join(format!("again-{i}.safetensors"));
+            vae.save(&again).unwrap();
+            assert!(std::fs::read(&again).unwrap() == first, "save {i} differs");
+        }
+        // And the file is still what safetensors reads.
+        Vae::load(&path, &cpu()).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! `checkpoint.safetensors`: weights, Adam moments and step, epoch, RNG position and the run config, written
 //! atomically every epoch so `--resume` continues exactly where the run stopped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -36,7 +36,7 @@ pub fn save(
     rng: &VaeRng,
 ) -> Result<()> {
     let state = rng.state();
-    let mut md = HashMap::new();
+    let mut md = BTreeMap::new();
     md.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
     md.insert("config".to_string(), serde_json::to_string(cfg)?);
     md.insert("epoch".to_string(), epoch.to_string());
@@ -51,8 +51,13 @@ pub fn save(
         tensors.push((format!("adam.v.{name}"), v.to_device(&Device::Cpu)?));
         tensors.push((format!("model.{name}"), t.to_device(&Device::Cpu)?));
     }
-    let bytes = safetensors::serialize(tensors, Some(md))
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let to_bytes = |tensors, md: &BTreeMap<String, String>| {
+        vae_model::safetensors_bytes(tensors, md).map_err(|e| anyhow!("{}: {e}", path.display()))
+    };
+    // The checksum covers the tensor data, which the metadata (where it goes) does not move.
+    let unsummed = to_bytes(tensors.clone(), &md)?;
+    md.insert("tensors_sha256".into(), data_sha256(&unsummed));
+    let bytes = to_bytes(tensors, &md)?;
     vae_model::write_atomic(path, &bytes)
         .with_context(|| format!("{}: cannot write checkpoint", path.display()))
 }
@@ -111,6 +116,15 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
         stream: num("rng_stream")? as u64,
         word_pos: num("rng_word_pos")?,
     };
+    if let Some(want) = md.get("tensors_sha256") {
+        let got = data_sha256(&bytes);
+        if &got != want {
+            bail!(
+                "{}: corrupt checkpoint (tensor data sha256 {got}, written as {want})",
+                path.display()
+            );
+        }
+    }
     let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| anyhow!("{}: corrupt checkpoint ({e})", path.display()))?;
     let mut take = |name: String, shape: &[usize]| -> Result<Tensor> {
@@ -124,6 +138,9 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
                 t.dtype(),
                 t.dims()
             );
+        }
+        if let Some((i, x)) = vae_model::first_non_finite(&t)? {
+            bail!("{}: tensor `{name}` holds {x} at index {i}", path.display());
         }
         Ok(t)
     };
@@ -152,4 +169,14 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
             moments,
         },
     })
+}
+
+/// SHA-256 of a safetensors file's tensor data (everything after the header), as hex.
+fn data_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let n = bytes
+        .get(..8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    let data = bytes.get(8usize.saturating_add(n)..).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(data))
 }

@@ -80,6 +80,39 @@ pub struct RunConfig {
     pub training: TrainingConfig,
 }
 
+/// `` `table.key`, line N: `` for the byte offset `at` of a TOML text: the table header above it and the key on its
+/// line (the key part is left out where the line holds none, as in a syntax error).
+fn key_at(text: &str, at: usize) -> String {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or_default();
+    let table = before
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']').map(str::trim));
+    let key = line_text.split_once('=').map(|(k, _)| k.trim()).filter(|k| !k.is_empty());
+    match (table, key) {
+        (Some(t), Some(k)) => format!("`{t}.{k}`, line {line}: "),
+        (None, Some(k)) => format!("`{k}`, line {line}: "),
+        _ => format!("line {line}: "),
+    }
+}
+
+/// The line of `table.key` (or a top-level `key`) in a TOML text.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (table, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(t) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = t.trim();
+        } else if current == table && l.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// Command-line values that replace the preset's (`vae-train train --epochs …`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
@@ -116,31 +149,37 @@ pub struct Overrides {
 }
 
 impl RunConfig {
-    /// Parses a preset's TOML; `origin` names it in errors.
+    /// Parses a preset's TOML; `origin` names it in errors, which also name the key and its line.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         let cfg: RunConfig = toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
-            anyhow::anyhow!("{origin}: {}", msg.trim())
+            let at = e.span().map(|span| key_at(text, span.start)).unwrap_or_default();
+            anyhow::anyhow!("{origin}: {at}{}", e.message().trim().replace('\n', "; "))
         })?;
-        cfg.validate().with_context(|| origin.to_string())?;
+        cfg.validate().map_err(|e| {
+            let msg = format!("{e:#}");
+            // Validation messages start with the key they are about, e.g. `training.epochs must be …`.
+            let key = msg.split_whitespace().next().unwrap_or_default();
+            match line_of_key(text, key) {
+                Some(line) => anyhow::anyhow!("{origin}: line {line}: {msg}"),
+                None => anyhow::anyhow!("{origin}: {msg}"),
+            }
+        })?;
         Ok(cfg)
     }
 
     /// Finds a preset: a path to a `.toml` file, else `<models_dir>/<name>.toml`, else a built-in preset.
     pub fn load_preset(name: &str, models_dir: &Path) -> Result<(Self, PathBuf)> {
-        let candidates = [PathBuf::from(name), models_dir.join(format!("{name}.toml"))];
-        for path in candidates
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        {
-            if path.is_file() {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-                return Ok((
-                    Self::from_toml(&text, &path.display().to_string())?,
-                    path.clone(),
-                ));
-            }
+        let as_path = PathBuf::from(name);
+        let is_path = as_path.extension().is_some_and(|e| e == "toml") || name.contains('/');
+        let path = if is_path {
+            as_path
+        } else {
+            models_dir.join(format!("{name}.toml"))
+        };
+        if is_path || path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{}: cannot read preset", path.display()))?;
+            return Ok((Self::from_toml(&text, &path.display().to_string())?, path));
         }
         match BUILTIN_PRESETS.iter().find(|(n, _)| *n == name) {
             Some((n, text)) => Ok((
@@ -149,8 +188,11 @@ impl RunConfig {
             )),
             None => {
                 let known: Vec<&str> = BUILTIN_PRESETS.iter().map(|(n, _)| *n).collect();
-                bail!("unknown preset `{name}`: no {} and no built-in preset of that name (built-in: {})",
-                    models_dir.join(format!("{name}.toml")).display(), known.join(", "))
+                bail!(
+                    "unknown preset `{name}`: no {} and no built-in preset of that name (built-in: {})",
+                    path.display(),
+                    known.join(", ")
+                )
             }
         }
     }
@@ -276,6 +318,22 @@ mod tests {
         assert!(format!("{err:#}").contains("hidden layer"), "{err:#}");
         let err = RunConfig::load_preset("nope", Path::new("models")).unwrap_err();
         assert!(err.to_string().contains("unknown preset `nope`"), "{err}");
+    }
+
+    #[test]
+    fn preset_errors_name_the_key_and_its_line() {
+        let base = BUILTIN_PRESETS[0].1;
+        let line = |key: &str| base.lines().position(|l| l.trim_start().starts_with(key)).unwrap() + 1;
+        let err = |text: &str| format!("{:#}", RunConfig::from_toml(text, "x.toml").unwrap_err());
+        let e = err(&base.replace("epochs = 10", "epochs = \"ten\""));
+        assert!(e.contains(&format!("`training.epochs`, line {}", line("epochs"))), "{e}");
+        let e = err(&base.replace("epochs = 10", "epochs = 0"));
+        assert!(e.contains(&format!("line {}: training.epochs", line("epochs"))), "{e}");
+        let e = err(&base.replace("lr = 1e-3", "lr = = 1"));
+        assert!(e.contains(&format!("line {}", line("lr"))), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = format!("{:#}", RunConfig::load_preset("gone.toml", Path::new("models")).unwrap_err());
+        assert!(e.starts_with("gone.toml: cannot read preset") && !e.contains(".toml.toml"), "{e}");
     }
 
     #[test]

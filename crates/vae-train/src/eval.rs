@@ -73,11 +73,18 @@ pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<f
     // Its own stream, so noise never correlates with the binarisation draws.
     let mut noise_rng = VaeRng::seed_from(rng.next_u64());
     let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(data.len() as u64);
+        let style = "importance samples [{bar:30}] {pos}/{len} images ({elapsed}<{eta})";
+        bar.set_style(indicatif::ProgressStyle::with_template(style).expect("static template"));
+        bar
+    });
     for batch in data.in_order(rng) {
         let (x, _) = batch.tensors().map_err(candle_core::Error::wrap)?;
         let b = x.dim(0)?;
         let (mu, logvar) = vae.encode(&x)?;
-        let mut log_w = Vec::with_capacity(k);
+        // A running log-sum-exp over the samples: memory does not grow with k.
+        let mut lse: Option<Tensor> = None;
         for _ in 0..k {
             let eps = vae.noise(b, &mut noise_rng)?;
             let z = Vae::reparameterize(&mu, &logvar, &eps)?;
@@ -88,14 +95,29 @@ pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<f
             let log_pz = ((z.sqr()?.sum(D::Minus1)? * -0.5)? - latent * half_log_2pi)?;
             let log_qz =
                 (((eps.sqr()? + &logvar)?.sum(D::Minus1)? * -0.5)? - latent * half_log_2pi)?;
-            log_w.push(((log_px_z + log_pz)? - log_qz)?);
+            let log_w = ((log_px_z + log_pz)? - log_qz)?.to_dtype(candle_core::DType::F64)?;
+            lse = Some(match lse {
+                None => log_w,
+                Some(acc) => log_add_exp(&acc, &log_w)?,
+            });
         }
-        let log_w = Tensor::stack(&log_w, 0)?.to_dtype(candle_core::DType::F64)?; // [k, B]
-        let max = log_w.max_keepdim(0)?;
-        let lse = (log_w.broadcast_sub(&max)?.exp()?.sum_keepdim(0)?.log()? + max)?;
+        let Some(lse) = lse else { return Ok(f64::NAN) };
         let log_px = (lse - (k as f64).ln())?;
         total -= log_px.sum_all()?.to_scalar::<f64>()?;
         n += b;
+        if let Some(bar) = &bar {
+            bar.inc(b as u64);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     Ok(total / n.max(1) as f64)
+}
+
+/// `log(exp(a) + exp(b))` element-wise, without overflow.
+fn log_add_exp(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let max = a.maximum(b)?;
+    let sum = ((a - &max)?.exp()? + (b - &max)?.exp()?)?;
+    sum.log()? + max
 }

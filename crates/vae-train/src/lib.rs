@@ -8,6 +8,7 @@ pub mod engine;
 pub mod eval;
 pub mod figures;
 pub mod fused;
+pub mod rundir;
 pub mod train;
 
 pub use adam::{Adam, AdamConfig, AdamState};
@@ -38,4 +39,24 @@ pub fn open_device(kind: DeviceKind) -> Result<Device> {
         DeviceKind::Cuda => bail!("this vae-train was built without CUDA support; run `cargo xtask build --device cuda`"),
         DeviceKind::Metal => bail!("this vae-train was built without Metal support; run `cargo xtask build --device metal`"),
     }
+}
+
+/// Refuses to allocate `bytes` for `what` when the machine cannot hold them (its available memory, where the OS
+/// says), so that an absurd size is one clear error instead of an abort in the allocator.
+pub fn ensure_memory(bytes: u128, what: &str) -> Result<()> {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            line.split_whitespace().nth(1)?.parse::<u128>().ok()
+        })
+        .map_or(u128::from(u64::MAX), |kib| kib * 1024);
+    if bytes > available {
+        bail!(
+            "{what} needs about {:.1} GiB of memory, more than the {:.1} GiB available",
+            bytes as f64 / f64::from(1u32 << 30),
+            available as f64 / f64::from(1u32 << 30)
+        );
+    }
+    Ok(())
 }

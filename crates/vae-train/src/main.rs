@@ -83,8 +83,11 @@ struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from the run directory's checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Replace an earlier run in the run directory (its files are removed first).
+    #[arg(long)]
+    overwrite: bool,
     /// Directory of presets.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
@@ -100,9 +103,10 @@ struct EvalArgs {
     /// A model.safetensors written by `train`.
     #[arg(long)]
     model: PathBuf,
-    /// Also estimate −log p(x) with K importance samples per image.
-    #[arg(long, default_value_t = 0)]
-    iw_samples: usize,
+    /// Also estimate −log p(x) with K importance samples per image (at most 100000; a progress bar shows on a
+    /// terminal).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    iw_samples: u32,
     /// Dataset to evaluate on [default: the one in the model's metadata].
     #[arg(long)]
     dataset: Option<Dataset>,
@@ -251,6 +255,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         out_dir: out_dir.clone(),
         device,
         resume: a.resume,
+        overwrite: a.overwrite,
         progress: true,
     };
     let report = train(&cfg, &opts)?;
@@ -299,13 +304,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let vae = load_model(&a.model, a.common.device)?;
     let dataset = model_dataset(&vae, a.dataset, &a.model)?;
     let data = vae_data::load(&a.common.data_dir(), dataset)?;
-    if data.rows * data.cols != vae.config().input_dim {
-        anyhow::bail!(
-            "{}: model input_dim {} does not fit {dataset} images",
-            a.model.display(),
-            vae.config().input_dim
-        );
-    }
+    ensure_fits(&vae, &data, dataset, &a.model)?;
     let test = Batcher::new(&data.test_images, &data.test_labels, 1000, vae.device())?;
     let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     let mut out = serde_json::json!({
@@ -316,12 +315,33 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         "test_recon": avg.recon,
         "test_kl": avg.kl,
     });
+    anyhow::ensure!(
+        avg.loss.is_finite(),
+        "{}: the test loss is {}; the model's outputs overflow",
+        a.model.display(),
+        avg.loss
+    );
     if a.iw_samples > 0 {
-        let nll = eval::iw_nll(&vae, &test, a.iw_samples, &mut VaeRng::seed_from(a.seed))?;
+        let k = a.iw_samples as usize;
+        let nll = eval::iw_nll(&vae, &test, k, &mut VaeRng::seed_from(a.seed))?;
+        anyhow::ensure!(nll.is_finite(), "{}: the importance-weighted estimate is {nll}", a.model.display());
         out["iw_samples"] = a.iw_samples.into();
         out["test_nll_iw"] = nll.into();
     }
     println!("{out}");
+    Ok(())
+}
+
+/// The model's input must be the dataset's images.
+fn ensure_fits(vae: &Vae, data: &vae_data::MnistData, dataset: Dataset, path: &Path) -> Result<()> {
+    let pixels = data.rows * data.cols;
+    if pixels != vae.config().input_dim {
+        anyhow::bail!(
+            "{}: model input_dim {} does not fit {dataset} images of {pixels} pixels",
+            path.display(),
+            vae.config().input_dim
+        );
+    }
     Ok(())
 }
 
@@ -332,6 +352,9 @@ fn side(n: usize) -> usize {
 fn cmd_sample(a: SampleArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
     let vae = load_model(&a.model, a.common.device)?;
+    // z, logits and probabilities of every sample, then the picture.
+    let floats = a.n as u128 * (vae.config().input_dim + vae.config().latent_dim) as u128;
+    vae_train::ensure_memory(16 * floats, &format!("--n {}", a.n))?;
     let images = vae.sample(a.n, &mut VaeRng::seed_from(a.seed))?;
     let (hw, cols) = (image_side(&vae)?, side(a.n));
     figures::write_grid(&a.out, &images, a.n.div_ceil(cols), cols, hw, hw)?;
@@ -351,6 +374,7 @@ fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     let vae = load_model(&a.model, a.common.device)?;
     let dataset = model_dataset(&vae, a.dataset, &a.model)?;
     let data = vae_data::load(&a.common.data_dir(), dataset)?;
+    ensure_fits(&vae, &data, dataset, &a.model)?;
     let originals = data.first_test_images(a.n, vae.device())?;
     let recon = vae.reconstruct(&originals)?;
     figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?;

@@ -12,6 +12,7 @@ use vae_model::{Vae, VaeRng};
 
 use crate::engine::{build_engine, resolve_engine, TrainEngine};
 use crate::eval::{evaluate, ElboSums};
+use crate::rundir::RunDir;
 use crate::{checkpoint, figures, fused, AdamConfig, Engine, RunConfig};
 
 /// One line of `metrics.jsonl` (nats per image).
@@ -48,6 +49,8 @@ pub struct TrainOptions {
     pub device: Device,
     /// Continue from `<out_dir>/checkpoint.safetensors`.
     pub resume: bool,
+    /// Replace an earlier run in `out_dir` (without it, a fresh run into a used directory is refused).
+    pub overwrite: bool,
     /// Show a progress bar when stderr is a terminal.
     pub progress: bool,
 }
@@ -68,6 +71,16 @@ pub mod files {
     pub const RECONSTRUCTIONS: &str = "reconstructions.png";
     /// For a 2-D latent space: the decoded 20×20 grid over the latent plane.
     pub const MANIFOLD: &str = "manifold.png";
+    /// Every file a run writes.
+    pub const ALL: [&str; 7] = [
+        CONFIG,
+        CHECKPOINT,
+        METRICS,
+        MODEL,
+        SAMPLES,
+        RECONSTRUCTIONS,
+        MANIFOLD,
+    ];
 }
 
 /// The seed of the evaluation stream of an epoch: separate from the training stream, so evaluating never changes
@@ -89,6 +102,18 @@ pub fn batchers(cfg: &RunConfig, data: &MnistData, device: &Device) -> Result<(B
     }
     let n = data.train_images.dim(0)?;
     let keep = t.train_subset.unwrap_or(n).min(n);
+    if t.batch_size > keep {
+        bail!(
+            "training.batch_size {} is more than the {keep} training images",
+            t.batch_size
+        );
+    }
+    // Parameters, gradients and Adam's two moments, plus a step's activations (generously: ten batch-wide
+    // buffers as wide as the widest layer).
+    let params = cfg.model.num_parameters() as u128;
+    let widest = cfg.model.plan().layers().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(0);
+    let step = 10 * t.batch_size as u128 * widest as u128;
+    crate::ensure_memory(4 * (4 * params + step), "this model and batch size")?;
     let images = data.train_images.narrow(0, 0, keep)?;
     let labels = data.train_labels.narrow(0, 0, keep)?;
     let train = Batcher::new(&images, &labels, t.batch_size, device)?.binarize(t.binarize);
@@ -126,6 +151,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainReport> {
 /// A run in progress: its data, its engine, its one RNG and what it has measured.
 struct Run<'a> {
     cfg: &'a RunConfig,
+    _dir: RunDir,
     opts: &'a TrainOptions,
     data: MnistData,
     train_data: Batcher,
@@ -140,8 +166,10 @@ impl<'a> Run<'a> {
     /// Loads the data, and builds the engine from a fresh seeded model or from the run directory's checkpoint.
     fn prepare(cfg: &'a RunConfig, opts: &'a TrainOptions, kind: Engine) -> Result<Self> {
         let out = &opts.out_dir;
-        std::fs::create_dir_all(out)
-            .with_context(|| format!("{}: cannot create run directory", out.display()))?;
+        let dir = RunDir::acquire(out)?;
+        if !opts.resume {
+            dir.start_fresh(opts.overwrite)?;
+        }
         let data = vae_data::load(&opts.data_dir, cfg.dataset)?;
         let (train_data, test_data) = batchers(cfg, &data, &opts.device)?;
         let t = &cfg.training;
@@ -152,6 +180,14 @@ impl<'a> Run<'a> {
         let mut rng = VaeRng::seed_from(t.seed);
         let (engine, first_epoch, history) = if opts.resume {
             let ck = checkpoint::load(&out.join(files::CHECKPOINT), cfg, &opts.device)?;
+            if t.epochs <= ck.epoch {
+                bail!(
+                    "{}: the checkpoint has {} epochs done; to continue, pass --epochs greater than {}",
+                    out.display(),
+                    ck.epoch,
+                    ck.epoch
+                );
+            }
             let mut engine = build_engine(kind, &ck.model, adam, t.beta)?;
             engine.restore_adam(&ck.adam)?;
             rng = VaeRng::from_state(ck.rng);
@@ -185,6 +221,7 @@ impl<'a> Run<'a> {
         );
         Ok(Self {
             cfg,
+            _dir: dir,
             opts,
             data,
             train_data,

@@ -44,6 +44,7 @@ fn run(cfg: &RunConfig, out: &Path, resume: bool) -> anyhow::Result<Vec<EpochMet
         out_dir: out.to_path_buf(),
         device: Device::Cpu,
         resume,
+        overwrite: false,
         progress: false,
     };
     train(cfg, &opts).map(|report| report.history)

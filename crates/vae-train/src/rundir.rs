@@ -1,0 +1,97 @@
+//! The run directory: held by one run at a time, and never holding the files of two runs.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::train::files;
+
+/// The lock file inside a run directory; its content is the holder's pid (for the message, not for the lock).
+pub const LOCK: &str = ".lock";
+
+/// An exclusive OS lock on a run directory, released when dropped or when the process dies (so it can't go stale).
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl RunDir {
+    /// Creates the directory if needed and takes its lock, or says which process holds it.
+    pub fn acquire(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("{}: cannot create run directory", path.display()))?;
+        let lock_path = path.join(LOCK);
+        let mut lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .with_context(|| lock_path.display().to_string())?;
+        if lock.try_lock().is_err() {
+            let mut holder = String::new();
+            let _ = lock.read_to_string(&mut holder);
+            bail!(
+                "{}: another training run (pid {}) is using this run directory; wait for it or use another --out",
+                path.display(),
+                holder.trim()
+            );
+        }
+        lock.set_len(0)?;
+        lock.rewind()?;
+        write!(lock, "{}", std::process::id()).with_context(|| lock_path.display().to_string())?;
+        let dir = Self {
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
+        dir.sweep_temporaries()?;
+        Ok(dir)
+    }
+
+    /// The files of an earlier run that are present.
+    pub fn existing_run_files(&self) -> Vec<&'static str> {
+        files::ALL
+            .into_iter()
+            .filter(|f| self.path.join(f).exists())
+            .collect()
+    }
+
+    /// For a fresh run: refuses a directory holding another run's files, unless `overwrite`, which removes them
+    /// first, so the directory never mixes two runs.
+    pub fn start_fresh(&self, overwrite: bool) -> Result<()> {
+        let found = self.existing_run_files();
+        if found.is_empty() {
+            return Ok(());
+        }
+        if !overwrite {
+            bail!(
+                "{}: holds a run already ({}); pass --resume to continue it or --overwrite to replace it",
+                self.path.display(),
+                found.join(", ")
+            );
+        }
+        for f in found {
+            let p = self.path.join(f);
+            std::fs::remove_file(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+        tracing::info!("removed the earlier run in {}", self.path.display());
+        Ok(())
+    }
+
+    /// Removes the temporary files an interrupted write of ours left (`.tmp-*`); nobody else writes here while
+    /// the lock is held.
+    fn sweep_temporaries(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.path)
+            .with_context(|| format!("{}: cannot list", self.path.display()))?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+                tracing::info!("removed stale temporary {}", entry.path().display());
+            }
+        }
+        Ok(())
+    }
+}
