@@ -352,7 +352,10 @@ fn sweep_stale_parts(dir: &Path) {
             .is_some_and(|age| age > Duration::from_secs(60));
         if name.starts_with('.') && name.ends_with(".part") && stale {
             let _ = std::fs::remove_file(entry.path());
-            tracing::info!("removed an interrupted download, {}", entry.path().display());
+            tracing::info!(
+                "removed an interrupted download, {}",
+                entry.path().display()
+            );
         }
     }
 }

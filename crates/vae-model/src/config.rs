@@ -160,7 +160,10 @@ impl VaeConfig {
         widths.extend(self.hidden_dims.iter().map(|&h| h as u128));
         let (z, last) = (self.latent_dim as u128, *widths.last().expect("input_dim"));
         // The encoder's pairs forwards and the decoder's backwards, the two heads, and z to the decoder.
-        let pairs: u128 = widths.windows(2).map(|p| (p[0] + 1) * p[1] + (p[1] + 1) * p[0]).sum();
+        let pairs: u128 = widths
+            .windows(2)
+            .map(|p| (p[0] + 1) * p[1] + (p[1] + 1) * p[0])
+            .sum();
         let total = pairs + 2 * (last + 1) * z + (z + 1) * last;
         (total <= MAX_PARAMETERS as u128).then_some(total as usize)
     }
@@ -364,7 +367,11 @@ mod tests {
             hidden_dims: vec![1_000_000_000],
             ..VaeConfig::mnist()
         };
-        assert!(huge.validate().unwrap_err().to_string().contains("parameters"));
+        assert!(huge
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("parameters"));
     }
 
     #[test]

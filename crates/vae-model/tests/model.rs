@@ -501,7 +501,9 @@ mod files {
             });
             let e = load_err(&bad);
             assert!(
-                e.contains(&format!("tensor `encoder.logvar.bias` holds {shown} at index 1")),
+                e.contains(&format!(
+                    "tensor `encoder.logvar.bias` holds {shown} at index 1"
+                )),
                 "{e}"
             );
         }

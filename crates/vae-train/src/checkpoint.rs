@@ -8,6 +8,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use vae_model::{RngState, Vae, VaeRng};
 
+use serde::{Deserialize, Serialize};
+
+use crate::eval::ElboSums;
 use crate::{AdamState, RunConfig};
 
 /// The `format` value of a checkpoint.
@@ -24,9 +27,23 @@ pub struct Checkpoint {
     pub model: Vae,
     /// The optimiser's step count and moments, in parameter order.
     pub adam: AdamState,
+    /// Where an interrupted epoch stopped; `rng` is then the RNG at that epoch's start.
+    pub partial: Option<Partial>,
 }
 
-/// Writes a checkpoint (temp file, fsync, rename): `model.<name>` and `adam.{m,v}.<name>` tensors.
+/// How far an interrupted epoch got, so that resuming replays its draws and continues bit for bit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    /// Batches (steps) done in the epoch.
+    pub batches: usize,
+    /// Their loss sums.
+    pub sums: ElboSums,
+    /// Seconds of training they took.
+    pub secs: f64,
+}
+
+/// Writes a checkpoint (temp file, fsync, rename): `model.<name>` and `adam.{m,v}.<name>` tensors. `epoch` is the
+/// number of epochs completed; with `partial`, `rng` is the RNG at the start of the interrupted epoch.
 pub fn save(
     path: &Path,
     cfg: &RunConfig,
@@ -34,6 +51,7 @@ pub fn save(
     model: &Vae,
     adam: &AdamState,
     rng: &VaeRng,
+    partial: Option<&Partial>,
 ) -> Result<()> {
     let state = rng.state();
     let mut md = BTreeMap::new();
@@ -44,6 +62,9 @@ pub fn save(
     md.insert("rng_seed".to_string(), hex::encode(state.seed));
     md.insert("rng_stream".to_string(), state.stream.to_string());
     md.insert("rng_word_pos".to_string(), state.word_pos.to_string());
+    if let Some(p) = partial {
+        md.insert("partial".to_string(), serde_json::to_string(p)?);
+    }
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     let params = model.named_tensors();
     for ((name, t), (m, v)) in params.into_iter().zip(&adam.moments) {
@@ -160,7 +181,15 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
         .collect::<Result<_>>()?;
     let mut model = Vae::from_tensors(&cfg.model, params, device)?;
     model.set_dataset(cfg.dataset.name());
+    let partial = match md.get("partial") {
+        Some(p) => Some(
+            serde_json::from_str(p)
+                .with_context(|| format!("{}: bad `partial`", path.display()))?,
+        ),
+        None => None,
+    };
     Ok(Checkpoint {
+        partial,
         epoch: num("epoch")? as usize,
         rng,
         model,
@@ -174,9 +203,9 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
 /// SHA-256 of a safetensors file's tensor data (everything after the header), as hex.
 fn data_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
-    let n = bytes
-        .get(..8)
-        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    let n = bytes.get(..8).map_or(0, |b| {
+        u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize
+    });
     let data = bytes.get(8usize.saturating_add(n)..).unwrap_or_default();
     hex::encode(sha2::Sha256::digest(data))
 }

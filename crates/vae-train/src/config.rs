@@ -90,7 +90,10 @@ fn key_at(text: &str, at: usize) -> String {
         .lines()
         .rev()
         .find_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']').map(str::trim));
-    let key = line_text.split_once('=').map(|(k, _)| k.trim()).filter(|k| !k.is_empty());
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty());
     match (table, key) {
         (Some(t), Some(k)) => format!("`{t}.{k}`, line {line}: "),
         (None, Some(k)) => format!("`{k}`, line {line}: "),
@@ -152,7 +155,10 @@ impl RunConfig {
     /// Parses a preset's TOML; `origin` names it in errors, which also name the key and its line.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         let cfg: RunConfig = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|span| key_at(text, span.start)).unwrap_or_default();
+            let at = e
+                .span()
+                .map(|span| key_at(text, span.start))
+                .unwrap_or_default();
             anyhow::anyhow!("{origin}: {at}{}", e.message().trim().replace('\n', "; "))
         })?;
         cfg.validate().map_err(|e| {
@@ -323,17 +329,34 @@ mod tests {
     #[test]
     fn preset_errors_name_the_key_and_its_line() {
         let base = BUILTIN_PRESETS[0].1;
-        let line = |key: &str| base.lines().position(|l| l.trim_start().starts_with(key)).unwrap() + 1;
+        let line = |key: &str| {
+            base.lines()
+                .position(|l| l.trim_start().starts_with(key))
+                .unwrap()
+                + 1
+        };
         let err = |text: &str| format!("{:#}", RunConfig::from_toml(text, "x.toml").unwrap_err());
         let e = err(&base.replace("epochs = 10", "epochs = \"ten\""));
-        assert!(e.contains(&format!("`training.epochs`, line {}", line("epochs"))), "{e}");
+        assert!(
+            e.contains(&format!("`training.epochs`, line {}", line("epochs"))),
+            "{e}"
+        );
         let e = err(&base.replace("epochs = 10", "epochs = 0"));
-        assert!(e.contains(&format!("line {}: training.epochs", line("epochs"))), "{e}");
+        assert!(
+            e.contains(&format!("line {}: training.epochs", line("epochs"))),
+            "{e}"
+        );
         let e = err(&base.replace("lr = 1e-3", "lr = = 1"));
         assert!(e.contains(&format!("line {}", line("lr"))), "{e}");
         assert!(!e.contains('\n'), "{e}");
-        let e = format!("{:#}", RunConfig::load_preset("gone.toml", Path::new("models")).unwrap_err());
-        assert!(e.starts_with("gone.toml: cannot read preset") && !e.contains(".toml.toml"), "{e}");
+        let e = format!(
+            "{:#}",
+            RunConfig::load_preset("gone.toml", Path::new("models")).unwrap_err()
+        );
+        assert!(
+            e.starts_with("gone.toml: cannot read preset") && !e.contains(".toml.toml"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub trait TrainEngine {
     fn adam_state(&self) -> Result<AdamState>;
     /// Continues from a checkpoint's Adam state (already checked against the model's shapes).
     fn restore_adam(&mut self, state: &AdamState) -> Result<()>;
+    /// Dimension of z: a step draws `rows × latent_dim` normals from its noise stream.
+    fn latent_dim(&self) -> usize;
 }
 
 /// Resolves `auto` and checks that the choice fits the device and model.
@@ -129,6 +131,10 @@ impl TrainEngine for AutogradEngine {
     fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
         Ok(self.adam.restore(state)?)
     }
+
+    fn latent_dim(&self) -> usize {
+        self.vae.config().latent_dim
+    }
 }
 
 /// The hand-derived CPU step of [`crate::fused`], with ε drawn into a reused buffer.
@@ -155,5 +161,9 @@ impl TrainEngine for FusedEngine {
 
     fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
         Ok(self.fused.restore_adam(state)?)
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.fused.latent_dim()
     }
 }

@@ -18,7 +18,7 @@ pub struct ElboAverages {
 }
 
 /// Running sums of per-batch terms weighted by batch size.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct ElboSums {
     loss: f64,
     recon: f64,

@@ -8,12 +8,14 @@ pub mod engine;
 pub mod eval;
 pub mod figures;
 pub mod fused;
+pub mod interrupt;
 pub mod rundir;
 pub mod train;
 
 pub use adam::{Adam, AdamConfig, AdamState};
 pub use config::{Engine, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS};
 pub use engine::{build_engine, resolve_engine, StepTerms, TrainEngine};
+pub use interrupt::{Interrupt, Interrupted};
 pub use train::{train, EpochMetrics, TrainOptions, TrainReport};
 
 use anyhow::{bail, Result};

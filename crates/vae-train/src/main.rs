@@ -184,6 +184,11 @@ fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<vae_train::Interrupted>().is_some() => {
+            let stop = e.downcast_ref::<vae_train::Interrupted>().expect("checked");
+            eprintln!("{stop}");
+            ExitCode::from(stop.exit_code())
+        }
         Err(e) => {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
@@ -257,6 +262,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         overwrite: a.overwrite,
         progress: true,
+        interrupt: vae_train::Interrupt::on_signals()?,
+        stop_after_steps: None,
     };
     let report = train(&cfg, &opts)?;
     // One summary line on stdout, for scripts (`cargo xtask bench` and its end-to-end check read it).
@@ -324,7 +331,11 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     if a.iw_samples > 0 {
         let k = a.iw_samples as usize;
         let nll = eval::iw_nll(&vae, &test, k, &mut VaeRng::seed_from(a.seed))?;
-        anyhow::ensure!(nll.is_finite(), "{}: the importance-weighted estimate is {nll}", a.model.display());
+        anyhow::ensure!(
+            nll.is_finite(),
+            "{}: the importance-weighted estimate is {nll}",
+            a.model.display()
+        );
         out["iw_samples"] = a.iw_samples.into();
         out["test_nll_iw"] = nll.into();
     }

@@ -1,17 +1,18 @@
 //! The run directory: held by one run at a time, and never holding the files of two runs.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::train::files;
 
-/// The lock file inside a run directory; its content is the holder's pid (for the message, not for the lock).
+/// The file that names the pid of the run holding the directory, while it runs (for the message; the lock itself is
+/// on the directory).
 pub const LOCK: &str = ".lock";
 
-/// An exclusive OS lock on a run directory, released when dropped or when the process dies (so it can't go stale).
+/// An exclusive OS lock (`flock`) on a run directory itself, released when dropped or when the process dies, so it
+/// can't go stale.
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
@@ -23,32 +24,33 @@ impl RunDir {
     pub fn acquire(path: &Path) -> Result<Self> {
         std::fs::create_dir_all(path)
             .with_context(|| format!("{}: cannot create run directory", path.display()))?;
-        let lock_path = path.join(LOCK);
-        let mut lock = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .with_context(|| lock_path.display().to_string())?;
+        let lock = File::open(path).with_context(|| path.display().to_string())?;
+        let pid_path = path.join(LOCK);
         if lock.try_lock().is_err() {
-            let mut holder = String::new();
-            let _ = lock.read_to_string(&mut holder);
-            bail!(
-                "{}: another training run (pid {}) is using this run directory; wait for it or use another --out",
-                path.display(),
+            let holder = std::fs::read_to_string(&pid_path).unwrap_or_default();
+            let holder = if holder.trim().is_empty() {
+                "unknown"
+            } else {
                 holder.trim()
+            };
+            bail!(
+                "{}: another training run (pid {holder}) is using this run directory; wait for it or use another --out",
+                path.display()
             );
         }
-        lock.set_len(0)?;
-        lock.rewind()?;
-        write!(lock, "{}", std::process::id()).with_context(|| lock_path.display().to_string())?;
+        std::fs::write(&pid_path, std::process::id().to_string())
+            .with_context(|| pid_path.display().to_string())?;
         let dir = Self {
             path: path.to_path_buf(),
             _lock: lock,
         };
         dir.sweep_temporaries()?;
         Ok(dir)
+    }
+
+    /// The run directory.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The files of an earlier run that are present.
@@ -93,5 +95,12 @@ impl RunDir {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        // Before the lock goes (with the file handle, after this), so no later holder's pid is removed.
+        let _ = std::fs::remove_file(self.path.join(LOCK));
     }
 }

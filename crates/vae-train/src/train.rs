@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use vae_data::{Batcher, MnistData};
 use vae_model::{Vae, VaeRng};
 
+use crate::checkpoint::Partial;
 use crate::engine::{build_engine, resolve_engine, TrainEngine};
 use crate::eval::{evaluate, ElboSums};
+use crate::interrupt::{Interrupt, Interrupted};
 use crate::rundir::RunDir;
 use crate::{checkpoint, figures, fused, AdamConfig, Engine, RunConfig};
 
@@ -53,6 +55,10 @@ pub struct TrainOptions {
     pub overwrite: bool,
     /// Show a progress bar when stderr is a terminal.
     pub progress: bool,
+    /// Asks the run to stop after its current step, checkpointing the partial epoch.
+    pub interrupt: Interrupt,
+    /// Stop as on an interrupt once this many optimiser steps are done in all (time-boxed runs, tests).
+    pub stop_after_steps: Option<u64>,
 }
 
 /// File names inside a run directory.
@@ -111,7 +117,13 @@ pub fn batchers(cfg: &RunConfig, data: &MnistData, device: &Device) -> Result<(B
     // Parameters, gradients and Adam's two moments, plus a step's activations (generously: ten batch-wide
     // buffers as wide as the widest layer).
     let params = cfg.model.num_parameters() as u128;
-    let widest = cfg.model.plan().layers().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(0);
+    let widest = cfg
+        .model
+        .plan()
+        .layers()
+        .map(|l| l.fan_out.max(l.fan_in))
+        .max()
+        .unwrap_or(0);
     let step = 10 * t.batch_size as u128 * widest as u128;
     crate::ensure_memory(4 * (4 * params + step), "this model and batch size")?;
     let images = data.train_images.narrow(0, 0, keep)?;
@@ -159,6 +171,10 @@ struct Run<'a> {
     rng: VaeRng,
     engine: Box<dyn TrainEngine>,
     first_epoch: usize,
+    /// Where the first epoch resumes, when the checkpoint was written mid-epoch.
+    partial: Option<Partial>,
+    /// Optimiser steps taken, over all epochs.
+    steps: u64,
     history: Vec<EpochMetrics>,
 }
 
@@ -178,7 +194,7 @@ impl<'a> Run<'a> {
             ..Default::default()
         };
         let mut rng = VaeRng::seed_from(t.seed);
-        let (engine, first_epoch, history) = if opts.resume {
+        let (engine, first_epoch, history, partial, steps) = if opts.resume {
             let ck = checkpoint::load(&out.join(files::CHECKPOINT), cfg, &opts.device)?;
             if t.epochs <= ck.epoch {
                 bail!(
@@ -201,10 +217,11 @@ impl<'a> Run<'a> {
                 "resumed from {}",
                 out.display()
             );
-            (engine, ck.epoch + 1, history)
+            (engine, ck.epoch + 1, history, ck.partial, ck.adam.step)
         } else {
             let (model, _) = Vae::init(&cfg.model, &mut rng, &opts.device)?;
-            (build_engine(kind, &model, adam, t.beta)?, 1, Vec::new())
+            let engine = build_engine(kind, &model, adam, t.beta)?;
+            (engine, 1, Vec::new(), None, 0)
         };
         write_json(&out.join(files::CONFIG), cfg)?;
         rewrite_metrics(&out.join(files::METRICS), &history)?;
@@ -229,6 +246,8 @@ impl<'a> Run<'a> {
             rng,
             engine,
             first_epoch,
+            partial,
+            steps,
             history,
         })
     }
@@ -242,9 +261,46 @@ impl<'a> Run<'a> {
             epoch,
             t.epochs,
         );
-        let (sums, secs) = run_epoch(&self.train_data, &mut self.rng, &mut bar, &mut *self.engine)?;
+        let epoch_start = self.rng.state();
+        let stop = Stop {
+            interrupt: &self.opts.interrupt,
+            after_steps: self.opts.stop_after_steps,
+        };
+        let end = run_epoch(
+            &self.train_data,
+            &mut self.rng,
+            &mut bar,
+            &mut *self.engine,
+            self.partial.take(),
+            &mut self.steps,
+            &stop,
+        )?;
         bar.finish();
         let model = self.engine.model()?;
+        let (sums, secs) = match end {
+            EpochEnd::Done(sums, secs) => (sums, secs),
+            EpochEnd::Stopped(partial, signal) => {
+                let path = self.opts.out_dir.join(files::CHECKPOINT);
+                let adam = self.engine.adam_state()?;
+                let rng = VaeRng::from_state(epoch_start);
+                checkpoint::save(
+                    &path,
+                    self.cfg,
+                    epoch - 1,
+                    &model,
+                    &adam,
+                    &rng,
+                    Some(&partial),
+                )?;
+                let step = partial.batches;
+                return Err(Interrupted {
+                    signal,
+                    epoch,
+                    step,
+                }
+                .into());
+            }
+        };
         let mut eval_rng = VaeRng::seed_from(eval_seed(t.seed, epoch));
         let (tr, te) = (
             sums.averages(),
@@ -271,6 +327,7 @@ impl<'a> Run<'a> {
             &model,
             &adam,
             &self.rng,
+            None,
         )?;
         append_metrics(&out.join(files::METRICS), &m)?;
         tracing::info!(
@@ -384,27 +441,75 @@ impl EpochProgress {
     }
 }
 
+/// What can end an epoch early: a signal, or a set number of steps in all.
+struct Stop<'a> {
+    interrupt: &'a Interrupt,
+    after_steps: Option<u64>,
+}
+
+impl Stop<'_> {
+    /// `Some(signal)` when the run must stop before its next step (`Some(None)` for the step limit).
+    fn check(&self, steps: u64) -> Option<Option<i32>> {
+        match self.interrupt.requested() {
+            Some(sig) => Some(Some(sig)),
+            None => self.after_steps.is_some_and(|n| steps >= n).then_some(None),
+        }
+    }
+}
+
+/// How an epoch ended.
+enum EpochEnd {
+    /// Every batch: the sums and the seconds spent.
+    Done(ElboSums, f64),
+    /// Stopped before a step: how far it got, and the signal that stopped it.
+    Stopped(Partial, Option<i32>),
+}
+
 /// One pass over `data` in a fresh order from `rng`, one engine step per batch. The noise stream is split off
 /// `rng` first, then the shuffle and any binarisation come from `rng`, so every engine draws the same numbers in the
-/// same order. Returns the epoch's sums and the seconds spent.
+/// same order. Resuming an interrupted epoch replays the draws of the batches it had done, without training.
 fn run_epoch(
     data: &Batcher,
     rng: &mut VaeRng,
     bar: &mut EpochProgress,
     engine: &mut dyn TrainEngine,
-) -> Result<(ElboSums, f64)> {
-    let mut sums = ElboSums::default();
+    resume: Option<Partial>,
+    steps: &mut u64,
+    stop: &Stop,
+) -> Result<EpochEnd> {
+    let (mut sums, secs_before, skip) = resume.map_or((ElboSums::default(), 0.0, 0), |p| {
+        (p.sums, p.secs, p.batches)
+    });
     let mut noise = VaeRng::seed_from(rand::RngCore::next_u64(rng));
+    let mut skipped_eps = Vec::new();
     let start = Instant::now();
     let mut seen = 0;
     for (i, batch) in data.epoch(rng).enumerate() {
         let rows = batch.rows();
-        let terms = engine.step(&batch.images, rows, &mut noise)?;
         seen += rows;
+        if i < skip {
+            skipped_eps.resize(rows * engine.latent_dim(), 0.0);
+            noise.fill_normal(&mut skipped_eps);
+            continue;
+        }
+        if let Some(signal) = stop.check(*steps) {
+            let secs = secs_before + start.elapsed().as_secs_f64();
+            let partial = Partial {
+                batches: i,
+                sums,
+                secs,
+            };
+            return Ok(EpochEnd::Stopped(partial, signal));
+        }
+        let terms = engine.step(&batch.images, rows, &mut noise)?;
+        *steps += 1;
         sums.add(rows, terms.loss, terms.recon, terms.kl);
         bar.step(i, seen, &sums, terms.loss)?;
     }
-    Ok((sums, start.elapsed().as_secs_f64()))
+    Ok(EpochEnd::Done(
+        sums,
+        secs_before + start.elapsed().as_secs_f64(),
+    ))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

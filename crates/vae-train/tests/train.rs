@@ -39,6 +39,16 @@ fn small(epochs: usize) -> RunConfig {
 }
 
 fn run(cfg: &RunConfig, out: &Path, resume: bool) -> anyhow::Result<Vec<EpochMetrics>> {
+    run_until(cfg, out, resume, None)
+}
+
+/// As [`run`], stopping as an interrupt would once `stop` optimiser steps are done.
+fn run_until(
+    cfg: &RunConfig,
+    out: &Path,
+    resume: bool,
+    stop: Option<u64>,
+) -> anyhow::Result<Vec<EpochMetrics>> {
     let opts = TrainOptions {
         data_dir: data_dir().to_path_buf(),
         out_dir: out.to_path_buf(),
@@ -46,6 +56,8 @@ fn run(cfg: &RunConfig, out: &Path, resume: bool) -> anyhow::Result<Vec<EpochMet
         resume,
         overwrite: false,
         progress: false,
+        interrupt: vae_train::Interrupt::none(),
+        stop_after_steps: stop,
     };
     train(cfg, &opts).map(|report| report.history)
 }
@@ -168,6 +180,42 @@ fn resume_continues_exactly_where_it_stopped() {
         run(&small(2), &tmp.path().join("fresh"), true).unwrap_err()
     );
     assert!(err.contains("no checkpoint to resume from"), "{err}");
+}
+
+#[test]
+fn an_interrupted_epoch_resumes_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Dynamic binarisation and both engines: the resume must replay the shuffle, the binarisation draws and the
+    // noise of the steps it had done.
+    for engine in [vae_train::Engine::Fused, vae_train::Engine::Autograd] {
+        let mut cfg = small(3);
+        cfg.training.binarize = vae_data::Binarize::Dynamic;
+        cfg.training.engine = engine;
+        let whole = run(&cfg, &tmp.path().join(format!("{engine:?}-whole")), false).unwrap();
+        let out = tmp.path().join(format!("{engine:?}-cut"));
+        // 3000 images in batches of 128: 24 steps an epoch, so step 30 is inside epoch 2.
+        let err = run_until(&cfg, &out, false, Some(30)).unwrap_err();
+        let stop = err
+            .downcast_ref::<vae_train::Interrupted>()
+            .expect("an interruption");
+        assert_eq!((stop.epoch, stop.step, stop.signal), (2, 6, None), "{err}");
+        assert!(!out.join("model.safetensors").exists());
+        let ck =
+            vae_train::checkpoint::load(&out.join("checkpoint.safetensors"), &cfg, &Device::Cpu)
+                .unwrap();
+        assert_eq!(
+            (ck.epoch, ck.adam.step, ck.partial.unwrap().batches),
+            (1, 30, 6)
+        );
+        // Stopped again at once, then resumed to the end.
+        let err = run_until(&cfg, &out, true, Some(30)).unwrap_err();
+        assert!(
+            err.downcast_ref::<vae_train::Interrupted>().is_some(),
+            "{err}"
+        );
+        let resumed = run(&cfg, &out, true).unwrap();
+        assert_eq!(numbers(&resumed), numbers(&whole), "{engine:?}");
+    }
 }
 
 mod cli {
@@ -419,6 +467,85 @@ mod cli {
         assert_eq!(
             image::open(&png).unwrap().to_luma8().dimensions(),
             (8 * 58 + 2, 2 * 58 + 2)
+        );
+    }
+
+    #[test]
+    fn sigint_checkpoints_the_partial_epoch_and_resume_finishes_it_identically() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = data_dir().to_str().unwrap();
+        let args = |out: &Path| -> Vec<String> {
+            [
+                "train",
+                "--epochs",
+                "5",
+                "--hidden-dims",
+                "64",
+                "--latent-dim",
+                "8",
+                "--seed",
+                "3",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                "--data-dir".into(),
+                data.into(),
+                "--out".into(),
+                out.display().to_string(),
+            ])
+            .collect()
+        };
+        let (whole, cut) = (tmp.path().join("whole"), tmp.path().join("cut"));
+        let (ok, _, err) = vae_train(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(ok, "{err}");
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vae-train"))
+            .args(args(&cut))
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until training has started, then interrupt it within its first epoch.
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("training 5 epochs") {
+            let mut line = String::new();
+            assert!(
+                std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+                "{seen}"
+            );
+            seen.push_str(&line);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{seen}{rest}");
+        assert!(rest.contains("--resume"), "{rest}");
+        assert!(!cut.join("model.safetensors").exists());
+
+        let mut resume = args(&cut);
+        resume.push("--resume".into());
+        let (ok, _, err) = vae_train(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(ok, "{err}");
+        let metrics = |dir: &Path| -> Vec<EpochMetrics> {
+            std::fs::read_to_string(dir.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        assert_eq!(numbers(&metrics(&cut)), numbers(&metrics(&whole)));
+        assert_eq!(
+            std::fs::read(cut.join("model.safetensors")).unwrap(),
+            std::fs::read(whole.join("model.safetensors")).unwrap(),
+            "the same model, byte for byte"
         );
     }
 }
