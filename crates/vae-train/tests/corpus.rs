@@ -5,31 +5,9 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// The product's data directory, with MNIST and Fashion-MNIST verified (`cargo xtask test` fills it).
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("VAE_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    for d in vae_data::Dataset::ALL {
-        if let Err(e) = vae_data::verify(&dir, d) {
-            panic!("{e}\n(run `cargo xtask download --dataset all`, or `cargo xtask test`, which does)");
-        }
-    }
-    dir
-}
-
-fn vae_train(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vae-train"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("VAE_DATA_MIRROR")
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
-}
+mod common;
+use common::{data_dir, vae_train};
 
 /// Every file and folder under `dir` with its size and modification time (our run lock, `.lock`, excepted: taking
 /// it writes the taker's pid).
@@ -90,26 +68,11 @@ fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// One case: what to run, and what its one error line must say.
-struct Case {
-    name: &'static str,
-    args: Vec<String>,
-    needles: Vec<String>,
-}
-
-fn case(name: &'static str, args: &[&str], needles: &[&str]) -> Case {
-    Case {
-        name,
-        args: args.iter().map(|s| s.to_string()).collect(),
-        needles: needles.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
 #[test]
 fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let data = data_dir();
+    let data = data_dir().to_path_buf();
     let d = data.to_str().unwrap();
 
     // A small good run, whose model and checkpoint the broken variants start from.
@@ -236,325 +199,89 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
     let locked = root.join("locked");
     let _held = vae_train::rundir::RunDir::acquire(&locked).unwrap();
 
-    let p = |p: &Path| p.to_str().unwrap().to_string();
-    let s = |v: &PathBuf| p(v);
-    let fresh = p(&root.join("fresh"));
-    let train = |data: &PathBuf| {
-        vec![
-            "train".to_string(),
-            "--data-dir".into(),
-            s(data),
-            "--out".into(),
-            fresh.clone(),
-        ]
-    };
-    let mut cases = vec![
-        Case {
-            name: "truncated data file",
-            args: train(&truncated),
-            needles: vec![
-                "train-labels-idx1-ubyte.gz".into(),
-                "not the published file".into(),
-            ],
-        },
-        Case {
-            name: "re-gzipped data file",
-            args: train(&regzipped),
-            needles: vec![
-                "t10k-labels-idx1-ubyte.gz".into(),
-                "not the published file".into(),
-            ],
-        },
-        Case {
-            name: "1000 images changed",
-            args: train(&edited),
-            needles: vec![
-                "train-images-idx3-ubyte.gz".into(),
-                "not the published file".into(),
-            ],
-        },
-        Case {
-            name: "Fashion-MNIST under mnist/",
-            args: train(&fashion),
-            needles: vec![
-                "mnist/train-images-idx3-ubyte.gz".into(),
-                "not the published file".into(),
-            ],
-        },
-        Case {
-            name: "a directory in place of a file",
-            args: train(&dir_in_place),
-            needles: vec!["t10k-images-idx3-ubyte.gz".into(), "is a directory".into()],
-        },
-        Case {
-            name: "a missing data file",
-            args: train(&missing),
-            needles: vec!["train-images-idx3-ubyte.gz".into(), "missing".into()],
-        },
-        case(
-            "NaN in a model",
-            &["eval", "--model", &p(&nan_model), "--data-dir", d],
-            &["nan.safetensors", "`decoder.out.bias` holds NaN"],
-        ),
-        case(
-            "a truncated model",
-            &[
-                "sample",
-                "--model",
-                &p(&cut_model),
-                "--out",
-                &p(&root.join("s.png")),
-            ],
-            &["cut.safetensors"],
-        ),
-        case(
-            "a text file as model",
-            &[
-                "reconstruct",
-                "--model",
-                &p(&text_model),
-                "--out",
-                &p(&root.join("r.png")),
-                "--data-dir",
-                d,
-            ],
-            &["notes.txt", "not a safetensors file"],
-        ),
-        case(
-            "a model for other images",
-            &[
-                "reconstruct",
-                "--model",
-                &p(&narrow_model),
-                "--out",
-                &p(&root.join("r.png")),
-                "--data-dir",
-                d,
-            ],
-            &["narrow.safetensors", "input_dim 100", "does not fit"],
-        ),
-        case(
-            "a corrupt checkpoint",
-            &[
-                "train",
-                "--hidden-dims",
-                "16",
-                "--latent-dim",
-                "4",
-                "--epochs",
-                "3",
-                "--train-subset",
-                "2000",
-                "--resume",
-                "--data-dir",
-                d,
-                "--out",
-                &p(&corrupt_run),
-            ],
-            &["checkpoint.safetensors", "corrupt checkpoint"],
-        ),
-        case(
-            "a checkpoint of another config",
-            &[
-                "train",
-                "--epochs",
-                "3",
-                "--resume",
-                "--data-dir",
-                d,
-                "--out",
-                &p(&done_run),
-            ],
-            &["different config"],
-        ),
-        case(
-            "resume to fewer epochs",
-            &[
-                "train",
-                "--hidden-dims",
-                "16",
-                "--latent-dim",
-                "4",
-                "--epochs",
-                "1",
-                "--train-subset",
-                "2000",
-                "--resume",
-                "--data-dir",
-                d,
-                "--out",
-                &p(&done_run),
-            ],
-            &["2 epochs done", "greater than 2"],
-        ),
-        case(
-            "a finished run without --resume",
-            &[
-                "train",
-                "--hidden-dims",
-                "16",
-                "--latent-dim",
-                "4",
-                "--epochs",
-                "2",
-                "--train-subset",
-                "2000",
-                "--data-dir",
-                d,
-                "--out",
-                &p(&good),
-            ],
-            &["holds a run already", "--overwrite"],
-        ),
-        case(
-            "a run directory in use",
-            &["train", "--data-dir", d, "--out", &p(&locked)],
-            &[
-                "another training run",
-                &format!("pid {}", std::process::id()),
-            ],
-        ),
-        case(
-            "a preset type error",
-            &[
-                "train",
-                "--preset",
-                &p(&typed),
-                "--data-dir",
-                d,
-                "--out",
-                &fresh,
-            ],
-            &[
-                "typed.toml",
-                &format!("`training.epochs`, line {epochs_line}"),
-            ],
-        ),
-        case(
-            "a preset syntax error",
-            &[
-                "train",
-                "--preset",
-                &p(&syntax),
-                "--data-dir",
-                d,
-                "--out",
-                &fresh,
-            ],
-            &["syntax.toml", &format!("line {lr_line}")],
-        ),
-        case(
-            "a missing preset file",
-            &[
-                "train",
-                "--preset",
-                &p(&root.join("nope.toml")),
-                "--out",
-                &fresh,
-            ],
-            &["nope.toml: cannot read preset"],
-        ),
-        case(
-            "sample --n u64::MAX",
-            &[
-                "sample",
-                "--model",
-                &p(&model),
-                "--n",
-                "18446744073709551615",
-                "--out",
-                &p(&root.join("s.png")),
-            ],
-            &["--n 18446744073709551615", "memory"],
-        ),
-        case(
-            "sample --n 1e8",
-            &[
-                "sample",
-                "--model",
-                &p(&model),
-                "--n",
-                "100000000",
-                "--out",
-                &p(&root.join("s.png")),
-            ],
-            &["memory"],
-        ),
-        case(
-            "a batch larger than the data",
-            &[
-                "train",
-                "--batch-size",
-                "18446744073709551615",
-                "--data-dir",
-                d,
-                "--out",
-                &fresh,
-            ],
-            &["batch_size 18446744073709551615", "60000 training images"],
-        ),
-        case(
-            "a billion hidden units",
-            &[
-                "train",
-                "--hidden-dims",
-                "1000000000",
-                "--data-dir",
-                d,
-                "--out",
-                &fresh,
-            ],
-            &["parameters"],
-        ),
-        case(
-            "a 1e8-wide latent",
-            &[
-                "train",
-                "--latent-dim",
-                "100000000",
-                "--data-dir",
-                d,
-                "--out",
-                &fresh,
-            ],
-            &["parameters"],
-        ),
-        case(
-            "a learning rate that diverges",
-            &[
-                "train",
-                "--lr",
-                "0.99",
-                "--epochs",
-                "1",
-                "--data-dir",
-                d,
-                "--out",
-                &fresh,
-            ],
-            &["loss became"],
-        ),
+    // Each case's command line, with `{name}` standing for the paths above; `{small}` is the good run's model.
+    let paths: Vec<(&str, PathBuf)> = vec![
+        ("{data}", data.clone()),
+        ("{fresh}", root.join("fresh")),
+        ("{good}", good.clone()),
+        ("{model}", model.clone()),
+        ("{truncated}", truncated),
+        ("{regzipped}", regzipped),
+        ("{edited}", edited),
+        ("{fashion}", fashion),
+        ("{dir_in_place}", dir_in_place),
+        ("{missing}", missing),
+        ("{nan}", nan_model),
+        ("{cut}", cut_model),
+        ("{text}", text_model),
+        ("{narrow}", narrow_model),
+        ("{corrupt_run}", corrupt_run),
+        ("{done_run}", done_run),
+        ("{typed}", typed),
+        ("{syntax}", syntax),
+        ("{nope}", root.join("nope.toml")),
+        ("{locked}", locked),
+        ("{png}", root.join("out.png")),
     ];
+    let small = "--hidden-dims 16 --latent-dim 4 --train-subset 2000";
+    let argv = |template: &str| -> Vec<String> {
+        let template = template.replace("{small}", small);
+        template
+            .split_whitespace()
+            .map(|t| match paths.iter().find(|(k, _)| *k == t) {
+                Some((_, v)) => v.display().to_string(),
+                None => t.to_string(),
+            })
+            .collect()
+    };
+    let pid = format!("pid {}", std::process::id());
+    let epochs_at = format!("`training.epochs`, line {epochs_line}");
+    let lr_at = format!("line {lr_line}");
+    let unpublished = "not the published file";
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("truncated data file", "train --data-dir {truncated} --out {fresh}", vec!["train-labels-idx1-ubyte.gz", unpublished]),
+        ("re-gzipped data file", "train --data-dir {regzipped} --out {fresh}", vec!["t10k-labels-idx1-ubyte.gz", unpublished]),
+        ("1000 images changed", "train --data-dir {edited} --out {fresh}", vec!["train-images-idx3-ubyte.gz", unpublished]),
+        ("Fashion-MNIST under mnist/", "train --data-dir {fashion} --out {fresh}", vec!["mnist/train-images-idx3-ubyte.gz", unpublished]),
+        ("a directory in place of a file", "train --data-dir {dir_in_place} --out {fresh}", vec!["t10k-images-idx3-ubyte.gz", "is a directory"]),
+        ("a missing data file", "train --data-dir {missing} --out {fresh}", vec!["train-images-idx3-ubyte.gz", "missing"]),
+        ("NaN in a model", "eval --model {nan} --data-dir {data}", vec!["nan.safetensors", "`decoder.out.bias` holds NaN"]),
+        ("a truncated model", "sample --model {cut} --out {png}", vec!["cut.safetensors"]),
+        ("a text file as model", "reconstruct --model {text} --out {png} --data-dir {data}", vec!["notes.txt", "not a safetensors file"]),
+        ("a model for other images", "reconstruct --model {narrow} --out {png} --data-dir {data}", vec!["narrow.safetensors", "input_dim 100", "does not fit"]),
+        ("a corrupt checkpoint", "train {small} --epochs 3 --resume --data-dir {data} --out {corrupt_run}", vec!["checkpoint.safetensors", "corrupt checkpoint"]),
+        ("a checkpoint of another config", "train --epochs 3 --resume --data-dir {data} --out {done_run}", vec!["different config"]),
+        ("resume to fewer epochs", "train {small} --epochs 1 --resume --data-dir {data} --out {done_run}", vec!["2 epochs done", "greater than 2"]),
+        ("a finished run without --resume", "train {small} --epochs 2 --data-dir {data} --out {good}", vec!["holds a run already", "--overwrite"]),
+        ("a run directory in use", "train --data-dir {data} --out {locked}", vec!["another training run", &pid]),
+        ("a preset type error", "train --preset {typed} --data-dir {data} --out {fresh}", vec!["typed.toml", &epochs_at]),
+        ("a preset syntax error", "train --preset {syntax} --data-dir {data} --out {fresh}", vec!["syntax.toml", &lr_at]),
+        ("a missing preset file", "train --preset {nope} --out {fresh}", vec!["nope.toml: cannot read preset"]),
+        ("sample --n u64::MAX", "sample --model {model} --n 18446744073709551615 --out {png}", vec!["--n 18446744073709551615", "memory"]),
+        ("sample --n 1e8", "sample --model {model} --n 100000000 --out {png}", vec!["memory"]),
+        ("a batch larger than the data", "train --batch-size 18446744073709551615 --data-dir {data} --out {fresh}", vec!["batch_size 18446744073709551615", "60000 training images"]),
+        ("a billion hidden units", "train --hidden-dims 1000000000 --data-dir {data} --out {fresh}", vec!["parameters"]),
+        ("a 1e8-wide latent", "train --latent-dim 100000000 --data-dir {data} --out {fresh}", vec!["parameters"]),
+        ("a learning rate that diverges", "train --lr 0.99 --epochs 1 --data-dir {data} --out {fresh}", vec!["loss became"]),
+    ];
+    let fresh = root.join("fresh");
     let watched = [root.to_path_buf(), data.clone()];
-    for c in cases.drain(..) {
+    for (name, template, needles) in cases {
         let before: Vec<_> = watched.iter().map(|w| snapshot(w)).collect();
-        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
-        let (code, _, err) = vae_train(&args);
-        assert_eq!(code, Some(1), "{}: {err}", c.name);
-        assert!(!err.contains("panicked"), "{}: {err}", c.name);
+        let args = argv(template);
+        let (code, _, err) = vae_train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{}: {err}", c.name);
-        assert!(lines[0].starts_with("error: "), "{}: {err}", c.name);
-        for n in &c.needles {
-            assert!(
-                lines[0].contains(n.as_str()),
-                "{}: `{n}` not in {err}",
-                c.name
-            );
+        assert_eq!(lines.len(), 1, "{name}: {err}");
+        assert!(lines[0].starts_with("error: "), "{name}: {err}");
+        for n in needles {
+            assert!(lines[0].contains(n), "{name}: `{n}` not in {err}");
         }
         // A refused run may leave only its own (empty) run directory and lock behind.
         let _ = std::fs::remove_dir_all(&fresh);
         let after: Vec<_> = watched.iter().map(|w| snapshot(w)).collect();
-        assert_eq!(before, after, "{}: files changed", c.name);
+        assert_eq!(before, after, "{name}: files changed");
     }
 }

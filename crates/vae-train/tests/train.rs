@@ -1,28 +1,15 @@
 //! Real (small) training runs on the MNIST that the product downloaded into `data/`: determinism, resume, the run directory, and the CLI's
 //! refusals of bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
+
+mod common;
 
 use candle_core::Device;
+use common::data_dir;
 use vae_model::Vae;
 use vae_train::{train, EpochMetrics, Overrides, RunConfig, TrainOptions};
-
-/// The product's data directory (`$VAE_DATA_DIR`, else `data/` at the workspace root) with MNIST verified in it;
-/// `cargo xtask test` downloads it there first.
-fn data_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::var_os("VAE_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-        if let Err(e) = vae_data::verify(&dir, vae_data::Dataset::Mnist) {
-            panic!("{e}\n(run `cargo xtask download`, or `cargo xtask test`, which does)");
-        }
-        dir
-    })
-}
 
 /// A small, quick config: 784-64-8 on 3000 images.
 fn small(epochs: usize) -> RunConfig {
@@ -222,17 +209,8 @@ mod cli {
     use super::*;
 
     fn vae_train(args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_vae-train"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .env_remove("VAE_DATA_MIRROR")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
+        let (code, stdout, stderr) = common::vae_train(args);
+        (code == Some(0), stdout, stderr)
     }
 
     /// Exits non-zero with exactly one `error:` line containing every needle, and no panic.

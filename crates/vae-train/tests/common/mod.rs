@@ -1,0 +1,35 @@
+//! What the vae-train test binaries share: the data directory and running the binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The product's data directory (`$VAE_DATA_DIR`, else `data/` at the workspace root) with both datasets verified
+/// in it; `cargo xtask test` downloads them there first.
+pub fn data_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("VAE_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+        for d in vae_data::Dataset::ALL {
+            if let Err(e) = vae_data::verify(&dir, d) {
+                panic!("{e}\n(run `cargo xtask download --dataset all`, or `cargo xtask test`, which does)");
+            }
+        }
+        dir
+    })
+}
+
+/// Runs the `vae-train` binary (quiet logs, no mirror): its exit code, stdout and stderr.
+pub fn vae_train(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vae-train"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("VAE_DATA_MIRROR")
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
