@@ -63,6 +63,36 @@ fn good_fetch_then_skip_when_already_verified() {
 }
 
 #[test]
+fn stale_partial_downloads_are_swept_and_live_ones_kept() {
+    let server = TestServer::serve_dir(data_dir());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mnist");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (stale, live) = (
+        dir.join(".train-images-idx3-ubyte.gz.a1b2c3.part"),
+        dir.join(".t10k-images-idx3-ubyte.gz.d4e5f6.part"),
+    );
+    std::fs::write(&stale, b"interrupted").unwrap();
+    std::fs::write(&live, b"being written").unwrap();
+    let two_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(120);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_minutes_ago)
+        .unwrap();
+    download(Dataset::Mnist, &opts(tmp.path(), &[&server.base])).unwrap();
+    assert!(
+        !stale.exists(),
+        "an interrupted download's leftover is removed"
+    );
+    assert!(
+        live.exists(),
+        "one touched a moment ago may still be written by another download"
+    );
+}
+
+#[test]
 fn wrong_bytes_are_refused_and_nothing_is_left_behind() {
     let server = TestServer::start(|_, _| (200, b"definitely not MNIST".to_vec()));
     let tmp = tempfile::tempdir().unwrap();

@@ -362,6 +362,76 @@ mod cli {
     }
 
     #[test]
+    fn overwrite_replaces_an_earlier_run_and_sweeps_our_temporaries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        // A 2-D run leaves manifold.png; a 4-D run over it must not keep it.
+        let (ok, _, err) = quick_train(&out, 2, 1000);
+        assert!(ok, "{err}");
+        assert!(out.join("manifold.png").is_file());
+        std::fs::write(out.join(".tmp-abandoned"), b"half a checkpoint").unwrap();
+        let (ok, _, err) = quick_train(&out, 4, 1000);
+        assert!(!ok && err.contains("--overwrite"), "{err}");
+        let (latent, data) = ("4", data_dir().to_str().unwrap());
+        let (ok, _, err) = vae_train(&[
+            "train",
+            "--epochs",
+            "1",
+            "--hidden-dims",
+            "32",
+            "--latent-dim",
+            latent,
+            "--train-subset",
+            "1000",
+            "--data-dir",
+            data,
+            "--out",
+            out.to_str().unwrap(),
+            "--overwrite",
+        ]);
+        assert!(ok, "{err}");
+        let mut left: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "checkpoint.safetensors",
+                "config.json",
+                "metrics.jsonl",
+                "model.safetensors",
+                "reconstructions.png",
+                "samples.png"
+            ]
+        );
+        let vae = Vae::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+        assert_eq!(vae.config().latent_dim, 4);
+    }
+
+    #[test]
+    fn limits_and_causes_are_stated_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let absent = tmp.path().join("absent.safetensors");
+        let (ok, _, err) = vae_train(&["eval", "--model", absent.to_str().unwrap()]);
+        assert!(!ok);
+        assert_eq!(err.matches("No such file").count(), 1, "{err}");
+        // The documented bound on importance samples, enforced before anything loads.
+        let (ok, _, err) = vae_train(&[
+            "eval",
+            "--model",
+            absent.to_str().unwrap(),
+            "--iw-samples",
+            "100001",
+        ]);
+        assert!(
+            !ok && err.contains("100001") && err.contains("0..=100000"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn train_eval_sample_reconstruct_through_the_binary() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
