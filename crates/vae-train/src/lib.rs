@@ -1,5 +1,31 @@
 //! Training, evaluation and figures for the VAE of `vae-model` on the datasets of `vae-data`; the `vae-train`
 //! binary is a thin CLI over this library.
+//!
+//! A training loop in code reads like Candle's own examples: [`Adam`] is a candle-nn `Optimizer`.
+//!
+//! ```
+//! use candle_core::Device;
+//! use candle_nn::Optimizer;
+//! use vae_model::{elbo, Vae, VaeConfig, VaeRng};
+//! use vae_train::{Adam, AdamConfig};
+//!
+//! let device = Device::Cpu;
+//! let mut rng = VaeRng::seed_from(1);
+//! let cfg = VaeConfig { input_dim: 16, hidden_dims: vec![8], latent_dim: 2, ..VaeConfig::mnist() };
+//! let (vae, params) = Vae::init(&cfg, &mut rng, &device)?;
+//! let mut opt = Adam::new(params.all_vars(), AdamConfig { lr: 1e-2, ..Default::default() })?;
+//! // Two 16-pixel "images", left half or right half on, sixteen of each.
+//! let pixels: Vec<f32> = (0..32 * 16).map(|i| ((i / 16 % 2) == (i % 16 / 8)) as u8 as f32).collect();
+//! let x = candle_core::Tensor::from_vec(pixels, (32, 16), &device)?;
+//! let mut losses = Vec::new();
+//! for _ in 0..300 {
+//!     let terms = elbo(&x, &vae.forward(&x, &mut rng)?)?;
+//!     opt.backward_step(&terms.loss)?;
+//!     losses.push(terms.loss.to_scalar::<f32>()?);
+//! }
+//! assert!(losses[299] < losses[0] / 2.0, "{losses:?}"); // the model learns the two shapes
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod adam;
 pub mod checkpoint;
