@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use vae_data::{Batcher, MnistData};
-use vae_model::{Vae, VaeRng};
+use vae_model::{RngState, Vae, VaeRng};
 
 use crate::checkpoint::Partial;
 use crate::engine::{build_engine, resolve_engine, TrainEngine};
@@ -193,36 +193,19 @@ impl<'a> Run<'a> {
             lr: t.lr,
             ..Default::default()
         };
-        let mut rng = VaeRng::seed_from(t.seed);
-        let (engine, first_epoch, history, partial, steps) = if opts.resume {
-            let ck = checkpoint::load(&out.join(files::CHECKPOINT), cfg, &opts.device)?;
-            if t.epochs <= ck.epoch {
-                bail!(
-                    "{}: the checkpoint has {} epochs done; to continue, pass --epochs greater than {}",
-                    out.display(),
-                    ck.epoch,
-                    ck.epoch
-                );
-            }
-            let mut engine = build_engine(kind, &ck.model, adam, t.beta)?;
-            engine.restore_adam(&ck.adam)?;
-            rng = VaeRng::from_state(ck.rng);
-            let history = read_metrics(&out.join(files::METRICS))?
-                .into_iter()
-                .filter(|m| m.epoch <= ck.epoch)
-                .collect();
-            tracing::info!(
-                epoch = ck.epoch,
-                step = ck.adam.step,
-                "resumed from {}",
-                out.display()
-            );
-            (engine, ck.epoch + 1, history, ck.partial, ck.adam.step)
+        let start = if opts.resume {
+            Start::resume(cfg, opts, kind, adam)?
         } else {
-            let (model, _) = Vae::init(&cfg.model, &mut rng, &opts.device)?;
-            let engine = build_engine(kind, &model, adam, t.beta)?;
-            (engine, 1, Vec::new(), None, 0)
+            Start::fresh(cfg, opts, kind, adam)?
         };
+        let Start {
+            engine,
+            rng,
+            first_epoch,
+            partial,
+            steps,
+            history,
+        } = start;
         write_json(&out.join(files::CONFIG), cfg)?;
         rewrite_metrics(&out.join(files::METRICS), &history)?;
         tracing::info!(
@@ -252,6 +235,27 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// After a stop mid-epoch: a checkpoint of how far the epoch got (with the RNG at its start, to replay it).
+    fn checkpoint_partial(
+        &self,
+        epoch: usize,
+        epoch_start: RngState,
+        partial: Partial,
+    ) -> Result<()> {
+        let path = self.opts.out_dir.join(files::CHECKPOINT);
+        let (model, adam) = (self.engine.model()?, self.engine.adam_state()?);
+        let rng = VaeRng::from_state(epoch_start);
+        checkpoint::save(
+            &path,
+            self.cfg,
+            epoch - 1,
+            &model,
+            &adam,
+            &rng,
+            Some(&partial),
+        )
+    }
+
     /// Trains one epoch, evaluates, checkpoints, and appends the epoch's metrics.
     fn epoch(&mut self, epoch: usize) -> Result<()> {
         let t = &self.cfg.training;
@@ -276,23 +280,11 @@ impl<'a> Run<'a> {
             &stop,
         )?;
         bar.finish();
-        let model = self.engine.model()?;
         let (sums, secs) = match end {
             EpochEnd::Done(sums, secs) => (sums, secs),
             EpochEnd::Stopped(partial, signal) => {
-                let path = self.opts.out_dir.join(files::CHECKPOINT);
-                let adam = self.engine.adam_state()?;
-                let rng = VaeRng::from_state(epoch_start);
-                checkpoint::save(
-                    &path,
-                    self.cfg,
-                    epoch - 1,
-                    &model,
-                    &adam,
-                    &rng,
-                    Some(&partial),
-                )?;
                 let step = partial.batches;
+                self.checkpoint_partial(epoch, epoch_start, partial)?;
                 return Err(Interrupted {
                     signal,
                     epoch,
@@ -301,6 +293,7 @@ impl<'a> Run<'a> {
                 .into());
             }
         };
+        let model = self.engine.model()?;
         let mut eval_rng = VaeRng::seed_from(eval_seed(t.seed, epoch));
         let (tr, te) = (
             sums.averages(),
@@ -372,6 +365,71 @@ impl<'a> Run<'a> {
         }
         tracing::info!("wrote {}", out.display());
         Ok(written)
+    }
+}
+
+/// Where a run starts: a fresh seeded model, or the run directory's checkpoint.
+struct Start {
+    engine: Box<dyn TrainEngine>,
+    rng: VaeRng,
+    first_epoch: usize,
+    partial: Option<Partial>,
+    steps: u64,
+    history: Vec<EpochMetrics>,
+}
+
+impl Start {
+    /// The model initialised from the seed, which the run's RNG then continues from.
+    fn fresh(cfg: &RunConfig, opts: &TrainOptions, kind: Engine, adam: AdamConfig) -> Result<Self> {
+        let mut rng = VaeRng::seed_from(cfg.training.seed);
+        let (model, _) = Vae::init(&cfg.model, &mut rng, &opts.device)?;
+        Ok(Self {
+            engine: build_engine(kind, &model, adam, cfg.training.beta)?,
+            rng,
+            first_epoch: 1,
+            partial: None,
+            steps: 0,
+            history: Vec::new(),
+        })
+    }
+
+    /// The checkpoint's model, optimiser, RNG and metrics, checked against `cfg` first.
+    fn resume(
+        cfg: &RunConfig,
+        opts: &TrainOptions,
+        kind: Engine,
+        adam: AdamConfig,
+    ) -> Result<Self> {
+        let out = &opts.out_dir;
+        let ck = checkpoint::load(&out.join(files::CHECKPOINT), cfg, &opts.device)?;
+        if cfg.training.epochs <= ck.epoch {
+            bail!(
+                "{}: the checkpoint has {} epochs done; to continue, pass --epochs greater than {}",
+                out.display(),
+                ck.epoch,
+                ck.epoch
+            );
+        }
+        let mut engine = build_engine(kind, &ck.model, adam, cfg.training.beta)?;
+        engine.restore_adam(&ck.adam)?;
+        let history = read_metrics(&out.join(files::METRICS))?
+            .into_iter()
+            .filter(|m| m.epoch <= ck.epoch)
+            .collect();
+        tracing::info!(
+            epoch = ck.epoch,
+            step = ck.adam.step,
+            "resumed from {}",
+            out.display()
+        );
+        Ok(Self {
+            engine,
+            rng: VaeRng::from_state(ck.rng),
+            first_epoch: ck.epoch + 1,
+            partial: ck.partial,
+            steps: ck.adam.step,
+            history,
+        })
     }
 }
 
