@@ -38,14 +38,21 @@ enum Command {
     Preset(PresetArgs),
 }
 
-/// Where the tensors live and where the datasets are: shared by every subcommand that uses them.
+/// Where the tensors live and where the datasets are: shared by every subcommand that uses both.
 #[derive(Args)]
 struct Common {
+    #[command(flatten)]
+    device: DeviceArg,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+/// `--device`, for every subcommand that runs the model.
+#[derive(Args)]
+struct DeviceArg {
     /// Where the tensors live.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceKind,
-    #[command(flatten)]
-    data: DataDir,
 }
 
 /// `--data-dir`, for subcommands that read datasets.
@@ -128,7 +135,7 @@ struct SampleArgs {
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
-    common: Common,
+    device: DeviceArg,
 }
 
 #[derive(Args)]
@@ -250,7 +257,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         .unwrap_or(a.preset.clone());
     let out_dir = a.out.unwrap_or_else(|| Path::new("runs").join(&name));
     let data_dir = a.common.data_dir();
-    let device = open_device(a.common.device)?;
+    let device = open_device(a.common.device.device)?;
     if a.download {
         vae_data::download(cfg.dataset, &DownloadOptions::new(&data_dir))?;
     }
@@ -308,7 +315,7 @@ fn model_dataset(vae: &Vae, flag: Option<Dataset>, path: &Path) -> Result<Datase
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let vae = load_model(&a.model, a.common.device)?;
+    let vae = load_model(&a.model, a.common.device.device)?;
     let dataset = model_dataset(&vae, a.dataset, &a.model)?;
     let data = vae_data::load(&a.common.data_dir(), dataset)?;
     ensure_fits(&vae, &data, dataset, &a.model)?;
@@ -362,7 +369,7 @@ fn side(n: usize) -> usize {
 
 fn cmd_sample(a: SampleArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    let vae = load_model(&a.model, a.common.device)?;
+    let vae = load_model(&a.model, a.device.device)?;
     // z, logits and probabilities of every sample, then the picture.
     let floats = a.n as u128 * (vae.config().input_dim + vae.config().latent_dim) as u128;
     vae_train::ensure_memory(16 * floats, &format!("--n {}", a.n))?;
@@ -382,7 +389,7 @@ fn image_side(vae: &Vae) -> Result<usize> {
 
 fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    let vae = load_model(&a.model, a.common.device)?;
+    let vae = load_model(&a.model, a.common.device.device)?;
     let dataset = model_dataset(&vae, a.dataset, &a.model)?;
     let data = vae_data::load(&a.common.data_dir(), dataset)?;
     ensure_fits(&vae, &data, dataset, &a.model)?;
