@@ -7,6 +7,7 @@ mod bench;
 mod build;
 mod cmd;
 mod e2e;
+mod fuzz;
 mod test;
 
 use std::ffi::OsString;
@@ -54,6 +55,11 @@ enum Task {
     Test,
     /// Time training epochs of each preset, ours and (where importable) PyTorch's, side by side.
     Bench(bench::BenchArgs),
+    /// Run each cargo-fuzz target (IDX reader, Vae::load, checkpoint, preset parser) for N seconds.
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() {
@@ -81,6 +87,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Build { device } => build::build(&device),
         Task::Test => test::test(),
         Task::Bench(args) => bench::bench(&args),
+        Task::Fuzz { seconds } => fuzz::fuzz(seconds),
     }
 }
 

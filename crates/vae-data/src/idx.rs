@@ -91,8 +91,8 @@ pub fn read_idx(gz: &Path, kind: IdxKind) -> Result<Idx> {
         }
     };
 
-    // Grown as the data arrives, so a lying header costs no memory.
-    let mut data = Vec::with_capacity(body.min(1 << 26) as usize);
+    // Grown as the data arrives, so a lying header costs at most the first megabyte.
+    let mut data = Vec::with_capacity(body.min(1 << 20) as usize);
     let copied = (&mut dec)
         .take(body)
         .read_to_end(&mut data)
