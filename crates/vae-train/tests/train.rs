@@ -344,6 +344,16 @@ mod cli {
 
     /// One epoch of a 784-32-`latent` model on the first `images` training images.
     fn quick_train(out: &Path, latent: usize, images: usize) -> (bool, String, String) {
+        quick_train_with(out, latent, images, &[])
+    }
+
+    /// [`quick_train`] with more flags.
+    fn quick_train_with(
+        out: &Path,
+        latent: usize,
+        images: usize,
+        extra: &[&str],
+    ) -> (bool, String, String) {
         let (latent, images) = (latent.to_string(), images.to_string());
         let data = data_dir().to_str().unwrap();
         let out = out.to_str().unwrap();
@@ -358,7 +368,7 @@ mod cli {
             "--train-subset",
             &images,
         ];
-        vae_train(&[&args[..], &["--data-dir", data, "--out", out]].concat())
+        vae_train(&[&args[..], &["--data-dir", data, "--out", out], extra].concat())
     }
 
     #[test]
@@ -372,23 +382,7 @@ mod cli {
         std::fs::write(out.join(".tmp-abandoned"), b"half a checkpoint").unwrap();
         let (ok, _, err) = quick_train(&out, 4, 1000);
         assert!(!ok && err.contains("--overwrite"), "{err}");
-        let (latent, data) = ("4", data_dir().to_str().unwrap());
-        let (ok, _, err) = vae_train(&[
-            "train",
-            "--epochs",
-            "1",
-            "--hidden-dims",
-            "32",
-            "--latent-dim",
-            latent,
-            "--train-subset",
-            "1000",
-            "--data-dir",
-            data,
-            "--out",
-            out.to_str().unwrap(),
-            "--overwrite",
-        ]);
+        let (ok, _, err) = quick_train_with(&out, 4, 1000, &["--overwrite"]);
         assert!(ok, "{err}");
         let mut left: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
