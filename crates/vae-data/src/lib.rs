@@ -10,6 +10,8 @@
 //! # Ok::<(), vae_data::DataError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod batch;
 mod dataset;
 mod download;
