@@ -154,17 +154,14 @@ impl VaeConfig {
         self.plan().layers().map(LayerSpec::num_parameters).sum()
     }
 
-    /// The parameter count, or `None` above [`MAX_PARAMETERS`] (checked without overflow, before any plan).
+    /// The parameter count from the plan, in u128 so absurd widths cannot overflow; `None` above
+    /// [`MAX_PARAMETERS`].
     fn checked_num_parameters(&self) -> Option<usize> {
-        let mut widths: Vec<u128> = vec![self.input_dim as u128];
-        widths.extend(self.hidden_dims.iter().map(|&h| h as u128));
-        let (z, last) = (self.latent_dim as u128, *widths.last().expect("input_dim"));
-        // The encoder's pairs forwards and the decoder's backwards, the two heads, and z to the decoder.
-        let pairs: u128 = widths
-            .windows(2)
-            .map(|p| (p[0] + 1) * p[1] + (p[1] + 1) * p[0])
+        let total: u128 = self
+            .plan()
+            .layers()
+            .map(|l| (l.fan_in as u128 + 1) * l.fan_out as u128)
             .sum();
-        let total = pairs + 2 * (last + 1) * z + (z + 1) * last;
         (total <= MAX_PARAMETERS as u128).then_some(total as usize)
     }
 }

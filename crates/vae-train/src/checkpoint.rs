@@ -72,13 +72,19 @@ pub fn save(
         tensors.push((format!("adam.v.{name}"), v.to_device(&Device::Cpu)?));
         tensors.push((format!("model.{name}"), t.to_device(&Device::Cpu)?));
     }
-    let to_bytes = |tensors, md: &BTreeMap<String, String>| {
-        vae_model::safetensors_bytes(tensors, md).map_err(|e| anyhow!("{}: {e}", path.display()))
-    };
-    // The checksum covers the tensor data, which the metadata (where it goes) does not move.
-    let unsummed = to_bytes(tensors.clone(), &md)?;
-    md.insert("tensors_sha256".into(), data_sha256(&unsummed));
-    let bytes = to_bytes(tensors, &md)?;
+    // The checksum covers the tensor data, so it is written over a placeholder of its own length once the data is
+    // laid out: the header keeps its length and the data does not move.
+    let placeholder = "0".repeat(64);
+    md.insert("tensors_sha256".into(), placeholder.clone());
+    let mut bytes = vae_model::safetensors_bytes(tensors, &md)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let sum = data_sha256(&bytes);
+    let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let at = bytes[..header_end]
+        .windows(64)
+        .position(|w| w == placeholder.as_bytes())
+        .expect("the placeholder is in the header");
+    bytes[at..at + 64].copy_from_slice(sum.as_bytes());
     vae_model::write_atomic(path, &bytes)
         .with_context(|| format!("{}: cannot write checkpoint", path.display()))
 }

@@ -88,7 +88,8 @@ impl AutogradEngine {
                 .lock()
                 .expect("a fresh VarMap is not poisoned");
             for (name, t) in initial.named_tensors() {
-                let var = Var::from_tensor(&t.copy()?)?;
+                // Detached, so `from_tensor` makes the one copy the engine owns.
+                let var = Var::from_tensor(&t.detach())?;
                 vars.push(var.clone());
                 data.insert(name, var);
             }

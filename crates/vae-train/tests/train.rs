@@ -11,6 +11,16 @@ use common::data_dir;
 use vae_model::Vae;
 use vae_train::{train, EpochMetrics, Overrides, RunConfig, TrainOptions};
 
+/// The names in a directory, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A small, quick config: 784-64-8 on 3000 images.
 fn small(epochs: usize) -> RunConfig {
     let (base, _) = RunConfig::load_preset("mnist", Path::new("/nonexistent")).unwrap();
@@ -114,13 +124,8 @@ fn same_seed_same_numbers_and_a_complete_run_directory() {
         assert_eq!(img.dimensions(), size, "{png}");
     }
     // Nothing else is left in the run directory (no temporaries).
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        file_names(&dir),
         [
             "checkpoint.safetensors",
             "config.json",
@@ -384,13 +389,8 @@ mod cli {
         assert!(!ok && err.contains("--overwrite"), "{err}");
         let (ok, _, err) = quick_train_with(&out, 4, 1000, &["--overwrite"]);
         assert!(ok, "{err}");
-        let mut left: Vec<String> = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
         assert_eq!(
-            left,
+            file_names(&out),
             [
                 "checkpoint.safetensors",
                 "config.json",
