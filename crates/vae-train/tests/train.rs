@@ -542,33 +542,8 @@ mod cli {
         let (ok, _, err) = vae_train(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
         assert!(ok, "{err}");
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vae-train"))
-            .args(args(&cut))
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait until training has started, then interrupt it within its first epoch.
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        while !seen.contains("training 5 epochs") {
-            let mut line = String::new();
-            assert!(
-                std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
-                "{seen}"
-            );
-            seen.push_str(&line);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let kill = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(130), "{seen}{rest}");
+        let (code, rest) = signal_during_training(&args(&cut), "INT");
+        assert_eq!(code, Some(130), "{rest}");
         assert!(rest.contains("--resume"), "{rest}");
         assert!(!cut.join("model.safetensors").exists());
 
@@ -588,6 +563,65 @@ mod cli {
             std::fs::read(cut.join("model.safetensors")).unwrap(),
             std::fs::read(whole.join("model.safetensors")).unwrap(),
             "the same model, byte for byte"
+        );
+    }
+
+    /// Starts `vae-train` with `args` (a 5-epoch run), sends `kill -<signal>` once training has begun, and returns
+    /// the exit code and what it printed after that.
+    fn signal_during_training(args: &[String], signal: &str) -> (Option<i32>, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vae-train"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until training has started, then interrupt it within its first epoch.
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("training 5 epochs") {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+            assert!(n > 0, "{seen}");
+            seen.push_str(&line);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let kill = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        (child.wait().unwrap().code(), rest)
+    }
+
+    #[test]
+    fn sigterm_also_checkpoints_and_exits_143() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let args: Vec<String> = [
+            "train",
+            "--epochs",
+            "5",
+            "--hidden-dims",
+            "64",
+            "--latent-dim",
+            "8",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            data_dir().display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ])
+        .collect();
+        let (code, rest) = signal_during_training(&args, "TERM");
+        assert_eq!(code, Some(143), "{rest}");
+        assert!(rest.contains("--resume"), "{rest}");
+        assert!(
+            out.join("checkpoint.safetensors").is_file() && !out.join("model.safetensors").exists()
         );
     }
 }
