@@ -299,6 +299,16 @@ impl<'a> Run<'a> {
             sums.averages(),
             evaluate(&model, &self.test_data, &mut eval_rng)?,
         );
+        // A diverged model is never checkpointed: the last good checkpoint stays the last good one.
+        for (name, value) in [("loss", te.loss), ("recon", te.recon), ("kl", te.kl)] {
+            if !value.is_finite() {
+                bail!(
+                    "the test {name} became {value} after epoch {epoch}; nothing of this epoch was written, \
+                     the checkpoint still holds epoch {}; try a lower --lr",
+                    epoch - 1
+                );
+            }
+        }
         let m = EpochMetrics {
             epoch,
             train_loss: tr.loss,
@@ -611,4 +621,103 @@ fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
         .open(path)
         .with_context(|| path.display().to_string())?;
     writeln!(f, "{}", serde_json::to_string(m)?).with_context(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::StepTerms;
+    use crate::AdamState;
+    use crate::Overrides;
+
+    /// Trains like `inner`, but hands out a model with one NaN weight: finite training losses, a non-finite test
+    /// loss.
+    struct NanModel(Box<dyn TrainEngine>);
+
+    impl TrainEngine for NanModel {
+        fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms> {
+            self.0.step(x, rows, noise)
+        }
+        fn model(&self) -> Result<Vae> {
+            let vae = self.0.model()?;
+            let mut tensors = vae.named_tensors();
+            // The output layer's bias: a NaN there reaches every logit (ReLU would hide one in a hidden layer).
+            let (_, t) = tensors.last_mut().unwrap();
+            let mut v = t.to_vec1::<f32>()?;
+            v[0] = f32::NAN;
+            *t = candle_core::Tensor::new(v, t.device())?;
+            Ok(Vae::from_tensors(
+                vae.config(),
+                tensors.into_iter().collect(),
+                vae.device(),
+            )?)
+        }
+        fn adam_state(&self) -> Result<AdamState> {
+            self.0.adam_state()
+        }
+        fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
+            self.0.restore_adam(state)
+        }
+        fn latent_dim(&self) -> usize {
+            self.0.latent_dim()
+        }
+    }
+
+    #[test]
+    fn a_non_finite_test_loss_stops_before_anything_of_the_epoch_is_written() {
+        let data_dir = std::env::var_os("VAE_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+        let (base, _) = RunConfig::load_preset("mnist", Path::new("/nonexistent")).unwrap();
+        let cfg = base
+            .apply(&Overrides {
+                epochs: Some(2),
+                hidden_dims: Some(vec![32]),
+                latent_dim: Some(4),
+                train_subset: Some(1000),
+                ..Default::default()
+            })
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = TrainOptions {
+            data_dir,
+            out_dir: tmp.path().join("run"),
+            device: Device::Cpu,
+            resume: false,
+            overwrite: false,
+            progress: false,
+            interrupt: Interrupt::none(),
+            stop_after_steps: None,
+        };
+        let mut run = Run::prepare(&cfg, &opts, Engine::Fused).unwrap();
+        run.epoch(1).unwrap();
+        let checkpoint = opts.out_dir.join(files::CHECKPOINT);
+        let metrics = opts.out_dir.join(files::METRICS);
+        let before = (
+            std::fs::read(&checkpoint).unwrap(),
+            std::fs::read(&metrics).unwrap(),
+        );
+
+        // Continue from the epoch-1 state, through an engine whose model holds a NaN.
+        let current = run.engine.model().unwrap();
+        let adam = run.engine.adam_state().unwrap();
+        let mut inner = build_engine(Engine::Fused, &current, AdamConfig::default(), 1.0).unwrap();
+        inner.restore_adam(&adam).unwrap();
+        run.engine = Box::new(NanModel(inner));
+        let msg = run.epoch(2).unwrap_err().to_string();
+        assert!(
+            msg.contains("the test loss became NaN after epoch 2"),
+            "{msg}"
+        );
+        assert!(msg.contains("checkpoint still holds epoch 1"), "{msg}");
+        let after = (
+            std::fs::read(&checkpoint).unwrap(),
+            std::fs::read(&metrics).unwrap(),
+        );
+        assert!(
+            before == after,
+            "the epoch-1 checkpoint and metrics are untouched"
+        );
+        assert_eq!(read_metrics(&metrics).unwrap().len(), 1);
+    }
 }
