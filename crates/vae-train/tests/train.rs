@@ -569,6 +569,11 @@ mod cli {
     /// Starts `vae-train` with `args` (a 5-epoch run), sends `kill -<signal>` once training has begun, and returns
     /// the exit code and what it printed after that.
     fn signal_during_training(args: &[String], signal: &str) -> (Option<i32>, String) {
+        signals_during_training(args, &[signal])
+    }
+
+    /// As [`signal_during_training`], with one signal after another, 100 ms apart.
+    fn signals_during_training(args: &[String], signals: &[&str]) -> (Option<i32>, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vae-train"))
             .args(args)
             .env("RUST_LOG", "info")
@@ -585,14 +590,53 @@ mod cli {
             seen.push_str(&line);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let kill = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
+        for (i, signal) in signals.iter().enumerate() {
+            if i > 0 {
+                // Apart, so that the kernel does not merge two pending signals into one.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let kill = Command::new("kill")
+                .args([format!("-{signal}"), child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+        }
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
         (child.wait().unwrap().code(), rest)
+    }
+
+    #[test]
+    fn a_second_sigint_exits_at_once_without_finishing_the_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        // Steps of two seconds or more here (20 000 images × two layers of 1000: 4·10¹¹ flops), so both signals
+        // land inside the first one: the first asks for a stop after it, the second must not wait for it.
+        let args: Vec<String> = [
+            "train",
+            "--epochs",
+            "5",
+            "--batch-size",
+            "20000",
+            "--hidden-dims",
+            "1000,1000",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            data_dir().display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ])
+        .collect();
+        let (code, rest) = signals_during_training(&args, &["INT", "INT"]);
+        assert_eq!(code, Some(130), "{rest}");
+        assert!(!rest.contains("interrupted in epoch"), "{rest}");
+        assert!(
+            !out.join("checkpoint.safetensors").exists(),
+            "the step was not finished, so nothing was checkpointed"
+        );
     }
 
     #[test]
