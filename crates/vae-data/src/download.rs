@@ -175,6 +175,7 @@ pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFil
                         fetched = Some(url);
                         break 'sources;
                     }
+                    Err(e @ DataError::NoRoom { .. }) => return Err(e),
                     Err(e) => {
                         tracing::warn!("{e}");
                         let transient = matches!(
@@ -253,7 +254,7 @@ fn fetch_verified(
         };
         hasher.update(&buf[..n]);
         tmp.write_all(&buf[..n])
-            .map_err(DataError::io(tmp.path()))?;
+            .map_err(|e| write_error(dir, file, tmp.path(), e))?;
         if let Some(b) = &bar {
             b.inc(n as u64);
         }
@@ -273,13 +274,30 @@ fn fetch_verified(
     }
     tmp.as_file()
         .sync_all()
-        .map_err(DataError::io(tmp.path()))?;
+        .map_err(|e| write_error(dir, file, tmp.path(), e))?;
     tmp.persist(dest).map_err(|e| DataError::Io {
         path: dest.to_path_buf(),
         error: e.error,
     })?;
     tracing::info!(file = %dest.display(), "verified sha256 {}", &file.sha256[..12]);
     Ok(())
+}
+
+/// A failed write: a full disk is named as such (no other mirror can help), anything else by the file.
+fn write_error(dir: &Path, file: &DataFile, tmp: &Path, error: std::io::Error) -> DataError {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    if matches!(error.kind(), StorageFull | QuotaExceeded | FileTooLarge) {
+        DataError::NoRoom {
+            dir: dir.to_path_buf(),
+            file: file.name.to_string(),
+            error,
+        }
+    } else {
+        DataError::Io {
+            path: tmp.to_path_buf(),
+            error,
+        }
+    }
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {

@@ -11,6 +11,17 @@ pub enum DataError {
         /// The OS error (in the message, and deliberately not a `source()`, so a chain prints it once).
         error: std::io::Error,
     },
+    /// The data directory's disk would not take a file (full, over quota or over a size limit). Another source
+    /// cannot help, so the download stops here; nothing half-written is left.
+    #[error("{}: no room to write {file} ({error}); free some space and download again", dir.display())]
+    NoRoom {
+        /// The dataset directory.
+        dir: PathBuf,
+        /// The file being written.
+        file: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
     /// The bytes fetched do not have the published SHA-256; nothing was kept.
     #[error("{file}: checksum mismatch for {url}: expected sha256 {expected}, got {actual}")]
     Checksum {

@@ -607,6 +607,85 @@ mod cli {
     }
 
     #[test]
+    fn download_names_and_replaces_a_bad_file_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let labels = tmp.path().join("mnist/t10k-labels-idx1-ubyte.gz");
+        std::fs::create_dir_all(labels.parent().unwrap()).unwrap();
+        std::fs::write(&labels, b"stale").unwrap();
+        let (ok, _, err) = vae_train(&[
+            "download",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            tmp.path().to_str().unwrap(),
+            "--from",
+            data_dir().to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        let stale_sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(b"stale"))
+        };
+        let warning = format!(
+            "{}: present but not the published file (sha256 {stale_sha}); replacing it",
+            labels.display()
+        );
+        assert!(err.contains(&warning), "{err}");
+        assert_eq!(
+            std::fs::read(&labels).unwrap(),
+            std::fs::read(data_dir().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_disk_that_takes_no_more_is_named_and_nothing_half_written_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mnist");
+        std::fs::create_dir_all(&dir).unwrap();
+        let images = dir.join("train-images-idx3-ubyte.gz");
+        std::fs::write(&images, b"an earlier file").unwrap();
+        // Without root a test cannot fill a disk; a file-size limit makes the same write fail (EFBIG rather than
+        // ENOSPC). SIGXFSZ is ignored so that the write returns the error instead of killing the process.
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                "trap '' XFSZ; ulimit -f 1000; exec \"$0\" \"$@\"",
+                env!("CARGO_BIN_EXE_vae-train"),
+                "download",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                tmp.path().to_str().unwrap(),
+                "--from",
+                data_dir().to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "a warning for the earlier file, then the error: {err}"
+        );
+        assert!(
+            lines[1].starts_with(&format!(
+                "error: {}: no room to write train-images-idx3-ubyte.gz (File too large",
+                dir.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&images).unwrap(), b"an earlier file");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["train-images-idx3-ubyte.gz"], "no .part left");
+    }
+
+    #[test]
     fn a_second_sigint_exits_at_once_without_finishing_the_step() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
