@@ -9,16 +9,13 @@ use vae_model::VaeConfig;
 
 /// The presets shipped in `models/`, built into the binary so it also runs outside the repository.
 pub const BUILTIN_PRESETS: [(&str, &str); 4] = [
-    ("mnist", include_str!("../../../models/mnist.toml")),
-    (
-        "mnist-seed",
-        include_str!("../../../models/mnist-seed.toml"),
-    ),
+    ("mnist", include_str!("../presets/mnist.toml")),
+    ("mnist-seed", include_str!("../presets/mnist-seed.toml")),
     (
         "fashion-mnist",
-        include_str!("../../../models/fashion-mnist.toml"),
+        include_str!("../presets/fashion-mnist.toml"),
     ),
-    ("mnist-2d", include_str!("../../../models/mnist-2d.toml")),
+    ("mnist-2d", include_str!("../presets/mnist-2d.toml")),
 ];
 
 /// How gradients are computed.
