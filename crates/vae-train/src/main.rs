@@ -36,6 +36,18 @@ enum Command {
     Download(DownloadArgs),
     /// Print a preset, resolved with any overrides, as the JSON of `config.json`.
     Preset(PresetArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (vae-train.1 and one per subcommand) into a folder; `cargo xtask man` runs it.
+    #[command(hide = true)]
+    Man {
+        /// The folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Where the tensors live and where the datasets are: shared by every subcommand that uses both.
@@ -210,12 +222,43 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample(a) => cmd_sample(a),
         Command::Reconstruct(a) => cmd_reconstruct(a),
         Command::Download(a) => cmd_download(a),
+        Command::Completions { shell } => {
+            print!("{}", completions(shell));
+            Ok(())
+        }
+        Command::Man { out } => write_man_pages(&out),
         Command::Preset(a) => {
             let (preset, _) = RunConfig::load_preset(&a.name, &a.models_dir)?;
             println!("{}", serde_json::to_string(&preset.apply(&a.overrides)?)?);
             Ok(())
         }
     }
+}
+
+/// The completion script for `shell`.
+fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "vae-train", &mut script);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    // clap_complete's bash script names a hyphenated binary's subcommand states two ways (clap-rs/clap#6421), so
+    // no subcommand's flags would complete; spell the case labels as its loop does.
+    match shell {
+        clap_complete::Shell::Bash => script.replace("vae__subcmd__train", "vae__train"),
+        _ => script,
+    }
+}
+
+/// `vae-train.1` and `vae-train-<subcommand>.1` for every visible subcommand.
+fn write_man_pages(out: &Path) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    // No pages for `help`: `vae-train help X` is the same as `vae-train X --help`.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    clap_mangen::generate_to(cmd, out)
+        .with_context(|| format!("{}: cannot write", out.display()))?;
+    Ok(())
 }
 
 fn parse_datasets(s: &str) -> Result<Vec<Dataset>> {

@@ -606,6 +606,72 @@ mod cli {
         (child.wait().unwrap().code(), rest)
     }
 
+    /// What bash offers for the words typed so far (the last one being completed), with our completion script.
+    fn bash_completes(words: &[&str]) -> Vec<String> {
+        let script = r#"source <("$0" completions bash)
+            COMP_WORDS=("vae-train" "$@"); COMP_CWORD=$#
+            _vae__train vae-train "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+            printf '%s\n' "${COMPREPLY[@]}""#;
+        let out = Command::new("bash")
+            .args(["-c", script, env!("CARGO_BIN_EXE_vae-train")])
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn bash_completes_subcommands_and_their_flags() {
+        assert_eq!(bash_completes(&["tr"]), ["train"]);
+        assert_eq!(bash_completes(&["train", "--ep"]), ["--epochs"]);
+        assert_eq!(bash_completes(&["sample", "--n"]), ["--n"]);
+        let engines = bash_completes(&["train", "--engine", ""]);
+        assert_eq!(engines, ["auto", "autograd", "fused"]);
+        for shell in ["zsh", "fish", "elvish", "powershell"] {
+            let (code, script, err) = common::vae_train(&["completions", shell]);
+            assert_eq!(code, Some(0), "{err}");
+            for word in ["train", "epochs", "iw-samples", "completions"] {
+                assert!(script.contains(word), "{shell}: {word}");
+            }
+        }
+    }
+
+    #[test]
+    fn man_pages_cover_every_subcommand_and_flag() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ok, _, err) = vae_train(&["man", "--out", tmp.path().to_str().unwrap()]);
+        assert!(ok, "{err}");
+        let mut pages: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        pages.sort();
+        let expected = [
+            "vae-train-completions.1",
+            "vae-train-download.1",
+            "vae-train-eval.1",
+            "vae-train-preset.1",
+            "vae-train-reconstruct.1",
+            "vae-train-sample.1",
+            "vae-train-train.1",
+            "vae-train.1",
+        ];
+        assert_eq!(pages, expected);
+        let train = std::fs::read_to_string(tmp.path().join("vae-train-train.1")).unwrap();
+        assert!(train.starts_with(".ie"), "roff");
+        for flag in ["epochs", "resume", "overwrite", "hidden\\-dims"] {
+            assert!(train.contains(&format!("\\-\\-{flag}")), "{flag}");
+        }
+    }
+
     #[test]
     fn download_names_and_replaces_a_bad_file_in_place() {
         let tmp = tempfile::tempdir().unwrap();
