@@ -8,6 +8,8 @@ mod build;
 mod cmd;
 mod e2e;
 mod fuzz;
+mod lint;
+mod man;
 mod test;
 
 use std::ffi::OsString;
@@ -51,8 +53,12 @@ enum Task {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
-    /// Run the test suite and the end-to-end check (the README's test command).
+    /// Run the lints, the test suite and the end-to-end check (the README's test command).
     Test,
+    /// Check formatting, clippy (-D warnings), rustdoc (-D warnings) and that the three crates package.
+    Lint,
+    /// Write vae-train's man pages into target/man/.
+    Man,
     /// Time training epochs of each preset, ours and (where importable) PyTorch's, side by side.
     Bench(bench::BenchArgs),
     /// Run each cargo-fuzz target (IDX reader, Vae::load, checkpoint, preset parser) for N seconds.
@@ -86,6 +92,8 @@ fn run(cli: Cli) -> Result<()> {
         } => build::train(&preset, &device, &train_flags),
         Task::Build { device } => build::build(&device),
         Task::Test => test::test(),
+        Task::Lint => lint::lint(),
+        Task::Man => man::man().map(drop),
         Task::Bench(args) => bench::bench(&args),
         Task::Fuzz { seconds } => fuzz::fuzz(seconds),
     }

@@ -4,9 +4,10 @@ use anyhow::Result;
 
 use crate::cmd::{cargo, features, status, vae_train};
 
-/// Fetches (or verifies) the datasets where the product keeps them, runs every test in the release profile (so it
-/// reuses what `cargo xtask train` built), then the end-to-end check.
+/// Runs the lints, fetches (or verifies) the datasets where the product keeps them, runs every test in the release
+/// profile (so it reuses what `cargo xtask train` built), then the end-to-end check.
 pub fn test() -> Result<()> {
+    crate::lint::lint()?;
     status(vae_train("cpu").args(["download", "--dataset", "all"]))?;
     status(
         cargo()
