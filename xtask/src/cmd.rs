@@ -36,6 +36,29 @@ pub fn vae_train(device: &str) -> Command {
     cmd
 }
 
+/// `cargo` for a device's build: its own target folder (`target/cuda/`, `target/metal/`), so a GPU binary never
+/// replaces the CPU one, and for CUDA the toolkit's environment (found, or installed from pip wheels).
+pub fn device_cargo(device: &str, compute_cap: Option<&str>) -> Result<Command> {
+    let mut cmd = cargo();
+    if device != "cpu" {
+        cmd.env("CARGO_TARGET_DIR", target_dir().join(device));
+    }
+    if device == "cuda" {
+        let toolkit = crate::cuda::Toolkit::find_or_install(crate::cuda::Link::Run, compute_cap)?;
+        toolkit.apply(&mut cmd);
+    }
+    Ok(cmd)
+}
+
+/// [`vae_train`] built for `device` by [`device_cargo`].
+pub fn vae_train_on(device: &str, compute_cap: Option<&str>) -> Result<Command> {
+    let mut cmd = device_cargo(device, compute_cap)?;
+    cmd.args(["run", "--quiet", "--release", "-p", "vae-train"])
+        .args(features(device))
+        .arg("--");
+    Ok(cmd)
+}
+
 /// Cargo's feature arguments for a device (vae-train's features are named after the devices it adds), plus
 /// `blas` for the fused CPU engine when OpenBLAS is installed.
 pub fn features(device: &str) -> Vec<String> {

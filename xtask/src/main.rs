@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod cuda;
 mod e2e;
 mod fuzz;
 mod lint;
@@ -43,18 +44,31 @@ enum Task {
         /// cpu, cuda or metal (the name of vae-train's feature).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// For cuda: the GPU's compute capability (e.g. 90), when nvidia-smi cannot tell.
+        #[arg(long)]
+        compute_cap: Option<String>,
         /// Flags passed to `vae-train train`, after `--` (e.g. -- --epochs 2).
         #[arg(last = true)]
         train_flags: Vec<OsString>,
     },
-    /// Build the workspace in release with a device's feature set.
+    /// Build the workspace in release with a device's feature set (cuda and metal into `target/DEVICE/`).
     Build {
         /// cpu, cuda or metal.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// For cuda: the GPU's compute capability (e.g. 90), when nvidia-smi cannot tell.
+        #[arg(long)]
+        compute_cap: Option<String>,
     },
-    /// Run the lints, the test suite and the end-to-end check (the README's test command).
-    Test,
+    /// Run the lints, the test suite and the end-to-end check (the README's test command); with --device cuda,
+    /// the tests that need an NVIDIA GPU.
+    Test {
+        /// cpu, or cuda for the GPU tests.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Build the cuda feature against stub libraries and type-check the metal feature for macOS: no GPU needed.
+    CheckGpu,
     /// Check formatting, clippy (-D warnings), rustdoc (-D warnings) and that the three crates package.
     Lint,
     /// Write vae-train's man pages into target/man/.
@@ -88,10 +102,19 @@ fn run(cli: Cli) -> Result<()> {
         Task::Train {
             preset,
             device,
+            compute_cap,
             train_flags,
-        } => build::train(&preset, &device, &train_flags),
-        Task::Build { device } => build::build(&device),
-        Task::Test => test::test(),
+        } => build::train(&preset, &device, compute_cap.as_deref(), &train_flags),
+        Task::Build {
+            device,
+            compute_cap,
+        } => build::build(&device, compute_cap.as_deref()),
+        Task::Test { device } => match device.as_str() {
+            "cpu" => test::test(),
+            "cuda" => test::test_cuda(),
+            other => anyhow::bail!("--device {other}: the GPU tests exist for cuda only"),
+        },
+        Task::CheckGpu => cuda::check_gpu(),
         Task::Lint => lint::lint(),
         Task::Man => man::man().map(drop),
         Task::Bench(args) => bench::bench(&args),

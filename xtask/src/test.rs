@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::cmd::{cargo, features, status, vae_train};
+use crate::cmd::{cargo, device_cargo, features, status, vae_train};
 
 /// Runs the lints, fetches (or verifies) the datasets where the product keeps them, runs every test in the release
 /// profile (so it reuses what `cargo xtask train` built), then the end-to-end check.
@@ -15,4 +15,14 @@ pub fn test() -> Result<()> {
             .args(features("cpu")),
     )?;
     crate::e2e::end_to_end()
+}
+
+/// The tests that need an NVIDIA GPU (`crates/vae-train/tests/gpu.rs`), built for CUDA in `target/cuda/`.
+pub fn test_cuda() -> Result<()> {
+    status(vae_train("cpu").args(["download", "--dataset", "mnist"]))?;
+    status(
+        device_cargo("cuda", None)?
+            .args(["test", "--release", "-p", "vae-train", "--test", "gpu"])
+            .args(features("cuda")),
+    )
 }

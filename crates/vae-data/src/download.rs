@@ -146,10 +146,7 @@ pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFil
     let dir = dataset_dir(&opts.data_dir, dataset);
     std::fs::create_dir_all(&dir).map_err(DataError::io(&dir))?;
     sweep_stale_parts(&dir);
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(opts.timeout)
-        .timeout_read(opts.timeout)
-        .build();
+    let agent = http::agent(opts.timeout);
     let mut report = Vec::new();
     for file in dataset.files() {
         let dest = dir.join(file.name);
@@ -206,7 +203,7 @@ pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFil
 }
 
 fn fetch_verified(
-    agent: &ureq::Agent,
+    agent: &http::Agent,
     url: &str,
     file: &DataFile,
     dest: &Path,
@@ -224,11 +221,7 @@ fn fetch_verified(
             let len = f.metadata().ok().map(|m| m.len());
             (Box::new(f), len)
         }
-        _ => {
-            let resp = agent.get(url).call().map_err(|e| http_error(url, e))?;
-            let len = resp.header("Content-Length").and_then(|v| v.parse().ok());
-            (Box::new(resp.into_reader()), len)
-        }
+        _ => http::open(agent, url)?,
     };
     tracing::info!(%url, "fetching {}", file.name);
     let bar = progress_bar(opts.progress, len, file.name);
@@ -307,32 +300,80 @@ fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-fn http_error(url: &str, e: ureq::Error) -> DataError {
-    match e {
-        ureq::Error::Status(status, _) => DataError::Http {
-            url: url.into(),
-            status,
-        },
-        ureq::Error::Transport(t) => {
-            let msg = t.to_string();
-            let timed_out = std::error::Error::source(&t)
-                .and_then(|s| s.downcast_ref::<std::io::Error>())
-                .is_some_and(is_timeout);
-            match t.kind() {
-                _ if timed_out => DataError::Timeout {
-                    url: url.into(),
-                    msg,
-                },
-                ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => DataError::Connect {
-                    url: url.into(),
-                    msg,
-                },
-                _ => DataError::Transfer {
-                    url: url.into(),
-                    msg,
-                },
+/// The HTTP client, behind the `http` feature (on by default). Without it (a build that leaves out the TLS stack,
+/// such as the macOS type-check on Linux) only `Source::LocalDir` works.
+#[cfg(feature = "http")]
+mod http {
+    use std::io::Read;
+    use std::time::Duration;
+
+    use super::is_timeout;
+    use crate::{DataError, Result};
+
+    pub type Agent = ureq::Agent;
+
+    pub fn agent(timeout: Duration) -> Agent {
+        ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout_read(timeout)
+            .build()
+    }
+
+    /// The response body and its announced length.
+    pub fn open(agent: &Agent, url: &str) -> Result<(Box<dyn Read>, Option<u64>)> {
+        let resp = agent.get(url).call().map_err(|e| http_error(url, e))?;
+        let len = resp.header("Content-Length").and_then(|v| v.parse().ok());
+        Ok((Box::new(resp.into_reader()), len))
+    }
+
+    fn http_error(url: &str, e: ureq::Error) -> DataError {
+        match e {
+            ureq::Error::Status(status, _) => DataError::Http {
+                url: url.into(),
+                status,
+            },
+            ureq::Error::Transport(t) => {
+                let msg = t.to_string();
+                let timed_out = std::error::Error::source(&t)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .is_some_and(is_timeout);
+                match t.kind() {
+                    _ if timed_out => DataError::Timeout {
+                        url: url.into(),
+                        msg,
+                    },
+                    ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => {
+                        DataError::Connect {
+                            url: url.into(),
+                            msg,
+                        }
+                    }
+                    _ => DataError::Transfer {
+                        url: url.into(),
+                        msg,
+                    },
+                }
             }
         }
+    }
+}
+
+#[cfg(not(feature = "http"))]
+mod http {
+    use std::io::Read;
+    use std::time::Duration;
+
+    use crate::{DataError, Result};
+
+    pub type Agent = ();
+
+    pub fn agent(_timeout: Duration) -> Agent {}
+
+    pub fn open(_agent: &Agent, url: &str) -> Result<(Box<dyn Read>, Option<u64>)> {
+        Err(DataError::Transfer {
+            url: url.into(),
+            msg: "this build has no HTTP client (the `http` feature is off); use --from a local folder".into(),
+        })
     }
 }
 

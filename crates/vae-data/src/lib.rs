@@ -1,5 +1,8 @@
-//! MNIST-style datasets for the VAE: download with SHA-256 verification, checked loading through candle-datasets,
-//! and seeded mini-batches.
+//! MNIST-style datasets for the VAE: download with SHA-256 verification, checked loading (the IDX files are
+//! decoded in memory), and seeded mini-batches.
+//!
+//! The `http` feature (on by default) brings the HTTP client for mirrors; without it, [`download`] copies from a
+//! local folder only ([`Source::LocalDir`]).
 //!
 //! ```no_run
 //! use vae_data::{download, load, Dataset, DownloadOptions};
