@@ -46,7 +46,7 @@ pub use engine::{build_engine, resolve_engine, StepTerms, TrainEngine};
 pub use interrupt::{Interrupt, Interrupted};
 pub use train::{train, EpochMetrics, TrainOptions, TrainReport};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
 /// The device kinds the CLI accepts.
@@ -64,8 +64,12 @@ pub enum DeviceKind {
 pub fn open_device(kind: DeviceKind) -> Result<Device> {
     match kind {
         DeviceKind::Cpu => Ok(Device::Cpu),
-        DeviceKind::Cuda if cfg!(feature = "cuda") => Ok(Device::new_cuda(0)?),
-        DeviceKind::Metal if cfg!(feature = "metal") => Ok(Device::new_metal(0)?),
+        DeviceKind::Cuda if cfg!(feature = "cuda") => {
+            Device::new_cuda(0).context("cannot open CUDA device 0 (is an NVIDIA GPU and its driver there?)")
+        }
+        DeviceKind::Metal if cfg!(feature = "metal") => {
+            Device::new_metal(0).context("cannot open the Metal device")
+        }
         DeviceKind::Cuda => bail!("this vae-train was built without CUDA support; run `cargo xtask build --device cuda`"),
         DeviceKind::Metal => bail!("this vae-train was built without Metal support; run `cargo xtask build --device metal`"),
     }

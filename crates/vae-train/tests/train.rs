@@ -672,21 +672,30 @@ mod cli {
         }
     }
 
+    /// `download` of MNIST into `data` from the test data folder (a local source: no network).
+    fn copy_mnist_into(data: &Path) -> Vec<String> {
+        let (into, from) = (data.display().to_string(), data_dir().display().to_string());
+        [
+            "download",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            &into,
+            "--from",
+            &from,
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     #[test]
     fn download_names_and_replaces_a_bad_file_in_place() {
         let tmp = tempfile::tempdir().unwrap();
         let labels = tmp.path().join("mnist/t10k-labels-idx1-ubyte.gz");
         std::fs::create_dir_all(labels.parent().unwrap()).unwrap();
         std::fs::write(&labels, b"stale").unwrap();
-        let (ok, _, err) = vae_train(&[
-            "download",
-            "--dataset",
-            "mnist",
-            "--data-dir",
-            tmp.path().to_str().unwrap(),
-            "--from",
-            data_dir().to_str().unwrap(),
-        ]);
+        let args = copy_mnist_into(tmp.path());
+        let (ok, _, err) = vae_train(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(ok, "{err}");
         let stale_sha = {
             use sha2::Digest;
@@ -717,14 +726,8 @@ mod cli {
                 "-c",
                 "trap '' XFSZ; ulimit -f 1000; exec \"$0\" \"$@\"",
                 env!("CARGO_BIN_EXE_vae-train"),
-                "download",
-                "--dataset",
-                "mnist",
-                "--data-dir",
-                tmp.path().to_str().unwrap(),
-                "--from",
-                data_dir().to_str().unwrap(),
             ])
+            .args(copy_mnist_into(tmp.path()))
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
@@ -757,24 +760,17 @@ mod cli {
         let out = tmp.path().join("run");
         // Steps of two seconds or more here (20 000 images × two layers of 1000: 4·10¹¹ flops), so both signals
         // land inside the first one: the first asks for a stop after it, the second must not wait for it.
-        let args: Vec<String> = [
-            "train",
-            "--epochs",
-            "5",
-            "--batch-size",
-            "20000",
-            "--hidden-dims",
-            "1000,1000",
-            "--data-dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            data_dir().display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-        ])
-        .collect();
+        let args = train_args(
+            &[
+                "--epochs",
+                "5",
+                "--batch-size",
+                "20000",
+                "--hidden-dims",
+                "1000,1000",
+            ],
+            &out,
+        );
         let (code, rest) = signals_during_training(&args, &["INT", "INT"]);
         assert_eq!(code, Some(130), "{rest}");
         assert!(!rest.contains("interrupted in epoch"), "{rest}");
@@ -784,28 +780,29 @@ mod cli {
         );
     }
 
+    /// `train FLAGS --data-dir <data> --out OUT`.
+    fn train_args(flags: &[&str], out: &Path) -> Vec<String> {
+        let data = data_dir().display().to_string();
+        let tail = [
+            "--data-dir".into(),
+            data,
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        std::iter::once("train".to_string())
+            .chain(flags.iter().map(|s| s.to_string()))
+            .chain(tail)
+            .collect()
+    }
+
     #[test]
     fn sigterm_also_checkpoints_and_exits_143() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
-        let args: Vec<String> = [
-            "train",
-            "--epochs",
-            "5",
-            "--hidden-dims",
-            "64",
-            "--latent-dim",
-            "8",
-            "--data-dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            data_dir().display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-        ])
-        .collect();
+        let args = train_args(
+            &["--epochs", "5", "--hidden-dims", "64", "--latent-dim", "8"],
+            &out,
+        );
         let (code, rest) = signal_during_training(&args, "TERM");
         assert_eq!(code, Some(143), "{rest}");
         assert!(rest.contains("--resume"), "{rest}");
