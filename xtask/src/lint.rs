@@ -27,10 +27,54 @@ pub fn lint() -> Result<()> {
     // All three at once: cargo verifies vae-data and vae-train against the just-packaged vae-model and vae-data
     // (none is on crates.io yet), so no `--no-verify` is needed. `--allow-dirty` because this checks contents, not
     // whether they are committed.
+    forget_unpacked_packages()?;
     let mut package = cargo();
     package.args(["package", "--allow-dirty"]);
     for p in PUBLISHED {
         package.args(["-p", p]);
     }
     status(&mut package)
+}
+
+/// Cargo unpacks the packages it verifies against into `$CARGO_HOME/registry/src/<local registry>/` and builds them
+/// in the dev profile; since a published version never changes, it reuses both on the next run, so vae-train would
+/// be checked against the vae-model of an earlier run. Our crates' unpacked copies (in local, non-crates.io
+/// registries) and their dev-profile fingerprints are removed first; the rebuild takes seconds.
+fn forget_unpacked_packages() -> Result<()> {
+    let fingerprints = crate::cmd::target_dir().join("debug/.fingerprint");
+    for entry in std::fs::read_dir(&fingerprints)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if PUBLISHED.iter().any(|p| name.starts_with(&format!("{p}-"))) {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if registry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("index.crates.io")
+        {
+            continue;
+        }
+        for unpacked in std::fs::read_dir(registry.path())?.flatten() {
+            let name = unpacked.file_name().to_string_lossy().into_owned();
+            if PUBLISHED.iter().any(|p| name.starts_with(&format!("{p}-"))) {
+                std::fs::remove_dir_all(unpacked.path())?;
+            }
+        }
+    }
+    Ok(())
 }
