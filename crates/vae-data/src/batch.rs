@@ -32,6 +32,17 @@ impl std::str::FromStr for Binarize {
     }
 }
 
+impl Binarize {
+    /// The name a config or a model file uses: `none`, `static` or `dynamic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binarize::None => "none",
+            Binarize::Static => "static",
+            Binarize::Dynamic => "dynamic",
+        }
+    }
+}
+
 impl TryFrom<String> for Binarize {
     type Error = DataError;
     fn try_from(s: String) -> Result<Self> {
@@ -169,9 +180,7 @@ impl Batcher {
             Binarize::Static => images
                 .iter_mut()
                 .for_each(|p| *p = if *p > 0.5 { 1.0 } else { 0.0 }),
-            Binarize::Dynamic => images
-                .iter_mut()
-                .for_each(|p| *p = if rng.random::<f32>() < *p { 1.0 } else { 0.0 }),
+            Binarize::Dynamic => images.iter_mut().for_each(|p| *p = bernoulli(*p, rng)),
         }
         Batch {
             images,
@@ -179,6 +188,16 @@ impl Batcher {
             dim: d,
             device: self.device.clone(),
         }
+    }
+
+    /// The same binarisation on every pass: a dynamic batcher's pixels are drawn once, now, from `rng` (Burda et
+    /// al.'s fixed binarised test set), and kept; other batchers are returned as they are.
+    pub fn frozen(mut self, rng: &mut impl Rng) -> Self {
+        if self.binarize == Binarize::Dynamic {
+            self.pixels.iter_mut().for_each(|p| *p = bernoulli(*p, rng));
+            self.binarize = Binarize::None;
+        }
+        self
     }
 
     /// Pixels per example.
@@ -189,6 +208,15 @@ impl Batcher {
     /// Examples per full batch.
     pub fn batch_size(&self) -> usize {
         self.batch_size
+    }
+}
+
+/// 1 with probability `p`, else 0.
+fn bernoulli(p: f32, rng: &mut impl Rng) -> f32 {
+    if rng.random::<f32>() < p {
+        1.0
+    } else {
+        0.0
     }
 }
 

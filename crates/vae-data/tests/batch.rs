@@ -134,3 +134,42 @@ fn bad_shapes_are_errors() {
     let (x, y) = data(5);
     assert!(Batcher::new(&x, &y, 0, &Device::Cpu).is_err());
 }
+
+#[test]
+fn a_frozen_dynamic_binarisation_is_drawn_once_and_the_same_on_every_pass() {
+    let n = 50;
+    let grey = VaeRng::seed_from(5)
+        .uniform((n, 3), 0.0, 1.0, &Device::Cpu)
+        .unwrap();
+    let labels = Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap();
+    let frozen = Batcher::new(&grey, &labels, 16, &Device::Cpu)
+        .unwrap()
+        .binarize(Binarize::Dynamic)
+        .frozen(&mut VaeRng::seed_from(2016));
+    let pass = |seed: u64| -> Vec<f32> {
+        frozen
+            .in_order(&mut VaeRng::seed_from(seed))
+            .flat_map(|b| b.images)
+            .collect()
+    };
+    let first = pass(1);
+    assert_eq!(first, pass(2), "later passes draw nothing new");
+    // One Bernoulli(pixel) draw per pixel, in order, from the given generator.
+    let mut rng = VaeRng::seed_from(2016);
+    let want: Vec<f32> = grey
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&p| {
+            if rand::Rng::random::<f32>(&mut rng) < p {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_eq!(first, want);
+    assert!(first.contains(&1.0) && first.contains(&0.0));
+}

@@ -84,7 +84,8 @@ fn format_error(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 impl Vae {
-    /// Saves the weights as f32 safetensors, with `format`, `config` and `dataset` in the metadata. The write is
+    /// Saves the weights as f32 safetensors, with `format`, `config`, `dataset` and (when recorded) `binarize` in
+    /// the metadata. The write is
     /// atomic, so a crash never leaves a half-written model in place of a good one.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
@@ -98,6 +99,9 @@ impl Vae {
             "dataset".to_string(),
             self.dataset().unwrap_or("unknown").to_string(),
         );
+        if let Some(b) = self.binarize() {
+            metadata.insert("binarize".to_string(), b.to_string());
+        }
         let tensors = self
             .named_tensors()
             .into_iter()
@@ -121,16 +125,18 @@ impl Vae {
             path: path.to_path_buf(),
             error,
         })?;
-        let (tensors, config, dataset) = parse(path, &bytes)?;
+        let (tensors, config, md) = parse(path, &bytes)?;
         let tensors = tensors
             .into_iter()
             .map(|(name, t)| Ok((name, t.to_device(device)?)))
             .collect::<Result<HashMap<_, _>>>()?;
-        Ok(Vae::from_tensors(&config, tensors, device)?.with_dataset(dataset))
+        let vae = Vae::from_tensors(&config, tensors, device)?;
+        Ok(vae.with_provenance(md.get("dataset").cloned(), md.get("binarize").cloned()))
     }
 }
 
-type Parsed = (HashMap<String, Tensor>, VaeConfig, Option<String>);
+/// The tensors, the config, and the whole metadata.
+type Parsed = (HashMap<String, Tensor>, VaeConfig, HashMap<String, String>);
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     let (_, meta) = SafeTensors::read_metadata(bytes)
@@ -201,5 +207,5 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         }
         tensors.insert(name, t);
     }
-    Ok((tensors, config, md.get("dataset").cloned()))
+    Ok((tensors, config, md.clone()))
 }

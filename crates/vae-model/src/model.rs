@@ -149,6 +149,7 @@ pub struct Vae {
     config: VaeConfig,
     device: Device,
     dataset: Option<String>,
+    binarize: Option<String>,
 }
 
 impl Vae {
@@ -163,6 +164,7 @@ impl Vae {
             config: cfg.clone(),
             device: vb.device().clone(),
             dataset: None,
+            binarize: None,
         })
     }
 
@@ -233,6 +235,17 @@ impl Vae {
     /// Records the training dataset; [`Vae::save`] writes it to the file's metadata.
     pub fn set_dataset(&mut self, name: impl Into<String>) {
         self.dataset = Some(name.into());
+    }
+
+    /// How the training images were binarised (`none`, `static` or `dynamic`), as recorded in its file; `None` for
+    /// files written before the key existed.
+    pub fn binarize(&self) -> Option<&str> {
+        self.binarize.as_deref()
+    }
+
+    /// Records the training binarisation; [`Vae::save`] writes it to the file's metadata as `binarize`.
+    pub fn set_binarize(&mut self, name: impl Into<String>) {
+        self.binarize = Some(name.into());
     }
 
     /// Every parameter with its `state_dict` name, in the order of [`VaeConfig::parameter_shapes`].
@@ -306,8 +319,13 @@ impl Vae {
         self.decode_probs(&mu)
     }
 
-    pub(crate) fn with_dataset(mut self, dataset: Option<String>) -> Self {
+    pub(crate) fn with_provenance(
+        mut self,
+        dataset: Option<String>,
+        binarize: Option<String>,
+    ) -> Self {
         self.dataset = dataset;
+        self.binarize = binarize;
         self
     }
 }

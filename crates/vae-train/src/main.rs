@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use vae_data::{Batcher, Dataset, DownloadOptions, Source};
+use vae_data::{Binarize, Dataset, DownloadOptions, Source};
 use vae_model::{Vae, VaeRng};
 use vae_train::{
     eval, figures, open_device, train, DeviceKind, Overrides, RunConfig, TrainOptions,
@@ -129,6 +129,13 @@ struct EvalArgs {
     /// Dataset to evaluate on [default: the one in the model's metadata].
     #[arg(long)]
     dataset: Option<Dataset>,
+    /// How to binarise the test images [default: as the model was trained, from its metadata; `none` for files
+    /// without it]. `dynamic` binarises the test set once, the same every time (seed 2016).
+    #[arg(long)]
+    binarize: Option<Binarize>,
+    /// Evaluate the first N test images only.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    test_subset: Option<u64>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[command(flatten)]
@@ -362,32 +369,47 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let dataset = model_dataset(&vae, a.dataset, &a.model)?;
     let data = vae_data::load(&a.common.data_dir(), dataset)?;
     ensure_fits(&vae, &data, dataset, &a.model)?;
-    let test = Batcher::new(&data.test_images, &data.test_labels, 1000, vae.device())?;
+    let binarize = match (a.binarize, vae.binarize()) {
+        (Some(b), _) => b,
+        (None, Some(name)) => name
+            .parse()
+            .with_context(|| format!("{}: metadata `binarize`", a.model.display()))?,
+        (None, None) => Binarize::None,
+    };
+    let subset = a.test_subset.map(|n| n as usize);
+    let test = eval::test_batcher(&data, binarize, subset, vae.device())?;
     let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
-    let mut out = serde_json::json!({
-        "model": a.model.display().to_string(),
-        "dataset": dataset.name(),
-        "test_images": test.len(),
-        "test_loss": avg.loss,
-        "test_recon": avg.recon,
-        "test_kl": avg.kl,
-    });
     anyhow::ensure!(
         avg.loss.is_finite(),
         "{}: the test loss is {}; the model's outputs overflow",
         a.model.display(),
         avg.loss
     );
+    let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
+    let mut out = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "dataset": dataset.name(),
+        "binarize": binarize.name(),
+        "test_images": test.len(),
+        "test_loss": avg.loss,
+        "test_recon": avg.recon,
+        "test_kl": avg.kl,
+        "active_units": usage.active_units,
+        "kl_per_dim": usage.kl_per_dim,
+        "mean_variance_per_dim": usage.mean_variance,
+    });
     if a.iw_samples > 0 {
         let k = a.iw_samples as usize;
-        let nll = eval::iw_nll(&vae, &test, k, &mut VaeRng::seed_from(a.seed))?;
+        let iw = eval::iw_nll(&vae, &test, k, &mut VaeRng::seed_from(a.seed))?;
         anyhow::ensure!(
-            nll.is_finite(),
-            "{}: the importance-weighted estimate is {nll}",
-            a.model.display()
+            iw.nll.is_finite(),
+            "{}: the importance-weighted estimate is {}",
+            a.model.display(),
+            iw.nll
         );
         out["iw_samples"] = a.iw_samples.into();
-        out["test_nll_iw"] = nll.into();
+        out["test_nll_iw"] = iw.nll.into();
+        out["test_nll_iw_se"] = iw.se.into();
     }
     println!("{out}");
     Ok(())

@@ -129,8 +129,7 @@ pub fn batchers(cfg: &RunConfig, data: &MnistData, device: &Device) -> Result<(B
     let images = data.train_images.narrow(0, 0, keep)?;
     let labels = data.train_labels.narrow(0, 0, keep)?;
     let train = Batcher::new(&images, &labels, t.batch_size, device)?.binarize(t.binarize);
-    let test =
-        Batcher::new(&data.test_images, &data.test_labels, 1000, device)?.binarize(t.binarize);
+    let test = crate::eval::test_batcher(data, t.binarize, None, device)?;
     Ok((train, test))
 }
 
@@ -346,6 +345,7 @@ impl<'a> Run<'a> {
         let (out, data, device) = (&self.opts.out_dir, &self.data, &self.opts.device);
         let mut vae = self.engine.model()?;
         vae.set_dataset(self.cfg.dataset.name());
+        vae.set_binarize(self.cfg.training.binarize.name());
         vae.save(out.join(files::MODEL))?;
         let mut fig_rng = VaeRng::seed_from(self.cfg.training.seed);
         let samples = vae.sample(64, &mut fig_rng)?;

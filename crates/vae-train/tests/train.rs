@@ -377,6 +377,49 @@ mod cli {
     }
 
     #[test]
+    fn eval_binarises_the_test_set_as_the_model_was_trained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let (ok, _, err) = quick_train_with(&out, 4, 1000, &["--binarize", "dynamic"]);
+        assert!(ok, "{err}");
+        let model = out.join("model.safetensors");
+        assert_eq!(
+            Vae::load(&model, &Device::Cpu).unwrap().binarize(),
+            Some("dynamic")
+        );
+        let eval = |extra: &[&str]| -> serde_json::Value {
+            let base = [
+                "eval",
+                "--model",
+                model.to_str().unwrap(),
+                "--test-subset",
+                "2000",
+            ];
+            let data = ["--data-dir", data_dir().to_str().unwrap()];
+            let (ok, stdout, err) = vae_train(&[&base[..], &data, extra].concat());
+            assert!(ok, "{err}");
+            serde_json::from_str(stdout.trim()).unwrap()
+        };
+        let (recorded, dynamic, grey) = (
+            eval(&[]),
+            eval(&["--binarize", "dynamic"]),
+            eval(&["--binarize", "none"]),
+        );
+        assert_eq!(recorded["binarize"], "dynamic");
+        assert_eq!(recorded["test_images"], 2000);
+        assert_eq!(
+            recorded, dynamic,
+            "the recorded binarisation is the default"
+        );
+        assert_ne!(recorded["test_loss"], grey["test_loss"]);
+        // Grey targets carry their own entropy in the BCE, so their reconstruction term is the larger.
+        assert!(
+            grey["test_recon"].as_f64() > recorded["test_recon"].as_f64(),
+            "{grey} vs {recorded}"
+        );
+    }
+
+    #[test]
     fn overwrite_replaces_an_earlier_run_and_sweeps_our_temporaries() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
