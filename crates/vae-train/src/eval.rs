@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor, D};
 use rand::RngCore;
 use serde::Serialize;
 use vae_data::Batcher;
-use vae_model::{bce_with_logits, elbo, Vae, VaeRng};
+use vae_model::{bce_with_logits, elbo, kl_divergence, Vae, VaeRng};
 
 /// Per-image averages over a dataset, in nats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -189,8 +189,7 @@ pub fn latent_usage(vae: &Vae, data: &Batcher, rng: &mut VaeRng) -> Result<Laten
             mu.to_dtype(candle_core::DType::F64)?,
             logvar.to_dtype(candle_core::DType::F64)?,
         );
-        // KL of each dimension: ½ (μ² + σ² − 1 − log σ²).
-        let kl_b = (((mu.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)? * 0.5;
+        let kl_b = kl_divergence(&mu, &logvar);
         let sums = |t: Tensor| -> Result<Vec<f64>> { t.sum(0)?.to_vec1::<f64>() };
         let (ms, m2s, kls) = (sums(mu.clone())?, sums(mu.sqr()?)?, sums(kl_b?)?);
         for i in 0..d {
