@@ -37,7 +37,9 @@ mod rng;
 
 pub use config::{Activation, Block, LayerPlan, LayerSpec, Likelihood, VaeConfig, MAX_PARAMETERS};
 pub use io::{first_non_finite, safetensors_bytes, temp_file_builder, write_atomic, FORMAT};
-pub use loss::{bce_with_logits, beta_elbo, elbo, kl_divergence, ElboTerms};
+pub use loss::{
+    bce_with_logits, beta_elbo, elbo, iwae_bound, kl_divergence, log_importance_weights, ElboTerms,
+};
 pub use model::{Decoder, Dense, Encoder, Vae, VaeOutput};
 pub use rng::{RngState, VaeRng};
 

@@ -4,9 +4,9 @@
 //! reconstruction cost (BCE, a negative log-likelihood) plus the KL divergence from the approximate posterior to
 //! the N(0, I) prior. Both are summed over pixels / latent dims and averaged over the batch: nats per image.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, D};
 
-use crate::{Likelihood, VaeOutput};
+use crate::{Likelihood, Vae, VaeOutput};
 
 /// The terms of −ELBO for a batch, each a scalar tensor in nats per image.
 #[derive(Debug, Clone)]
@@ -52,4 +52,59 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
     let inner = (((logvar + 1.0)? - mu.sqr()?)? - logvar.exp()?)?;
     inner * -0.5
+}
+
+/// log w = log p(x|z) + log p(z) − log q(z|x) for each row of a forward pass with noise `eps` (`z = mu + σ·eps`):
+/// the importance weight of z for its image. In closed form, `−Σ BCE − ½ Σ z² + ½ Σ (logvar + eps²)` (the
+/// `½ log 2π` of p(z) and q(z|x) cancel).
+///
+/// # Shapes
+/// `x [N, input_dim]`, `out` for `N` rows, `eps [N, latent_dim]` → `[N]`.
+pub fn log_importance_weights(x: &Tensor, out: &VaeOutput, eps: &Tensor) -> Result<Tensor> {
+    let log_px_z = match out.likelihood {
+        Likelihood::Bernoulli => bce_with_logits(&out.logits, x)?.sum(D::Minus1)?.neg()?,
+    };
+    let log_p_over_q = ((out.logvar.broadcast_add(&eps.sqr()?)?.sum(D::Minus1)?
+        - out.z.sqr()?.sum(D::Minus1)?)?
+        * 0.5)?;
+    log_px_z + log_p_over_q
+}
+
+/// The importance-weighted bound of Burda, Grosse & Salakhutdinov (2016), as a loss:
+/// `−(1/B) Σ_images log (1/k) Σ_i w_i`, with `k = eps.dim(0) / B` samples per image. With k = 1 it is −ELBO with
+/// the KL estimated from the sample; as k grows it tightens towards −log p(x). Its gradient weights each sample's
+/// by its normalised importance weight.
+///
+/// `recon` and `kl` are the per-sample averages of BCE and of log q(z|x) − log p(z) (their sum is the k = 1 bound).
+///
+/// # Shapes
+/// `x [B, input_dim]`; `eps [k·B, latent_dim]`, sample-major: row `s·B + b` is sample `s` of image `b`.
+pub fn iwae_bound(vae: &Vae, x: &Tensor, eps: &Tensor) -> Result<ElboTerms> {
+    let (batch, rows) = (x.dim(0)?, eps.dim(0)?);
+    if batch == 0 || rows % batch != 0 {
+        candle_core::bail!("iwae_bound: {rows} noise rows for {batch} images");
+    }
+    let k = rows / batch;
+    let (mu, logvar) = vae.encode(x)?;
+    let (mu, logvar, x) = (
+        mu.repeat((k, 1))?,
+        logvar.repeat((k, 1))?,
+        x.repeat((k, 1))?,
+    );
+    let z = Vae::reparameterize(&mu, &logvar, eps)?;
+    let out = VaeOutput {
+        logits: vae.decode(&z)?,
+        mu,
+        logvar,
+        z,
+        likelihood: vae.config().likelihood,
+    };
+    let log_w = log_importance_weights(&x, &out, eps)?.reshape((k, batch))?;
+    // log-sum-exp over the samples, shifted by a constant (hence detached) maximum.
+    let max = log_w.max_keepdim(0)?.detach();
+    let lse = (log_w.broadcast_sub(&max)?.exp()?.sum_keepdim(0)?.log()? + &max)?;
+    let loss = ((lse.mean_all()? - (k as f64).ln())? * -1.0)?;
+    let recon = (bce_with_logits(&out.logits, &x)?.sum_all()? / rows as f64)?;
+    let kl = ((log_w.sum_all()? / rows as f64)? * -1.0 - &recon)?;
+    Ok(ElboTerms { recon, kl, loss })
 }

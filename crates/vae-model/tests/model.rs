@@ -2,10 +2,12 @@
 //! save/load round trips, refusals of bad files, and seeding.
 
 use std::collections::HashMap;
+use std::f64::consts::PI;
 
 use candle_core::{DType, Device, Tensor, Var};
 use vae_model::{
-    bce_with_logits, beta_elbo, elbo, kl_divergence, Activation, Vae, VaeConfig, VaeOutput, VaeRng,
+    bce_with_logits, beta_elbo, elbo, iwae_bound, kl_divergence, Activation, Vae, VaeConfig,
+    VaeOutput, VaeRng,
 };
 
 fn cpu() -> Device {
@@ -158,8 +160,13 @@ fn reparameterize_is_mu_plus_sigma_eps() {
     assert!((z[0][1] - (-5.0)).abs() < 1e-14);
 }
 
-/// Central differences of the loss in every parameter, against Candle's backprop, in f64.
-fn gradient_check(activation: Activation, beta: f64) {
+/// Central differences of the loss in every parameter, against Candle's backprop, in f64. The loss gets the
+/// model, 3 images and `noise_rows` rows of noise.
+fn gradient_check(
+    activation: Activation,
+    noise_rows: usize,
+    objective: impl Fn(&Vae, &Tensor, &Tensor) -> Tensor,
+) {
     let dev = cpu();
     let cfg = tiny(activation);
     let mut rng = VaeRng::seed_from(11);
@@ -167,11 +174,8 @@ fn gradient_check(activation: Activation, beta: f64) {
     let x = rng
         .uniform_dtype((3, 5), 0.0, 1.0, DType::F64, &dev)
         .unwrap();
-    let eps = vae.noise(3, &mut rng).unwrap();
-    let loss = |vae: &Vae| {
-        let out = vae.forward_with_noise(&x, &eps).unwrap();
-        beta_elbo(&x, &out, beta).unwrap().loss
-    };
+    let eps = vae.noise(noise_rows, &mut rng).unwrap();
+    let loss = |vae: &Vae| objective(vae, &x, &eps);
     let grads = loss(&vae).backward().unwrap();
 
     let vars: HashMap<String, Var> = varmap.data().lock().unwrap().clone();
@@ -208,14 +212,89 @@ fn gradient_check(activation: Activation, beta: f64) {
     assert_eq!(checked, cfg.num_parameters());
 }
 
+fn beta_elbo_loss(beta: f64) -> impl Fn(&Vae, &Tensor, &Tensor) -> Tensor {
+    move |vae, x, eps| {
+        let out = vae.forward_with_noise(x, eps).unwrap();
+        beta_elbo(x, &out, beta).unwrap().loss
+    }
+}
+
+fn iwae_loss(vae: &Vae, x: &Tensor, eps: &Tensor) -> Tensor {
+    iwae_bound(vae, x, eps).unwrap().loss
+}
+
 #[test]
 fn gradients_match_finite_differences_tanh() {
-    gradient_check(Activation::Tanh, 1.0);
+    gradient_check(Activation::Tanh, 3, beta_elbo_loss(1.0));
 }
 
 #[test]
 fn gradients_match_finite_differences_relu_beta() {
-    gradient_check(Activation::Relu, 0.5);
+    gradient_check(Activation::Relu, 3, beta_elbo_loss(0.5));
+}
+
+#[test]
+fn iwae_gradients_match_finite_differences() {
+    // k = 4 samples for each of the 3 images.
+    gradient_check(Activation::Tanh, 12, iwae_loss);
+    gradient_check(Activation::Relu, 12, iwae_loss);
+}
+
+#[test]
+fn the_iwae_bound_is_the_log_mean_of_the_importance_weights_written_out() {
+    let dev = cpu();
+    let cfg = tiny(Activation::Tanh);
+    let mut rng = VaeRng::seed_from(5);
+    let (vae, _) = Vae::init_with_dtype(&cfg, &mut rng, DType::F64, &dev).unwrap();
+    let x = rng
+        .uniform_dtype((3, 5), 0.0, 1.0, DType::F64, &dev)
+        .unwrap();
+    let (k, b) = (7, 3);
+    let eps = vae.noise(k * b, &mut rng).unwrap();
+    let got = iwae_bound(&vae, &x, &eps).unwrap();
+    // Each sample's log w from its own one-row forward pass, by the densities' definitions.
+    let (mu, logvar) = vae.encode(&x).unwrap();
+    let (mu, logvar) = (
+        mu.to_vec2::<f64>().unwrap(),
+        logvar.to_vec2::<f64>().unwrap(),
+    );
+    let (xs, es) = (x.to_vec2::<f64>().unwrap(), eps.to_vec2::<f64>().unwrap());
+    let normal = |v: f64, m: f64, var: f64| -0.5 * ((v - m).powi(2) / var + (2.0 * PI * var).ln());
+    let (mut bound, mut recon, mut kl) = (0.0, 0.0, 0.0);
+    for i in 0..b {
+        let log_w: Vec<f64> = (0..k)
+            .map(|s| {
+                let e = &es[s * b + i];
+                let z: Vec<f64> = (0..e.len())
+                    .map(|j| mu[i][j] + (0.5 * logvar[i][j]).exp() * e[j])
+                    .collect();
+                let zt = Tensor::from_vec(z.clone(), (1, z.len()), &dev).unwrap();
+                let logits = vae.decode(&zt).unwrap().to_vec2::<f64>().unwrap();
+                let log_px_z: f64 = (0..5)
+                    .map(|p| xs[i][p] * logits[0][p] - (1.0 + logits[0][p].exp()).ln())
+                    .sum();
+                let log_pz: f64 = z.iter().map(|&v| normal(v, 0.0, 1.0)).sum();
+                let log_qz: f64 = (0..z.len())
+                    .map(|j| normal(z[j], mu[i][j], logvar[i][j].exp()))
+                    .sum();
+                (recon, kl) = (recon - log_px_z, kl + log_qz - log_pz);
+                log_px_z + log_pz - log_qz
+            })
+            .collect();
+        let mean_w = log_w.iter().map(|w| w.exp()).sum::<f64>() / k as f64;
+        bound -= mean_w.ln();
+    }
+    let n = (k * b) as f64;
+    for (what, got, want) in [
+        ("loss", &got.loss, bound / b as f64),
+        ("recon", &got.recon, recon / n),
+        ("kl", &got.kl, kl / n),
+    ] {
+        let got = scalar(got);
+        assert!((got - want).abs() < 1e-9, "{what}: {got} vs {want}");
+    }
+    // It is a tighter bound than the same samples' average log w (Jensen).
+    assert!(scalar(&got.loss) < (recon + kl) / n);
 }
 
 #[test]
