@@ -8,7 +8,7 @@ use vae_data::{Binarize, Dataset};
 use vae_model::VaeConfig;
 
 /// The presets shipped in `models/`, built into the binary so it also runs outside the repository.
-pub const BUILTIN_PRESETS: [(&str, &str); 4] = [
+pub const BUILTIN_PRESETS: [(&str, &str); 6] = [
     ("mnist", include_str!("../presets/mnist.toml")),
     ("mnist-seed", include_str!("../presets/mnist-seed.toml")),
     (
@@ -16,6 +16,11 @@ pub const BUILTIN_PRESETS: [(&str, &str); 4] = [
         include_str!("../presets/fashion-mnist.toml"),
     ),
     ("mnist-2d", include_str!("../presets/mnist-2d.toml")),
+    ("mnist-iwae", include_str!("../presets/mnist-iwae.toml")),
+    (
+        "mnist-iwae-k50",
+        include_str!("../presets/mnist-iwae-k50.toml"),
+    ),
 ];
 
 /// How gradients are computed.
@@ -29,6 +34,42 @@ pub enum Engine {
     Autograd,
     /// The hand-derived CPU step of [`crate::fused`]: same maths, much faster on a CPU.
     Fused,
+}
+
+/// What training minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// −ELBO, with the KL weighted by `beta`.
+    #[default]
+    Elbo,
+    /// The importance-weighted bound with `k` samples per image (Burda et al. 2016).
+    Iwae,
+}
+
+/// The objective with its parameters, as the engines take it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+    /// `recon + beta · kl`.
+    Elbo {
+        /// KL weight.
+        beta: f64,
+    },
+    /// The k-sample importance-weighted bound.
+    Iwae {
+        /// Samples per image.
+        k: usize,
+    },
+}
+
+/// The most samples per image `training.k` accepts: each is a decoder pass per image per step.
+pub const MAX_IWAE_K: usize = 5000;
+
+fn default_k() -> usize {
+    1
+}
+fn is_default_k(k: &usize) -> bool {
+    *k == 1
 }
 
 fn default_seed() -> u64 {
@@ -63,6 +104,22 @@ pub struct TrainingConfig {
     /// Train on the first N training images only (for quick checks); all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
+    /// What training minimises.
+    #[serde(default)]
+    pub objective: Objective,
+    /// Importance samples per image for `objective = "iwae"`.
+    #[serde(default = "default_k", skip_serializing_if = "is_default_k")]
+    pub k: usize,
+}
+
+impl TrainingConfig {
+    /// The objective with its parameters.
+    pub fn loss(&self) -> Loss {
+        match self.objective {
+            Objective::Elbo => Loss::Elbo { beta: self.beta },
+            Objective::Iwae => Loss::Iwae { k: self.k },
+        }
+    }
 }
 
 /// Everything a run needs: the resolved preset plus overrides. Written to `config.json`.
@@ -146,6 +203,12 @@ pub struct Overrides {
     /// How gradients are computed [default: the preset's, normally auto: fused on CPU, autograd on GPU].
     #[arg(long, value_enum)]
     pub engine: Option<Engine>,
+    /// What training minimises: elbo or iwae.
+    #[arg(long, value_enum)]
+    pub objective: Option<Objective>,
+    /// Importance samples per image (with --objective iwae).
+    #[arg(long)]
+    pub k: Option<usize>,
 }
 
 impl RunConfig {
@@ -211,6 +274,8 @@ impl RunConfig {
         t.binarize = o.binarize.unwrap_or(t.binarize);
         t.train_subset = o.train_subset.or(t.train_subset);
         t.engine = o.engine.unwrap_or(t.engine);
+        t.objective = o.objective.unwrap_or(t.objective);
+        t.k = o.k.unwrap_or(t.k);
         if let Some(h) = &o.hidden_dims {
             self.model.hidden_dims = h.clone();
         }
@@ -237,6 +302,24 @@ impl RunConfig {
         }
         if t.train_subset == Some(0) {
             bail!("training.train_subset must be at least 1");
+        }
+        if !(1..=MAX_IWAE_K).contains(&t.k) {
+            bail!("training.k must be in 1..={MAX_IWAE_K}, got {}", t.k);
+        }
+        match t.objective {
+            Objective::Elbo if t.k != 1 => {
+                bail!(
+                    "training.k = {} needs objective = \"iwae\" (the ELBO takes one sample)",
+                    t.k
+                )
+            }
+            Objective::Iwae if t.beta != 1.0 => {
+                bail!(
+                    "training.beta = {} applies to the ELBO only, not objective = \"iwae\"",
+                    t.beta
+                )
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -287,6 +370,20 @@ mod tests {
         assert_eq!(get("fashion-mnist").dataset, Dataset::FashionMnist);
         let d = get("mnist-2d");
         assert_eq!((d.model.latent_dim, d.training.epochs), (2, 20));
+        let iwae = get("mnist-iwae");
+        assert_eq!(
+            (iwae.model.hidden_dims.clone(), iwae.model.latent_dim),
+            (vec![200, 200], 50)
+        );
+        assert_eq!(iwae.model.activation, vae_model::Activation::Tanh);
+        assert_eq!(
+            (iwae.training.binarize, iwae.training.batch_size),
+            (Binarize::Dynamic, 100)
+        );
+        assert_eq!(iwae.training.loss(), Loss::Elbo { beta: 1.0 });
+        let k50 = get("mnist-iwae-k50");
+        assert_eq!(k50.training.loss(), Loss::Iwae { k: 50 });
+        assert_eq!(k50.model, iwae.model);
     }
 
     #[test]
@@ -321,6 +418,29 @@ mod tests {
         assert!(format!("{err:#}").contains("hidden layer"), "{err:#}");
         let err = RunConfig::load_preset("nope", Path::new("models")).unwrap_err();
         assert!(err.to_string().contains("unknown preset `nope`"), "{err}");
+        let with = |extra: &str| {
+            let text = base.replace("seed = 1", &format!("seed = 1\n{extra}"));
+            RunConfig::from_toml(&text, "x.toml").map_err(|e| format!("{e:#}"))
+        };
+        let e = with("objective = \"iwae\"\nk = 0").unwrap_err();
+        assert!(e.contains("training.k must be in 1..=5000, got 0"), "{e}");
+        let e = with("k = 50").unwrap_err();
+        assert!(
+            e.contains("training.k = 50 needs objective = \"iwae\""),
+            "{e}"
+        );
+        let e = with("objective = \"iwae\"\nk = 5\nbeta = 0.5").unwrap_err();
+        assert!(
+            e.contains("training.beta = 0.5 applies to the ELBO only"),
+            "{e}"
+        );
+        let e = with("objective = \"iwea\"").unwrap_err();
+        assert!(
+            e.contains("`training.objective`") && e.contains("iwea"),
+            "{e}"
+        );
+        let ok = with("objective = \"iwae\"\nk = 5").unwrap();
+        assert_eq!(ok.training.loss(), Loss::Iwae { k: 5 });
     }
 
     #[test]

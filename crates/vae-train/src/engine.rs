@@ -3,25 +3,27 @@
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
-use vae_model::{beta_elbo, Vae, VaeRng};
+use vae_model::{beta_elbo, iwae_bound, Vae, VaeRng};
 
+use crate::config::Loss;
 use crate::fused::{self, FusedVae};
 use crate::{Adam, AdamConfig, AdamState, Engine};
 
 /// Per-image averages of one step's loss terms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepTerms {
-    /// The objective `recon + β kl`.
+    /// The objective: `recon + β kl` for the ELBO, the k-sample bound for IWAE.
     pub loss: f64,
-    /// Reconstruction term (BCE).
+    /// Reconstruction term (BCE; averaged over the samples for IWAE).
     pub recon: f64,
-    /// KL term.
+    /// KL term (for IWAE, the samples' average of log q(z|x) − log p(z)).
     pub kl: f64,
 }
 
-/// A model being trained with Adam on −ELBO (with KL weight β).
+/// A model being trained with Adam on a [`Loss`].
 pub trait TrainEngine {
-    /// One optimiser step on the batch `x [rows, input_dim]` of host pixels, with ε drawn from `noise`.
+    /// One optimiser step on the batch `x [rows, input_dim]` of host pixels, with ε drawn from `noise`
+    /// (`rows × noise_per_image()` draws).
     fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms>;
     /// The current parameters as a model on the training device.
     fn model(&self) -> Result<Vae>;
@@ -29,8 +31,8 @@ pub trait TrainEngine {
     fn adam_state(&self) -> Result<AdamState>;
     /// Continues from a checkpoint's Adam state (already checked against the model's shapes).
     fn restore_adam(&mut self, state: &AdamState) -> Result<()>;
-    /// Dimension of z: a step draws `rows × latent_dim` normals from its noise stream.
-    fn latent_dim(&self) -> usize;
+    /// Normals a step draws from its noise stream per image: the dimension of z, times k for IWAE.
+    fn noise_per_image(&self) -> usize;
 }
 
 /// Resolves `auto` and checks that the choice fits the device and model.
@@ -58,15 +60,15 @@ pub fn build_engine(
     engine: Engine,
     initial: &Vae,
     adam: AdamConfig,
-    beta: f64,
+    loss: Loss,
 ) -> Result<Box<dyn TrainEngine>> {
     Ok(match engine {
         Engine::Fused => Box::new(FusedEngine {
             fused: FusedVae::new(initial, adam)?,
             eps: Vec::new(),
-            beta,
+            loss,
         }),
-        Engine::Autograd | Engine::Auto => Box::new(AutogradEngine::new(initial, adam, beta)?),
+        Engine::Autograd | Engine::Auto => Box::new(AutogradEngine::new(initial, adam, loss)?),
     })
 }
 
@@ -74,12 +76,12 @@ pub fn build_engine(
 pub struct AutogradEngine {
     vae: Vae,
     adam: Adam,
-    beta: f64,
+    loss: Loss,
 }
 
 impl AutogradEngine {
     /// Trainable copies of `initial`'s parameters.
-    pub fn new(initial: &Vae, adam: AdamConfig, beta: f64) -> Result<Self> {
+    pub fn new(initial: &Vae, adam: AdamConfig, loss: Loss) -> Result<Self> {
         let varmap = VarMap::new();
         let mut vars = Vec::new();
         {
@@ -102,7 +104,7 @@ impl AutogradEngine {
         Ok(Self {
             vae,
             adam: Adam::new(vars, adam)?,
-            beta,
+            loss,
         })
     }
 }
@@ -110,8 +112,10 @@ impl AutogradEngine {
 impl TrainEngine for AutogradEngine {
     fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms> {
         let x = Tensor::from_slice(x, (rows, x.len() / rows), self.vae.device())?;
-        let out = self.vae.forward(&x, noise)?;
-        let terms = beta_elbo(&x, &out, self.beta)?;
+        let terms = match self.loss {
+            Loss::Elbo { beta } => beta_elbo(&x, &self.vae.forward(&x, noise)?, beta)?,
+            Loss::Iwae { k } => iwae_bound(&self.vae, &x, &self.vae.noise(k * rows, noise)?)?,
+        };
         self.adam.backward_step(&terms.loss)?;
         let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
         Ok(StepTerms {
@@ -133,8 +137,8 @@ impl TrainEngine for AutogradEngine {
         Ok(self.adam.restore(state)?)
     }
 
-    fn latent_dim(&self) -> usize {
-        self.vae.config().latent_dim
+    fn noise_per_image(&self) -> usize {
+        self.vae.config().latent_dim * samples(self.loss)
     }
 }
 
@@ -142,14 +146,14 @@ impl TrainEngine for AutogradEngine {
 struct FusedEngine {
     fused: FusedVae,
     eps: Vec<f32>,
-    beta: f64,
+    loss: Loss,
 }
 
 impl TrainEngine for FusedEngine {
     fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms> {
-        self.eps.resize(rows * self.fused.latent_dim(), 0.0);
+        self.eps.resize(rows * self.noise_per_image(), 0.0);
         noise.fill_normal(&mut self.eps);
-        Ok(self.fused.train_step(x, &self.eps, rows, self.beta))
+        Ok(self.fused.train_step(x, &self.eps, rows, self.loss))
     }
 
     fn model(&self) -> Result<Vae> {
@@ -164,7 +168,15 @@ impl TrainEngine for FusedEngine {
         Ok(self.fused.restore_adam(state)?)
     }
 
-    fn latent_dim(&self) -> usize {
-        self.fused.latent_dim()
+    fn noise_per_image(&self) -> usize {
+        self.fused.latent_dim() * samples(self.loss)
+    }
+}
+
+/// z samples per image per step.
+fn samples(loss: Loss) -> usize {
+    match loss {
+        Loss::Elbo { .. } => 1,
+        Loss::Iwae { k } => k,
     }
 }

@@ -41,7 +41,9 @@ pub mod rundir;
 pub mod train;
 
 pub use adam::{Adam, AdamConfig, AdamState};
-pub use config::{Engine, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS};
+pub use config::{
+    Engine, Loss, Objective, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS, MAX_IWAE_K,
+};
 pub use engine::{build_engine, resolve_engine, StepTerms, TrainEngine};
 pub use interrupt::{Interrupt, Interrupted};
 pub use train::{train, EpochMetrics, TrainOptions, TrainReport};

@@ -136,6 +136,10 @@ struct EvalArgs {
     /// Evaluate the first N test images only.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     test_subset: Option<u64>,
+    /// Also write the test images as evaluated (binarised as said above) to this `.npy` file, `[n, input_dim]`
+    /// f32, for an independent evaluator (`bench/torch_iw_estimate.py`).
+    #[arg(long)]
+    inputs_out: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[command(flatten)]
@@ -378,6 +382,12 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     };
     let subset = a.test_subset.map(|n| n as usize);
     let test = eval::test_batcher(&data, binarize, subset, vae.device())?;
+    if let Some(path) = &a.inputs_out {
+        let mut rng = VaeRng::seed_from(a.seed);
+        let images = test.in_order(&mut rng).map(|b| b.tensors().map(|(x, _)| x));
+        let images: Vec<candle_core::Tensor> = images.collect::<Result<_, _>>()?;
+        write_npy(path, &candle_core::Tensor::cat(&images, 0)?)?;
+    }
     let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     anyhow::ensure!(
         avg.loss.is_finite(),
@@ -400,7 +410,9 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     });
     if a.iw_samples > 0 {
         let k = a.iw_samples as usize;
+        let start = std::time::Instant::now();
         let iw = eval::iw_nll(&vae, &test, k, &mut VaeRng::seed_from(a.seed))?;
+        out["iw_seconds"] = start.elapsed().as_secs_f64().into();
         anyhow::ensure!(
             iw.nll.is_finite(),
             "{}: the importance-weighted estimate is {}",
@@ -412,6 +424,22 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         out["test_nll_iw_se"] = iw.se.into();
     }
     println!("{out}");
+    Ok(())
+}
+
+/// `t` as a `.npy` file at `path`, which is replaced only once the whole file is written.
+fn write_npy(path: &Path, t: &candle_core::Tensor) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: cannot write: {e}", path.display());
+    let tmp = vae_model::temp_file_builder()
+        .suffix(".npy")
+        .tempfile_in(dir)
+        .map_err(|e| fail(&e))?;
+    t.write_npy(tmp.path()).map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
     Ok(())
 }
 

@@ -394,7 +394,7 @@ impl Start {
         let mut rng = VaeRng::seed_from(cfg.training.seed);
         let (model, _) = Vae::init(&cfg.model, &mut rng, &opts.device)?;
         Ok(Self {
-            engine: build_engine(kind, &model, adam, cfg.training.beta)?,
+            engine: build_engine(kind, &model, adam, cfg.training.loss())?,
             rng,
             first_epoch: 1,
             partial: None,
@@ -420,7 +420,7 @@ impl Start {
                 ck.epoch
             );
         }
-        let mut engine = build_engine(kind, &ck.model, adam, cfg.training.beta)?;
+        let mut engine = build_engine(kind, &ck.model, adam, cfg.training.loss())?;
         engine.restore_adam(&ck.adam)?;
         let history = read_metrics(&out.join(files::METRICS))?
             .into_iter()
@@ -556,7 +556,7 @@ fn run_epoch(
         let rows = batch.rows();
         seen += rows;
         if i < skip {
-            skipped_eps.resize(rows * engine.latent_dim(), 0.0);
+            skipped_eps.resize(rows * engine.noise_per_image(), 0.0);
             noise.fill_normal(&mut skipped_eps);
             continue;
         }
@@ -658,8 +658,8 @@ mod tests {
         fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
             self.0.restore_adam(state)
         }
-        fn latent_dim(&self) -> usize {
-            self.0.latent_dim()
+        fn noise_per_image(&self) -> usize {
+            self.0.noise_per_image()
         }
     }
 
@@ -701,7 +701,13 @@ mod tests {
         // Continue from the epoch-1 state, through an engine whose model holds a NaN.
         let current = run.engine.model().unwrap();
         let adam = run.engine.adam_state().unwrap();
-        let mut inner = build_engine(Engine::Fused, &current, AdamConfig::default(), 1.0).unwrap();
+        let mut inner = build_engine(
+            Engine::Fused,
+            &current,
+            AdamConfig::default(),
+            crate::Loss::Elbo { beta: 1.0 },
+        )
+        .unwrap();
         inner.restore_adam(&adam).unwrap();
         run.engine = Box::new(NanModel(inner));
         let msg = run.epoch(2).unwrap_err().to_string();

@@ -14,6 +14,7 @@
 //!   `∂h_in = ∂a W`
 //! - `∂mu = ∂z + β mu / B`, `∂logvar = ∂z ε σ / 2 + β (σ² − 1) / (2B)` with `σ = exp(logvar/2)`.
 
+mod iwae;
 mod kernels;
 mod sgemm;
 #[cfg(test)]
@@ -25,8 +26,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use vae_model::{Activation, LayerSpec, Likelihood, Vae, VaeConfig};
 
+use crate::config::Loss;
 use crate::engine::StepTerms;
 use crate::AdamConfig;
 use crate::AdamState;
@@ -137,7 +140,12 @@ impl Dense {
             true,
         );
         if let Some(act) = self.activation {
-            activate(out, act);
+            // Split across threads only where the work outweighs waking them (the estimator's thousands of rows).
+            if out.len() >= 1 << 17 {
+                out.par_chunks_mut(1 << 14).for_each(|c| activate(c, act));
+            } else {
+                activate(out, act);
+            }
         }
     }
 
@@ -213,6 +221,8 @@ struct Scratch {
     grad_a: Vec<f32>,
     grad_b: Vec<f32>,
     grad_head: Vec<f32>,
+    /// log w of each z row (IWAE).
+    log_w: Vec<f64>,
 }
 
 /// Whether the fused engine can train this model.
@@ -342,24 +352,10 @@ impl FusedVae {
         grow(&mut s.grad_b, rows * widest.max(zdim));
     }
 
-    /// Computes the gradients of `recon + beta·kl` for a batch `x [rows, input_dim]` with noise `eps [rows, latent]`,
-    /// leaving them in the gradient buffer. Returns the loss terms.
-    pub fn forward_backward(
-        &mut self,
-        x: &[f32],
-        eps: &[f32],
-        rows: usize,
-        beta: f64,
-    ) -> StepTerms {
-        assert_eq!(x.len(), rows * self.config.input_dim, "batch size");
-        assert_eq!(eps.len(), rows * self.config.latent_dim, "noise size");
-        self.ensure_capacity(rows);
-        let (p, s) = (&self.params, &mut self.scratch);
-        let zdim = self.config.latent_dim;
-        let inv_b = 1.0 / rows as f32;
-        let beta32 = beta as f32;
-
-        // Encoder, then both heads in one product.
+    /// The encoder and both heads on `x [rows, input_dim]`: `[mu | logvar]` rows into `head_out`, and
+    /// `σ = exp(logvar/2)` into `sigma`.
+    fn encode(&mut self, x: &[f32], rows: usize) {
+        let (p, s, zdim) = (&self.params, &mut self.scratch, self.config.latent_dim);
         for (i, layer) in self.encoder.iter().enumerate() {
             let (done, rest) = s.enc_h.split_at_mut(i);
             let input: &[f32] = if i == 0 { x } else { &done[i - 1] };
@@ -367,21 +363,17 @@ impl FusedVae {
         }
         let last_h: &[f32] = s.enc_h.last().map_or(x, |h| h.as_slice());
         self.head.forward(p, last_h, rows, &mut s.head_out);
-
-        // Reparameterise; KL in closed form.
-        let mut kl = 0f64;
         for r in 0..rows {
-            let head = &s.head_out[r * 2 * zdim..(r + 1) * 2 * zdim];
-            let (mu, logvar) = head.split_at(zdim);
-            for j in 0..zdim {
-                let sd = (0.5 * logvar[j]).exp();
-                s.sigma[r * zdim + j] = sd;
-                s.z[r * zdim + j] = mu[j] + sd * eps[r * zdim + j];
-                kl += -0.5 * (1.0 + logvar[j] - mu[j] * mu[j] - sd * sd) as f64;
+            let logvar = &s.head_out[(2 * r + 1) * zdim..(2 * r + 2) * zdim];
+            for (sd, lv) in s.sigma[r * zdim..(r + 1) * zdim].iter_mut().zip(logvar) {
+                *sd = (0.5 * lv).exp();
             }
         }
+    }
 
-        // Decoder.
+    /// The decoder on `z [rows, latent]`: logits into `logits`.
+    fn decode(&mut self, rows: usize) {
+        let (p, s) = (&self.params, &mut self.scratch);
         for (i, layer) in self.decoder.iter().enumerate() {
             let (done, rest) = s.dec_h.split_at_mut(i);
             let input: &[f32] = if i == 0 { &s.z } else { &done[i - 1] };
@@ -389,12 +381,13 @@ impl FusedVae {
         }
         let last_g: &[f32] = s.dec_h.last().map_or(&s.z, |h| h.as_slice());
         self.out.forward(p, last_g, rows, &mut s.logits);
+    }
 
-        // BCE with logits, and its gradient σ(l) − x written over the logits.
-        let recon = bce_and_grad(&mut s.logits[..rows * self.config.input_dim], x, inv_b);
-
-        // Output layer and decoder, backwards. `grad_a` holds ∂ at the current layer's output.
-        let g = &mut self.grads;
+    /// From the gradient at the logits (held in `logits`), the decoder's parameter gradients, and `∂z` in
+    /// `grad_a`.
+    fn backward_decoder(&mut self, rows: usize) {
+        let (p, s, g) = (&self.params, &mut self.scratch, &mut self.grads);
+        let last_g: &[f32] = s.dec_h.last().map_or(&s.z, |h| h.as_slice());
         self.out.backward_params(g, &s.logits, last_g, rows);
         self.out.backward_input(p, &s.logits, rows, &mut s.grad_a);
         for (i, layer) in self.decoder.iter().enumerate().rev() {
@@ -407,18 +400,12 @@ impl FusedVae {
             layer.backward_input(p, &s.grad_a, rows, &mut s.grad_b);
             std::mem::swap(&mut s.grad_a, &mut s.grad_b);
         }
+    }
 
-        // Through the reparameterisation into [∂mu | ∂logvar].
-        for r in 0..rows {
-            let head = &s.head_out[r * 2 * zdim..(r + 1) * 2 * zdim];
-            let gh = &mut s.grad_head[r * 2 * zdim..(r + 1) * 2 * zdim];
-            for j in 0..zdim {
-                let k = r * zdim + j;
-                let (dz, sd, mu) = (s.grad_a[k], s.sigma[k], head[j]);
-                gh[j] = dz + beta32 * mu * inv_b;
-                gh[zdim + j] = 0.5 * dz * eps[k] * sd + 0.5 * beta32 * (sd * sd - 1.0) * inv_b;
-            }
-        }
+    /// From the gradient at `[mu | logvar]` (held in `grad_head`), the encoder's parameter gradients.
+    fn backward_encoder(&mut self, x: &[f32], rows: usize) {
+        let (p, s, g) = (&self.params, &mut self.scratch, &mut self.grads);
+        let last_h: &[f32] = s.enc_h.last().map_or(x, |h| h.as_slice());
         self.head.backward_params(g, &s.grad_head, last_h, rows);
         if !self.encoder.is_empty() {
             self.head
@@ -437,6 +424,56 @@ impl FusedVae {
                 std::mem::swap(&mut s.grad_a, &mut s.grad_b);
             }
         }
+    }
+
+    /// Computes the gradients of `recon + beta·kl` for a batch `x [rows, input_dim]` with noise `eps [rows, latent]`,
+    /// leaving them in the gradient buffer. Returns the loss terms.
+    pub fn forward_backward(
+        &mut self,
+        x: &[f32],
+        eps: &[f32],
+        rows: usize,
+        beta: f64,
+    ) -> StepTerms {
+        assert_eq!(x.len(), rows * self.config.input_dim, "batch size");
+        assert_eq!(eps.len(), rows * self.config.latent_dim, "noise size");
+        self.ensure_capacity(rows);
+        let zdim = self.config.latent_dim;
+        let inv_b = 1.0 / rows as f32;
+        let beta32 = beta as f32;
+
+        self.encode(x, rows);
+        // Reparameterise; KL in closed form.
+        let s = &mut self.scratch;
+        let mut kl = 0f64;
+        for r in 0..rows {
+            let head = &s.head_out[r * 2 * zdim..(r + 1) * 2 * zdim];
+            let (mu, logvar) = head.split_at(zdim);
+            for j in 0..zdim {
+                let sd = s.sigma[r * zdim + j];
+                s.z[r * zdim + j] = mu[j] + sd * eps[r * zdim + j];
+                kl += -0.5 * (1.0 + logvar[j] - mu[j] * mu[j] - sd * sd) as f64;
+            }
+        }
+        self.decode(rows);
+        // BCE with logits, and its gradient σ(l) − x written over the logits.
+        let s = &mut self.scratch;
+        let recon = bce_and_grad(&mut s.logits[..rows * self.config.input_dim], x, inv_b);
+        self.backward_decoder(rows);
+
+        // Through the reparameterisation into [∂mu | ∂logvar].
+        let s = &mut self.scratch;
+        for r in 0..rows {
+            let head = &s.head_out[r * 2 * zdim..(r + 1) * 2 * zdim];
+            let gh = &mut s.grad_head[r * 2 * zdim..(r + 1) * 2 * zdim];
+            for j in 0..zdim {
+                let k = r * zdim + j;
+                let (dz, sd, mu) = (s.grad_a[k], s.sigma[k], head[j]);
+                gh[j] = dz + beta32 * mu * inv_b;
+                gh[zdim + j] = 0.5 * dz * eps[k] * sd + 0.5 * beta32 * (sd * sd - 1.0) * inv_b;
+            }
+        }
+        self.backward_encoder(x, rows);
 
         let (recon, kl) = (recon / rows as f64, kl / rows as f64);
         StepTerms {
@@ -466,9 +503,13 @@ impl FusedVae {
         adam_update(&mut self.params, &self.grads, &mut self.m, &mut self.v, c);
     }
 
-    /// A training step: gradients, then Adam.
-    pub fn train_step(&mut self, x: &[f32], eps: &[f32], rows: usize, beta: f64) -> StepTerms {
-        let terms = self.forward_backward(x, eps, rows, beta);
+    /// A training step on the batch `x [rows, input_dim]`: gradients of `loss`, then Adam. `eps` holds the noise:
+    /// `[rows, latent]` for the ELBO, `[k·rows, latent]` (sample-major) for IWAE.
+    pub fn train_step(&mut self, x: &[f32], eps: &[f32], rows: usize, loss: Loss) -> StepTerms {
+        let terms = match loss {
+            Loss::Elbo { beta } => self.forward_backward(x, eps, rows, beta),
+            Loss::Iwae { k } => self.forward_backward_iwae(x, eps, rows, k),
+        };
         self.adam_step();
         terms
     }
