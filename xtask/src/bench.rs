@@ -1,5 +1,8 @@
 //! `cargo xtask bench`: training epochs of each preset through our binary and, where PyTorch is importable,
-//! through `bench/torch_reference.py`, alternated in one run, with medians and ratios.
+//! through `bench/torch_reference.py`, alternated in one run, with medians and ratios; then the same for the
+//! importance-weighted likelihood estimate ([`likelihood`]).
+
+mod likelihood;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +26,15 @@ pub struct BenchArgs {
     /// Skip PyTorch even if it is importable.
     #[arg(long)]
     no_torch: bool,
+    /// Skip the likelihood row.
+    #[arg(long)]
+    no_likelihood: bool,
+    /// Importance samples per image for the likelihood row.
+    #[arg(long, default_value_t = 5000)]
+    likelihood_k: usize,
+    /// Test images for the likelihood row.
+    #[arg(long, default_value_t = 1000)]
+    likelihood_images: usize,
     /// Where the JSON report goes.
     #[arg(long, default_value = "target/bench/bench.json")]
     json: PathBuf,
@@ -36,15 +48,20 @@ struct Side {
     peak_rss_mib: f64,
 }
 
+/// The median of `v` (NaN when empty).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
 impl Side {
     fn median(&self) -> f64 {
-        let mut v = self.epoch_s.clone();
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-        }
+        median(&self.epoch_s)
     }
 
     fn json(&self, images: f64) -> serde_json::Value {
@@ -200,8 +217,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     for r in &rows {
         println!("{r}");
     }
+    let mut doc = serde_json::json!({ "machine": machine, "results": report });
+    if !args.no_likelihood {
+        let (row, entry) = likelihood::likelihood(&exe, &work, args, torch)?;
+        println!(
+            "\nImportance-weighted estimate of -log p(x), seconds, median of {} alternating runs\n",
+            args.rounds
+        );
+        println!("| estimate | ours s | PyTorch s | ours / PyTorch | ours NLL | PyTorch NLL |");
+        println!("|---|---|---|---|---|---|");
+        println!("{row}");
+        doc["likelihood"] = entry;
+    }
     std::fs::create_dir_all(args.json.parent().unwrap_or(Path::new(".")))?;
-    let doc = serde_json::json!({ "machine": machine, "results": report });
     std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
     println!("\n(JSON: {})", args.json.display());
     Ok(())

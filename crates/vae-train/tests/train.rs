@@ -377,6 +377,79 @@ mod cli {
     }
 
     #[test]
+    fn iwae_training_reports_a_bound_tighter_than_its_samples_average_and_eval_exports_its_inputs()
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let iwae = ["--binarize", "dynamic", "--objective", "iwae", "--k", "5"];
+        let (ok, stdout, err) = quick_train_with(&out, 4, 1000, &iwae);
+        assert!(ok, "{err}");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        assert_eq!(
+            (&config["training"]["objective"], &config["training"]["k"]),
+            (&"iwae".into(), &5.into())
+        );
+        // Per batch, log (1/k) Σ w ≥ (1/k) Σ log w (Jensen), so the bound is below recon + kl, its samples' average.
+        let summary: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let f = |k: &str| summary["final"][k].as_f64().unwrap();
+        assert!(
+            f("train_loss") < f("train_recon") + f("train_kl"),
+            "{summary}"
+        );
+
+        let inputs = tmp.path().join("x.npy");
+        let model = out.join("model.safetensors");
+        let data = data_dir().to_str().unwrap();
+        let args = [
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data-dir",
+            data,
+        ];
+        let more = ["--iw-samples", "20", "--test-subset", "100", "--inputs-out"];
+        let (ok, stdout, err) =
+            vae_train(&[&args[..], &more, &[inputs.to_str().unwrap()]].concat());
+        assert!(ok, "{err}");
+        let eval: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert!(eval["test_nll_iw"].as_f64().unwrap().is_finite(), "{eval}");
+        let x = candle_core::Tensor::read_npy(&inputs).unwrap();
+        assert_eq!(x.dims(), &[100, 784]);
+        let pixels = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            pixels.iter().all(|&p| p == 0.0 || p == 1.0),
+            "binarised as trained"
+        );
+        assert!(pixels.iter().any(|&p| p == 1.0));
+
+        refused(
+            &[&args[..], &["--inputs-out", "/nonexistent/dir/x.npy"]].concat(),
+            &["/nonexistent/dir/x.npy"],
+        );
+        let out_s = out.to_str().unwrap();
+        refused(
+            &["train", "--k", "5", "--out", out_s, "--data-dir", data],
+            &["training.k = 5 needs objective = \"iwae\""],
+        );
+        refused(
+            &[
+                "train",
+                "--objective",
+                "iwae",
+                "--k",
+                "0",
+                "--out",
+                out_s,
+                "--data-dir",
+                data,
+            ],
+            &["training.k must be in 1..=5000"],
+        );
+    }
+
+    #[test]
     fn eval_binarises_the_test_set_as_the_model_was_trained() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");

@@ -118,6 +118,15 @@ fn gradients_match_autograd_at_the_mnist_preset_shapes() {
 
 #[test]
 fn several_adam_steps_follow_the_autograd_trajectory() {
+    adam_trajectory(Loss::Elbo { beta: 1.0 });
+}
+
+#[test]
+fn several_iwae_adam_steps_follow_the_autograd_trajectory() {
+    adam_trajectory(Loss::Iwae { k: 4 });
+}
+
+fn adam_trajectory(loss: Loss) {
     let dev = Device::Cpu;
     let cfg = VaeConfig {
         input_dim: 40,
@@ -146,12 +155,21 @@ fn several_adam_steps_follow_the_autograd_trajectory() {
     .unwrap();
     for _ in 0..20 {
         let x = rng.uniform((12, 40), 0.0, 1.0, &dev).unwrap();
-        let eps = vae.noise(12, &mut rng).unwrap();
-        let terms = beta_elbo(&x, &vae.forward_with_noise(&x, &eps).unwrap(), 1.0).unwrap();
+        let terms = match loss {
+            Loss::Elbo { beta } => {
+                let eps = vae.noise(12, &mut rng).unwrap();
+                beta_elbo(&x, &vae.forward_with_noise(&x, &eps).unwrap(), beta).map(|t| (t, eps))
+            }
+            Loss::Iwae { k } => {
+                let eps = vae.noise(12 * k, &mut rng).unwrap();
+                iwae_bound(&vae, &x, &eps).map(|t| (t, eps))
+            }
+        };
+        let (terms, eps) = terms.unwrap();
         adam.step(&terms.loss.backward().unwrap()).unwrap();
         let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let es = eps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        fused.train_step(&xs, &es, 12, Loss::Elbo { beta: 1.0 });
+        fused.train_step(&xs, &es, 12, loss);
     }
     assert_eq!(fused.step_count(), 20);
     // Copy the fused weights out and compare with the autograd ones.
