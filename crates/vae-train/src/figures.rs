@@ -56,6 +56,45 @@ pub fn write_grid(
         .with_context(|| format!("{}: cannot write figure", path.display()))
 }
 
+/// Writes images `[n, h·w]` by the file's extension: `.png`, a grid of `rows × cols` tiles; `.npy`, the
+/// probabilities themselves as `[n, h, w]` f32 (what `numpy.load` reads), for use as data. Either way the file is
+/// replaced only once it is whole.
+pub fn write_images(
+    path: &Path,
+    images: &Tensor,
+    rows: usize,
+    cols: usize,
+    h: usize,
+    w: usize,
+) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => write_grid(path, images, rows, cols, h, w),
+        Some("npy") => write_npy(path, &images.reshape((images.dim(0)?, h, w))?),
+        _ => anyhow::bail!(
+            "{}: the output must end in .png (a picture) or .npy (the raw probabilities)",
+            path.display()
+        ),
+    }
+}
+
+/// `t` as a `.npy` file at `path`, which is replaced only once the whole file is written.
+pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: cannot write: {e}", path.display());
+    let tmp = vae_model::temp_file_builder()
+        .suffix(".npy")
+        .tempfile_in(dir)
+        .map_err(|e| fail(&e))?;
+    t.to_device(&candle_core::Device::Cpu)?
+        .write_npy(tmp.path())
+        .map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
+    Ok(())
+}
+
 /// `originals [n, D]` in the top row and their `reconstructions [n, D]` below.
 pub fn write_reconstructions(
     path: &Path,

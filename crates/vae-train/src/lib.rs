@@ -34,6 +34,7 @@ pub mod checkpoint;
 mod config;
 pub mod engine;
 pub mod eval;
+pub mod explore;
 pub mod figures;
 pub mod fused;
 pub mod interrupt;

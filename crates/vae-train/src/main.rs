@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use vae_data::{Binarize, Dataset, DownloadOptions, Source};
 use vae_model::{Vae, VaeRng};
 use vae_train::{
-    eval, figures, open_device, train, DeviceKind, Overrides, RunConfig, TrainOptions,
+    eval, explore, figures, open_device, train, DeviceKind, Overrides, RunConfig, TrainOptions,
 };
 
 #[derive(Parser)]
@@ -32,6 +32,12 @@ enum Command {
     Sample(SampleArgs),
     /// Write test images above their reconstructions.
     Reconstruct(ReconstructArgs),
+    /// More images like a digit: decoded samples of the posteriors of its first test examples.
+    Generate(GenerateArgs),
+    /// Decode the path between the posterior means of two test images.
+    Interpolate(InterpolateArgs),
+    /// Vary each latent dimension in turn around a test image's posterior mean, most used dimension first.
+    Traverse(TraverseArgs),
     /// Fetch and verify a dataset's four files.
     Download(DownloadArgs),
     /// Print a preset, resolved with any overrides, as the JSON of `config.json`.
@@ -153,12 +159,107 @@ struct SampleArgs {
     /// Number of samples (laid out in a near-square grid).
     #[arg(long, default_value_t = 64)]
     n: usize,
+    /// Scales the prior's standard deviation: z ~ N(0, T² I).
+    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
+    temperature: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities).
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
     device: DeviceArg,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// The digit (a test-set label, 0-9) to make more of.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    like: u32,
+    /// Number of images; sample i comes from the digit's test example i mod n.
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Scales the posterior's standard deviation (0 decodes the posterior means).
+    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
+    temperature: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    dataset: Option<Dataset>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct InterpolateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Index of the first test image.
+    #[arg(long)]
+    from: usize,
+    /// Index of the last test image.
+    #[arg(long)]
+    to: usize,
+    /// Images along the path, ends included.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    steps: u32,
+    /// Along the great circle between the two means instead of the straight line.
+    #[arg(long)]
+    slerp: bool,
+    /// Output: .png (one row) or .npy (`[steps, 28, 28]` f32 probabilities).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    dataset: Option<Dataset>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct TraverseArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Index of the test image whose posterior mean is the centre.
+    #[arg(long, default_value_t = 0)]
+    index: usize,
+    /// Each dimension moves from −RANGE to +RANGE (in units of the prior's σ) around the mean.
+    #[arg(long, default_value_t = 3.0, value_parser = traverse_range, allow_negative_numbers = true)]
+    range: f64,
+    /// Images per dimension.
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(2..=100))]
+    steps: u32,
+    /// Output: .png (a row per dimension) or .npy (`[dims·steps, 28, 28]` f32 probabilities).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    dataset: Option<Dataset>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `--temperature`: a finite number in [0, 100].
+fn temperature(s: &str) -> Result<f64, String> {
+    let t: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=100.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!("{s} is not in [0, 100]"))
+    }
+}
+
+/// `--range`: a finite number in (0, 100].
+fn traverse_range(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if r > 0.0 && r <= 100.0 {
+        Ok(r)
+    } else {
+        Err(format!("{s} is not in (0, 100]"))
+    }
 }
 
 #[derive(Args)]
@@ -232,6 +333,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => cmd_eval(a),
         Command::Sample(a) => cmd_sample(a),
         Command::Reconstruct(a) => cmd_reconstruct(a),
+        Command::Generate(a) => cmd_generate(a),
+        Command::Interpolate(a) => cmd_interpolate(a),
+        Command::Traverse(a) => cmd_traverse(a),
         Command::Download(a) => cmd_download(a),
         Command::Completions { shell } => {
             print!("{}", completions(shell));
@@ -369,24 +473,16 @@ fn model_dataset(vae: &Vae, flag: Option<Dataset>, path: &Path) -> Result<Datase
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let vae = load_model(&a.model, a.common.device.device)?;
+    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
     let dataset = model_dataset(&vae, a.dataset, &a.model)?;
-    let data = vae_data::load(&a.common.data_dir(), dataset)?;
-    ensure_fits(&vae, &data, dataset, &a.model)?;
-    let binarize = match (a.binarize, vae.binarize()) {
-        (Some(b), _) => b,
-        (None, Some(name)) => name
-            .parse()
-            .with_context(|| format!("{}: metadata `binarize`", a.model.display()))?,
-        (None, None) => Binarize::None,
-    };
+    let binarize = recorded_binarize(&vae, a.binarize, &a.model)?;
     let subset = a.test_subset.map(|n| n as usize);
     let test = eval::test_batcher(&data, binarize, subset, vae.device())?;
     if let Some(path) = &a.inputs_out {
         let mut rng = VaeRng::seed_from(a.seed);
         let images = test.in_order(&mut rng).map(|b| b.tensors().map(|(x, _)| x));
         let images: Vec<candle_core::Tensor> = images.collect::<Result<_, _>>()?;
-        write_npy(path, &candle_core::Tensor::cat(&images, 0)?)?;
+        figures::write_npy(path, &candle_core::Tensor::cat(&images, 0)?)?;
     }
     let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     anyhow::ensure!(
@@ -427,20 +523,15 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// `t` as a `.npy` file at `path`, which is replaced only once the whole file is written.
-fn write_npy(path: &Path, t: &candle_core::Tensor) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: cannot write: {e}", path.display());
-    let tmp = vae_model::temp_file_builder()
-        .suffix(".npy")
-        .tempfile_in(dir)
-        .map_err(|e| fail(&e))?;
-    t.write_npy(tmp.path()).map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
-    Ok(())
+/// `flag` if given, else the binarisation the model records (none for files without it).
+fn recorded_binarize(vae: &Vae, flag: Option<Binarize>, path: &Path) -> Result<Binarize> {
+    Ok(match (flag, vae.binarize()) {
+        (Some(b), _) => b,
+        (None, Some(name)) => name
+            .parse()
+            .with_context(|| format!("{}: metadata `binarize`", path.display()))?,
+        (None, None) => Binarize::None,
+    })
 }
 
 /// The model's input must be the dataset's images.
@@ -463,12 +554,126 @@ fn side(n: usize) -> usize {
 fn cmd_sample(a: SampleArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
     let vae = load_model(&a.model, a.device.device)?;
-    // z, logits and probabilities of every sample, then the picture.
-    let floats = a.n as u128 * (vae.config().input_dim + vae.config().latent_dim) as u128;
-    vae_train::ensure_memory(16 * floats, &format!("--n {}", a.n))?;
-    let images = vae.sample(a.n, &mut VaeRng::seed_from(a.seed))?;
-    let (hw, cols) = (image_side(&vae)?, side(a.n));
-    figures::write_grid(&a.out, &images, a.n.div_ceil(cols), cols, hw, hw)?;
+    ensure_samples_fit(&vae, a.n)?;
+    let images = explore::prior_samples(&vae, a.n, a.temperature, &mut VaeRng::seed_from(a.seed))?;
+    write_square(&a.out, &images, &vae)
+}
+
+/// Refuses an `--n` whose samples would not fit in memory: z, logits and probabilities of each, then the picture.
+fn ensure_samples_fit(vae: &Vae, n: usize) -> Result<()> {
+    let floats = n as u128 * (vae.config().input_dim + vae.config().latent_dim) as u128;
+    vae_train::ensure_memory(16 * floats, &format!("--n {n}"))
+}
+
+/// `images` in a near-square grid (or as `.npy`), by the extension of `out`.
+fn write_square(out: &Path, images: &candle_core::Tensor, vae: &Vae) -> Result<()> {
+    let (n, hw) = (images.dim(0)?, image_side(vae)?);
+    let cols = side(n);
+    figures::write_images(out, images, n.div_ceil(cols), cols, hw, hw)?;
+    tracing::info!("wrote {}", out.display());
+    Ok(())
+}
+
+/// A model and the dataset it was trained on (or `dataset`), checked to fit each other.
+fn model_and_data(
+    model: &Path,
+    dataset: Option<Dataset>,
+    common: &Common,
+) -> Result<(Vae, vae_data::MnistData)> {
+    let vae = load_model(model, common.device.device)?;
+    let dataset = model_dataset(&vae, dataset, model)?;
+    let data = vae_data::load(&common.data_dir(), dataset)?;
+    ensure_fits(&vae, &data, dataset, model)?;
+    Ok((vae, data))
+}
+
+/// Test image `index` as `[1, input_dim]`, or an error naming `flag` and the valid range.
+fn test_image(
+    data: &vae_data::MnistData,
+    index: usize,
+    flag: &str,
+    vae: &Vae,
+) -> Result<candle_core::Tensor> {
+    let n = data.test_images.dim(0)?;
+    anyhow::ensure!(
+        index < n,
+        "{flag} {index}: the test set has {n} images (0..={})",
+        n - 1
+    );
+    Ok(data
+        .test_images
+        .narrow(0, index, 1)?
+        .to_device(vae.device())?)
+}
+
+fn cmd_generate(a: GenerateArgs) -> Result<()> {
+    anyhow::ensure!(a.n > 0, "--n must be at least 1");
+    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
+    ensure_samples_fit(&vae, a.n)?;
+    let labels = data
+        .test_labels
+        .to_dtype(candle_core::DType::U32)?
+        .to_vec1::<u32>()?;
+    let of_digit: Vec<u32> = (0..labels.len() as u32)
+        .filter(|&i| labels[i as usize] == a.like)
+        .take(a.n)
+        .collect();
+    anyhow::ensure!(
+        !of_digit.is_empty(),
+        "--like {}: no test image has that label",
+        a.like
+    );
+    let idx = candle_core::Tensor::new(of_digit.as_slice(), &candle_core::Device::Cpu)?;
+    let examples = data
+        .test_images
+        .index_select(&idx, 0)?
+        .to_device(vae.device())?;
+    let mut rng = VaeRng::seed_from(a.seed);
+    let images = explore::posterior_samples(&vae, &examples, a.n, a.temperature, &mut rng)?;
+    write_square(&a.out, &images, &vae)
+}
+
+fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
+    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
+    let from = test_image(&data, a.from, "--from", &vae)?;
+    let to = test_image(&data, a.to, "--to", &vae)?;
+    let steps = a.steps as usize;
+    let images = explore::interpolate(&vae, &from, &to, steps, a.slerp)?;
+    let hw = image_side(&vae)?;
+    figures::write_images(&a.out, &images, 1, steps, hw, hw)?;
+    tracing::info!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn cmd_traverse(a: TraverseArgs) -> Result<()> {
+    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
+    let x = test_image(&data, a.index, "--index", &vae)?;
+    let binarize = recorded_binarize(&vae, None, &a.model)?;
+    let test = eval::test_batcher(&data, binarize, None, vae.device())?;
+    let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
+    let order = explore::by_usage(&usage.kl_per_dim);
+    let steps = a.steps as usize;
+    let images = explore::traverse(&vae, &x, &order, a.range, steps)?;
+    let hw = image_side(&vae)?;
+    figures::write_images(&a.out, &images, order.len(), steps, hw, hw)?;
+    let inactive: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&d| usage.kl_per_dim[d] < explore::INACTIVE_KL)
+        .collect();
+    if !inactive.is_empty() {
+        tracing::info!(
+            "{} of {} dimensions are inactive (average KL < {} nats), the last rows: {inactive:?}",
+            inactive.len(),
+            order.len(),
+            explore::INACTIVE_KL
+        );
+    }
+    let kl: Vec<f64> = order.iter().map(|&d| usage.kl_per_dim[d]).collect();
+    println!(
+        "{}",
+        serde_json::json!({ "out": a.out.display().to_string(), "rows": order, "kl_per_row": kl, "inactive": inactive })
+    );
     tracing::info!("wrote {}", a.out.display());
     Ok(())
 }
@@ -482,10 +687,7 @@ fn image_side(vae: &Vae) -> Result<usize> {
 
 fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    let vae = load_model(&a.model, a.common.device.device)?;
-    let dataset = model_dataset(&vae, a.dataset, &a.model)?;
-    let data = vae_data::load(&a.common.data_dir(), dataset)?;
-    ensure_fits(&vae, &data, dataset, &a.model)?;
+    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
     let originals = data.first_test_images(a.n, vae.device())?;
     let recon = vae.reconstruct(&originals)?;
     figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?;

@@ -422,7 +422,7 @@ mod cli {
             pixels.iter().all(|&p| p == 0.0 || p == 1.0),
             "binarised as trained"
         );
-        assert!(pixels.iter().any(|&p| p == 1.0));
+        assert!(pixels.contains(&1.0));
 
         refused(
             &[&args[..], &["--inputs-out", "/nonexistent/dir/x.npy"]].concat(),

@@ -1,0 +1,265 @@
+//! What a trained model is for: more images like a given one, paths between two images, and what each latent
+//! dimension does.
+//!
+//! Every function here takes images as rows `[n, input_dim]` in [0, 1] and returns decoded pixel probabilities in
+//! the same layout, so the figures and the `.npy` files show exactly what the decoder gives.
+
+use candle_core::{Result, Tensor, D};
+use vae_model::{Vae, VaeRng};
+
+/// Average KL below which a latent dimension counts as inactive (unused by the model), in nats.
+pub const INACTIVE_KL: f64 = 0.01;
+
+/// `n` images decoded from z ~ q(z|x) of the examples `x [m, input_dim]`, with the posterior's standard deviation
+/// scaled by `temperature` (0 decodes the posterior means). Sample `i` comes from example `i mod m`, so each
+/// example gets `n / m` samples, in turn.
+///
+/// # Shapes
+/// `x [m, input_dim]` → `[n, input_dim]`.
+pub fn posterior_samples(
+    vae: &Vae,
+    x: &Tensor,
+    n: usize,
+    temperature: f64,
+    rng: &mut VaeRng,
+) -> Result<Tensor> {
+    let (mu, logvar) = vae.encode(x)?;
+    let m = x.dim(0)? as u32;
+    let rows: Vec<u32> = (0..n as u32).map(|i| i % m).collect();
+    let rows = Tensor::new(rows.as_slice(), x.device())?;
+    let (mu, logvar) = (mu.index_select(&rows, 0)?, logvar.index_select(&rows, 0)?);
+    let eps = (vae.noise(n, rng)? * temperature)?;
+    vae.decode_probs(&Vae::reparameterize(&mu, &logvar, &eps)?)
+}
+
+/// `n` images from the prior with its standard deviation scaled by `temperature`: z ~ N(0, temperature² I).
+pub fn prior_samples(vae: &Vae, n: usize, temperature: f64, rng: &mut VaeRng) -> Result<Tensor> {
+    vae.decode_probs(&(vae.noise(n, rng)? * temperature)?)
+}
+
+/// `steps` images decoded along the path between the posterior means of `a` and `b` (each `[1, input_dim]`): the
+/// straight line, or with `slerp` the great circle (Shoemake's spherical interpolation, which keeps the norm of z
+/// near the prior's typical shell instead of cutting through its low-density centre). The first image decodes
+/// a's mean and the last b's.
+pub fn interpolate(vae: &Vae, a: &Tensor, b: &Tensor, steps: usize, slerp: bool) -> Result<Tensor> {
+    let (za, _) = vae.encode(a)?;
+    let (zb, _) = vae.encode(b)?;
+    let weights = path_weights(&za, &zb, steps, slerp)?;
+    let w = |i: usize| Tensor::new(&[weights[i]], a.device())?.to_dtype(za.dtype());
+    let z: Vec<Tensor> = (0..steps)
+        .map(|i| za.broadcast_mul(&w(2 * i)?)? + zb.broadcast_mul(&w(2 * i + 1)?)?)
+        .collect::<Result<_>>()?;
+    vae.decode_probs(&Tensor::cat(&z, 0)?)
+}
+
+/// The coefficients `(wa, wb)` of each step, flattened, so that step i is `wa·za + wb·zb`.
+fn path_weights(za: &Tensor, zb: &Tensor, steps: usize, slerp: bool) -> Result<Vec<f32>> {
+    let t = |i: usize| {
+        if steps == 1 {
+            0.0
+        } else {
+            i as f64 / (steps - 1) as f64
+        }
+    };
+    let angle = if slerp {
+        let (a, b) = (vector(za)?, vector(zb)?);
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        (dot / (norm(&a) * norm(&b)).max(f64::MIN_POSITIVE))
+            .clamp(-1.0, 1.0)
+            .acos()
+    } else {
+        0.0
+    };
+    Ok((0..steps)
+        .flat_map(|i| {
+            let t = t(i);
+            // Nearly parallel means: the great circle is the line.
+            if angle < 1e-6 {
+                [(1.0 - t) as f32, t as f32]
+            } else {
+                let s = angle.sin();
+                [
+                    (((1.0 - t) * angle).sin() / s) as f32,
+                    ((t * angle).sin() / s) as f32,
+                ]
+            }
+        })
+        .collect())
+}
+
+fn vector(z: &Tensor) -> Result<Vec<f64>> {
+    z.flatten_all()?
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec1()
+}
+
+/// A latent traversal: for each dimension, in the order given, `steps` images decoded from the posterior mean of
+/// `x [1, input_dim]` with that one coordinate moved evenly from `−range·σ` to `+range·σ` around it (σ = 1, the
+/// prior's). Rows follow `order`.
+///
+/// # Shapes
+/// `x [1, input_dim]` → `[order.len() · steps, input_dim]`.
+pub fn traverse(
+    vae: &Vae,
+    x: &Tensor,
+    order: &[usize],
+    range: f64,
+    steps: usize,
+) -> Result<Tensor> {
+    let (mu, _) = vae.encode(x)?;
+    let base = vector(&mu)?;
+    let offset = |s: usize| {
+        if steps == 1 {
+            0.0
+        } else {
+            -range + 2.0 * range * s as f64 / (steps - 1) as f64
+        }
+    };
+    let mut z = Vec::with_capacity(order.len() * steps * base.len());
+    for &dim in order {
+        for s in 0..steps {
+            z.extend(
+                base.iter()
+                    .enumerate()
+                    .map(|(j, &v)| (if j == dim { v + offset(s) } else { v }) as f32),
+            );
+        }
+    }
+    let z =
+        Tensor::from_vec(z, (order.len() * steps, base.len()), x.device())?.to_dtype(mu.dtype())?;
+    vae.decode_probs(&z)
+}
+
+/// The latent dimensions ordered by their average KL, the most used first (ties by index).
+pub fn by_usage(kl_per_dim: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..kl_per_dim.len()).collect();
+    order.sort_by(|&a, &b| kl_per_dim[b].total_cmp(&kl_per_dim[a]).then(a.cmp(&b)));
+    order
+}
+
+/// The squared distance of each row of `a` to the same row of `b`, summed over columns.
+pub fn row_distances(a: &Tensor, b: &Tensor) -> Result<Vec<f32>> {
+    (a - b)?.sqr()?.sum(D::Minus1)?.to_vec1()
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+    use vae_model::VaeConfig;
+
+    use super::*;
+
+    fn model() -> Vae {
+        let cfg = VaeConfig {
+            input_dim: 12,
+            hidden_dims: vec![10],
+            latent_dim: 3,
+            ..VaeConfig::mnist()
+        };
+        Vae::init(&cfg, &mut VaeRng::seed_from(3), &Device::Cpu)
+            .unwrap()
+            .0
+    }
+
+    fn images(n: usize, seed: u64) -> Tensor {
+        VaeRng::seed_from(seed)
+            .uniform((n, 12), 0.0, 1.0, &Device::Cpu)
+            .unwrap()
+    }
+
+    #[test]
+    fn temperature_zero_decodes_the_posterior_means_in_turn() {
+        let (vae, x) = (model(), images(2, 1));
+        let got = posterior_samples(&vae, &x, 5, 0.0, &mut VaeRng::seed_from(0)).unwrap();
+        let (mu, _) = vae.encode(&x).unwrap();
+        let means = vae.decode_probs(&mu).unwrap();
+        for i in 0..5 {
+            let d = row_distances(
+                &got.narrow(0, i, 1).unwrap(),
+                &means.narrow(0, i % 2, 1).unwrap(),
+            )
+            .unwrap();
+            assert!(d[0] < 1e-12, "sample {i}: {d:?}");
+        }
+        // At temperature 1 they differ from the means, and the same seed gives the same samples.
+        let a = posterior_samples(&vae, &x, 4, 1.0, &mut VaeRng::seed_from(9)).unwrap();
+        let b = posterior_samples(&vae, &x, 4, 1.0, &mut VaeRng::seed_from(9)).unwrap();
+        assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+        let d =
+            row_distances(&a.narrow(0, 0, 1).unwrap(), &means.narrow(0, 0, 1).unwrap()).unwrap();
+        assert!(d[0] > 1e-6, "{d:?}");
+    }
+
+    #[test]
+    fn paths_start_and_end_at_the_two_posterior_means() {
+        let vae = model();
+        let (a, b) = (images(1, 4), images(1, 5));
+        let ends = |t: &Tensor, steps: usize| {
+            (
+                t.narrow(0, 0, 1).unwrap(),
+                t.narrow(0, steps - 1, 1).unwrap(),
+            )
+        };
+        let (mua, _) = vae.encode(&a).unwrap();
+        let (mub, _) = vae.encode(&b).unwrap();
+        let (da, db) = (
+            vae.decode_probs(&mua).unwrap(),
+            vae.decode_probs(&mub).unwrap(),
+        );
+        for slerp in [false, true] {
+            let path = interpolate(&vae, &a, &b, 7, slerp).unwrap();
+            assert_eq!(path.dims(), &[7, 12]);
+            let (first, last) = ends(&path, 7);
+            assert!(
+                row_distances(&first, &da).unwrap()[0] < 1e-10,
+                "slerp {slerp}"
+            );
+            assert!(
+                row_distances(&last, &db).unwrap()[0] < 1e-10,
+                "slerp {slerp}"
+            );
+        }
+    }
+
+    #[test]
+    fn slerp_weights_keep_the_norm_between_orthogonal_unit_vectors() {
+        let dev = Device::Cpu;
+        let za = Tensor::new(&[[1f32, 0.0]], &dev).unwrap();
+        let zb = Tensor::new(&[[0f32, 1.0]], &dev).unwrap();
+        let w = path_weights(&za, &zb, 5, true).unwrap();
+        for i in 0..5 {
+            let (wa, wb) = (w[2 * i] as f64, w[2 * i + 1] as f64);
+            // Along the quarter circle: (cos θ, sin θ) with θ = t·π/2.
+            let theta = i as f64 / 4.0 * std::f64::consts::FRAC_PI_2;
+            assert!(
+                (wa - theta.cos()).abs() < 1e-6 && (wb - theta.sin()).abs() < 1e-6,
+                "{i}: {wa} {wb}"
+            );
+        }
+        let lerp = path_weights(&za, &zb, 5, false).unwrap();
+        assert_eq!(&lerp[4..6], &[0.5, 0.5]);
+    }
+
+    #[test]
+    fn a_traversal_moves_one_coordinate_per_row_in_the_given_order() {
+        let vae = model();
+        let x = images(1, 6);
+        let got = traverse(&vae, &x, &[2, 0], 3.0, 5).unwrap();
+        assert_eq!(got.dims(), &[10, 12]);
+        let (mu, _) = vae.encode(&x).unwrap();
+        let mut z = mu.to_vec2::<f32>().unwrap()[0].clone();
+        z[2] -= 3.0; // row 0, step 0: dimension 2 at −3
+        let z = Tensor::from_vec(z, (1, 3), &Device::Cpu).unwrap();
+        let want = vae.decode_probs(&z).unwrap();
+        assert!(row_distances(&got.narrow(0, 0, 1).unwrap(), &want).unwrap()[0] < 1e-10);
+        let mid = vae.decode_probs(&mu).unwrap(); // step 2 of each row is the mean itself
+        for row in [2, 7] {
+            assert!(
+                row_distances(&got.narrow(0, row, 1).unwrap(), &mid).unwrap()[0] < 1e-10,
+                "{row}"
+            );
+        }
+        assert_eq!(by_usage(&[0.5, 0.0, 2.0, 0.5]), vec![2, 0, 3, 1]);
+    }
+}

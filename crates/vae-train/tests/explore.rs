@@ -1,0 +1,347 @@
+//! `generate`, `interpolate`, `traverse` and `sample` judged by what they draw: a digit classifier of the test's own
+//! (784-256-10, trained here on the MNIST training set) reads the decoded images. Also the `.npy` layout, the same
+//! bytes for the same seed, and one-line refusals of bad input.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{linear, Linear, Module, Optimizer, VarBuilder, VarMap};
+use common::data_dir;
+use vae_model::VaeRng;
+
+fn vae_train(args: &[&str]) -> (bool, String, String) {
+    let (code, stdout, stderr) = common::vae_train(args);
+    (code == Some(0), stdout, stderr)
+}
+
+/// A 784-256-10 ReLU classifier, trained for 2 epochs of Adam on the training set.
+struct Classifier {
+    hidden: Linear,
+    out: Linear,
+}
+
+impl Classifier {
+    fn train(data: &vae_data::MnistData) -> Self {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let model = Self {
+            hidden: linear(784, 256, vb.pp("hidden")).unwrap(),
+            out: linear(256, 10, vb.pp("out")).unwrap(),
+        };
+        let params = candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut opt = candle_nn::AdamW::new(varmap.all_vars(), params).unwrap();
+        let labels = data.train_labels.to_dtype(DType::U32).unwrap();
+        let batcher = vae_data::Batcher::new(&data.train_images, &labels, 128, &dev).unwrap();
+        let mut rng = VaeRng::seed_from(7);
+        for _ in 0..2 {
+            for batch in batcher.epoch(&mut rng) {
+                let (x, y) = batch.tensors().unwrap();
+                let loss = candle_nn::loss::cross_entropy(&model.logits(&x), &y).unwrap();
+                opt.backward_step(&loss).unwrap();
+            }
+        }
+        model
+    }
+
+    fn logits(&self, x: &Tensor) -> Tensor {
+        let h = self.hidden.forward(x).unwrap().relu().unwrap();
+        self.out.forward(&h).unwrap()
+    }
+
+    /// The predicted digit of each row of `x [n, 784]`.
+    fn classify(&self, x: &Tensor) -> Vec<u32> {
+        let x = x.reshape((x.dim(0).unwrap(), 784)).unwrap();
+        self.logits(&x)
+            .argmax(D::Minus1)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+}
+
+fn test_labels(data: &vae_data::MnistData) -> Vec<u32> {
+    data.test_labels
+        .to_dtype(DType::U32)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// The `mnist` preset, trained for its 10 epochs into `dir`.
+fn trained_mnist(dir: &Path) -> String {
+    let (data, out) = (data_dir().to_str().unwrap(), dir.to_str().unwrap());
+    let (ok, _, err) = vae_train(&[
+        "train",
+        "--preset",
+        "mnist",
+        "--data-dir",
+        data,
+        "--out",
+        out,
+    ]);
+    assert!(ok, "{err}");
+    dir.join("model.safetensors").display().to_string()
+}
+
+#[test]
+fn a_classifier_reads_generated_digits_as_the_digit_asked_for_and_paths_as_their_ends() {
+    let data = vae_data::load(data_dir(), vae_data::Dataset::Mnist).unwrap();
+    let classifier = Classifier::train(&data);
+    let labels = test_labels(&data);
+    let predicted = classifier.classify(&data.test_images);
+    let correct = predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    assert!(
+        correct >= 9600,
+        "the classifier itself: {correct} of 10000 test images"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_mnist(&tmp.path().join("run"));
+    let dir = data_dir().to_str().unwrap();
+    let mut shares = Vec::new();
+    for digit in 0..10u32 {
+        let out = tmp.path().join(format!("like-{digit}.npy"));
+        let d = digit.to_string();
+        let args = [
+            "generate",
+            "--model",
+            &model,
+            "--like",
+            &d,
+            "--n",
+            "100",
+            "--data-dir",
+            dir,
+        ];
+        let (ok, _, err) = vae_train(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+        assert!(ok, "{err}");
+        let images = Tensor::read_npy(&out).unwrap();
+        assert_eq!(images.dims(), &[100, 28, 28]);
+        let predicted = classifier.classify(&images);
+        shares.push(predicted.iter().filter(|&&p| p == digit).count());
+    }
+    eprintln!("generate --like 0..9, % classified as asked: {shares:?} (classifier: {correct} of 10000 test images)");
+    assert!(shares.iter().all(|&s| s >= 85), "% per digit: {shares:?}");
+
+    // From the first test 3 to the first test 8.
+    let first = |d: u32| labels.iter().position(|&l| l == d).unwrap().to_string();
+    let out = tmp.path().join("path.npy");
+    let args = [
+        "interpolate",
+        "--model",
+        &model,
+        "--from",
+        &first(3),
+        "--to",
+        &first(8),
+        "--data-dir",
+        dir,
+    ];
+    let (ok, _, err) = vae_train(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(ok, "{err}");
+    let frames = classifier.classify(&Tensor::read_npy(&out).unwrap());
+    assert_eq!(frames.len(), 10);
+    assert_eq!((frames[0], frames[9]), (3, 8), "{frames:?}");
+}
+
+/// A model of the smallest kind, trained for one epoch on 1000 images.
+fn small_model(dir: &Path) -> String {
+    let (data, out) = (data_dir().to_str().unwrap(), dir.to_str().unwrap());
+    let args = [
+        "train",
+        "--epochs",
+        "1",
+        "--hidden-dims",
+        "32",
+        "--latent-dim",
+        "3",
+        "--train-subset",
+        "1000",
+    ];
+    let (ok, _, err) = vae_train(&[&args[..], &["--data-dir", data, "--out", out]].concat());
+    assert!(ok, "{err}");
+    dir.join("model.safetensors").display().to_string()
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes_and_npy_holds_the_probabilities_of_the_picture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = small_model(&tmp.path().join("run"));
+    let dir = data_dir().to_str().unwrap();
+    let run = |cmd: &[&str], file: &str| -> Vec<u8> {
+        let out = tmp.path().join(file);
+        let base = ["--model", &model, "--out", out.to_str().unwrap()];
+        let args: Vec<&str> = cmd.iter().copied().chain(base).collect();
+        let (ok, _, err) = vae_train(&args);
+        assert!(ok, "{args:?}: {err}");
+        std::fs::read(out).unwrap()
+    };
+    let like4 = |seed| {
+        [
+            "generate",
+            "--like",
+            "4",
+            "--n",
+            "12",
+            "--seed",
+            seed,
+            "--data-dir",
+            dir,
+        ]
+    };
+    for cmd in [
+        &like4("5")[..],
+        &["sample", "--n", "12", "--seed", "5", "--temperature", "0.7"],
+        &[
+            "interpolate",
+            "--from",
+            "0",
+            "--to",
+            "1",
+            "--steps",
+            "6",
+            "--slerp",
+            "--data-dir",
+            dir,
+        ],
+        &[
+            "traverse",
+            "--index",
+            "2",
+            "--steps",
+            "5",
+            "--data-dir",
+            dir,
+        ],
+    ] {
+        for ext in ["png", "npy"] {
+            let (a, b) = (run(cmd, &format!("a.{ext}")), run(cmd, &format!("b.{ext}")));
+            assert!(a == b, "{cmd:?} .{ext}: two runs with one seed differ");
+        }
+        let probs = Tensor::read_npy(tmp.path().join("a.npy")).unwrap();
+        let (n, h, w) = probs.dims3().unwrap();
+        assert_eq!((h, w), (28, 28), "{cmd:?}");
+        let values = probs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            values.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{cmd:?}: probabilities"
+        );
+        // The picture shows those probabilities: tile k's top-left pixel (after the 2-pixel border, ×2 scale).
+        let png = image::open(tmp.path().join("a.png")).unwrap().to_luma8();
+        let cols = (png.width() - 2) / (2 * 28 + 2);
+        for k in [0, n - 1] {
+            let (r, c) = (k as u32 / cols, k as u32 % cols);
+            let px = png.get_pixel(2 + c * 58 + 2 * 14, 2 + r * 58 + 2 * 14)[0];
+            let want = (values[k * 784 + 14 * 28 + 14] * 255.0).round() as u8;
+            assert_eq!(px, want, "{cmd:?}: tile {k}");
+        }
+    }
+    // Different seeds, different samples.
+    assert!(run(&like4("6"), "c.npy") != run(&like4("5"), "d.npy"));
+}
+
+#[test]
+fn bad_requests_get_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = small_model(&tmp.path().join("run"));
+    let dir = data_dir().to_str().unwrap();
+    let out = tmp.path().join("x.png");
+    let out = out.to_str().unwrap();
+    let refused = |args: &[&str], needle: &str| {
+        let base = ["--model", model.as_str(), "--out", out];
+        let args: Vec<&str> = args.iter().copied().chain(base).collect();
+        let (ok, _, err) = vae_train(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.starts_with("error:") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert!(!Path::new(out).exists(), "{args:?} wrote {out}");
+    };
+    refused(
+        &["generate", "--like", "10", "--data-dir", dir],
+        "10 is not in 0..=9",
+    );
+    refused(
+        &["generate", "--like", "3", "--n", "0", "--data-dir", dir],
+        "--n must be at least 1",
+    );
+    refused(
+        &[
+            "generate",
+            "--like",
+            "3",
+            "--temperature",
+            "-1",
+            "--data-dir",
+            dir,
+        ],
+        "-1 is not in [0, 100]",
+    );
+    refused(
+        &[
+            "generate",
+            "--like",
+            "3",
+            "--n",
+            "1000000000000",
+            "--data-dir",
+            dir,
+        ],
+        "--n 1000000000000",
+    );
+    refused(
+        &[
+            "interpolate",
+            "--from",
+            "0",
+            "--to",
+            "10000",
+            "--data-dir",
+            dir,
+        ],
+        "--to 10000: the test set has 10000 images",
+    );
+    refused(
+        &[
+            "interpolate",
+            "--from",
+            "0",
+            "--to",
+            "1",
+            "--steps",
+            "1",
+            "--data-dir",
+            dir,
+        ],
+        "--steps",
+    );
+    refused(
+        &["traverse", "--index", "99999", "--data-dir", dir],
+        "--index 99999",
+    );
+    refused(
+        &["traverse", "--range", "0", "--data-dir", dir],
+        "0 is not in (0, 100]",
+    );
+    refused(&["sample", "--n", "0"], "--n must be at least 1");
+    let jpg = tmp.path().join("x.jpg");
+    let (ok, _, err) = vae_train(&["sample", "--model", &model, "--out", jpg.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("must end in .png") && err.contains("x.jpg"),
+        "{err}"
+    );
+    assert!(!jpg.exists());
+}
