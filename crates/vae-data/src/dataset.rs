@@ -44,6 +44,25 @@ impl Dataset {
         }
     }
 
+    /// What each label means, by label: the digits, or Fashion-MNIST's ten garment classes.
+    pub fn class_names(self) -> [&'static str; 10] {
+        match self {
+            Dataset::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            Dataset::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+
     /// The four files with their checksums, in [`FILE_NAMES`] order.
     pub fn files(self) -> [DataFile; 4] {
         let sums = match self {

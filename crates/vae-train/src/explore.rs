@@ -131,6 +131,55 @@ pub fn traverse(
     vae.decode_probs(&z)
 }
 
+/// The posterior means of every image of `data` (in order) and their labels.
+pub fn posterior_means(vae: &Vae, data: &vae_data::Batcher) -> Result<(Vec<Vec<f64>>, Vec<u32>)> {
+    let (mut means, mut labels) = (Vec::new(), Vec::new());
+    for batch in data.in_order(&mut VaeRng::seed_from(0)) {
+        let (x, y) = batch.tensors().map_err(candle_core::Error::wrap)?;
+        let (mu, _) = vae.encode(&x)?;
+        means.extend(mu.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?);
+        labels.extend(y.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?);
+    }
+    Ok((means, labels))
+}
+
+/// The scatter figure of the posterior means of `data`: the 2-D latent itself, or a wider one's first two
+/// principal components, said so in the title.
+pub fn scatter_figure(
+    vae: &Vae,
+    data: &vae_data::Batcher,
+    dataset: vae_data::Dataset,
+) -> anyhow::Result<Vec<u8>> {
+    let (means, labels) = posterior_means(vae, data)?;
+    let d = vae.config().latent_dim;
+    let names: Vec<String> = dataset
+        .class_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (axes, title) = if d <= 2 {
+        (
+            ("z1", "z2"),
+            format!("posterior means of {} test images", means.len()),
+        )
+    } else {
+        (
+            ("principal component 1", "principal component 2"),
+            format!(
+                "{} test posterior means: first 2 principal components of the {d}-D latent",
+                means.len()
+            ),
+        )
+    };
+    crate::plots::scatter_png(
+        &crate::plots::principal_plane(&means),
+        &labels,
+        &names,
+        axes,
+        &title,
+    )
+}
+
 /// The latent dimensions ordered by their average KL, the most used first (ties by index).
 pub fn by_usage(kl_per_dim: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..kl_per_dim.len()).collect();

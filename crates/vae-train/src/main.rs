@@ -38,6 +38,10 @@ enum Command {
     Interpolate(InterpolateArgs),
     /// Vary each latent dimension in turn around a test image's posterior mean, most used dimension first.
     Traverse(TraverseArgs),
+    /// Plot the test set's posterior means coloured by label (a wider latent on its first two principal components).
+    Scatter(ScatterArgs),
+    /// Plot a run's loss curves from its metrics.jsonl.
+    Curves(CurvesArgs),
     /// Fetch and verify a dataset's four files.
     Download(DownloadArgs),
     /// Print a preset, resolved with any overrides, as the JSON of `config.json`.
@@ -242,6 +246,29 @@ struct TraverseArgs {
     common: Common,
 }
 
+#[derive(Args)]
+struct ScatterArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Output PNG.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    dataset: Option<Dataset>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct CurvesArgs {
+    /// A run directory (holding metrics.jsonl).
+    #[arg(long)]
+    run: PathBuf,
+    /// Output PNG [default: <RUN>/curves.png].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 /// `--temperature`: a finite number in [0, 100].
 fn temperature(s: &str) -> Result<f64, String> {
     let t: f64 = s.parse().map_err(|e| format!("{e}"))?;
@@ -336,6 +363,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => cmd_generate(a),
         Command::Interpolate(a) => cmd_interpolate(a),
         Command::Traverse(a) => cmd_traverse(a),
+        Command::Scatter(a) => {
+            let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
+            let binarize = recorded_binarize(&vae, None, &a.model)?;
+            let test = eval::test_batcher(&data, binarize, None, vae.device())?;
+            let dataset = model_dataset(&vae, a.dataset, &a.model)?;
+            write_chart(&a.out, &explore::scatter_figure(&vae, &test, dataset)?)
+        }
+        Command::Curves(a) => {
+            let metrics = a.run.join(vae_train::train::files::METRICS);
+            let history = vae_train::train::read_metrics(&metrics)?;
+            anyhow::ensure!(
+                !history.is_empty(),
+                "{}: no epochs recorded",
+                metrics.display()
+            );
+            let out = a
+                .out
+                .unwrap_or_else(|| a.run.join(vae_train::train::files::CURVES));
+            write_chart(&out, &vae_train::plots::curves_png(&history)?)
+        }
         Command::Download(a) => cmd_download(a),
         Command::Completions { shell } => {
             print!("{}", completions(shell));
@@ -557,6 +604,18 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
     ensure_samples_fit(&vae, a.n)?;
     let images = explore::prior_samples(&vae, a.n, a.temperature, &mut VaeRng::seed_from(a.seed))?;
     write_square(&a.out, &images, &vae)
+}
+
+/// A chart's PNG at `out`, which must end in `.png`.
+fn write_chart(out: &Path, png: &[u8]) -> Result<()> {
+    anyhow::ensure!(
+        out.extension().is_some_and(|e| e == "png"),
+        "{}: a chart is written as .png",
+        out.display()
+    );
+    vae_train::plots::write_png(out, png)?;
+    tracing::info!("wrote {}", out.display());
+    Ok(())
 }
 
 /// Refuses an `--n` whose samples would not fit in memory: z, logits and probabilities of each, then the picture.

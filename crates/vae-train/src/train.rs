@@ -15,7 +15,7 @@ use crate::engine::{build_engine, resolve_engine, TrainEngine};
 use crate::eval::{evaluate, ElboSums};
 use crate::interrupt::{Interrupt, Interrupted};
 use crate::rundir::RunDir;
-use crate::{checkpoint, figures, fused, AdamConfig, Engine, RunConfig};
+use crate::{checkpoint, explore, figures, fused, plots, AdamConfig, Engine, RunConfig};
 
 /// One line of `metrics.jsonl` (nats per image).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,8 +77,12 @@ pub mod files {
     pub const RECONSTRUCTIONS: &str = "reconstructions.png";
     /// For a 2-D latent space: the decoded 20×20 grid over the latent plane.
     pub const MANIFOLD: &str = "manifold.png";
+    /// The loss curves of every epoch.
+    pub const CURVES: &str = "curves.png";
+    /// The test set's posterior means, coloured by label.
+    pub const SCATTER: &str = "scatter.png";
     /// Every file a run writes.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 9] = [
         CONFIG,
         CHECKPOINT,
         METRICS,
@@ -86,6 +90,8 @@ pub mod files {
         SAMPLES,
         RECONSTRUCTIONS,
         MANIFOLD,
+        CURVES,
+        SCATTER,
     ];
 }
 
@@ -361,6 +367,9 @@ impl<'a> Run<'a> {
         let recon = vae.reconstruct(&originals)?;
         let path = out.join(files::RECONSTRUCTIONS);
         figures::write_reconstructions(&path, &originals, &recon, data.rows, data.cols)?;
+        plots::write_png(&out.join(files::CURVES), &plots::curves_png(&self.history)?)?;
+        let scatter = explore::scatter_figure(&vae, &self.test_data, self.cfg.dataset)?;
+        plots::write_png(&out.join(files::SCATTER), &scatter)?;
         let mut written = vec![
             files::CONFIG,
             files::CHECKPOINT,
@@ -368,6 +377,8 @@ impl<'a> Run<'a> {
             files::MODEL,
             files::SAMPLES,
             files::RECONSTRUCTIONS,
+            files::CURVES,
+            files::SCATTER,
         ];
         if self.cfg.model.latent_dim == 2 {
             figures::write_manifold(&out.join(files::MANIFOLD), &vae, 20, data.rows, data.cols)?;

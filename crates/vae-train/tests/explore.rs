@@ -249,6 +249,32 @@ fn the_same_seed_gives_the_same_bytes_and_npy_holds_the_probabilities_of_the_pic
     }
     // Different seeds, different samples.
     assert!(run(&like4("6"), "c.npy") != run(&like4("5"), "d.npy"));
+
+    // The charts: the test set's posterior means, and the run's curves (which `train` also wrote itself).
+    let scatter = run(&["scatter", "--data-dir", dir], "scatter.png");
+    assert_eq!(
+        scatter,
+        run(&["scatter", "--data-dir", dir], "scatter2.png")
+    );
+    let run_dir = tmp.path().join("run");
+    assert_eq!(scatter, std::fs::read(run_dir.join("scatter.png")).unwrap());
+    let out = tmp.path().join("curves.png");
+    let (ok, _, err) = vae_train(&[
+        "curves",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(run_dir.join("curves.png")).unwrap()
+    );
+    assert_eq!(
+        image::open(&out).unwrap().to_rgb8().dimensions(),
+        (1500, 450)
+    );
 }
 
 #[test]
@@ -337,6 +363,28 @@ fn bad_requests_get_one_clear_line() {
         "0 is not in (0, 100]",
     );
     refused(&["sample", "--n", "0"], "--n must be at least 1");
+    let npy = tmp.path().join("s.npy");
+    let (ok, _, err) = vae_train(&[
+        "scatter",
+        "--model",
+        &model,
+        "--data-dir",
+        dir,
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("s.npy: a chart is written as .png"),
+        "{err}"
+    );
+    let (ok, _, err) = vae_train(&[
+        "curves",
+        "--run",
+        tmp.path().to_str().unwrap(),
+        "--out",
+        out,
+    ]);
+    assert!(!ok && err.contains("no epochs recorded"), "{err}");
     let jpg = tmp.path().join("x.jpg");
     let (ok, _, err) = vae_train(&["sample", "--model", &model, "--out", jpg.to_str().unwrap()]);
     assert!(

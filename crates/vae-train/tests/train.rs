@@ -119,6 +119,8 @@ fn same_seed_same_numbers_and_a_complete_run_directory() {
     for (png, size) in [
         ("samples.png", (8 * 58 + 2, 8 * 58 + 2)),
         ("reconstructions.png", (8 * 58 + 2, 2 * 58 + 2)),
+        ("curves.png", (1500, 450)),
+        ("scatter.png", (900, 800)),
     ] {
         let img = image::open(dir.join(png)).unwrap().to_luma8();
         assert_eq!(img.dimensions(), size, "{png}");
@@ -129,10 +131,12 @@ fn same_seed_same_numbers_and_a_complete_run_directory() {
         [
             "checkpoint.safetensors",
             "config.json",
+            "curves.png",
             "metrics.jsonl",
             "model.safetensors",
             "reconstructions.png",
-            "samples.png"
+            "samples.png",
+            "scatter.png"
         ]
     );
 }
@@ -510,10 +514,12 @@ mod cli {
             [
                 "checkpoint.safetensors",
                 "config.json",
+                "curves.png",
                 "metrics.jsonl",
                 "model.safetensors",
                 "reconstructions.png",
-                "samples.png"
+                "samples.png",
+                "scatter.png"
             ]
         );
         let vae = Vae::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
@@ -746,7 +752,9 @@ mod cli {
 
     #[test]
     fn bash_completes_subcommands_and_their_flags() {
-        assert_eq!(bash_completes(&["tr"]), ["train"]);
+        assert_eq!(bash_completes(&["tr"]), ["train", "traverse"]);
+        assert_eq!(bash_completes(&["gen"]), ["generate"]);
+        assert_eq!(bash_completes(&["generate", "--tem"]), ["--temperature"]);
         assert_eq!(bash_completes(&["train", "--ep"]), ["--epochs"]);
         assert_eq!(bash_completes(&["sample", "--n"]), ["--n"]);
         let engines = bash_completes(&["train", "--engine", ""]);
@@ -772,12 +780,17 @@ mod cli {
         pages.sort();
         let expected = [
             "vae-train-completions.1",
+            "vae-train-curves.1",
             "vae-train-download.1",
             "vae-train-eval.1",
+            "vae-train-generate.1",
+            "vae-train-interpolate.1",
             "vae-train-preset.1",
             "vae-train-reconstruct.1",
             "vae-train-sample.1",
+            "vae-train-scatter.1",
             "vae-train-train.1",
+            "vae-train-traverse.1",
             "vae-train.1",
         ];
         assert_eq!(pages, expected);
