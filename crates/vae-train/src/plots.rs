@@ -77,11 +77,14 @@ pub fn curves_png(history: &[EpochMetrics]) -> Result<Vec<u8>> {
     })
 }
 
+/// A named line of `(epoch, value)` points in a colour.
+type Line<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
+
 /// One panel: lines over epochs with a legend.
 fn panel(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     title: &str,
-    lines: &[(&str, &[(f64, f64)], RGBColor)],
+    lines: &[Line],
 ) -> Result<()> {
     let finite = || {
         lines
