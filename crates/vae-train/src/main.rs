@@ -237,6 +237,9 @@ struct TraverseArgs {
     /// Images per dimension.
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(2..=100))]
     steps: u32,
+    /// Show only the N most used dimensions [default: all].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    dims: Option<u32>,
     /// Output: .png (a row per dimension) or .npy (`[dims·steps, 28, 28]` f32 probabilities).
     #[arg(long)]
     out: PathBuf,
@@ -710,7 +713,8 @@ fn cmd_traverse(a: TraverseArgs) -> Result<()> {
     let binarize = recorded_binarize(&vae, None, &a.model)?;
     let test = eval::test_batcher(&data, binarize, None, vae.device())?;
     let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
-    let order = explore::by_usage(&usage.kl_per_dim);
+    let mut order = explore::by_usage(&usage.kl_per_dim);
+    order.truncate(a.dims.map_or(order.len(), |n| n as usize));
     let steps = a.steps as usize;
     let images = explore::traverse(&vae, &x, &order, a.range, steps)?;
     let hw = image_side(&vae)?;
@@ -722,7 +726,7 @@ fn cmd_traverse(a: TraverseArgs) -> Result<()> {
         .collect();
     if !inactive.is_empty() {
         tracing::info!(
-            "{} of {} dimensions are inactive (average KL < {} nats), the last rows: {inactive:?}",
+            "{} of the {} dimensions shown are inactive (average KL < {} nats), the last rows: {inactive:?}",
             inactive.len(),
             order.len(),
             explore::INACTIVE_KL

@@ -221,6 +221,8 @@ fn the_same_seed_gives_the_same_bytes_and_npy_holds_the_probabilities_of_the_pic
             "2",
             "--steps",
             "5",
+            "--dims",
+            "2",
             "--data-dir",
             dir,
         ],
@@ -231,6 +233,9 @@ fn the_same_seed_gives_the_same_bytes_and_npy_holds_the_probabilities_of_the_pic
         }
         let probs = Tensor::read_npy(tmp.path().join("a.npy")).unwrap();
         let (n, h, w) = probs.dims3().unwrap();
+        if cmd[0] == "traverse" {
+            assert_eq!(n, 2 * 5, "two dimensions of five steps");
+        }
         assert_eq!((h, w), (28, 28), "{cmd:?}");
         let values = probs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(
