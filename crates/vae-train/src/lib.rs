@@ -32,6 +32,7 @@
 mod adam;
 pub mod checkpoint;
 mod config;
+pub mod digitize;
 pub mod engine;
 pub mod eval;
 pub mod explore;
@@ -97,4 +98,13 @@ pub fn ensure_memory(bytes: u128, what: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The data directory the unit tests read, as the product's own download fills it: `$VAE_DATA_DIR`, else `data/`
+/// at the workspace root.
+#[cfg(test)]
+pub(crate) fn tests_data_dir() -> std::path::PathBuf {
+    std::env::var_os("VAE_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"))
 }

@@ -179,10 +179,11 @@ struct SampleArgs {
 struct GenerateArgs {
     #[arg(long)]
     model: PathBuf,
-    /// The digit (a test-set label, 0-9) to make more of.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
-    like: u32,
-    /// Number of images; sample i comes from the digit's test example i mod n.
+    /// What to make more of: a digit 0-9 (its first test examples), or an image file (PNG or JPEG, any size,
+    /// made into a 28×28 input as MNIST was: grey, fitted into 20×20, centred by its centre of mass).
+    #[arg(long)]
+    like: String,
+    /// Number of images; sample i comes from example i mod (the number of examples).
     #[arg(long, default_value_t = 64)]
     n: usize,
     /// Scales the posterior's standard deviation (0 decodes the posterior means).
@@ -203,12 +204,12 @@ struct GenerateArgs {
 struct InterpolateArgs {
     #[arg(long)]
     model: PathBuf,
-    /// Index of the first test image.
+    /// The start: a test-set index, or an image file (PNG or JPEG, made into an input as for `generate --like`).
     #[arg(long)]
-    from: usize,
-    /// Index of the last test image.
+    from: String,
+    /// The end: a test-set index or an image file.
     #[arg(long)]
-    to: usize,
+    to: String,
     /// Images along the path, ends included.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000))]
     steps: u32,
@@ -668,28 +669,60 @@ fn test_image(
         .to_device(vae.device())?)
 }
 
+/// A picture file made into the model's input, `[1, 784]`.
+fn image_file(path: &Path, vae: &Vae) -> Result<candle_core::Tensor> {
+    anyhow::ensure!(
+        vae.config().input_dim == 784,
+        "{}: image files are made into 28×28 inputs, and this model takes {}",
+        path.display(),
+        vae.config().input_dim
+    );
+    let px = vae_train::digitize::load(path)?;
+    Ok(candle_core::Tensor::from_vec(px, (1, 784), vae.device())?)
+}
+
+/// `spec` as a test-set index, else as an image file.
+fn example(
+    data: &vae_data::MnistData,
+    spec: &str,
+    flag: &str,
+    vae: &Vae,
+) -> Result<candle_core::Tensor> {
+    match spec.parse::<usize>() {
+        Ok(index) => test_image(data, index, flag, vae),
+        Err(_) => image_file(Path::new(spec), vae),
+    }
+}
+
 fn cmd_generate(a: GenerateArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
     let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
     ensure_samples_fit(&vae, a.n)?;
-    let labels = data
-        .test_labels
-        .to_dtype(candle_core::DType::U32)?
-        .to_vec1::<u32>()?;
-    let of_digit: Vec<u32> = (0..labels.len() as u32)
-        .filter(|&i| labels[i as usize] == a.like)
-        .take(a.n)
-        .collect();
-    anyhow::ensure!(
-        !of_digit.is_empty(),
-        "--like {}: no test image has that label",
-        a.like
-    );
-    let idx = candle_core::Tensor::new(of_digit.as_slice(), &candle_core::Device::Cpu)?;
-    let examples = data
-        .test_images
-        .index_select(&idx, 0)?
-        .to_device(vae.device())?;
+    let examples = match a.like.parse::<i64>() {
+        Ok(digit) => {
+            anyhow::ensure!(
+                (0..=9).contains(&digit),
+                "--like {digit}: a digit is 0-9 (or give an image file)"
+            );
+            let labels = data
+                .test_labels
+                .to_dtype(candle_core::DType::U32)?
+                .to_vec1::<u32>()?;
+            let of_digit: Vec<u32> = (0..labels.len() as u32)
+                .filter(|&i| labels[i as usize] == digit as u32)
+                .take(a.n)
+                .collect();
+            anyhow::ensure!(
+                !of_digit.is_empty(),
+                "--like {digit}: no test image has that label"
+            );
+            let idx = candle_core::Tensor::new(of_digit.as_slice(), &candle_core::Device::Cpu)?;
+            data.test_images
+                .index_select(&idx, 0)?
+                .to_device(vae.device())?
+        }
+        Err(_) => image_file(Path::new(&a.like), &vae)?,
+    };
     let mut rng = VaeRng::seed_from(a.seed);
     let images = explore::posterior_samples(&vae, &examples, a.n, a.temperature, &mut rng)?;
     write_square(&a.out, &images, &vae)
@@ -697,8 +730,8 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
 
 fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
     let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
-    let from = test_image(&data, a.from, "--from", &vae)?;
-    let to = test_image(&data, a.to, "--to", &vae)?;
+    let from = example(&data, &a.from, "--from", &vae)?;
+    let to = example(&data, &a.to, "--to", &vae)?;
     let steps = a.steps as usize;
     let images = explore::interpolate(&vae, &from, &to, steps, a.slerp)?;
     let hw = image_side(&vae)?;

@@ -676,9 +676,7 @@ mod tests {
 
     #[test]
     fn a_non_finite_test_loss_stops_before_anything_of_the_epoch_is_written() {
-        let data_dir = std::env::var_os("VAE_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+        let data_dir = crate::tests_data_dir();
         let (base, _) = RunConfig::load_preset("mnist", Path::new("/nonexistent")).unwrap();
         let cfg = base
             .apply(&Overrides {

@@ -1,0 +1,143 @@
+//! A picture of a digit made into the model's input the way MNIST was made (LeCun et al.): grey levels, white
+//! on black, the ink's bounding box scaled to fit 20×20 (keeping its aspect ratio, anti-aliased), and placed in a
+//! 28×28 field so that its centre of mass (in pixel indices) is at (14, 14).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use image::{imageops, GrayImage};
+
+/// The side of the box the ink is fitted into.
+const BOX: u32 = 20;
+/// Grey levels (0-1, white ink) above which a pixel counts as ink for the bounding box.
+const INK: f32 = 0.1;
+
+/// Reads an image file (PNG or JPEG, any size, colour or grey) and returns its 28×28 pixels in [0, 1], row-major.
+pub fn load(path: &Path) -> Result<Vec<f32>> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .decode()
+        .with_context(|| format!("{}: not a PNG or JPEG image", path.display()))?;
+    digitize(&img.to_luma8()).with_context(|| path.display().to_string())
+}
+
+/// MNIST's preprocessing of a grey picture. Dark ink on a light background (a scan, a drawing) is inverted first,
+/// judged by the border: MNIST's digits are white on black.
+pub fn digitize(grey: &GrayImage) -> Result<Vec<f32>> {
+    let (w, h) = grey.dimensions();
+    let mut ink: Vec<f32> = grey.pixels().map(|p| p[0] as f32 / 255.0).collect();
+    let border: Vec<f32> = (0..w * h)
+        .filter(|i| {
+            let (x, y) = (i % w, i / w);
+            x == 0 || y == 0 || x == w - 1 || y == h - 1
+        })
+        .map(|i| ink[i as usize])
+        .collect();
+    if border.iter().sum::<f32>() / border.len() as f32 > 0.5 {
+        ink.iter_mut().for_each(|v| *v = 1.0 - *v);
+    }
+    let inked = |i: usize| ink[i] > INK;
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for i in (0..ink.len()).filter(|&i| inked(i)) {
+        let (x, y) = (i as u32 % w, i as u32 / w);
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    }
+    anyhow::ensure!(x0 <= x1, "no digit found: the picture is blank");
+    let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
+    let scale = BOX as f32 / bw.max(bh) as f32;
+    let (nw, nh) = (
+        ((bw as f32 * scale).round() as u32).max(1),
+        ((bh as f32 * scale).round() as u32).max(1),
+    );
+    let cropped = GrayImage::from_fn(bw, bh, |x, y| {
+        image::Luma([(ink[((y0 + y) * w + x0 + x) as usize] * 255.0).round() as u8])
+    });
+    let small = imageops::resize(&cropped, nw, nh, imageops::FilterType::Triangle);
+    // Centre of mass of the fitted box, then the offset that puts it at pixel (14, 14), as in MNIST.
+    let (mut m, mut mx, mut my) = (0f32, 0f32, 0f32);
+    for (x, y, p) in small.enumerate_pixels() {
+        let v = p[0] as f32;
+        (m, mx, my) = (m + v, mx + v * x as f32, my + v * y as f32);
+    }
+    let place = |c: f32, n: u32| ((14.0 - c).round() as i64).clamp(0, 28 - n as i64);
+    let (ox, oy) = (place(mx / m.max(1e-6), nw), place(my / m.max(1e-6), nh));
+    let mut out = vec![0f32; 28 * 28];
+    for (x, y, p) in small.enumerate_pixels() {
+        out[(oy as usize + y as usize) * 28 + ox as usize + x as usize] = p[0] as f32 / 255.0;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the ink of a 28×28 picture is: its bounding box and centre of mass.
+    fn ink_box(px: &[f32]) -> ((usize, usize, usize, usize), (f32, f32)) {
+        let (mut b, mut m, mut mx, mut my) = ((28, 28, 0, 0), 0f32, 0f32, 0f32);
+        for (i, &v) in px.iter().enumerate() {
+            let (x, y) = (i % 28, i / 28);
+            if v > 0.5 {
+                b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
+            }
+            (m, mx, my) = (m + v, mx + v * x as f32, my + v * y as f32);
+        }
+        (b, (mx / m, my / m))
+    }
+
+    #[test]
+    fn a_bar_is_fitted_into_20_pixels_and_centred_by_its_mass() {
+        // A white 40×80 bar on black, off centre in 200×100.
+        let img = GrayImage::from_fn(200, 100, |x, y| {
+            image::Luma([if (120..160).contains(&x) && (10..90).contains(&y) {
+                255
+            } else {
+                0
+            }])
+        });
+        let px = digitize(&img).unwrap();
+        let ((x0, y0, x1, y1), (cx, cy)) = ink_box(&px);
+        assert_eq!(
+            (x1 - x0 + 1, y1 - y0 + 1),
+            (10, 20),
+            "aspect kept, long side 20"
+        );
+        assert!(
+            (cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5,
+            "centre of mass {cx}, {cy}"
+        );
+        // The same bar dark on light, and in colour, gives the same input.
+        let inverted =
+            GrayImage::from_fn(200, 100, |x, y| image::Luma([255 - img.get_pixel(x, y)[0]]));
+        assert_eq!(digitize(&inverted).unwrap(), px);
+        let blank = GrayImage::from_pixel(50, 50, image::Luma([255]));
+        assert!(digitize(&blank).unwrap_err().to_string().contains("blank"));
+    }
+
+    #[test]
+    fn an_mnist_digit_enlarged_comes_back_close_to_itself() {
+        let Ok(data) = vae_data::load(&crate::tests_data_dir(), vae_data::Dataset::Mnist) else {
+            panic!("the MNIST data (run `cargo xtask download`)");
+        };
+        let digits = data
+            .first_test_images(20, &candle_core::Device::Cpu)
+            .unwrap();
+        for (k, px) in digits.to_vec2::<f32>().unwrap().iter().enumerate() {
+            // 4× larger, dark on light as on paper.
+            let big = GrayImage::from_fn(112, 112, |x, y| {
+                image::Luma([255 - (px[(y / 4 * 28 + x / 4) as usize] * 255.0).round() as u8])
+            });
+            let back = digitize(&big).unwrap();
+            let err: f32 = back.iter().zip(px).map(|(a, b)| (a - b).abs()).sum::<f32>() / 784.0;
+            let dot: f32 = back.iter().zip(px).map(|(a, b)| a * b).sum();
+            let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+            let cos = dot / (norm(&back) * norm(px));
+            assert!(
+                err < 0.04 && cos > 0.98,
+                "test image {k}: mean |difference| {err}, cosine {cos}"
+            );
+        }
+    }
+}
