@@ -129,16 +129,12 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A model.safetensors written by `train`.
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    on: ModelOnData,
     /// Also estimate −log p(x) with K importance samples per image (at most 100000; a progress bar shows on a
     /// terminal).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     iw_samples: u32,
-    /// Dataset to evaluate on [default: the one in the model's metadata].
-    #[arg(long)]
-    dataset: Option<Dataset>,
     /// How to binarise the test images [default: as the model was trained, from its metadata; `none` for files
     /// without it]. `dynamic` binarises the test set once, the same every time (seed 2016).
     #[arg(long)]
@@ -152,8 +148,6 @@ struct EvalArgs {
     inputs_out: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    #[command(flatten)]
-    common: Common,
 }
 
 #[derive(Args)]
@@ -163,11 +157,8 @@ struct SampleArgs {
     /// Number of samples (laid out in a near-square grid).
     #[arg(long, default_value_t = 64)]
     n: usize,
-    /// Scales the prior's standard deviation: z ~ N(0, T² I).
-    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
-    temperature: f64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    draw: Draw,
     /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities).
     #[arg(long)]
     out: PathBuf,
@@ -177,8 +168,8 @@ struct SampleArgs {
 
 #[derive(Args)]
 struct GenerateArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    on: ModelOnData,
     /// What to make more of: a digit 0-9 (its first test examples), or an image file (PNG or JPEG, any size,
     /// made into a 28×28 input as MNIST was: grey, fitted into 20×20, centred by its centre of mass).
     #[arg(long)]
@@ -186,24 +177,17 @@ struct GenerateArgs {
     /// Number of images; sample i comes from example i mod (the number of examples).
     #[arg(long, default_value_t = 64)]
     n: usize,
-    /// Scales the posterior's standard deviation (0 decodes the posterior means).
-    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
-    temperature: f64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    draw: Draw,
     /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
-    dataset: Option<Dataset>,
-    #[command(flatten)]
-    common: Common,
 }
 
 #[derive(Args)]
 struct InterpolateArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    on: ModelOnData,
     /// The start: a test-set index, or an image file (PNG or JPEG, made into an input as for `generate --like`).
     #[arg(long)]
     from: String,
@@ -219,16 +203,12 @@ struct InterpolateArgs {
     /// Output: .png (one row) or .npy (`[steps, 28, 28]` f32 probabilities).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
-    dataset: Option<Dataset>,
-    #[command(flatten)]
-    common: Common,
 }
 
 #[derive(Args)]
 struct TraverseArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    on: ModelOnData,
     /// Index of the test image whose posterior mean is the centre.
     #[arg(long, default_value_t = 0)]
     index: usize,
@@ -244,23 +224,15 @@ struct TraverseArgs {
     /// Output: .png (a row per dimension) or .npy (`[dims·steps, 28, 28]` f32 probabilities).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
-    dataset: Option<Dataset>,
-    #[command(flatten)]
-    common: Common,
 }
 
 #[derive(Args)]
 struct ScatterArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    on: ModelOnData,
     /// Output PNG.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
-    dataset: Option<Dataset>,
-    #[command(flatten)]
-    common: Common,
 }
 
 #[derive(Args)]
@@ -271,6 +243,30 @@ struct CurvesArgs {
     /// Output PNG [default: <RUN>/curves.png].
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// A model and the test set it is used on: every command that reads both.
+#[derive(Args)]
+struct ModelOnData {
+    /// A model.safetensors written by `train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Dataset [default: the one in the model's metadata].
+    #[arg(long)]
+    dataset: Option<Dataset>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// How z is drawn: every command that samples.
+#[derive(Args)]
+struct Draw {
+    /// Scales the standard deviation z is drawn with: the prior's for `sample` (z ~ N(0, T² I)), the posterior's
+    /// for `generate` (0 decodes the posterior means).
+    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
+    temperature: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// `--temperature`: a finite number in [0, 100].
@@ -295,17 +291,13 @@ fn traverse_range(s: &str) -> Result<f64, String> {
 
 #[derive(Args)]
 struct ReconstructArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    on: ModelOnData,
     /// Number of test images.
     #[arg(long, default_value_t = 8)]
     n: usize,
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
-    dataset: Option<Dataset>,
-    #[command(flatten)]
-    common: Common,
 }
 
 #[derive(Args)]
@@ -368,10 +360,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Interpolate(a) => cmd_interpolate(a),
         Command::Traverse(a) => cmd_traverse(a),
         Command::Scatter(a) => {
-            let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
-            let binarize = recorded_binarize(&vae, None, &a.model)?;
-            let test = eval::test_batcher(&data, binarize, None, vae.device())?;
-            let dataset = model_dataset(&vae, a.dataset, &a.model)?;
+            let (vae, data) = model_and_data(&a.on)?;
+            let test = test_set(&vae, &data, &a.on.model)?;
+            let dataset = model_dataset(&vae, a.on.dataset, &a.on.model)?;
             write_chart(&a.out, &explore::scatter_figure(&vae, &test, dataset)?)
         }
         Command::Curves(a) => {
@@ -524,9 +515,9 @@ fn model_dataset(vae: &Vae, flag: Option<Dataset>, path: &Path) -> Result<Datase
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
-    let dataset = model_dataset(&vae, a.dataset, &a.model)?;
-    let binarize = recorded_binarize(&vae, a.binarize, &a.model)?;
+    let (vae, data) = model_and_data(&a.on)?;
+    let dataset = model_dataset(&vae, a.on.dataset, &a.on.model)?;
+    let binarize = recorded_binarize(&vae, a.binarize, &a.on.model)?;
     let subset = a.test_subset.map(|n| n as usize);
     let test = eval::test_batcher(&data, binarize, subset, vae.device())?;
     if let Some(path) = &a.inputs_out {
@@ -539,12 +530,12 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     anyhow::ensure!(
         avg.loss.is_finite(),
         "{}: the test loss is {}; the model's outputs overflow",
-        a.model.display(),
+        a.on.model.display(),
         avg.loss
     );
     let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     let mut out = serde_json::json!({
-        "model": a.model.display().to_string(),
+        "model": a.on.model.display().to_string(),
         "dataset": dataset.name(),
         "binarize": binarize.name(),
         "test_images": test.len(),
@@ -563,7 +554,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         anyhow::ensure!(
             iw.nll.is_finite(),
             "{}: the importance-weighted estimate is {}",
-            a.model.display(),
+            a.on.model.display(),
             iw.nll
         );
         out["iw_samples"] = a.iw_samples.into();
@@ -606,7 +597,12 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
     let vae = load_model(&a.model, a.device.device)?;
     ensure_samples_fit(&vae, a.n)?;
-    let images = explore::prior_samples(&vae, a.n, a.temperature, &mut VaeRng::seed_from(a.seed))?;
+    let images = explore::prior_samples(
+        &vae,
+        a.n,
+        a.draw.temperature,
+        &mut VaeRng::seed_from(a.draw.seed),
+    )?;
     write_square(&a.out, &images, &vae)
 }
 
@@ -637,17 +633,19 @@ fn write_square(out: &Path, images: &candle_core::Tensor, vae: &Vae) -> Result<(
     Ok(())
 }
 
-/// A model and the dataset it was trained on (or `dataset`), checked to fit each other.
-fn model_and_data(
-    model: &Path,
-    dataset: Option<Dataset>,
-    common: &Common,
-) -> Result<(Vae, vae_data::MnistData)> {
-    let vae = load_model(model, common.device.device)?;
-    let dataset = model_dataset(&vae, dataset, model)?;
-    let data = vae_data::load(&common.data_dir(), dataset)?;
-    ensure_fits(&vae, &data, dataset, model)?;
+/// The model and the dataset it was trained on (or `--dataset`), checked to fit each other.
+fn model_and_data(on: &ModelOnData) -> Result<(Vae, vae_data::MnistData)> {
+    let vae = load_model(&on.model, on.common.device.device)?;
+    let dataset = model_dataset(&vae, on.dataset, &on.model)?;
+    let data = vae_data::load(&on.common.data_dir(), dataset)?;
+    ensure_fits(&vae, &data, dataset, &on.model)?;
     Ok((vae, data))
+}
+
+/// The whole test set, binarised as the model was trained.
+fn test_set(vae: &Vae, data: &vae_data::MnistData, path: &Path) -> Result<vae_data::Batcher> {
+    let binarize = recorded_binarize(vae, None, path)?;
+    Ok(eval::test_batcher(data, binarize, None, vae.device())?)
 }
 
 /// Test image `index` as `[1, input_dim]`, or an error naming `flag` and the valid range.
@@ -696,7 +694,7 @@ fn example(
 
 fn cmd_generate(a: GenerateArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
+    let (vae, data) = model_and_data(&a.on)?;
     ensure_samples_fit(&vae, a.n)?;
     let examples = match a.like.parse::<i64>() {
         Ok(digit) => {
@@ -723,13 +721,13 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
         }
         Err(_) => image_file(Path::new(&a.like), &vae)?,
     };
-    let mut rng = VaeRng::seed_from(a.seed);
-    let images = explore::posterior_samples(&vae, &examples, a.n, a.temperature, &mut rng)?;
+    let mut rng = VaeRng::seed_from(a.draw.seed);
+    let images = explore::posterior_samples(&vae, &examples, a.n, a.draw.temperature, &mut rng)?;
     write_square(&a.out, &images, &vae)
 }
 
 fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
-    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
+    let (vae, data) = model_and_data(&a.on)?;
     let from = example(&data, &a.from, "--from", &vae)?;
     let to = example(&data, &a.to, "--to", &vae)?;
     let steps = a.steps as usize;
@@ -741,10 +739,9 @@ fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
 }
 
 fn cmd_traverse(a: TraverseArgs) -> Result<()> {
-    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
+    let (vae, data) = model_and_data(&a.on)?;
     let x = test_image(&data, a.index, "--index", &vae)?;
-    let binarize = recorded_binarize(&vae, None, &a.model)?;
-    let test = eval::test_batcher(&data, binarize, None, vae.device())?;
+    let test = test_set(&vae, &data, &a.on.model)?;
     let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
     let mut order = explore::by_usage(&usage.kl_per_dim);
     order.truncate(a.dims.map_or(order.len(), |n| n as usize));
@@ -783,7 +780,7 @@ fn image_side(vae: &Vae) -> Result<usize> {
 
 fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    let (vae, data) = model_and_data(&a.model, a.dataset, &a.common)?;
+    let (vae, data) = model_and_data(&a.on)?;
     let originals = data.first_test_images(a.n, vae.device())?;
     let recon = vae.reconstruct(&originals)?;
     figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?;

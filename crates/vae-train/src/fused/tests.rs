@@ -87,15 +87,20 @@ fn check_loss_gradients(cfg: &VaeConfig, rows: usize, loss: Loss, seed: u64) {
     }
 }
 
-#[test]
-fn gradients_match_autograd_tanh_two_layers() {
-    let cfg = VaeConfig {
+/// A small model with two tanh layers.
+fn tanh_two_layers() -> VaeConfig {
+    VaeConfig {
         input_dim: 30,
         hidden_dims: vec![17, 9],
         latent_dim: 4,
         activation: Activation::Tanh,
         ..VaeConfig::mnist()
-    };
+    }
+}
+
+#[test]
+fn gradients_match_autograd_tanh_two_layers() {
+    let cfg = tanh_two_layers();
     check_gradients(&cfg, 7, 1.0, 1);
     check_gradients(&cfg, 1, 0.3, 2);
 }
@@ -199,13 +204,7 @@ fn adam_trajectory(loss: Loss) {
 
 #[test]
 fn iwae_gradients_match_autograd() {
-    let cfg = VaeConfig {
-        input_dim: 30,
-        hidden_dims: vec![17, 9],
-        latent_dim: 4,
-        activation: Activation::Tanh,
-        ..VaeConfig::mnist()
-    };
+    let cfg = tanh_two_layers();
     check_loss_gradients(&cfg, 6, Loss::Iwae { k: 5 }, 5);
     check_loss_gradients(&cfg, 1, Loss::Iwae { k: 3 }, 6);
     let relu = VaeConfig {
@@ -230,13 +229,7 @@ fn iwae_gradients_match_autograd_at_the_mnist_iwae_shapes() {
 
 #[test]
 fn the_estimate_through_sgemm_equals_candles_from_the_same_noise() {
-    let cfg = VaeConfig {
-        input_dim: 30,
-        hidden_dims: vec![17, 9],
-        latent_dim: 4,
-        activation: Activation::Tanh,
-        ..VaeConfig::mnist()
-    };
+    let cfg = tanh_two_layers();
     let dev = Device::Cpu;
     let mut rng = VaeRng::seed_from(21);
     let (vae, _) = Vae::init(&cfg, &mut rng, &dev).unwrap();
