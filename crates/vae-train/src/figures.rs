@@ -51,8 +51,12 @@ pub fn write_grid(
     h: usize,
     w: usize,
 ) -> Result<()> {
-    let png = grid_png(images, rows, cols, h, w)?;
-    vae_model::write_atomic(path, &png)
+    write_png(path, &grid_png(images, rows, cols, h, w)?)
+}
+
+/// Writes PNG bytes atomically.
+pub fn write_png(path: &Path, png: &[u8]) -> Result<()> {
+    vae_model::write_atomic(path, png)
         .with_context(|| format!("{}: cannot write figure", path.display()))
 }
 

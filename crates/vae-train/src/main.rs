@@ -613,7 +613,7 @@ fn write_chart(out: &Path, png: &[u8]) -> Result<()> {
         "{}: a chart is written as .png",
         out.display()
     );
-    vae_train::plots::write_png(out, png)?;
+    figures::write_png(out, png)?;
     tracing::info!("wrote {}", out.display());
     Ok(())
 }

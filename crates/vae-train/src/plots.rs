@@ -3,8 +3,6 @@
 //! Drawn by plotters into an RGB buffer, with DejaVu Sans built into the binary (so no system font is needed), and
 //! encoded as PNG here.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
@@ -214,12 +212,6 @@ pub fn scatter_png(
             .map_err(plot_error)?;
         Ok(())
     })
-}
-
-/// Writes PNG bytes atomically.
-pub fn write_png(path: &Path, png: &[u8]) -> Result<()> {
-    vae_model::write_atomic(path, png)
-        .with_context(|| format!("{}: cannot write figure", path.display()))
 }
 
 /// The first two principal components of the rows of `x [n, d]`: the projections of the centred rows on the two

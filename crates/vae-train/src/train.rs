@@ -367,9 +367,9 @@ impl<'a> Run<'a> {
         let recon = vae.reconstruct(&originals)?;
         let path = out.join(files::RECONSTRUCTIONS);
         figures::write_reconstructions(&path, &originals, &recon, data.rows, data.cols)?;
-        plots::write_png(&out.join(files::CURVES), &plots::curves_png(&self.history)?)?;
+        figures::write_png(&out.join(files::CURVES), &plots::curves_png(&self.history)?)?;
         let scatter = explore::scatter_figure(&vae, &self.test_data, self.cfg.dataset)?;
-        plots::write_png(&out.join(files::SCATTER), &scatter)?;
+        figures::write_png(&out.join(files::SCATTER), &scatter)?;
         let mut written = vec![
             files::CONFIG,
             files::CHECKPOINT,

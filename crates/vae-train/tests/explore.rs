@@ -225,20 +225,8 @@ fn a_classifier_reads_generated_digits_as_the_digit_asked_for_and_paths_as_their
 
 /// A model of the smallest kind, trained for one epoch on 1000 images.
 fn small_model(dir: &Path) -> String {
-    let (data, out) = (data_dir().to_str().unwrap(), dir.to_str().unwrap());
-    let args = [
-        "train",
-        "--epochs",
-        "1",
-        "--hidden-dims",
-        "32",
-        "--latent-dim",
-        "3",
-        "--train-subset",
-        "1000",
-    ];
-    let (ok, _, err) = vae_train(&[&args[..], &["--data-dir", data, "--out", out]].concat());
-    assert!(ok, "{err}");
+    let (code, _, err) = common::quick_train(dir, 3, 1000, &[]);
+    assert_eq!(code, Some(0), "{err}");
     dir.join("model.safetensors").display().to_string()
 }
 

@@ -363,21 +363,8 @@ mod cli {
         images: usize,
         extra: &[&str],
     ) -> (bool, String, String) {
-        let (latent, images) = (latent.to_string(), images.to_string());
-        let data = data_dir().to_str().unwrap();
-        let out = out.to_str().unwrap();
-        let args = [
-            "train",
-            "--epochs",
-            "1",
-            "--hidden-dims",
-            "32",
-            "--latent-dim",
-            &latent,
-            "--train-subset",
-            &images,
-        ];
-        vae_train(&[&args[..], &["--data-dir", data, "--out", out], extra].concat())
+        let (code, stdout, stderr) = common::quick_train(out, latent, images, extra);
+        (code == Some(0), stdout, stderr)
     }
 
     #[test]

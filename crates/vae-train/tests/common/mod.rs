@@ -33,3 +33,31 @@ pub fn vae_train(args: &[&str]) -> (Option<i32>, String, String) {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
+
+/// `vae-train train` of a small model (one hidden layer of 32 units, `latent` dimensions) for one epoch on the first
+/// `images` training images, into `out`, with `extra` flags.
+pub fn quick_train(
+    out: &Path,
+    latent: usize,
+    images: usize,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
+    let (latent, images) = (latent.to_string(), images.to_string());
+    let (data, out) = (data_dir().to_str().unwrap(), out.to_str().unwrap());
+    let args = [
+        "train",
+        "--epochs",
+        "1",
+        "--hidden-dims",
+        "32",
+        "--latent-dim",
+        &latent,
+        "--train-subset",
+        &images,
+        "--data-dir",
+        data,
+        "--out",
+        out,
+    ];
+    vae_train(&[&args[..], extra].concat())
+}
