@@ -4,7 +4,7 @@
 //! Every function here takes images as rows `[n, input_dim]` in [0, 1] and returns decoded pixel probabilities in
 //! the same layout, so the figures and the `.npy` files show exactly what the decoder gives.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use vae_model::{Vae, VaeRng};
 
 /// Average KL below which a latent dimension counts as inactive (unused by the model), in nats.
@@ -187,17 +187,17 @@ pub fn by_usage(kl_per_dim: &[f64]) -> Vec<usize> {
     order
 }
 
-/// The squared distance of each row of `a` to the same row of `b`, summed over columns.
-pub fn row_distances(a: &Tensor, b: &Tensor) -> Result<Vec<f32>> {
-    (a - b)?.sqr()?.sum(D::Minus1)?.to_vec1()
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::Device;
     use vae_model::VaeConfig;
 
     use super::*;
+
+    /// The squared distance of each row of `a` to the same row of `b`, summed over columns.
+    fn row_distances(a: &Tensor, b: &Tensor) -> Result<Vec<f32>> {
+        (a - b)?.sqr()?.sum(candle_core::D::Minus1)?.to_vec1()
+    }
 
     fn model() -> Vae {
         let cfg = VaeConfig {

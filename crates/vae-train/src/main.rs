@@ -360,9 +360,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Interpolate(a) => cmd_interpolate(a),
         Command::Traverse(a) => cmd_traverse(a),
         Command::Scatter(a) => {
-            let (vae, data) = model_and_data(&a.on)?;
+            let (vae, data, dataset) = model_and_data(&a.on)?;
             let test = test_set(&vae, &data, &a.on.model)?;
-            let dataset = model_dataset(&vae, a.on.dataset, &a.on.model)?;
             write_chart(&a.out, &explore::scatter_figure(&vae, &test, dataset)?)
         }
         Command::Curves(a) => {
@@ -515,8 +514,7 @@ fn model_dataset(vae: &Vae, flag: Option<Dataset>, path: &Path) -> Result<Datase
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let (vae, data) = model_and_data(&a.on)?;
-    let dataset = model_dataset(&vae, a.on.dataset, &a.on.model)?;
+    let (vae, data, dataset) = model_and_data(&a.on)?;
     let binarize = recorded_binarize(&vae, a.binarize, &a.on.model)?;
     let subset = a.test_subset.map(|n| n as usize);
     let test = eval::test_batcher(&data, binarize, subset, vae.device())?;
@@ -634,12 +632,12 @@ fn write_square(out: &Path, images: &candle_core::Tensor, vae: &Vae) -> Result<(
 }
 
 /// The model and the dataset it was trained on (or `--dataset`), checked to fit each other.
-fn model_and_data(on: &ModelOnData) -> Result<(Vae, vae_data::MnistData)> {
+fn model_and_data(on: &ModelOnData) -> Result<(Vae, vae_data::MnistData, Dataset)> {
     let vae = load_model(&on.model, on.common.device.device)?;
     let dataset = model_dataset(&vae, on.dataset, &on.model)?;
     let data = vae_data::load(&on.common.data_dir(), dataset)?;
     ensure_fits(&vae, &data, dataset, &on.model)?;
-    Ok((vae, data))
+    Ok((vae, data, dataset))
 }
 
 /// The whole test set, binarised as the model was trained.
@@ -694,7 +692,7 @@ fn example(
 
 fn cmd_generate(a: GenerateArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    let (vae, data) = model_and_data(&a.on)?;
+    let (vae, data, _) = model_and_data(&a.on)?;
     ensure_samples_fit(&vae, a.n)?;
     let examples = match a.like.parse::<i64>() {
         Ok(digit) => {
@@ -727,7 +725,7 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
 }
 
 fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
-    let (vae, data) = model_and_data(&a.on)?;
+    let (vae, data, _) = model_and_data(&a.on)?;
     let from = example(&data, &a.from, "--from", &vae)?;
     let to = example(&data, &a.to, "--to", &vae)?;
     let steps = a.steps as usize;
@@ -739,7 +737,7 @@ fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
 }
 
 fn cmd_traverse(a: TraverseArgs) -> Result<()> {
-    let (vae, data) = model_and_data(&a.on)?;
+    let (vae, data, _) = model_and_data(&a.on)?;
     let x = test_image(&data, a.index, "--index", &vae)?;
     let test = test_set(&vae, &data, &a.on.model)?;
     let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
@@ -780,7 +778,7 @@ fn image_side(vae: &Vae) -> Result<usize> {
 
 fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    let (vae, data) = model_and_data(&a.on)?;
+    let (vae, data, _) = model_and_data(&a.on)?;
     let originals = data.first_test_images(a.n, vae.device())?;
     let recon = vae.reconstruct(&originals)?;
     figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?;

@@ -151,7 +151,8 @@ const CLASS_COLOURS: [RGBColor; 10] = [
 ];
 
 /// The colour of class `label` in [`scatter_png`].
-pub fn class_colour(label: u32) -> [u8; 3] {
+#[cfg(test)]
+fn class_colour(label: u32) -> [u8; 3] {
     let c = CLASS_COLOURS[label as usize % 10];
     [c.0, c.1, c.2]
 }

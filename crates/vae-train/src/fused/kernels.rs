@@ -44,11 +44,17 @@ fn ln_1p_unit(e: f32) -> f32 {
     2.0 * t * s
 }
 
+/// BCE(l, t) = max(l, 0) − l·t + ln(1 + e), given `e = exp(−|l|)`.
+#[inline(always)]
+fn bce_term(l: f32, t: f32, e: f32) -> f32 {
+    l.max(0.0) - l * t + ln_1p_unit(e)
+}
+
 /// One element of the BCE pass: returns the loss term and writes `(σ(l) − x)·scale` over the logit.
 #[inline(always)]
 fn bce_one(l: &mut f32, t: f32, scale: f32) -> f32 {
     let e = exp_neg(-l.abs());
-    let loss = l.max(0.0) - *l * t + ln_1p_unit(e);
+    let loss = bce_term(*l, t, e);
     let inv = 1.0 / (1.0 + e);
     let sig = if *l >= 0.0 { inv } else { e * inv };
     *l = (sig - t) * scale;
@@ -122,7 +128,7 @@ unsafe fn bce_sum_avx512(logits: &[f32], x: &[f32]) -> f64 {
 #[inline(always)]
 fn bce_sum_body(logits: &[f32], x: &[f32]) -> f64 {
     const LANES: usize = 16;
-    let one = |l: f32, t: f32| l.max(0.0) - l * t + ln_1p_unit(exp_neg(-l.abs()));
+    let one = |l: f32, t: f32| bce_term(l, t, exp_neg(-l.abs()));
     let mut acc = [0f32; LANES];
     let (lc, xc) = (logits.chunks_exact(LANES), x.chunks_exact(LANES));
     let tail: f32 = (lc.remainder().iter().zip(xc.remainder()))

@@ -8,7 +8,8 @@
 //! only, so the same run gives the same numbers.
 
 /// Rows (m or k) from which a product goes to the `gemm` crate in an OpenBLAS build.
-pub const TALL: usize = 1024;
+#[cfg(any(feature = "blas", test))]
+const TALL: usize = 1024;
 
 /// `c = op(a) · op(b)`, or `c += op(a) · op(b)` when `accumulate`; `op(a)` is `[m, k]`, `op(b)` is `[k, n]`, `c` is
 /// `[m, n]`, all row-major and contiguous. With `ta`, `a` is stored as `[k, m]`; with `tb`, `b` as `[n, k]`.
