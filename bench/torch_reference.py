@@ -34,21 +34,26 @@ def idx(path):
 
 
 class VAE(nn.Module):
-    """pytorch/examples' VAE, with the hidden width and latent size as parameters."""
+    """pytorch/examples' VAE, with the hidden width and latent size as parameters; with `classes` > 0, the
+    conditional VAE (Sohn et al. 2015) whose encoder reads [x | one-hot y] and decoder [z | one-hot y]."""
 
-    def __init__(self, hidden, latent):
+    def __init__(self, hidden, latent, classes=0):
         super().__init__()
-        self.fc1 = nn.Linear(784, hidden)
+        self.classes = classes
+        self.fc1 = nn.Linear(784 + classes, hidden)
         self.fc21 = nn.Linear(hidden, latent)
         self.fc22 = nn.Linear(hidden, latent)
-        self.fc3 = nn.Linear(latent, hidden)
+        self.fc3 = nn.Linear(latent + classes, hidden)
         self.fc4 = nn.Linear(hidden, 784)
 
-    def forward(self, x):
-        h = F.relu(self.fc1(x))
+    def with_label(self, t, y):
+        return torch.cat([t, F.one_hot(y, self.classes).to(t.dtype)], 1) if self.classes else t
+
+    def forward(self, x, y):
+        h = F.relu(self.fc1(self.with_label(x, y)))
         mu, logvar = self.fc21(h), self.fc22(h)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return self.fc4(F.relu(self.fc3(z))), mu, logvar
+        return self.fc4(F.relu(self.fc3(self.with_label(z, y)))), mu, logvar
 
 
 def loss_terms(logits, x, mu, logvar):
@@ -62,6 +67,7 @@ def main():
     p.add_argument("--data-dir", default=os.environ.get("VAE_DATA_DIR") or "data")
     p.add_argument("--hidden", type=int, default=400)
     p.add_argument("--latent", type=int, default=20)
+    p.add_argument("--classes", type=int, default=0, help="a conditional VAE over this many classes (0: plain)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=3)
@@ -75,6 +81,8 @@ def main():
         if len(cfg["model"]["hidden_dims"]) != 1:
             raise SystemExit(f"{args.config}: the PyTorch reference has exactly one hidden layer")
         args.hidden, args.latent = cfg["model"]["hidden_dims"][0], cfg["model"]["latent_dim"]
+        if cfg["model"].get("conditional"):
+            args.classes = cfg["model"].get("num_classes", 10)
         args.batch_size, args.lr = cfg["training"]["batch_size"], cfg["training"]["lr"]
         args.seed = cfg["training"]["seed"]
         args.data_dir = f"{args.data_dir.rstrip('/')}/{cfg['dataset']}"
@@ -85,7 +93,9 @@ def main():
     d = args.data_dir.rstrip("/")
     train = torch.from_numpy(idx(f"{d}/train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255.0)
     test = torch.from_numpy(idx(f"{d}/t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255.0)
-    model = VAE(args.hidden, args.latent)
+    train_y = torch.from_numpy(idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
+    test_y = torch.from_numpy(idx(f"{d}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    model = VAE(args.hidden, args.latent, args.classes)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     n = train.shape[0]
     for epoch in range(1, args.epochs + 1):
@@ -94,9 +104,10 @@ def main():
         total = 0.0
         start = time.perf_counter()
         for i in range(0, n, args.batch_size):
-            x = train[perm[i : i + args.batch_size]]
+            rows = perm[i : i + args.batch_size]
+            x = train[rows]
             opt.zero_grad()
-            logits, mu, logvar = model(x)
+            logits, mu, logvar = model(x, train_y[rows])
             recon, kl = loss_terms(logits, x, mu, logvar)
             loss = (recon + kl) / x.shape[0]
             loss.backward()
@@ -108,7 +119,7 @@ def main():
             tl = 0.0
             for i in range(0, test.shape[0], 1000):
                 x = test[i : i + 1000]
-                logits, mu, logvar = model(x)
+                logits, mu, logvar = model(x, test_y[i : i + 1000])
                 recon, kl = loss_terms(logits, x, mu, logvar)
                 tl += (recon + kl).item()
         print(json.dumps({

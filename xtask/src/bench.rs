@@ -21,7 +21,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     rounds: usize,
     /// Presets to time.
-    #[arg(long, value_delimiter = ',', default_value = "mnist,mnist-seed")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mnist,mnist-seed,mnist-cvae"
+    )]
     presets: Vec<String>,
     /// Skip PyTorch even if it is importable.
     #[arg(long)]

@@ -24,8 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let mut rng = VaeRng::seed_from(0);
-    let images = vae.sample(4, &mut rng)?; // [4, 784] pixel probabilities
-    let (mu, logvar) = vae.encode(&images)?; // the posterior of each sample
+    let images = vae.sample(4, None, &mut rng)?; // [4, 784] pixel probabilities
+    let (mu, logvar) = vae.encode(&images, None)?; // the posterior of each sample
     println!(
         "samples {:?}, posterior mean {:?}, log-variance {:?}",
         images.dims(),

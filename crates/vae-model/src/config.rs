@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// Classes of a conditional model's label unless its config says otherwise: the digits 0-9 of MNIST, the ten
+/// garments of Fashion-MNIST.
+pub const DEFAULT_NUM_CLASSES: usize = 10;
+
 /// The largest model [`VaeConfig::validate`] accepts: 2³² parameters (16 GiB of f32 weights alone).
 pub const MAX_PARAMETERS: usize = 1 << 32;
 
@@ -32,6 +36,10 @@ pub enum Likelihood {
 
 /// The architecture of a VAE: `input_dim → hidden_dims… → (mu, logvar) [latent_dim]`, and the mirror image back.
 ///
+/// A conditional VAE (Sohn et al., 2015; `conditional = true`) also reads the image's class as a one-hot vector
+/// (of [`VaeConfig::label_dim`] classes), appended to the encoder's input (`[x | y]`) and to the decoder's
+/// (`[z | y]`); only the first layer of each half grows.
+///
 /// ```
 /// let cfg = vae_model::VaeConfig::mnist();
 /// assert_eq!(cfg.hidden_dims, vec![400]);
@@ -50,6 +58,14 @@ pub struct VaeConfig {
     pub activation: Activation,
     /// Decoder output distribution.
     pub likelihood: Likelihood,
+    /// Whether both halves also read the one-hot class label. Absent in files written before it existed, and not
+    /// written when false, so unconditional models keep their exact bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conditional: bool,
+    /// A conditional model's number of classes; [`DEFAULT_NUM_CLASSES`] when absent. Written for every conditional
+    /// model that training saves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<usize>,
 }
 
 impl VaeConfig {
@@ -61,6 +77,16 @@ impl VaeConfig {
             latent_dim: 20,
             activation: Activation::Relu,
             likelihood: Likelihood::Bernoulli,
+            conditional: false,
+            num_classes: None,
+        }
+    }
+
+    /// Width of the label input: the number of classes for a conditional model, 0 otherwise.
+    pub fn label_dim(&self) -> usize {
+        match self.conditional {
+            true => self.num_classes.unwrap_or(DEFAULT_NUM_CLASSES),
+            false => 0,
         }
     }
 
@@ -81,6 +107,15 @@ impl VaeConfig {
                 "hidden_dims[{i}] is 0; every hidden layer needs at least 1 unit"
             ));
         }
+        match (self.conditional, self.num_classes) {
+            (false, Some(_)) => return bad("num_classes is set but conditional is false".into()),
+            (true, Some(n)) if n < 2 => {
+                return bad(format!(
+                    "num_classes is {n}; a conditional model needs at least 2"
+                ))
+            }
+            _ => {}
+        }
         if self.checked_num_parameters().is_none() {
             return bad(format!(
                 "the model would have more than {MAX_PARAMETERS} parameters; use smaller widths"
@@ -94,7 +129,7 @@ impl VaeConfig {
     pub fn plan(&self) -> LayerPlan {
         let act = Some(self.activation);
         let mut encoder = Vec::with_capacity(self.hidden_dims.len());
-        let mut fan_in = self.input_dim;
+        let mut fan_in = self.input_dim + self.label_dim();
         for (i, &h) in self.hidden_dims.iter().enumerate() {
             encoder.push(LayerSpec::new(
                 Block::Encoder,
@@ -114,7 +149,7 @@ impl VaeConfig {
             None,
         );
         let mut decoder = Vec::with_capacity(self.hidden_dims.len());
-        let mut fan_in = self.latent_dim;
+        let mut fan_in = self.latent_dim + self.label_dim();
         for (i, &h) in self.hidden_dims.iter().rev().enumerate() {
             decoder.push(LayerSpec::new(
                 Block::Decoder,
@@ -313,6 +348,21 @@ mod tests {
                 },
                 "hidden_dims[1]",
             ),
+            (
+                VaeConfig {
+                    num_classes: Some(10),
+                    ..ok.clone()
+                },
+                "conditional is false",
+            ),
+            (
+                VaeConfig {
+                    conditional: true,
+                    num_classes: Some(1),
+                    ..ok.clone()
+                },
+                "num_classes is 1",
+            ),
         ] {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
@@ -327,6 +377,8 @@ mod tests {
             latent_dim: 4,
             activation: Activation::Tanh,
             likelihood: Likelihood::Bernoulli,
+            conditional: false,
+            num_classes: None,
         };
         let got: Vec<(String, usize, usize, Option<Activation>)> = cfg
             .plan()
@@ -369,6 +421,41 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("parameters"));
+    }
+
+    #[test]
+    fn a_conditional_model_widens_only_the_first_layer_of_each_half() {
+        let cfg = VaeConfig {
+            conditional: true,
+            ..VaeConfig::mnist()
+        };
+        let plan = cfg.plan();
+        assert_eq!(plan.encoder[0].weight_shape(), [400, 794]);
+        assert_eq!(plan.decoder[0].weight_shape(), [400, 30]);
+        assert_eq!((plan.mu.fan_in, plan.out.fan_out), (400, 784));
+        // 652,824 plus ten label columns in each first layer.
+        assert_eq!(cfg.num_parameters(), 652_824 + 2 * 10 * 400);
+    }
+
+    #[test]
+    fn conditional_is_written_only_when_true_and_defaults_to_false() {
+        let plain = serde_json::to_string(&VaeConfig::mnist()).unwrap();
+        assert!(!plain.contains("conditional"), "{plain}");
+        let cvae = VaeConfig {
+            conditional: true,
+            num_classes: Some(10),
+            ..VaeConfig::mnist()
+        };
+        let json = serde_json::to_string(&cvae).unwrap();
+        assert!(
+            json.ends_with("\"conditional\":true,\"num_classes\":10}"),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<VaeConfig>(&json).unwrap(), cvae);
+        assert_eq!(
+            serde_json::from_str::<VaeConfig>(&plain).unwrap(),
+            VaeConfig::mnist()
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! let (vae, _params) = Vae::init(&cfg, &mut rng, &device)?;
 //!
 //! let x = rng.uniform((8, 784), 0.0, 1.0, &device)?; // eight "images" in [0, 1]
-//! let out = vae.forward(&x, &mut rng)?;
+//! let out = vae.forward(&x, None, &mut rng)?; // None: no labels, for an unconditional model
 //! assert_eq!(out.logits.dims(), &[8, 784]);
 //! assert_eq!(out.mu.dims(), &[8, 4]);
 //!
@@ -35,7 +35,10 @@ mod loss;
 mod model;
 mod rng;
 
-pub use config::{Activation, Block, LayerPlan, LayerSpec, Likelihood, VaeConfig, MAX_PARAMETERS};
+pub use config::{
+    Activation, Block, LayerPlan, LayerSpec, Likelihood, VaeConfig, DEFAULT_NUM_CLASSES,
+    MAX_PARAMETERS,
+};
 pub use io::{first_non_finite, safetensors_bytes, temp_file_builder, write_atomic, FORMAT};
 pub use loss::{
     bce_with_logits, beta_elbo, elbo, iwae_bound, kl_divergence, log_importance_weights, ElboTerms,

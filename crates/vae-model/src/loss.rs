@@ -78,14 +78,24 @@ pub fn log_importance_weights(x: &Tensor, out: &VaeOutput, eps: &Tensor) -> Resu
 /// `recon` and `kl` are the per-sample averages of BCE and of log q(z|x) − log p(z) (their sum is the k = 1 bound).
 ///
 /// # Shapes
-/// `x [B, input_dim]`; `eps [k·B, latent_dim]`, sample-major: row `s·B + b` is sample `s` of image `b`.
-pub fn iwae_bound(vae: &Vae, x: &Tensor, eps: &Tensor) -> Result<ElboTerms> {
+/// `x [B, input_dim]`; `labels [B]` for a conditional model (see [`Vae::label_input`]); `eps [k·B, latent_dim]`,
+/// sample-major: row `s·B + b` is sample `s` of image `b`.
+pub fn iwae_bound(
+    vae: &Vae,
+    x: &Tensor,
+    labels: Option<&Tensor>,
+    eps: &Tensor,
+) -> Result<ElboTerms> {
     let (batch, rows) = (x.dim(0)?, eps.dim(0)?);
     if batch == 0 || rows % batch != 0 {
         candle_core::bail!("iwae_bound: {rows} noise rows for {batch} images");
     }
     let k = rows / batch;
-    let (mu, logvar) = vae.encode(x)?;
+    let (mu, logvar) = vae.encode(x, labels)?;
+    let y = vae
+        .label_input(labels)?
+        .map(|y| y.repeat((k, 1)))
+        .transpose()?;
     let (mu, logvar, x) = (
         mu.repeat((k, 1))?,
         logvar.repeat((k, 1))?,
@@ -93,7 +103,7 @@ pub fn iwae_bound(vae: &Vae, x: &Tensor, eps: &Tensor) -> Result<ElboTerms> {
     );
     let z = Vae::reparameterize(&mu, &logvar, eps)?;
     let out = VaeOutput {
-        logits: vae.decode(&z)?,
+        logits: vae.decode(&z, y.as_ref())?,
         mu,
         logvar,
         z,

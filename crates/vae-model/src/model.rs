@@ -75,7 +75,8 @@ impl Encoder {
     }
 
     /// # Shapes
-    /// `x [B, input_dim]` to `(mu, logvar)`, each `[B, latent_dim]`.
+    /// `x [B, input_dim]` (`[B, input_dim + C]`, the one-hot label of C classes appended, for a conditional model) to
+    /// `(mu, logvar)`, each `[B, latent_dim]`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let h = self
             .hidden
@@ -114,7 +115,8 @@ impl Decoder {
 
 impl Module for Decoder {
     /// # Shapes
-    /// `z [B, latent_dim]` to pixel logits `[B, input_dim]`.
+    /// `z [B, latent_dim]` (`[B, latent_dim + C]` for a conditional model) to pixel logits
+    /// `[B, input_dim]`.
     fn forward(&self, z: &Tensor) -> Result<Tensor> {
         self.layers().try_fold(z.clone(), |h, l| l.forward(&h))
     }
@@ -257,9 +259,61 @@ impl Vae {
         out
     }
 
-    /// q(z | x): `(mu, logvar)` for images `x [B, input_dim]`.
-    pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.encoder.forward(x)
+    /// The label input of a conditional model of C classes ([`VaeConfig::label_dim`]), `[B, C]` in the model's
+    /// dtype: class indices `[B]` (u32) become one-hot rows; float rows `[B, C]` (class weights, e.g. a blend of two
+    /// classes) pass as they
+    /// are. `None` for an unconditional model, which ignores labels; a conditional model without labels, or with a
+    /// class outside 0..C, is an error.
+    pub fn label_input(&self, labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let classes = self.config.label_dim();
+        if classes == 0 {
+            return Ok(None);
+        }
+        let Some(labels) = labels else {
+            candle_core::bail!(
+                "this model is conditional: it needs the label (class 0-{}) of each image",
+                classes - 1
+            )
+        };
+        let dtype = self.encoder.mu.linear.weight().dtype();
+        if labels.rank() == 2 {
+            if labels.dim(1)? != classes {
+                candle_core::bail!(
+                    "label rows have {} columns; this model has {classes} classes",
+                    labels.dim(1)?
+                );
+            }
+            return Ok(Some(labels.to_dtype(dtype)?));
+        }
+        let indices = labels.to_dtype(DType::U32)?;
+        if let Some(bad) = indices
+            .to_vec1::<u32>()?
+            .into_iter()
+            .find(|&c| c as usize >= classes)
+        {
+            candle_core::bail!(
+                "label {bad} is not a class of this model (0-{})",
+                classes - 1
+            );
+        }
+        let eye = Tensor::eye(classes, dtype, labels.device())?;
+        Ok(Some(
+            eye.index_select(&indices.to_device(labels.device())?, 0)?,
+        ))
+    }
+
+    /// `t [B, n]` with the label input appended (`[B, n + C]`) for a conditional model; `t` otherwise.
+    fn with_labels(&self, t: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        match self.label_input(labels)? {
+            Some(y) => Tensor::cat(&[t, &y.to_device(t.device())?], 1),
+            None => Ok(t.clone()),
+        }
+    }
+
+    /// q(z | x): `(mu, logvar)` for images `x [B, input_dim]` (and, for a conditional model, their `labels`; see
+    /// [`Vae::label_input`]).
+    pub fn encode(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        self.encoder.forward(&self.with_labels(x, labels)?)
     }
 
     /// The reparameterisation trick: `z = mu + σ · eps` with `σ = exp(logvar / 2)` and `eps ~ N(0, I)` drawn outside.
@@ -271,21 +325,26 @@ impl Vae {
         mu + std.mul(eps)?
     }
 
-    /// p(x | z) as pixel logits.
-    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        self.decoder.forward(z)
+    /// p(x | z) as pixel logits, under `labels` for a conditional model.
+    pub fn decode(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        self.decoder.forward(&self.with_labels(z, labels)?)
     }
 
     /// p(x | z) as pixel probabilities (the sigmoid of the logits): what a picture shows.
-    pub fn decode_probs(&self, z: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::sigmoid(&self.decode(z)?)
+    pub fn decode_probs(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        candle_nn::ops::sigmoid(&self.decode(z, labels)?)
     }
 
     /// Encode, sample z with noise `eps` of shape `[B, latent_dim]`, decode.
-    pub fn forward_with_noise(&self, x: &Tensor, eps: &Tensor) -> Result<VaeOutput> {
-        let (mu, logvar) = self.encode(x)?;
+    pub fn forward_with_noise(
+        &self,
+        x: &Tensor,
+        labels: Option<&Tensor>,
+        eps: &Tensor,
+    ) -> Result<VaeOutput> {
+        let (mu, logvar) = self.encode(x, labels)?;
         let z = Self::reparameterize(&mu, &logvar, eps)?;
-        let logits = self.decode(&z)?;
+        let logits = self.decode(&z, labels)?;
         Ok(VaeOutput {
             logits,
             mu,
@@ -296,9 +355,14 @@ impl Vae {
     }
 
     /// One stochastic forward pass, with the noise drawn from `rng`.
-    pub fn forward(&self, x: &Tensor, rng: &mut VaeRng) -> Result<VaeOutput> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        labels: Option<&Tensor>,
+        rng: &mut VaeRng,
+    ) -> Result<VaeOutput> {
         let eps = self.noise(x.dim(0)?, rng)?;
-        self.forward_with_noise(x, &eps)
+        self.forward_with_noise(x, labels, &eps)
     }
 
     /// `n` draws of `eps ~ N(0, I)` in the model's dtype and device.
@@ -308,15 +372,16 @@ impl Vae {
             .to_dtype(dtype)
     }
 
-    /// `n` images from the generative model: z ~ N(0, I) from `rng`, decoded to probabilities `[n, input_dim]`.
-    pub fn sample(&self, n: usize, rng: &mut VaeRng) -> Result<Tensor> {
-        self.decode_probs(&self.noise(n, rng)?)
+    /// `n` images from the generative model: z ~ N(0, I) from `rng`, decoded to probabilities `[n, input_dim]`
+    /// (under `labels [n]` for a conditional model).
+    pub fn sample(&self, n: usize, labels: Option<&Tensor>, rng: &mut VaeRng) -> Result<Tensor> {
+        self.decode_probs(&self.noise(n, rng)?, labels)
     }
 
     /// Deterministic reconstruction: decode the posterior mean of each image, as probabilities.
-    pub fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
-        let (mu, _) = self.encode(x)?;
-        self.decode_probs(&mu)
+    pub fn reconstruct(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        let (mu, _) = self.encode(x, labels)?;
+        self.decode_probs(&mu, labels)
     }
 
     pub(crate) fn with_provenance(

@@ -163,12 +163,11 @@ fn reparameterize_is_mu_plus_sigma_eps() {
 /// Central differences of the loss in every parameter, against Candle's backprop, in f64. The loss gets the
 /// model, 3 images and `noise_rows` rows of noise.
 fn gradient_check(
-    activation: Activation,
+    cfg: VaeConfig,
     noise_rows: usize,
     objective: impl Fn(&Vae, &Tensor, &Tensor) -> Tensor,
 ) {
     let dev = cpu();
-    let cfg = tiny(activation);
     let mut rng = VaeRng::seed_from(11);
     let (vae, varmap) = Vae::init_with_dtype(&cfg, &mut rng, DType::F64, &dev).unwrap();
     let x = rng
@@ -214,30 +213,166 @@ fn gradient_check(
 
 fn beta_elbo_loss(beta: f64) -> impl Fn(&Vae, &Tensor, &Tensor) -> Tensor {
     move |vae, x, eps| {
-        let out = vae.forward_with_noise(x, eps).unwrap();
+        let out = vae.forward_with_noise(x, None, eps).unwrap();
         beta_elbo(x, &out, beta).unwrap().loss
     }
 }
 
 fn iwae_loss(vae: &Vae, x: &Tensor, eps: &Tensor) -> Tensor {
-    iwae_bound(vae, x, eps).unwrap().loss
+    iwae_bound(vae, x, None, eps).unwrap().loss
 }
 
 #[test]
 fn gradients_match_finite_differences_tanh() {
-    gradient_check(Activation::Tanh, 3, beta_elbo_loss(1.0));
+    gradient_check(tiny(Activation::Tanh), 3, beta_elbo_loss(1.0));
 }
 
 #[test]
 fn gradients_match_finite_differences_relu_beta() {
-    gradient_check(Activation::Relu, 3, beta_elbo_loss(0.5));
+    gradient_check(tiny(Activation::Relu), 3, beta_elbo_loss(0.5));
 }
 
 #[test]
 fn iwae_gradients_match_finite_differences() {
     // k = 4 samples for each of the 3 images.
-    gradient_check(Activation::Tanh, 12, iwae_loss);
-    gradient_check(Activation::Relu, 12, iwae_loss);
+    gradient_check(tiny(Activation::Tanh), 12, iwae_loss);
+    gradient_check(tiny(Activation::Relu), 12, iwae_loss);
+}
+
+fn tiny_conditional() -> VaeConfig {
+    VaeConfig {
+        conditional: true,
+        ..tiny(Activation::Tanh)
+    }
+}
+
+#[test]
+fn conditional_gradients_match_finite_differences() {
+    let labels = Tensor::new(&[3u32, 0, 9], &cpu()).unwrap();
+    let elbo_given = |vae: &Vae, x: &Tensor, eps: &Tensor| {
+        let out = vae.forward_with_noise(x, Some(&labels), eps).unwrap();
+        elbo(x, &out).unwrap().loss
+    };
+    gradient_check(tiny_conditional(), 3, elbo_given);
+    let iwae_given =
+        |vae: &Vae, x: &Tensor, eps: &Tensor| iwae_bound(vae, x, Some(&labels), eps).unwrap().loss;
+    gradient_check(tiny_conditional(), 12, iwae_given);
+}
+
+/// `[x | one-hot(c)] Wᵀ + b` written out: the input columns of W times x, plus column `input_dim + c`.
+#[test]
+fn the_label_adds_its_column_of_the_first_weights_to_each_half() {
+    let dev = cpu();
+    let cfg = tiny_conditional();
+    let mut rng = VaeRng::seed_from(5);
+    let (vae, _) = Vae::init_with_dtype(&cfg, &mut rng, DType::F64, &dev).unwrap();
+    let x = rng
+        .uniform_dtype((2, 5), 0.0, 1.0, DType::F64, &dev)
+        .unwrap();
+    let labels = Tensor::new(&[7u32, 2], &dev).unwrap();
+    let tensors: HashMap<String, Tensor> = vae.named_tensors().into_iter().collect();
+    let first_layer = |name: &str, input: &Tensor, c: usize| -> Vec<f64> {
+        let w = tensors[&format!("{name}.weight")].to_vec2::<f64>().unwrap();
+        let b = tensors[&format!("{name}.bias")].to_vec1::<f64>().unwrap();
+        let input = input.to_vec1::<f64>().unwrap();
+        let n = input.len();
+        (0..b.len())
+            .map(|o| (b[o] + w[o][n + c] + (0..n).map(|i| w[o][i] * input[i]).sum::<f64>()).tanh())
+            .collect()
+    };
+    let hidden0 = |model: &Vae, t: &Tensor, labels: &Tensor, encoder: bool| -> Vec<Vec<f64>> {
+        // The first hidden layer of a half, through the model's own modules.
+        let full =
+            Tensor::cat(&[t, &model.label_input(Some(labels)).unwrap().unwrap()], 1).unwrap();
+        let plan = cfg.plan();
+        let spec = if encoder {
+            &plan.encoder[0]
+        } else {
+            &plan.decoder[0]
+        };
+        let layer = vae_model::Dense::new(
+            spec,
+            candle_nn::VarBuilder::from_tensors(tensors.clone(), DType::F64, &dev)
+                .pp(spec.block.prefix()),
+        )
+        .unwrap();
+        candle_core::Module::forward(&layer, &full)
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap()
+    };
+    let z = rng
+        .uniform_dtype((2, 2), -1.0, 1.0, DType::F64, &dev)
+        .unwrap();
+    for (row, c) in [(0usize, 7usize), (1, 2)] {
+        let got = hidden0(&vae, &x, &labels, true);
+        let want = first_layer("encoder.hidden.0", &x.get(row).unwrap(), c);
+        assert_close(&got[row], &want);
+        let got = hidden0(&vae, &z, &labels, false);
+        let want = first_layer("decoder.hidden.0", &z.get(row).unwrap(), c);
+        assert_close(&got[row], &want);
+    }
+    // And the whole model reads it: another label gives other logits for the same z.
+    let other = Tensor::new(&[1u32, 1], &dev).unwrap();
+    let a = vae
+        .decode(&z, Some(&labels))
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
+    let b = vae
+        .decode(&z, Some(&other))
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
+    assert!(a[0].iter().zip(&b[0]).any(|(p, q)| (p - q).abs() > 1e-6));
+}
+
+fn assert_close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+    }
+}
+
+#[test]
+fn labels_are_one_hot_class_indices_or_class_weight_rows() {
+    let dev = cpu();
+    let mut rng = VaeRng::seed_from(2);
+    let (vae, _) = Vae::init(&tiny_conditional(), &mut rng, &dev).unwrap();
+    let y = vae
+        .label_input(Some(&Tensor::new(&[4u32, 0], &dev).unwrap()))
+        .unwrap()
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let mut want = vec![vec![0f32; 10]; 2];
+    (want[0][4], want[1][0]) = (1.0, 1.0);
+    assert_eq!(y, want);
+    let half = Tensor::full(0.1f32, (2, 10), &dev).unwrap();
+    let y = vae.label_input(Some(&half)).unwrap().unwrap();
+    assert_eq!(y.to_vec2::<f32>().unwrap(), half.to_vec2::<f32>().unwrap());
+
+    let x = Tensor::zeros((2, 5), DType::F32, &dev).unwrap();
+    let err = |labels: Option<&Tensor>| vae.encode(&x, labels).unwrap_err().to_string();
+    assert!(err(None).contains("conditional"), "{}", err(None));
+    let ten = Tensor::new(&[10u32, 0], &dev).unwrap();
+    assert!(err(Some(&ten)).contains("label 10"), "{}", err(Some(&ten)));
+    let narrow = Tensor::zeros((2, 3), DType::F32, &dev).unwrap();
+    assert!(
+        err(Some(&narrow)).contains("3 columns"),
+        "{}",
+        err(Some(&narrow))
+    );
+    // An unconditional model ignores labels.
+    let (plain, _) = Vae::init(&tiny(Activation::Tanh), &mut rng, &dev).unwrap();
+    let with = plain
+        .encode(&x, Some(&ten))
+        .unwrap()
+        .0
+        .to_vec2::<f32>()
+        .unwrap();
+    let without = plain.encode(&x, None).unwrap().0.to_vec2::<f32>().unwrap();
+    assert_eq!(with, without);
 }
 
 #[test]
@@ -251,9 +386,9 @@ fn the_iwae_bound_is_the_log_mean_of_the_importance_weights_written_out() {
         .unwrap();
     let (k, b) = (7, 3);
     let eps = vae.noise(k * b, &mut rng).unwrap();
-    let got = iwae_bound(&vae, &x, &eps).unwrap();
+    let got = iwae_bound(&vae, &x, None, &eps).unwrap();
     // Each sample's log w from its own one-row forward pass, by the densities' definitions.
-    let (mu, logvar) = vae.encode(&x).unwrap();
+    let (mu, logvar) = vae.encode(&x, None).unwrap();
     let (mu, logvar) = (
         mu.to_vec2::<f64>().unwrap(),
         logvar.to_vec2::<f64>().unwrap(),
@@ -269,7 +404,7 @@ fn the_iwae_bound_is_the_log_mean_of_the_importance_weights_written_out() {
                     .map(|j| mu[i][j] + (0.5 * logvar[i][j]).exp() * e[j])
                     .collect();
                 let zt = Tensor::from_vec(z.clone(), (1, z.len()), &dev).unwrap();
-                let logits = vae.decode(&zt).unwrap().to_vec2::<f64>().unwrap();
+                let logits = vae.decode(&zt, None).unwrap().to_vec2::<f64>().unwrap();
                 let log_px_z: f64 = (0..5)
                     .map(|p| xs[i][p] * logits[0][p] - (1.0 + logits[0][p].exp()).ln())
                     .sum();
@@ -307,7 +442,7 @@ fn same_seed_same_model_different_seed_different_model() {
         let x = VaeRng::seed_from(100)
             .uniform((4, 5), 0.0, 1.0, &dev)
             .unwrap();
-        let out = vae.forward(&x, &mut rng).unwrap();
+        let out = vae.forward(&x, None, &mut rng).unwrap();
         let weights: Vec<Vec<f32>> = vae
             .named_tensors()
             .iter()
@@ -361,10 +496,10 @@ fn sample_and_reconstruct_give_probabilities() {
     let cfg = tiny(Activation::Relu);
     let mut rng = VaeRng::seed_from(2);
     let (vae, _) = Vae::init(&cfg, &mut rng, &dev).unwrap();
-    let s = vae.sample(6, &mut rng).unwrap();
+    let s = vae.sample(6, None, &mut rng).unwrap();
     assert_eq!(s.dims(), &[6, 5]);
     let x = rng.uniform((3, 5), 0.0, 1.0, &dev).unwrap();
-    let r = vae.reconstruct(&x).unwrap();
+    let r = vae.reconstruct(&x, None).unwrap();
     assert_eq!(r.dims(), &[3, 5]);
     for v in s
         .flatten_all()
@@ -377,10 +512,13 @@ fn sample_and_reconstruct_give_probabilities() {
         assert!(v > 0.0 && v < 1.0);
     }
     // Reconstruction decodes the posterior mean: deterministic, and equal to decode_probs(mu).
-    let (mu, _) = vae.encode(&x).unwrap();
+    let (mu, _) = vae.encode(&x, None).unwrap();
     assert_eq!(
         r.to_vec2::<f32>().unwrap(),
-        vae.decode_probs(&mu).unwrap().to_vec2::<f32>().unwrap()
+        vae.decode_probs(&mu, None)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
     );
 }
 
@@ -400,6 +538,39 @@ mod files {
         let path = dir.join("model.safetensors");
         vae.save(&path).unwrap();
         (vae, path)
+    }
+
+    #[test]
+    fn a_conditional_model_round_trips_with_its_wider_first_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = VaeConfig {
+            input_dim: 12,
+            hidden_dims: vec![16],
+            latent_dim: 3,
+            conditional: true,
+            ..VaeConfig::mnist()
+        };
+        let (vae, _) = Vae::init(&cfg, &mut VaeRng::seed_from(4), &cpu()).unwrap();
+        let path = dir.path().join("cvae.safetensors");
+        vae.save(&path).unwrap();
+        let back = Vae::load(&path, &cpu()).unwrap();
+        assert!(back.config().conditional);
+        let shapes: HashMap<String, Vec<usize>> = back
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.dims().to_vec()))
+            .collect();
+        assert_eq!(shapes["encoder.hidden.0.weight"], [16, 22]);
+        assert_eq!(shapes["decoder.hidden.0.weight"], [16, 13]);
+        let labels = Tensor::new(&[0u32, 9], &cpu()).unwrap();
+        let z = VaeRng::seed_from(1).normal((2, 3), &cpu()).unwrap();
+        let probs = |v: &Vae| {
+            v.decode_probs(&z, Some(&labels))
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        };
+        assert_eq!(probs(&vae), probs(&back));
     }
 
     #[test]
@@ -433,7 +604,7 @@ mod files {
         let x = rng.uniform((5, 12), 0.0, 1.0, &cpu()).unwrap();
         let eps = vae.noise(5, &mut rng).unwrap();
         let bits = |v: &Vae| -> Vec<u32> {
-            let o = v.forward_with_noise(&x, &eps).unwrap();
+            let o = v.forward_with_noise(&x, None, &eps).unwrap();
             o.logits
                 .flatten_all()
                 .unwrap()

@@ -8,7 +8,7 @@ use vae_data::{Binarize, Dataset};
 use vae_model::VaeConfig;
 
 /// The presets shipped in `models/`, built into the binary so it also runs outside the repository.
-pub const BUILTIN_PRESETS: [(&str, &str); 6] = [
+pub const BUILTIN_PRESETS: [(&str, &str); 8] = [
     ("mnist", include_str!("../presets/mnist.toml")),
     ("mnist-seed", include_str!("../presets/mnist-seed.toml")),
     (
@@ -20,6 +20,11 @@ pub const BUILTIN_PRESETS: [(&str, &str); 6] = [
     (
         "mnist-iwae-k50",
         include_str!("../presets/mnist-iwae-k50.toml"),
+    ),
+    ("mnist-cvae", include_str!("../presets/mnist-cvae.toml")),
+    (
+        "fashion-mnist-cvae",
+        include_str!("../presets/fashion-mnist-cvae.toml"),
     ),
 ];
 
@@ -214,13 +219,17 @@ pub struct Overrides {
 impl RunConfig {
     /// Parses a preset's TOML; `origin` names it in errors, which also name the key and its line.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let cfg: RunConfig = toml::from_str(text).map_err(|e| {
+        let mut cfg: RunConfig = toml::from_str(text).map_err(|e| {
             let at = e
                 .span()
                 .map(|span| key_at(text, span.start))
                 .unwrap_or_default();
             anyhow::anyhow!("{origin}: {at}{}", e.message().trim().replace('\n', "; "))
         })?;
+        // A conditional model has as many classes as its dataset, recorded so that its file says so.
+        if cfg.model.conditional && cfg.model.num_classes.is_none() {
+            cfg.model.num_classes = Some(cfg.dataset.class_names().len());
+        }
         cfg.validate().map_err(|e| {
             let msg = format!("{e:#}");
             // Validation messages start with the key they are about, e.g. `training.epochs must be …`.
@@ -287,6 +296,14 @@ impl RunConfig {
     /// Checks every value is in range.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
+        let classes = self.dataset.class_names().len();
+        if self.model.conditional && self.model.label_dim() != classes {
+            bail!(
+                "model.num_classes is {} but {} has {classes} classes",
+                self.model.label_dim(),
+                self.dataset
+            );
+        }
         let t = &self.training;
         if t.epochs == 0 {
             bail!("training.epochs must be at least 1");
@@ -384,6 +401,24 @@ mod tests {
         let k50 = get("mnist-iwae-k50");
         assert_eq!(k50.training.loss(), Loss::Iwae { k: 50 });
         assert_eq!(k50.model, iwae.model);
+        let cvae = get("mnist-cvae");
+        assert!(cvae.model.conditional);
+        // Resolved with the dataset's ten classes, so that the model file records them.
+        assert_eq!(cvae.model.num_classes, Some(10));
+        let plain = vae_model::VaeConfig {
+            conditional: false,
+            num_classes: None,
+            ..cvae.model.clone()
+        };
+        assert_eq!(
+            (plain, cvae.training.clone()),
+            (m.model.clone(), m.training.clone())
+        );
+        let fashion = get("fashion-mnist-cvae");
+        assert_eq!(
+            (fashion.dataset, &fashion.model),
+            (Dataset::FashionMnist, &cvae.model)
+        );
     }
 
     #[test]

@@ -22,9 +22,15 @@ pub struct StepTerms {
 
 /// A model being trained with Adam on a [`Loss`].
 pub trait TrainEngine {
-    /// One optimiser step on the batch `x [rows, input_dim]` of host pixels, with ε drawn from `noise`
-    /// (`rows × noise_per_image()` draws).
-    fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms>;
+    /// One optimiser step on the batch `x [rows, input_dim]` of host pixels and their `labels` (read by a
+    /// conditional model), with ε drawn from `noise` (`rows × noise_per_image()` draws).
+    fn step(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        rows: usize,
+        noise: &mut VaeRng,
+    ) -> Result<StepTerms>;
     /// The current parameters as a model on the training device.
     fn model(&self) -> Result<Vae>;
     /// Adam's step count and moments, for a checkpoint.
@@ -110,11 +116,20 @@ impl AutogradEngine {
 }
 
 impl TrainEngine for AutogradEngine {
-    fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms> {
-        let x = Tensor::from_slice(x, (rows, x.len() / rows), self.vae.device())?;
+    fn step(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        rows: usize,
+        noise: &mut VaeRng,
+    ) -> Result<StepTerms> {
+        let device = self.vae.device();
+        let x = Tensor::from_slice(x, (rows, x.len() / rows), device)?;
+        let labels = Tensor::from_slice(labels, labels.len(), device)?;
+        let (vae, y) = (&self.vae, Some(&labels));
         let terms = match self.loss {
-            Loss::Elbo { beta } => beta_elbo(&x, &self.vae.forward(&x, noise)?, beta)?,
-            Loss::Iwae { k } => iwae_bound(&self.vae, &x, &self.vae.noise(k * rows, noise)?)?,
+            Loss::Elbo { beta } => beta_elbo(&x, &vae.forward(&x, y, noise)?, beta)?,
+            Loss::Iwae { k } => iwae_bound(vae, &x, y, &vae.noise(k * rows, noise)?)?,
         };
         self.adam.backward_step(&terms.loss)?;
         let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
@@ -150,10 +165,16 @@ struct FusedEngine {
 }
 
 impl TrainEngine for FusedEngine {
-    fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms> {
+    fn step(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        rows: usize,
+        noise: &mut VaeRng,
+    ) -> Result<StepTerms> {
         self.eps.resize(rows * self.noise_per_image(), 0.0);
         noise.fill_normal(&mut self.eps);
-        Ok(self.fused.train_step(x, &self.eps, rows, self.loss))
+        Ok(self.fused.train_step(x, labels, &self.eps, rows, self.loss))
     }
 
     fn model(&self) -> Result<Vae> {

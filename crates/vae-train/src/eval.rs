@@ -55,8 +55,8 @@ pub fn evaluate(vae: &Vae, data: &Batcher, rng: &mut VaeRng) -> Result<ElboAvera
     // Its own stream, so noise never correlates with the binarisation draws.
     let mut noise_rng = VaeRng::seed_from(rng.next_u64());
     for batch in data.in_order(rng) {
-        let (x, _) = batch.tensors().map_err(candle_core::Error::wrap)?;
-        let out = vae.forward(&x, &mut noise_rng)?;
+        let (x, labels) = batch.tensors().map_err(candle_core::Error::wrap)?;
+        let out = vae.forward(&x, Some(&labels), &mut noise_rng)?;
         let t = elbo(&x, &out)?;
         sums.add(
             x.dim(0)?,
@@ -102,7 +102,8 @@ pub struct IwEstimate {
 }
 
 /// The importance-weighted bound (Burda et al. 2016) with `k` samples, averaged over `data`:
-/// −log p(x) ≈ −log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x). Tighter than −ELBO as k grows.
+/// −log p(x) ≈ −log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x). Tighter than −ELBO as k grows. For a
+/// conditional model every term is given the image's label, so it estimates −log p(x | y).
 ///
 /// On the CPU the samples are decoded as large products by the fused engine's sgemm
 /// ([`FusedVae::iw_log_px`]); elsewhere by [`iw_log_px`]. Both draw the same noise and agree to f32 rounding.
@@ -121,10 +122,13 @@ pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<I
         bar
     });
     for batch in data.in_order(rng) {
-        let (x, _) = batch.tensors().map_err(candle_core::Error::wrap)?;
+        let (x, labels) = batch.tensors().map_err(candle_core::Error::wrap)?;
         let log_px = match &mut fused {
-            Some(f) => f.iw_log_px(&x.flatten_all()?.to_vec1()?, x.dim(0)?, k, &mut noise_rng),
-            None => iw_log_px(vae, &x, k, &mut noise_rng)?,
+            Some(f) => {
+                let pixels = x.flatten_all()?.to_vec1()?;
+                f.iw_log_px(&pixels, &batch.labels, batch.rows(), k, &mut noise_rng)
+            }
+            None => iw_log_px(vae, &x, Some(&labels), k, &mut noise_rng)?,
         };
         for nll in log_px.iter().map(|l| -l) {
             (sum, sum_sq, n) = (sum + nll, sum_sq + nll * nll, n + 1);
@@ -145,15 +149,23 @@ pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<I
     })
 }
 
-/// log p̂(x) = log (1/k) Σ w_i for each image of `x [b, input_dim]`, streamed over the samples with a running
-/// log-sum-exp, so memory does not grow with `k`. Draws `k` noise tensors `[b, latent_dim]` from `noise`, in order.
-pub fn iw_log_px(vae: &Vae, x: &Tensor, k: usize, noise: &mut VaeRng) -> Result<Vec<f64>> {
+/// log p̂(x) = log (1/k) Σ w_i for each image of `x [b, input_dim]` (given its label, for a conditional model),
+/// streamed over the samples with a running log-sum-exp, so memory does not grow with `k`. Draws `k` noise tensors
+/// `[b, latent_dim]` from `noise`, in order.
+pub fn iw_log_px(
+    vae: &Vae,
+    x: &Tensor,
+    labels: Option<&Tensor>,
+    k: usize,
+    noise: &mut VaeRng,
+) -> Result<Vec<f64>> {
     let b = x.dim(0)?;
-    let (mu, logvar) = vae.encode(x)?;
+    let (mu, logvar) = vae.encode(x, labels)?;
+    let y = vae.label_input(labels)?;
     let mut lse: Option<Tensor> = None;
     for _ in 0..k {
         let eps = vae.noise(b, noise)?;
-        let log_w = log_weight(vae, x, &mu, &logvar, &eps)?;
+        let log_w = log_weight(vae, x, y.as_ref(), (&mu, &logvar), &eps)?;
         lse = Some(match lse {
             None => log_w,
             Some(acc) => log_add_exp(&acc, &log_w)?,
@@ -166,10 +178,16 @@ pub fn iw_log_px(vae: &Vae, x: &Tensor, k: usize, noise: &mut VaeRng) -> Result<
 }
 
 /// log w = log p(x|z) + log p(z) − log q(z|x) at z = mu + σ·eps, per image, in f64.
-fn log_weight(vae: &Vae, x: &Tensor, mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tensor> {
+fn log_weight(
+    vae: &Vae,
+    x: &Tensor,
+    labels: Option<&Tensor>,
+    (mu, logvar): (&Tensor, &Tensor),
+    eps: &Tensor,
+) -> Result<Tensor> {
     let z = Vae::reparameterize(mu, logvar, eps)?;
     let out = VaeOutput {
-        logits: vae.decode(&z)?,
+        logits: vae.decode(&z, labels)?,
         mu: mu.clone(),
         logvar: logvar.clone(),
         z,
@@ -197,8 +215,8 @@ pub fn latent_usage(vae: &Vae, data: &Batcher, rng: &mut VaeRng) -> Result<Laten
     let d = vae.config().latent_dim;
     let (mut s, mut s2, mut kl, mut n) = (vec![0f64; d], vec![0f64; d], vec![0f64; d], 0usize);
     for batch in data.in_order(rng) {
-        let (x, _) = batch.tensors().map_err(candle_core::Error::wrap)?;
-        let (mu, logvar) = vae.encode(&x)?;
+        let (x, labels) = batch.tensors().map_err(candle_core::Error::wrap)?;
+        let (mu, logvar) = vae.encode(&x, Some(&labels))?;
         let (mu, logvar) = (
             mu.to_dtype(candle_core::DType::F64)?,
             logvar.to_dtype(candle_core::DType::F64)?,
@@ -249,6 +267,8 @@ mod tests {
             latent_dim,
             activation: Activation::Relu,
             likelihood: Likelihood::Bernoulli,
+            conditional: false,
+            num_classes: None,
         }
     }
 
@@ -305,7 +325,7 @@ mod tests {
             })
             .collect();
         for k in [1, 13] {
-            let got = iw_log_px(&vae, &x, k, &mut VaeRng::seed_from(2)).unwrap();
+            let got = iw_log_px(&vae, &x, None, k, &mut VaeRng::seed_from(2)).unwrap();
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-4, "k = {k}: {g} vs {w}");
             }
@@ -334,12 +354,12 @@ mod tests {
         let cfg = config(5, 4, 2);
         let vae = random_model(&cfg);
         let x = images(3, 5, 4);
-        let got = iw_log_px(&vae, &x, 1, &mut VaeRng::seed_from(8)).unwrap();
+        let got = iw_log_px(&vae, &x, None, 1, &mut VaeRng::seed_from(8)).unwrap();
         // The same draw of ε, then the three densities written out in f64.
         let eps = vae.noise(3, &mut VaeRng::seed_from(8)).unwrap();
-        let (mu, logvar) = vae.encode(&x).unwrap();
+        let (mu, logvar) = vae.encode(&x, None).unwrap();
         let z = Vae::reparameterize(&mu, &logvar, &eps).unwrap();
-        let logits = vae.decode(&z).unwrap().to_vec2::<f32>().unwrap();
+        let logits = vae.decode(&z, None).unwrap().to_vec2::<f32>().unwrap();
         let rows = |t: &Tensor| t.to_vec2::<f32>().unwrap();
         let (xs, zs, es, lvs) = (rows(&x), rows(&z), rows(&eps), rows(&logvar));
         let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
@@ -372,14 +392,14 @@ mod tests {
         let vae = random_model(&cfg);
         let x = images(4, 5, 6);
         let k = 50;
-        let streamed = iw_log_px(&vae, &x, k, &mut VaeRng::seed_from(3)).unwrap();
+        let streamed = iw_log_px(&vae, &x, None, k, &mut VaeRng::seed_from(3)).unwrap();
         // All k log-weights at once, from the same noise stream, then one log-sum-exp per image on the host.
         let mut noise = VaeRng::seed_from(3);
-        let (mu, logvar) = vae.encode(&x).unwrap();
+        let (mu, logvar) = vae.encode(&x, None).unwrap();
         let all: Vec<Vec<f64>> = (0..k)
             .map(|_| {
                 let eps = vae.noise(4, &mut noise).unwrap();
-                log_weight(&vae, &x, &mu, &logvar, &eps)
+                log_weight(&vae, &x, None, (&mu, &logvar), &eps)
                     .unwrap()
                     .to_vec1::<f64>()
                     .unwrap()
@@ -405,7 +425,7 @@ mod tests {
         for rows in [0..3, 3..6, 6..7] {
             let b = x.narrow(0, rows.start, rows.len()).unwrap();
             nll.extend(
-                iw_log_px(&vae, &b, 10, &mut noise)
+                iw_log_px(&vae, &b, None, 10, &mut noise)
                     .unwrap()
                     .iter()
                     .map(|l| -l),

@@ -2,7 +2,8 @@
 //! dimension does.
 //!
 //! Every function here takes images as rows `[n, input_dim]` in [0, 1] and returns decoded pixel probabilities in
-//! the same layout, so the figures and the `.npy` files show exactly what the decoder gives.
+//! the same layout, so the figures and the `.npy` files show exactly what the decoder gives. `labels` are the class
+//! of each image (u32 `[n]`), read by a conditional model only (see [`Vae::label_input`]).
 
 use candle_core::{Result, Tensor};
 use vae_model::{Vae, VaeRng};
@@ -15,41 +16,81 @@ pub const INACTIVE_KL: f64 = 0.01;
 /// example gets `n / m` samples, in turn.
 ///
 /// # Shapes
-/// `x [m, input_dim]` → `[n, input_dim]`.
+/// `x [m, input_dim]`, `labels [m]` → `[n, input_dim]`.
 pub fn posterior_samples(
     vae: &Vae,
     x: &Tensor,
+    labels: Option<&Tensor>,
     n: usize,
     temperature: f64,
     rng: &mut VaeRng,
 ) -> Result<Tensor> {
-    let (mu, logvar) = vae.encode(x)?;
+    let (mu, logvar) = vae.encode(x, labels)?;
     let m = x.dim(0)? as u32;
     let rows: Vec<u32> = (0..n as u32).map(|i| i % m).collect();
     let rows = Tensor::new(rows.as_slice(), x.device())?;
     let (mu, logvar) = (mu.index_select(&rows, 0)?, logvar.index_select(&rows, 0)?);
+    let labels = labels.map(|l| l.index_select(&rows, 0)).transpose()?;
     let eps = (vae.noise(n, rng)? * temperature)?;
-    vae.decode_probs(&Vae::reparameterize(&mu, &logvar, &eps)?)
+    vae.decode_probs(&Vae::reparameterize(&mu, &logvar, &eps)?, labels.as_ref())
 }
 
-/// `n` images from the prior with its standard deviation scaled by `temperature`: z ~ N(0, temperature² I).
-pub fn prior_samples(vae: &Vae, n: usize, temperature: f64, rng: &mut VaeRng) -> Result<Tensor> {
-    vae.decode_probs(&(vae.noise(n, rng)? * temperature)?)
+/// `n` images from the prior with its standard deviation scaled by `temperature`: z ~ N(0, temperature² I)
+/// (decoded under `labels [n]`, for a conditional model).
+pub fn prior_samples(
+    vae: &Vae,
+    n: usize,
+    labels: Option<&Tensor>,
+    temperature: f64,
+    rng: &mut VaeRng,
+) -> Result<Tensor> {
+    vae.decode_probs(&(vae.noise(n, rng)? * temperature)?, labels)
+}
+
+/// Labels for one row per class: `per_class` copies of class 0, then of class 1, and so on up to `classes − 1`.
+pub fn class_rows(
+    classes: usize,
+    per_class: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let labels: Vec<u32> = (0..classes as u32)
+        .flat_map(|c| std::iter::repeat_n(c, per_class))
+        .collect();
+    Tensor::new(labels.as_slice(), device)
 }
 
 /// `steps` images decoded along the path between the posterior means of `a` and `b` (each `[1, input_dim]`): the
 /// straight line, or with `slerp` the great circle (Shoemake's spherical interpolation, which keeps the norm of z
 /// near the prior's typical shell instead of cutting through its low-density centre). The first image decodes
-/// a's mean and the last b's.
-pub fn interpolate(vae: &Vae, a: &Tensor, b: &Tensor, steps: usize, slerp: bool) -> Result<Tensor> {
-    let (za, _) = vae.encode(a)?;
-    let (zb, _) = vae.encode(b)?;
+/// a's mean and the last b's. For a conditional model, `labels [2]` are a's and b's classes, and the label input
+/// blends from one to the other along the path.
+pub fn interpolate(
+    vae: &Vae,
+    (a, b): (&Tensor, &Tensor),
+    labels: Option<&Tensor>,
+    steps: usize,
+    slerp: bool,
+) -> Result<Tensor> {
+    let ends = vae.label_input(labels)?;
+    let end = |i: usize| ends.as_ref().map(|y| y.narrow(0, i, 1)).transpose();
+    let (za, _) = vae.encode(a, end(0)?.as_ref())?;
+    let (zb, _) = vae.encode(b, end(1)?.as_ref())?;
     let weights = path_weights(&za, &zb, steps, slerp)?;
     let w = |i: usize| Tensor::new(&[weights[i]], a.device())?.to_dtype(za.dtype());
     let z: Vec<Tensor> = (0..steps)
         .map(|i| za.broadcast_mul(&w(2 * i)?)? + zb.broadcast_mul(&w(2 * i + 1)?)?)
         .collect::<Result<_>>()?;
-    vae.decode_probs(&Tensor::cat(&z, 0)?)
+    let blend = match ends {
+        Some(y) => {
+            let t = |i: usize| i as f64 / (steps.max(2) - 1) as f64;
+            let rows: Vec<Tensor> = (0..steps)
+                .map(|i| (y.narrow(0, 0, 1)? * (1.0 - t(i)))? + (y.narrow(0, 1, 1)? * t(i))?)
+                .collect::<Result<_>>()?;
+            Some(Tensor::cat(&rows, 0)?)
+        }
+        None => None,
+    };
+    vae.decode_probs(&Tensor::cat(&z, 0)?, blend.as_ref())
 }
 
 /// The coefficients `(wa, wb)` of each step, flattened, so that step i is `wa·za + wb·zb`.
@@ -99,15 +140,16 @@ fn vector(z: &Tensor) -> Result<Vec<f64>> {
 /// prior's). Rows follow `order`.
 ///
 /// # Shapes
-/// `x [1, input_dim]` → `[order.len() · steps, input_dim]`.
+/// `x [1, input_dim]`, `label [1]` → `[order.len() · steps, input_dim]`.
 pub fn traverse(
     vae: &Vae,
     x: &Tensor,
+    label: Option<&Tensor>,
     order: &[usize],
     range: f64,
     steps: usize,
 ) -> Result<Tensor> {
-    let (mu, _) = vae.encode(x)?;
+    let (mu, _) = vae.encode(x, label)?;
     let base = vector(&mu)?;
     let offset = |s: usize| {
         if steps == 1 {
@@ -126,9 +168,10 @@ pub fn traverse(
             );
         }
     }
-    let z =
-        Tensor::from_vec(z, (order.len() * steps, base.len()), x.device())?.to_dtype(mu.dtype())?;
-    vae.decode_probs(&z)
+    let rows = order.len() * steps;
+    let z = Tensor::from_vec(z, (rows, base.len()), x.device())?.to_dtype(mu.dtype())?;
+    let labels = label.map(|l| l.repeat(rows)).transpose()?;
+    vae.decode_probs(&z, labels.as_ref())
 }
 
 /// The posterior means of every image of `data` (in order) and their labels.
@@ -136,7 +179,7 @@ pub fn posterior_means(vae: &Vae, data: &vae_data::Batcher) -> Result<(Vec<Vec<f
     let (mut means, mut labels) = (Vec::new(), Vec::new());
     for batch in data.in_order(&mut VaeRng::seed_from(0)) {
         let (x, y) = batch.tensors().map_err(candle_core::Error::wrap)?;
-        let (mu, _) = vae.encode(&x)?;
+        let (mu, _) = vae.encode(&x, Some(&y))?;
         means.extend(mu.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?);
         labels.extend(y.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?);
     }
@@ -200,10 +243,15 @@ mod tests {
     }
 
     fn model() -> Vae {
+        model_of(false)
+    }
+
+    fn model_of(conditional: bool) -> Vae {
         let cfg = VaeConfig {
             input_dim: 12,
             hidden_dims: vec![10],
             latent_dim: 3,
+            conditional,
             ..VaeConfig::mnist()
         };
         Vae::init(&cfg, &mut VaeRng::seed_from(3), &Device::Cpu)
@@ -220,9 +268,9 @@ mod tests {
     #[test]
     fn temperature_zero_decodes_the_posterior_means_in_turn() {
         let (vae, x) = (model(), images(2, 1));
-        let got = posterior_samples(&vae, &x, 5, 0.0, &mut VaeRng::seed_from(0)).unwrap();
-        let (mu, _) = vae.encode(&x).unwrap();
-        let means = vae.decode_probs(&mu).unwrap();
+        let got = posterior_samples(&vae, &x, None, 5, 0.0, &mut VaeRng::seed_from(0)).unwrap();
+        let (mu, _) = vae.encode(&x, None).unwrap();
+        let means = vae.decode_probs(&mu, None).unwrap();
         for i in 0..5 {
             let d = row_distances(
                 &got.narrow(0, i, 1).unwrap(),
@@ -232,8 +280,8 @@ mod tests {
             assert!(d[0] < 1e-12, "sample {i}: {d:?}");
         }
         // At temperature 1 they differ from the means, and the same seed gives the same samples.
-        let a = posterior_samples(&vae, &x, 4, 1.0, &mut VaeRng::seed_from(9)).unwrap();
-        let b = posterior_samples(&vae, &x, 4, 1.0, &mut VaeRng::seed_from(9)).unwrap();
+        let a = posterior_samples(&vae, &x, None, 4, 1.0, &mut VaeRng::seed_from(9)).unwrap();
+        let b = posterior_samples(&vae, &x, None, 4, 1.0, &mut VaeRng::seed_from(9)).unwrap();
         assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
         let d =
             row_distances(&a.narrow(0, 0, 1).unwrap(), &means.narrow(0, 0, 1).unwrap()).unwrap();
@@ -242,22 +290,35 @@ mod tests {
 
     #[test]
     fn paths_start_and_end_at_the_two_posterior_means() {
-        let vae = model();
+        for conditional in [false, true] {
+            path_ends(conditional);
+        }
+    }
+
+    /// For a conditional model, a 3 and an 8: each end is decoded under its own label.
+    fn path_ends(conditional: bool) {
+        let vae = model_of(conditional);
         let (a, b) = (images(1, 4), images(1, 5));
+        let dev = Device::Cpu;
+        let labels = Tensor::new(&[3u32, 8], &dev).unwrap();
+        let (la, lb) = (
+            labels.narrow(0, 0, 1).unwrap(),
+            labels.narrow(0, 1, 1).unwrap(),
+        );
         let ends = |t: &Tensor, steps: usize| {
             (
                 t.narrow(0, 0, 1).unwrap(),
                 t.narrow(0, steps - 1, 1).unwrap(),
             )
         };
-        let (mua, _) = vae.encode(&a).unwrap();
-        let (mub, _) = vae.encode(&b).unwrap();
+        let (mua, _) = vae.encode(&a, Some(&la)).unwrap();
+        let (mub, _) = vae.encode(&b, Some(&lb)).unwrap();
         let (da, db) = (
-            vae.decode_probs(&mua).unwrap(),
-            vae.decode_probs(&mub).unwrap(),
+            vae.decode_probs(&mua, Some(&la)).unwrap(),
+            vae.decode_probs(&mub, Some(&lb)).unwrap(),
         );
         for slerp in [false, true] {
-            let path = interpolate(&vae, &a, &b, 7, slerp).unwrap();
+            let path = interpolate(&vae, (&a, &b), Some(&labels), 7, slerp).unwrap();
             assert_eq!(path.dims(), &[7, 12]);
             let (first, last) = ends(&path, 7);
             assert!(
@@ -294,15 +355,15 @@ mod tests {
     fn a_traversal_moves_one_coordinate_per_row_in_the_given_order() {
         let vae = model();
         let x = images(1, 6);
-        let got = traverse(&vae, &x, &[2, 0], 3.0, 5).unwrap();
+        let got = traverse(&vae, &x, None, &[2, 0], 3.0, 5).unwrap();
         assert_eq!(got.dims(), &[10, 12]);
-        let (mu, _) = vae.encode(&x).unwrap();
+        let (mu, _) = vae.encode(&x, None).unwrap();
         let mut z = mu.to_vec2::<f32>().unwrap()[0].clone();
         z[2] -= 3.0; // row 0, step 0: dimension 2 at −3
         let z = Tensor::from_vec(z, (1, 3), &Device::Cpu).unwrap();
-        let want = vae.decode_probs(&z).unwrap();
+        let want = vae.decode_probs(&z, None).unwrap();
         assert!(row_distances(&got.narrow(0, 0, 1).unwrap(), &want).unwrap()[0] < 1e-10);
-        let mid = vae.decode_probs(&mu).unwrap(); // step 2 of each row is the mean itself
+        let mid = vae.decode_probs(&mu, None).unwrap(); // step 2 of each row is the mean itself
         for row in [2, 7] {
             assert!(
                 row_distances(&got.narrow(0, row, 1).unwrap(), &mid).unwrap()[0] < 1e-10,

@@ -201,7 +201,7 @@ pub fn write_manifold(
         .flat_map(|&z2| q.iter().flat_map(move |&z1| [z1 as f32, z2 as f32]))
         .collect();
     let z = Tensor::from_vec(z, (n * n, 2), vae.device())?;
-    write_grid(path, &vae.decode_probs(&z)?, n, n, h, w)
+    write_grid(path, &vae.decode_probs(&z, None)?, n, n, h, w)
 }
 
 #[cfg(test)]

@@ -154,12 +154,16 @@ struct EvalArgs {
 struct SampleArgs {
     #[arg(long)]
     model: PathBuf,
-    /// Number of samples (laid out in a near-square grid).
+    /// Number of samples (laid out in a near-square grid). A conditional model without `--digit` gives one row
+    /// per class, of N/10 (rounded up) samples each.
     #[arg(long, default_value_t = 64)]
     n: usize,
+    /// A conditional model's class to sample under: 0-9 for MNIST and Fashion-MNIST.
+    #[arg(long)]
+    digit: Option<u32>,
     #[command(flatten)]
     draw: Draw,
-    /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities).
+    /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities, row-major as in the grid).
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -584,6 +588,13 @@ fn ensure_fits(vae: &Vae, data: &vae_data::MnistData, dataset: Dataset, path: &P
             vae.config().input_dim
         );
     }
+    let (classes, labels) = (vae.config().label_dim(), dataset.class_names().len());
+    if classes != 0 && classes != labels {
+        anyhow::bail!(
+            "{}: a conditional model of {classes} classes does not fit {dataset}'s {labels}",
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -594,13 +605,34 @@ fn side(n: usize) -> usize {
 fn cmd_sample(a: SampleArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
     let vae = load_model(&a.model, a.device.device)?;
-    ensure_samples_fit(&vae, a.n)?;
-    let images = explore::prior_samples(
-        &vae,
-        a.n,
-        a.draw.temperature,
-        &mut VaeRng::seed_from(a.draw.seed),
-    )?;
+    let classes = vae.config().label_dim();
+    ensure_samples_fit(&vae, a.n.max(classes))?;
+    let mut rng = VaeRng::seed_from(a.draw.seed);
+    let t = a.draw.temperature;
+    let images = match (a.digit, classes) {
+        (Some(d), 0) => anyhow::bail!(
+            "--digit {d}: {} is not a conditional model (train one with `conditional = true`, e.g. the mnist-cvae preset)",
+            a.model.display()
+        ),
+        (Some(d), _) if d as usize >= classes => anyhow::bail!(
+            "--digit {d}: the model's classes are 0-{}",
+            classes - 1
+        ),
+        (Some(d), _) => {
+            let labels = candle_core::Tensor::full(d, a.n, vae.device())?;
+            explore::prior_samples(&vae, a.n, Some(&labels), t, &mut rng)?
+        }
+        (None, 0) => explore::prior_samples(&vae, a.n, None, t, &mut rng)?,
+        (None, _) => {
+            let per_class = a.n.div_ceil(classes);
+            let labels = explore::class_rows(classes, per_class, vae.device())?;
+            let images = explore::prior_samples(&vae, labels.dim(0)?, Some(&labels), t, &mut rng)?;
+            let hw = image_side(&vae)?;
+            figures::write_images(&a.out, &images, classes, per_class, hw, hw)?;
+            tracing::info!("wrote {}: a row per class, 0 to {}", a.out.display(), classes - 1);
+            return Ok(());
+        }
+    };
     write_square(&a.out, &images, &vae)
 }
 
@@ -646,26 +678,25 @@ fn test_set(vae: &Vae, data: &vae_data::MnistData, path: &Path) -> Result<vae_da
     Ok(eval::test_batcher(data, binarize, None, vae.device())?)
 }
 
-/// Test image `index` as `[1, input_dim]`, or an error naming `flag` and the valid range.
+/// Test image `index` as `[1, input_dim]` with its label `[1]`, or an error naming `flag` and the valid range.
 fn test_image(
     data: &vae_data::MnistData,
     index: usize,
     flag: &str,
     vae: &Vae,
-) -> Result<candle_core::Tensor> {
+) -> Result<(candle_core::Tensor, candle_core::Tensor)> {
     let n = data.test_images.dim(0)?;
     anyhow::ensure!(
         index < n,
         "{flag} {index}: the test set has {n} images (0..={})",
         n - 1
     );
-    Ok(data
-        .test_images
-        .narrow(0, index, 1)?
-        .to_device(vae.device())?)
+    let take = |t: &candle_core::Tensor| t.narrow(0, index, 1)?.to_device(vae.device());
+    Ok((take(&data.test_images)?, take(&data.test_labels)?))
 }
 
-/// A picture file made into the model's input, `[1, 784]`.
+/// A picture file made into the model's input, `[1, 784]`. A file has no label, so a conditional model, which
+/// needs one, refuses it.
 fn image_file(path: &Path, vae: &Vae) -> Result<candle_core::Tensor> {
     anyhow::ensure!(
         vae.config().input_dim == 784,
@@ -673,20 +704,25 @@ fn image_file(path: &Path, vae: &Vae) -> Result<candle_core::Tensor> {
         path.display(),
         vae.config().input_dim
     );
+    anyhow::ensure!(
+        !vae.config().conditional,
+        "{}: a conditional model needs each image's label, which a file lacks; give a test-set digit or index",
+        path.display()
+    );
     let px = vae_train::digitize::load(path)?;
     Ok(candle_core::Tensor::from_vec(px, (1, 784), vae.device())?)
 }
 
-/// `spec` as a test-set index, else as an image file.
+/// `spec` as a test-set index, else as an image file; with the label of a test image.
 fn example(
     data: &vae_data::MnistData,
     spec: &str,
     flag: &str,
     vae: &Vae,
-) -> Result<candle_core::Tensor> {
+) -> Result<(candle_core::Tensor, Option<candle_core::Tensor>)> {
     match spec.parse::<usize>() {
-        Ok(index) => test_image(data, index, flag, vae),
-        Err(_) => image_file(Path::new(spec), vae),
+        Ok(index) => test_image(data, index, flag, vae).map(|(x, y)| (x, Some(y))),
+        Err(_) => Ok((image_file(Path::new(spec), vae)?, None)),
     }
 }
 
@@ -694,7 +730,7 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
     let (vae, data, _) = model_and_data(&a.on)?;
     ensure_samples_fit(&vae, a.n)?;
-    let examples = match a.like.parse::<i64>() {
+    let (examples, labels) = match a.like.parse::<i64>() {
         Ok(digit) => {
             anyhow::ensure!(
                 (0..=9).contains(&digit),
@@ -713,23 +749,28 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
                 "--like {digit}: no test image has that label"
             );
             let idx = candle_core::Tensor::new(of_digit.as_slice(), &candle_core::Device::Cpu)?;
-            data.test_images
-                .index_select(&idx, 0)?
-                .to_device(vae.device())?
+            let take = |t: &candle_core::Tensor| t.index_select(&idx, 0)?.to_device(vae.device());
+            (take(&data.test_images)?, Some(take(&data.test_labels)?))
         }
-        Err(_) => image_file(Path::new(&a.like), &vae)?,
+        Err(_) => (image_file(Path::new(&a.like), &vae)?, None),
     };
     let mut rng = VaeRng::seed_from(a.draw.seed);
-    let images = explore::posterior_samples(&vae, &examples, a.n, a.draw.temperature, &mut rng)?;
+    let t = a.draw.temperature;
+    let images = explore::posterior_samples(&vae, &examples, labels.as_ref(), a.n, t, &mut rng)?;
     write_square(&a.out, &images, &vae)
 }
 
 fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
     let (vae, data, _) = model_and_data(&a.on)?;
-    let from = example(&data, &a.from, "--from", &vae)?;
-    let to = example(&data, &a.to, "--to", &vae)?;
+    let (from, from_label) = example(&data, &a.from, "--from", &vae)?;
+    let (to, to_label) = example(&data, &a.to, "--to", &vae)?;
+    // Both ends come with labels whenever the model is conditional (image files are refused there).
+    let labels = match (from_label, to_label) {
+        (Some(a), Some(b)) => Some(candle_core::Tensor::cat(&[a, b], 0)?),
+        _ => None,
+    };
     let steps = a.steps as usize;
-    let images = explore::interpolate(&vae, &from, &to, steps, a.slerp)?;
+    let images = explore::interpolate(&vae, (&from, &to), labels.as_ref(), steps, a.slerp)?;
     let hw = image_side(&vae)?;
     figures::write_images(&a.out, &images, 1, steps, hw, hw)?;
     tracing::info!("wrote {}", a.out.display());
@@ -738,13 +779,13 @@ fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
 
 fn cmd_traverse(a: TraverseArgs) -> Result<()> {
     let (vae, data, _) = model_and_data(&a.on)?;
-    let x = test_image(&data, a.index, "--index", &vae)?;
+    let (x, label) = test_image(&data, a.index, "--index", &vae)?;
     let test = test_set(&vae, &data, &a.on.model)?;
     let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
     let mut order = explore::by_usage(&usage.kl_per_dim);
     order.truncate(a.dims.map_or(order.len(), |n| n as usize));
     let steps = a.steps as usize;
-    let images = explore::traverse(&vae, &x, &order, a.range, steps)?;
+    let images = explore::traverse(&vae, &x, Some(&label), &order, a.range, steps)?;
     let hw = image_side(&vae)?;
     figures::write_images(&a.out, &images, order.len(), steps, hw, hw)?;
     let inactive: Vec<usize> = order
@@ -780,7 +821,8 @@ fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
     let (vae, data, _) = model_and_data(&a.on)?;
     let originals = data.first_test_images(a.n, vae.device())?;
-    let recon = vae.reconstruct(&originals)?;
+    let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
+    let recon = vae.reconstruct(&originals, Some(&labels.to_device(vae.device())?))?;
     figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?;
     tracing::info!("wrote {}", a.out.display());
     Ok(())

@@ -354,17 +354,20 @@ impl<'a> Run<'a> {
         vae.set_binarize(self.cfg.training.binarize.name());
         vae.save(out.join(files::MODEL))?;
         let mut fig_rng = VaeRng::seed_from(self.cfg.training.seed);
-        let samples = vae.sample(64, &mut fig_rng)?;
-        figures::write_grid(
-            &out.join(files::SAMPLES),
-            &samples,
-            8,
-            8,
-            data.rows,
-            data.cols,
-        )?;
+        // A conditional model's samples: a row of 8 per class.
+        let (rows, labels) = match vae.config().label_dim() {
+            0 => (8, None),
+            classes => (classes, Some(explore::class_rows(classes, 8, device)?)),
+        };
+        let samples = vae.sample(rows * 8, labels.as_ref(), &mut fig_rng)?;
+        let path = out.join(files::SAMPLES);
+        figures::write_grid(&path, &samples, rows, 8, data.rows, data.cols)?;
         let originals = data.first_test_images(8, device)?;
-        let recon = vae.reconstruct(&originals)?;
+        let labels = data
+            .test_labels
+            .narrow(0, 0, originals.dim(0)?)?
+            .to_device(device)?;
+        let recon = vae.reconstruct(&originals, Some(&labels))?;
         let path = out.join(files::RECONSTRUCTIONS);
         figures::write_reconstructions(&path, &originals, &recon, data.rows, data.cols)?;
         figures::write_png(&out.join(files::CURVES), &plots::curves_png(&self.history)?)?;
@@ -380,7 +383,8 @@ impl<'a> Run<'a> {
             files::CURVES,
             files::SCATTER,
         ];
-        if self.cfg.model.latent_dim == 2 {
+        // A conditional model's 2-D latent holds the style within each class: no single manifold shows it.
+        if self.cfg.model.latent_dim == 2 && !self.cfg.model.conditional {
             figures::write_manifold(&out.join(files::MANIFOLD), &vae, 20, data.rows, data.cols)?;
             written.push(files::MANIFOLD);
         }
@@ -580,7 +584,7 @@ fn run_epoch(
             };
             return Ok(EpochEnd::Stopped(partial, signal));
         }
-        let terms = engine.step(&batch.images, rows, &mut noise)?;
+        let terms = engine.step(&batch.images, &batch.labels, rows, &mut noise)?;
         *steps += 1;
         sums.add(rows, terms.loss, terms.recon, terms.kl);
         bar.step(i, seen, &sums, terms.loss)?;
@@ -646,8 +650,14 @@ mod tests {
     struct NanModel(Box<dyn TrainEngine>);
 
     impl TrainEngine for NanModel {
-        fn step(&mut self, x: &[f32], rows: usize, noise: &mut VaeRng) -> Result<StepTerms> {
-            self.0.step(x, rows, noise)
+        fn step(
+            &mut self,
+            x: &[f32],
+            labels: &[u32],
+            rows: usize,
+            noise: &mut VaeRng,
+        ) -> Result<StepTerms> {
+            self.0.step(x, labels, rows, noise)
         }
         fn model(&self) -> Result<Vae> {
             let vae = self.0.model()?;

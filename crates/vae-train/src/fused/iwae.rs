@@ -20,22 +20,26 @@ use crate::engine::StepTerms;
 const ESTIMATE_ROWS: usize = 2048;
 
 impl FusedVae {
-    /// Computes the gradients of the `k`-sample IWAE loss for `x [images, input_dim]` with noise
-    /// `eps [k·images, latent]` (sample-major), leaving them in the gradient buffer. Returns the loss, and the
-    /// samples' average BCE and log q(z|x) − log p(z).
+    /// Computes the gradients of the `k`-sample IWAE loss for `x [images, input_dim]` (and their `labels`, for a
+    /// conditional model) with noise `eps [k·images, latent]` (sample-major), leaving them in the gradient buffer.
+    /// Returns the loss, and the samples' average BCE and log q(z|x) − log p(z).
     pub fn forward_backward_iwae(
         &mut self,
         x: &[f32],
+        labels: &[u32],
         eps: &[f32],
         images: usize,
         k: usize,
     ) -> StepTerms {
         let (dim, zdim, rows) = (self.config.input_dim, self.config.latent_dim, k * images);
-        assert_eq!(x.len(), images * dim, "batch size");
+        let width = self.dec_in();
+        self.check_batch(x, labels, images);
         assert_eq!(eps.len(), rows * zdim, "noise size");
         self.ensure_capacity(rows);
-        self.encode(x, images);
+        let input = self.encoder_input(x, labels, images);
+        self.encode(&input, images);
         self.reparameterize_samples(eps, images, rows);
+        self.label_latents(labels, images, rows);
         self.decode(rows);
 
         // log w per row, with σ(l) − x written over the logits.
@@ -46,7 +50,7 @@ impl FusedVae {
             let b = r % images;
             let logits = &mut s.logits[r * dim..(r + 1) * dim];
             let bce = bce_and_grad(logits, &x[b * dim..(b + 1) * dim], 1.0);
-            let log_p_over_q = latent_log_ratio(&s.head_out, &s.z, eps, r, b, zdim);
+            let log_p_over_q = latent_log_ratio(&s.head_out, &s.z, eps, r, b, (zdim, width));
             s.log_w[r] = -bce + log_p_over_q;
             (recon, kl) = (recon + bce, kl - log_p_over_q);
         }
@@ -71,17 +75,18 @@ impl FusedVae {
         for r in 0..rows {
             let (b, a) = (r % images, s.log_w[r] as f32);
             for j in 0..zdim {
-                let i = r * zdim + j;
+                let i = r * width + j;
                 let dz = s.grad_a[i] + a * s.z[i];
                 s.grad_head[2 * b * zdim + j] += dz;
-                s.grad_head[(2 * b + 1) * zdim + j] += 0.5 * dz * eps[i] * s.sigma[b * zdim + j];
+                s.grad_head[(2 * b + 1) * zdim + j] +=
+                    0.5 * dz * eps[r * zdim + j] * s.sigma[b * zdim + j];
             }
         }
         for b in 0..images {
             let glv = &mut s.grad_head[(2 * b + 1) * zdim..(2 * b + 2) * zdim];
             glv.iter_mut().for_each(|g| *g -= half_inv_b);
         }
-        self.backward_encoder(x, images);
+        self.backward_encoder(&input, images);
 
         let n = rows as f64;
         StepTerms {
@@ -91,21 +96,24 @@ impl FusedVae {
         }
     }
 
-    /// log p̂(x) = log (1/k) Σ_s w_s for each image of `x [images, input_dim]`, with the noise drawn from `noise` as
-    /// `k` blocks of `[images, latent]` in order (the stream [`crate::eval::iw_log_px`] draws). The samples are
-    /// decoded in chunks with a running log-sum-exp, so memory does not grow with `k`.
+    /// log p̂(x) = log (1/k) Σ_s w_s for each image of `x [images, input_dim]` (given its label, for a conditional
+    /// model), with the noise drawn from `noise` as `k` blocks of `[images, latent]` in order (the stream
+    /// [`crate::eval::iw_log_px`] draws). The samples are decoded in chunks with a running log-sum-exp, so memory
+    /// does not grow with `k`.
     pub fn iw_log_px(
         &mut self,
         x: &[f32],
+        labels: &[u32],
         images: usize,
         k: usize,
         noise: &mut VaeRng,
     ) -> Vec<f64> {
-        let (dim, zdim) = (self.config.input_dim, self.config.latent_dim);
-        assert_eq!(x.len(), images * dim, "batch size");
+        let (dim, zdim, width) = (self.config.input_dim, self.config.latent_dim, self.dec_in());
+        self.check_batch(x, labels, images);
         let per_chunk = (ESTIMATE_ROWS / images.max(1)).clamp(1, k.max(1));
         self.ensure_capacity(images.max(per_chunk * images));
-        self.encode(x, images);
+        let input = self.encoder_input(x, labels, images);
+        self.encode(&input, images);
         let mut eps = vec![0f32; per_chunk * images * zdim];
         // Running log-sum-exp per image: the maximum so far, and Σ exp(log w − maximum).
         let mut acc = vec![(f64::NEG_INFINITY, 0f64); images];
@@ -114,6 +122,7 @@ impl FusedVae {
             let rows = per_chunk.min(k - done) * images;
             noise.fill_normal(&mut eps[..rows * zdim]);
             self.reparameterize_samples(&eps, images, rows);
+            self.label_latents(labels, images, rows);
             self.decode(rows);
             let s = &mut self.scratch;
             let (head, z) = (&s.head_out, &s.z);
@@ -125,7 +134,7 @@ impl FusedVae {
                 .for_each(|(r, (logits, log_w))| {
                     let b = r % images;
                     let bce = bce_sum(logits, &x[b * dim..(b + 1) * dim]);
-                    *log_w = -bce + latent_log_ratio(head, z, &eps, r, b, zdim);
+                    *log_w = -bce + latent_log_ratio(head, z, &eps, r, b, (zdim, width));
                 });
             for (r, &w) in s.log_w[..rows].iter().enumerate() {
                 let (max, sum) = &mut acc[r % images];
@@ -146,22 +155,33 @@ impl FusedVae {
 
     /// `z = mu + σ·ε` for `rows` sample-major rows of `images` images.
     fn reparameterize_samples(&mut self, eps: &[f32], images: usize, rows: usize) {
-        let (s, zdim) = (&mut self.scratch, self.config.latent_dim);
+        let (zdim, width) = (self.config.latent_dim, self.dec_in());
+        let s = &mut self.scratch;
         for r in 0..rows {
             let b = r % images;
             let mu = &s.head_out[2 * b * zdim..(2 * b + 1) * zdim];
             let sd = &s.sigma[b * zdim..(b + 1) * zdim];
             for j in 0..zdim {
-                s.z[r * zdim + j] = mu[j] + sd[j] * eps[r * zdim + j];
+                s.z[r * width + j] = mu[j] + sd[j] * eps[r * zdim + j];
             }
         }
     }
 }
 
-/// log p(z) − log q(z|x) of z row `r` (of image `b`): `½ Σ (logvar + ε² − z²)`.
-fn latent_log_ratio(head: &[f32], z: &[f32], eps: &[f32], r: usize, b: usize, zdim: usize) -> f64 {
+/// log p(z) − log q(z|x) of z row `r` (of image `b`): `½ Σ (logvar + ε² − z²)`. The z rows are `width` wide.
+fn latent_log_ratio(
+    head: &[f32],
+    z: &[f32],
+    eps: &[f32],
+    r: usize,
+    b: usize,
+    (zdim, width): (usize, usize),
+) -> f64 {
     let logvar = &head[(2 * b + 1) * zdim..(2 * b + 2) * zdim];
-    let (z, eps) = (&z[r * zdim..(r + 1) * zdim], &eps[r * zdim..(r + 1) * zdim]);
+    let (z, eps) = (
+        &z[r * width..r * width + zdim],
+        &eps[r * zdim..(r + 1) * zdim],
+    );
     let sum: f64 = (0..zdim)
         .map(|j| (logvar[j] + eps[j] * eps[j] - z[j] * z[j]) as f64)
         .sum();

@@ -13,6 +13,11 @@
 //! - through a layer `a = h_in Wᵀ + b`, `h = act(a)`: `∂a = ∂h ⊙ act'(a)`, `∂W = ∂aᵀ h_in`, `∂b = Σ_rows ∂a`,
 //!   `∂h_in = ∂a W`
 //! - `∂mu = ∂z + β mu / B`, `∂logvar = ∂z ε σ / 2 + β (σ² − 1) / (2B)` with `σ = exp(logvar/2)`.
+//!
+//! A conditional model's halves read `[x | y]` and `[z | y]` (y the one-hot label): the encoder's input is copied
+//! with the label appended, and the z rows are `latent + classes` wide with the label in the last columns, so every
+//! product is the same as for a plain model with wider first layers. Only the first `latent` columns of `∂[z | y]`
+//! are used.
 
 mod iwae;
 mod kernels;
@@ -22,6 +27,7 @@ mod tests;
 
 pub use sgemm::{backend as gemm_backend, sgemm};
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -215,6 +221,7 @@ struct Scratch {
     enc_h: Vec<Vec<f32>>,
     head_out: Vec<f32>,
     sigma: Vec<f32>,
+    /// The decoder's input rows `[z | y]`, [`FusedVae::dec_in`] wide (just z for a plain model).
     z: Vec<f32>,
     dec_h: Vec<Vec<f32>>,
     logits: Vec<f32>,
@@ -329,6 +336,7 @@ impl FusedVae {
                 v.resize(n, 0.0);
             }
         };
+        let dec_in = self.dec_in();
         let (s, zdim) = (&mut self.scratch, self.config.latent_dim);
         for (h, l) in s.enc_h.iter_mut().zip(&self.encoder) {
             grow(h, rows * l.fan_out);
@@ -339,7 +347,7 @@ impl FusedVae {
         grow(&mut s.head_out, rows * 2 * zdim);
         grow(&mut s.grad_head, rows * 2 * zdim);
         grow(&mut s.sigma, rows * zdim);
-        grow(&mut s.z, rows * zdim);
+        grow(&mut s.z, rows * dec_in);
         grow(&mut s.logits, rows * self.config.input_dim);
         let widest = self
             .encoder
@@ -348,8 +356,44 @@ impl FusedVae {
             .map(|l| l.fan_out)
             .max()
             .unwrap_or(0);
-        grow(&mut s.grad_a, rows * widest.max(zdim));
-        grow(&mut s.grad_b, rows * widest.max(zdim));
+        grow(&mut s.grad_a, rows * widest.max(dec_in));
+        grow(&mut s.grad_b, rows * widest.max(dec_in));
+    }
+
+    /// Width of a decoder input row: the latent, plus the one-hot label of a conditional model.
+    fn dec_in(&self) -> usize {
+        self.config.latent_dim + self.config.label_dim()
+    }
+
+    /// The encoder's input: `x [rows, input_dim]` itself for a plain model, each row with its one-hot label
+    /// appended for a conditional one.
+    fn encoder_input<'a>(&self, x: &'a [f32], labels: &[u32], rows: usize) -> Cow<'a, [f32]> {
+        let (dim, classes) = (self.config.input_dim, self.config.label_dim());
+        if classes == 0 {
+            return Cow::Borrowed(x);
+        }
+        let mut input = vec![0f32; rows * (dim + classes)];
+        for (r, row) in input.chunks_exact_mut(dim + classes).enumerate() {
+            row[..dim].copy_from_slice(&x[r * dim..(r + 1) * dim]);
+            row[dim + labels[r] as usize] = 1.0;
+        }
+        Cow::Owned(input)
+    }
+
+    /// Writes the one-hot labels into the last columns of the `rows` decoder input rows, sample-major over `images`
+    /// images (row `r` is image `r % images`). Nothing for a plain model.
+    fn label_latents(&mut self, labels: &[u32], images: usize, rows: usize) {
+        let (zdim, width) = (self.config.latent_dim, self.dec_in());
+        if width == zdim {
+            return;
+        }
+        for (r, row) in self.scratch.z[..rows * width]
+            .chunks_exact_mut(width)
+            .enumerate()
+        {
+            row[zdim..].fill(0.0);
+            row[zdim + labels[r % images] as usize] = 1.0;
+        }
     }
 
     /// The encoder and both heads on `x [rows, input_dim]`: `[mu | logvar]` rows into `head_out`, and
@@ -371,7 +415,7 @@ impl FusedVae {
         }
     }
 
-    /// The decoder on `z [rows, latent]`: logits into `logits`.
+    /// The decoder on `[z | y] [rows, dec_in]`: logits into `logits`.
     fn decode(&mut self, rows: usize) {
         let (p, s) = (&self.params, &mut self.scratch);
         for (i, layer) in self.decoder.iter().enumerate() {
@@ -383,8 +427,8 @@ impl FusedVae {
         self.out.forward(p, last_g, rows, &mut s.logits);
     }
 
-    /// From the gradient at the logits (held in `logits`), the decoder's parameter gradients, and `∂z` in
-    /// `grad_a`.
+    /// From the gradient at the logits (held in `logits`), the decoder's parameter gradients, and `∂[z | y]` in
+    /// `grad_a` (rows [`FusedVae::dec_in`] wide).
     fn backward_decoder(&mut self, rows: usize) {
         let (p, s, g) = (&self.params, &mut self.scratch, &mut self.grads);
         let last_g: &[f32] = s.dec_h.last().map_or(&s.z, |h| h.as_slice());
@@ -426,23 +470,26 @@ impl FusedVae {
         }
     }
 
-    /// Computes the gradients of `recon + beta·kl` for a batch `x [rows, input_dim]` with noise `eps [rows, latent]`,
-    /// leaving them in the gradient buffer. Returns the loss terms.
+    /// Computes the gradients of `recon + beta·kl` for a batch `x [rows, input_dim]` (with their `labels`, read by
+    /// a conditional model) with noise `eps [rows, latent]`, leaving them in the gradient buffer. Returns the loss
+    /// terms.
     pub fn forward_backward(
         &mut self,
         x: &[f32],
+        labels: &[u32],
         eps: &[f32],
         rows: usize,
         beta: f64,
     ) -> StepTerms {
-        assert_eq!(x.len(), rows * self.config.input_dim, "batch size");
+        self.check_batch(x, labels, rows);
         assert_eq!(eps.len(), rows * self.config.latent_dim, "noise size");
         self.ensure_capacity(rows);
-        let zdim = self.config.latent_dim;
+        let (zdim, width) = (self.config.latent_dim, self.dec_in());
         let inv_b = 1.0 / rows as f32;
         let beta32 = beta as f32;
 
-        self.encode(x, rows);
+        let input = self.encoder_input(x, labels, rows);
+        self.encode(&input, rows);
         // Reparameterise; KL in closed form.
         let s = &mut self.scratch;
         let mut kl = 0f64;
@@ -451,10 +498,11 @@ impl FusedVae {
             let (mu, logvar) = head.split_at(zdim);
             for j in 0..zdim {
                 let sd = s.sigma[r * zdim + j];
-                s.z[r * zdim + j] = mu[j] + sd * eps[r * zdim + j];
+                s.z[r * width + j] = mu[j] + sd * eps[r * zdim + j];
                 kl += -0.5 * (1.0 + logvar[j] - mu[j] * mu[j] - sd * sd) as f64;
             }
         }
+        self.label_latents(labels, rows, rows);
         self.decode(rows);
         // BCE with logits, and its gradient σ(l) − x written over the logits.
         let s = &mut self.scratch;
@@ -468,18 +516,32 @@ impl FusedVae {
             let gh = &mut s.grad_head[r * 2 * zdim..(r + 1) * 2 * zdim];
             for j in 0..zdim {
                 let k = r * zdim + j;
-                let (dz, sd, mu) = (s.grad_a[k], s.sigma[k], head[j]);
+                let (dz, sd, mu) = (s.grad_a[r * width + j], s.sigma[k], head[j]);
                 gh[j] = dz + beta32 * mu * inv_b;
                 gh[zdim + j] = 0.5 * dz * eps[k] * sd + 0.5 * beta32 * (sd * sd - 1.0) * inv_b;
             }
         }
-        self.backward_encoder(x, rows);
+        self.backward_encoder(&input, rows);
 
         let (recon, kl) = (recon / rows as f64, kl / rows as f64);
         StepTerms {
             loss: recon + beta * kl,
             recon,
             kl,
+        }
+    }
+
+    /// Panics unless `x` holds `rows` images and, for a conditional model, `labels` one class each (the callers
+    /// check labels where they enter).
+    fn check_batch(&self, x: &[f32], labels: &[u32], rows: usize) {
+        assert_eq!(x.len(), rows * self.config.input_dim, "batch size");
+        if self.config.conditional {
+            assert_eq!(labels.len(), rows, "one label per image");
+            let classes = self.config.label_dim();
+            assert!(
+                labels.iter().all(|&c| (c as usize) < classes),
+                "labels are classes"
+            );
         }
     }
 
@@ -503,12 +565,19 @@ impl FusedVae {
         adam_update(&mut self.params, &self.grads, &mut self.m, &mut self.v, c);
     }
 
-    /// A training step on the batch `x [rows, input_dim]`: gradients of `loss`, then Adam. `eps` holds the noise:
-    /// `[rows, latent]` for the ELBO, `[k·rows, latent]` (sample-major) for IWAE.
-    pub fn train_step(&mut self, x: &[f32], eps: &[f32], rows: usize, loss: Loss) -> StepTerms {
+    /// A training step on the batch `x [rows, input_dim]` with its `labels`: gradients of `loss`, then Adam. `eps`
+    /// holds the noise: `[rows, latent]` for the ELBO, `[k·rows, latent]` (sample-major) for IWAE.
+    pub fn train_step(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        eps: &[f32],
+        rows: usize,
+        loss: Loss,
+    ) -> StepTerms {
         let terms = match loss {
-            Loss::Elbo { beta } => self.forward_backward(x, eps, rows, beta),
-            Loss::Iwae { k } => self.forward_backward_iwae(x, eps, rows, k),
+            Loss::Elbo { beta } => self.forward_backward(x, labels, eps, rows, beta),
+            Loss::Iwae { k } => self.forward_backward_iwae(x, labels, eps, rows, k),
         };
         self.adam_step();
         terms

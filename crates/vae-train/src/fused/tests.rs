@@ -19,6 +19,14 @@ fn params(varmap: &candle_nn::VarMap, cfg: &VaeConfig) -> Vec<(String, Var)> {
         .collect()
 }
 
+/// Classes for `rows` images, all ten in turn from an offset: what a conditional model reads (and a plain one
+/// ignores).
+fn labels(rows: usize, offset: u32) -> (Vec<u32>, candle_core::Tensor) {
+    let ls: Vec<u32> = (0..rows as u32).map(|r| (r * 7 + offset) % 10).collect();
+    let t = candle_core::Tensor::new(ls.as_slice(), &Device::Cpu).unwrap();
+    (ls, t)
+}
+
 fn close(name: &str, got: &[f32], want: &[f32], rel: f32) {
     assert_eq!(got.len(), want.len(), "{name}");
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
@@ -45,10 +53,15 @@ fn check_loss_gradients(cfg: &VaeConfig, rows: usize, loss: Loss, seed: u64) {
         Loss::Iwae { k } => k,
     };
     let eps = vae.noise(samples * rows, &mut rng).unwrap();
+    let (ls, y) = labels(rows, seed as u32);
 
     let terms = match loss {
-        Loss::Elbo { beta } => beta_elbo(&x, &vae.forward_with_noise(&x, &eps).unwrap(), beta),
-        Loss::Iwae { .. } => iwae_bound(&vae, &x, &eps),
+        Loss::Elbo { beta } => beta_elbo(
+            &x,
+            &vae.forward_with_noise(&x, Some(&y), &eps).unwrap(),
+            beta,
+        ),
+        Loss::Iwae { .. } => iwae_bound(&vae, &x, Some(&y), &eps),
     }
     .unwrap();
     let grads = terms.loss.backward().unwrap();
@@ -57,8 +70,8 @@ fn check_loss_gradients(cfg: &VaeConfig, rows: usize, loss: Loss, seed: u64) {
     let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let es = eps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let t = match loss {
-        Loss::Elbo { beta } => fused.forward_backward(&xs, &es, rows, beta),
-        Loss::Iwae { k } => fused.forward_backward_iwae(&xs, &es, rows, k),
+        Loss::Elbo { beta } => fused.forward_backward(&xs, &ls, &es, rows, beta),
+        Loss::Iwae { k } => fused.forward_backward_iwae(&xs, &ls, &es, rows, k),
     };
 
     let want = |v: &candle_core::Tensor| v.to_scalar::<f32>().unwrap() as f64;
@@ -122,21 +135,39 @@ fn gradients_match_autograd_at_the_mnist_preset_shapes() {
 }
 
 #[test]
+fn conditional_gradients_match_autograd() {
+    let cvae = VaeConfig {
+        conditional: true,
+        ..tanh_two_layers()
+    };
+    check_gradients(&cvae, 13, 1.0, 9);
+    check_loss_gradients(&cvae, 6, Loss::Iwae { k: 5 }, 10);
+    let mnist_cvae = VaeConfig {
+        conditional: true,
+        ..VaeConfig::mnist()
+    };
+    check_gradients(&mnist_cvae, 128, 1.0, 11);
+}
+
+#[test]
 fn several_adam_steps_follow_the_autograd_trajectory() {
-    adam_trajectory(Loss::Elbo { beta: 1.0 });
+    adam_trajectory(Loss::Elbo { beta: 1.0 }, false);
+    adam_trajectory(Loss::Elbo { beta: 1.0 }, true);
 }
 
 #[test]
 fn several_iwae_adam_steps_follow_the_autograd_trajectory() {
-    adam_trajectory(Loss::Iwae { k: 4 });
+    adam_trajectory(Loss::Iwae { k: 4 }, false);
+    adam_trajectory(Loss::Iwae { k: 4 }, true);
 }
 
-fn adam_trajectory(loss: Loss) {
+fn adam_trajectory(loss: Loss, conditional: bool) {
     let dev = Device::Cpu;
     let cfg = VaeConfig {
         input_dim: 40,
         hidden_dims: vec![32],
         latent_dim: 5,
+        conditional,
         ..VaeConfig::mnist()
     };
     let mut rng = VaeRng::seed_from(9);
@@ -160,21 +191,23 @@ fn adam_trajectory(loss: Loss) {
     .unwrap();
     for _ in 0..20 {
         let x = rng.uniform((12, 40), 0.0, 1.0, &dev).unwrap();
+        let (ls, y) = labels(12, fused.step_count() as u32);
         let terms = match loss {
             Loss::Elbo { beta } => {
                 let eps = vae.noise(12, &mut rng).unwrap();
-                beta_elbo(&x, &vae.forward_with_noise(&x, &eps).unwrap(), beta).map(|t| (t, eps))
+                let out = vae.forward_with_noise(&x, Some(&y), &eps).unwrap();
+                beta_elbo(&x, &out, beta).map(|t| (t, eps))
             }
             Loss::Iwae { k } => {
                 let eps = vae.noise(12 * k, &mut rng).unwrap();
-                iwae_bound(&vae, &x, &eps).map(|t| (t, eps))
+                iwae_bound(&vae, &x, Some(&y), &eps).map(|t| (t, eps))
             }
         };
         let (terms, eps) = terms.unwrap();
         adam.step(&terms.loss.backward().unwrap()).unwrap();
         let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let es = eps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        fused.train_step(&xs, &es, 12, loss);
+        fused.train_step(&xs, &ls, &es, 12, loss);
     }
     assert_eq!(fused.step_count(), 20);
     // Copy the fused weights out and compare with the autograd ones.
@@ -229,7 +262,14 @@ fn iwae_gradients_match_autograd_at_the_mnist_iwae_shapes() {
 
 #[test]
 fn the_estimate_through_sgemm_equals_candles_from_the_same_noise() {
-    let cfg = tanh_two_layers();
+    estimates_agree(tanh_two_layers());
+    estimates_agree(VaeConfig {
+        conditional: true,
+        ..tanh_two_layers()
+    });
+}
+
+fn estimates_agree(cfg: VaeConfig) {
     let dev = Device::Cpu;
     let mut rng = VaeRng::seed_from(21);
     let (vae, _) = Vae::init(&cfg, &mut rng, &dev).unwrap();
@@ -239,9 +279,11 @@ fn the_estimate_through_sgemm_equals_candles_from_the_same_noise() {
         let x = rng
             .uniform((images, cfg.input_dim), 0.0, 1.0, &dev)
             .unwrap();
-        let want = crate::eval::iw_log_px(&vae, &x, k, &mut VaeRng::seed_from(4)).unwrap();
+        let (ls, y) = labels(images, k as u32);
+        let noise = || VaeRng::seed_from(4);
+        let want = crate::eval::iw_log_px(&vae, &x, Some(&y), k, &mut noise()).unwrap();
         let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let got = fused.iw_log_px(&xs, images, k, &mut VaeRng::seed_from(4));
+        let got = fused.iw_log_px(&xs, &ls, images, k, &mut noise());
         assert_eq!(got.len(), images);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
