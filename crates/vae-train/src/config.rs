@@ -403,11 +403,13 @@ mod tests {
         assert_eq!(k50.model, iwae.model);
         let cvae = get("mnist-cvae");
         assert!(cvae.model.conditional);
+        assert_eq!(cvae.model.latent_dim, 4);
         // Resolved with the dataset's ten classes, so that the model file records them.
         assert_eq!(cvae.model.num_classes, Some(10));
         let plain = vae_model::VaeConfig {
             conditional: false,
             num_classes: None,
+            latent_dim: 20,
             ..cvae.model.clone()
         };
         assert_eq!(

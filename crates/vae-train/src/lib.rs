@@ -19,7 +19,7 @@
 //! let x = candle_core::Tensor::from_vec(pixels, (32, 16), &device)?;
 //! let mut losses = Vec::new();
 //! for _ in 0..300 {
-//!     let terms = elbo(&x, &vae.forward(&x, &mut rng)?)?;
+//!     let terms = elbo(&x, &vae.forward(&x, None, &mut rng)?)?;
 //!     opt.backward_step(&terms.loss)?;
 //!     losses.push(terms.loss.to_scalar::<f32>()?);
 //! }

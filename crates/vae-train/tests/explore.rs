@@ -83,22 +83,6 @@ fn test_labels(data: &vae_data::MnistData) -> Vec<u32> {
         .unwrap()
 }
 
-/// The `mnist` preset, trained for its 10 epochs into `dir`.
-fn trained_mnist(dir: &Path) -> String {
-    let (data, out) = (data_dir().to_str().unwrap(), dir.to_str().unwrap());
-    let (ok, _, err) = vae_train(&[
-        "train",
-        "--preset",
-        "mnist",
-        "--data-dir",
-        data,
-        "--out",
-        out,
-    ]);
-    assert!(ok, "{err}");
-    dir.join("model.safetensors").display().to_string()
-}
-
 #[test]
 fn a_classifier_reads_generated_digits_as_the_digit_asked_for_and_paths_as_their_ends() {
     let data = vae_data::load(data_dir(), vae_data::Dataset::Mnist).unwrap();
@@ -116,7 +100,7 @@ fn a_classifier_reads_generated_digits_as_the_digit_asked_for_and_paths_as_their
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    let model = trained_mnist(&tmp.path().join("run"));
+    let model = trained("mnist", &tmp.path().join("run"), &[]);
     let dir = data_dir().to_str().unwrap();
     let mut shares = Vec::new();
     for digit in 0..10u32 {
@@ -221,6 +205,79 @@ fn a_classifier_reads_generated_digits_as_the_digit_asked_for_and_paths_as_their
         ends.iter().filter(|&&e| e == (3, 8)).count() >= 9,
         "{ends:?}"
     );
+}
+
+/// A preset (a name or a `.toml` path) trained into `dir`, with `extra` flags.
+fn trained(preset: &str, dir: &Path, extra: &[&str]) -> String {
+    let (data, out) = (data_dir().to_str().unwrap(), dir.to_str().unwrap());
+    let args = [
+        "train",
+        "--preset",
+        preset,
+        "--data-dir",
+        data,
+        "--out",
+        out,
+    ];
+    let (ok, _, err) = vae_train(&[&args[..], extra].concat());
+    assert!(ok, "{err}");
+    dir.join("model.safetensors").display().to_string()
+}
+
+/// Of 100 prior samples under each digit at `temperature`, how many (so the %) the classifier reads as that digit.
+fn conditional_shares(
+    classifier: &Classifier,
+    model: &str,
+    temperature: f64,
+    dir: &Path,
+) -> Vec<usize> {
+    (0..10u32)
+        .map(|digit| {
+            let out = dir.join(format!("digit-{digit}.npy"));
+            let (d, t) = (digit.to_string(), temperature.to_string());
+            let args = [
+                "sample",
+                "--model",
+                model,
+                "--digit",
+                &d,
+                "--n",
+                "100",
+                "--temperature",
+                &t,
+            ];
+            let (ok, _, err) = vae_train(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+            assert!(ok, "{err}");
+            let images = Tensor::read_npy(&out).unwrap();
+            assert_eq!(images.dims(), &[100, 28, 28]);
+            classifier
+                .classify(&images)
+                .iter()
+                .filter(|&&p| p == digit)
+                .count()
+        })
+        .collect()
+}
+
+fn mean(shares: &[usize]) -> f64 {
+    shares.iter().sum::<usize>() as f64 / shares.len() as f64
+}
+
+#[test]
+fn a_conditional_model_draws_the_digit_it_is_given() {
+    let data = vae_data::load(data_dir(), vae_data::Dataset::Mnist).unwrap();
+    let classifier = Classifier::train(&data);
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained("mnist-cvae", &tmp.path().join("cvae"), &[]);
+    let cool = conditional_shares(&classifier, &model, 0.5, tmp.path());
+    let warm = conditional_shares(&classifier, &model, 1.0, tmp.path());
+    eprintln!(
+        "mnist-cvae, % read as the digit asked for: T=0.5 {cool:?}; T=1 {warm:?} (mean {})",
+        mean(&warm)
+    );
+    assert!(cool.iter().all(|&s| s >= 95), "T=0.5: {cool:?}");
+    // The plain CVAE (a 20-D latent) averages 71% at T=1; the preset's 4-D latent is meant to beat it.
+    assert!(mean(&warm) > 71.0, "T=1: {warm:?}");
 }
 
 /// A model of the smallest kind, trained for one epoch on 1000 images.
@@ -345,8 +402,8 @@ fn bad_requests_get_one_clear_line() {
     let dir = data_dir().to_str().unwrap();
     let out = tmp.path().join("x.png");
     let out = out.to_str().unwrap();
-    let refused = |args: &[&str], needle: &str| {
-        let base = ["--model", model.as_str(), "--out", out];
+    let refused_by = |model: &str, args: &[&str], needle: &str| {
+        let base = ["--model", model, "--out", out];
         let args: Vec<&str> = args.iter().copied().chain(base).collect();
         let (ok, _, err) = vae_train(&args);
         assert!(!ok, "{args:?} succeeded");
@@ -357,6 +414,7 @@ fn bad_requests_get_one_clear_line() {
         );
         assert!(!Path::new(out).exists(), "{args:?} wrote {out}");
     };
+    let refused = |args: &[&str], needle: &str| refused_by(&model, args, needle);
     refused(
         &["generate", "--like", "10", "--data-dir", dir],
         "--like 10: a digit is 0-9",
@@ -424,6 +482,7 @@ fn bad_requests_get_one_clear_line() {
         "0 is not in (0, 100]",
     );
     refused(&["sample", "--n", "0"], "--n must be at least 1");
+    refused(&["sample", "--digit", "3"], "is not a conditional model");
     let npy = tmp.path().join("s.npy");
     let (ok, _, err) = vae_train(&[
         "scatter",
@@ -473,6 +532,56 @@ fn bad_requests_get_one_clear_line() {
         ],
         "nofile.png: cannot open",
     );
+    // A conditional model: no class past its last, no picture file (it has no label).
+    let (code, _, err) = common::quick_train(
+        &tmp.path().join("cvae"),
+        3,
+        1000,
+        &["--preset", "mnist-cvae"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let cvae = tmp.path().join("cvae/model.safetensors");
+    let cvae = cvae.to_str().unwrap();
+    refused_by(
+        cvae,
+        &["sample", "--digit", "10"],
+        "--digit 10: the model's classes are 0-9",
+    );
+    refused_by(
+        cvae,
+        &["generate", "--like", bl, "--data-dir", dir],
+        "blank.png: a conditional model needs each image's label",
+    );
+    // Without --digit, a row per class: 25 asked for, 3 of each of the 10 classes.
+    let rows = tmp.path().join("rows.npy");
+    let (ok, _, err) = vae_train(&[
+        "sample",
+        "--model",
+        cvae,
+        "--n",
+        "25",
+        "--out",
+        rows.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(Tensor::read_npy(&rows).unwrap().dims(), &[30, 28, 28]);
+    let again = tmp.path().join("again.npy");
+    let (ok, _, err) = vae_train(&[
+        "sample",
+        "--model",
+        cvae,
+        "--n",
+        "25",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(&rows).unwrap(),
+        std::fs::read(&again).unwrap(),
+        "same seed, same bytes"
+    );
+
     let jpg = tmp.path().join("x.jpg");
     let (ok, _, err) = vae_train(&["sample", "--model", &model, "--out", jpg.to_str().unwrap()]);
     assert!(
