@@ -34,6 +34,32 @@ pub enum Likelihood {
     Bernoulli,
 }
 
+/// What the encoder's second head predicts: the spread of q(z|x) = N(mu, σ²).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleHead {
+    /// log σ², which needs no constraint to give a positive variance: ours and pytorch/examples'.
+    #[default]
+    Logvar,
+    /// σ itself, as the teaching code predicts it (`mu + sigma * eps`, and `log(sigma²)` in the KL). Imported
+    /// models keep it, so their weights are used as trained; the model turns it into log σ² as it encodes.
+    Std,
+}
+
+impl ScaleHead {
+    /// The head's tensor name inside the encoder: `logvar` or `std`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScaleHead::Logvar => "logvar",
+            ScaleHead::Std => "std",
+        }
+    }
+
+    fn is_logvar(&self) -> bool {
+        *self == ScaleHead::Logvar
+    }
+}
+
 /// The architecture of a VAE: `input_dim → hidden_dims… → (mu, logvar) [latent_dim]`, and the mirror image back.
 ///
 /// A conditional VAE (Sohn et al., 2015; `conditional = true`) also reads the image's class as a one-hot vector
@@ -58,6 +84,9 @@ pub struct VaeConfig {
     pub activation: Activation,
     /// Decoder output distribution.
     pub likelihood: Likelihood,
+    /// What the encoder's second head predicts. Absent (and not written) for `logvar`, what every older file meant.
+    #[serde(default, skip_serializing_if = "ScaleHead::is_logvar")]
+    pub scale_head: ScaleHead,
     /// Whether both halves also read the one-hot class label. Absent in files written before it existed, and not
     /// written when false, so unconditional models keep their exact bytes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -77,6 +106,7 @@ impl VaeConfig {
             latent_dim: 20,
             activation: Activation::Relu,
             likelihood: Likelihood::Bernoulli,
+            scale_head: ScaleHead::Logvar,
             conditional: false,
             num_classes: None,
         }
@@ -141,9 +171,9 @@ impl VaeConfig {
             fan_in = h;
         }
         let mu = LayerSpec::new(Block::Encoder, "mu".into(), fan_in, self.latent_dim, None);
-        let logvar = LayerSpec::new(
+        let scale = LayerSpec::new(
             Block::Encoder,
-            "logvar".into(),
+            self.scale_head.name().into(),
             fan_in,
             self.latent_dim,
             None,
@@ -164,7 +194,7 @@ impl VaeConfig {
         LayerPlan {
             encoder,
             mu,
-            logvar,
+            scale,
             decoder,
             out,
         }
@@ -292,8 +322,9 @@ pub struct LayerPlan {
     pub encoder: Vec<LayerSpec>,
     /// The posterior-mean head, reading the last encoder layer.
     pub mu: LayerSpec,
-    /// The posterior log-variance head, reading the same input as `mu`.
-    pub logvar: LayerSpec,
+    /// The second head, log σ² (`logvar`) or σ (`std`) as [`VaeConfig::scale_head`] says, reading the same
+    /// input as `mu`.
+    pub scale: LayerSpec,
     /// The decoder's hidden layers, from z onwards.
     pub decoder: Vec<LayerSpec>,
     /// The output layer: one logit per pixel.
@@ -301,11 +332,11 @@ pub struct LayerPlan {
 }
 
 impl LayerPlan {
-    /// Every layer in `state_dict` order: encoder hidden layers, `mu`, `logvar`, decoder hidden layers, `out`.
+    /// Every layer in `state_dict` order: encoder hidden layers, `mu`, the scale head, decoder hidden layers, `out`.
     pub fn layers(&self) -> impl Iterator<Item = &LayerSpec> {
         self.encoder
             .iter()
-            .chain([&self.mu, &self.logvar])
+            .chain([&self.mu, &self.scale])
             .chain(&self.decoder)
             .chain([&self.out])
     }
@@ -377,6 +408,7 @@ mod tests {
             latent_dim: 4,
             activation: Activation::Tanh,
             likelihood: Likelihood::Bernoulli,
+            scale_head: ScaleHead::Logvar,
             conditional: false,
             num_classes: None,
         };
@@ -435,6 +467,21 @@ mod tests {
         assert_eq!((plan.mu.fan_in, plan.out.fan_out), (400, 784));
         // 652,824 plus ten label columns in each first layer.
         assert_eq!(cfg.num_parameters(), 652_824 + 2 * 10 * 400);
+    }
+
+    #[test]
+    fn a_std_head_is_named_for_what_it_holds_and_written_only_when_not_logvar() {
+        let cfg = VaeConfig {
+            scale_head: ScaleHead::Std,
+            ..VaeConfig::mnist()
+        };
+        let names: Vec<String> = cfg.plan().layers().map(|l| l.name()).collect();
+        assert_eq!(names[2], "encoder.std");
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(json.contains("\"scale_head\":\"std\""), "{json}");
+        assert!(!serde_json::to_string(&VaeConfig::mnist())
+            .unwrap()
+            .contains("scale_head"));
     }
 
     #[test]

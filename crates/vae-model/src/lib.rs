@@ -36,7 +36,7 @@ mod model;
 mod rng;
 
 pub use config::{
-    Activation, Block, LayerPlan, LayerSpec, Likelihood, VaeConfig, DEFAULT_NUM_CLASSES,
+    Activation, Block, LayerPlan, LayerSpec, Likelihood, ScaleHead, VaeConfig, DEFAULT_NUM_CLASSES,
     MAX_PARAMETERS,
 };
 pub use io::{first_non_finite, safetensors_bytes, temp_file_builder, write_atomic, FORMAT};

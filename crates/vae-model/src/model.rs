@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
 
-use crate::{Activation, Block, LayerSpec, Likelihood, VaeConfig, VaeRng};
+use crate::{Activation, Block, LayerSpec, Likelihood, ScaleHead, VaeConfig, VaeRng};
 
 fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     match act {
@@ -55,12 +55,14 @@ impl Module for Dense {
 }
 
 /// The recognition model q(z | x): an MLP whose last hidden layer feeds two linear heads, the mean `mu` and the
-/// log-variance `logvar` of a diagonal Gaussian over z. Predicting log σ² keeps σ² positive without a constraint.
+/// spread of a diagonal Gaussian over z. The spread head predicts log σ², which keeps σ² positive without a
+/// constraint, or (imported teaching models, [`ScaleHead::Std`]) σ itself, whose log σ² the encoder computes.
 #[derive(Debug, Clone)]
 pub struct Encoder {
     hidden: Vec<Dense>,
     mu: Dense,
-    logvar: Dense,
+    scale: Dense,
+    scale_head: ScaleHead,
 }
 
 impl Encoder {
@@ -70,7 +72,8 @@ impl Encoder {
         Ok(Self {
             hidden: dense_layers(&plan.encoder, &vb)?,
             mu: Dense::new(&plan.mu, vb.clone())?,
-            logvar: Dense::new(&plan.logvar, vb)?,
+            scale: Dense::new(&plan.scale, vb)?,
+            scale_head: cfg.scale_head,
         })
     }
 
@@ -82,11 +85,17 @@ impl Encoder {
             .hidden
             .iter()
             .try_fold(x.clone(), |h, l| l.forward(&h))?;
-        Ok((self.mu.forward(&h)?, self.logvar.forward(&h)?))
+        let scale = self.scale.forward(&h)?;
+        let logvar = match self.scale_head {
+            ScaleHead::Logvar => scale,
+            // log σ², as the teaching code's KL takes it; the sign of σ does not matter to N(mu, σ²).
+            ScaleHead::Std => scale.sqr()?.log()?,
+        };
+        Ok((self.mu.forward(&h)?, logvar))
     }
 
     fn layers(&self) -> impl Iterator<Item = &Dense> {
-        self.hidden.iter().chain([&self.mu, &self.logvar])
+        self.hidden.iter().chain([&self.mu, &self.scale])
     }
 }
 

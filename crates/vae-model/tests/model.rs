@@ -239,6 +239,49 @@ fn iwae_gradients_match_finite_differences() {
     gradient_check(tiny(Activation::Relu), 12, iwae_loss);
 }
 
+#[test]
+fn a_std_head_model_has_gradients_that_match_finite_differences() {
+    let cfg = VaeConfig {
+        scale_head: vae_model::ScaleHead::Std,
+        ..tiny(Activation::Tanh)
+    };
+    gradient_check(cfg, 3, beta_elbo_loss(1.0));
+}
+
+/// The same weights read as a σ head give log σ² = ln(s²) where a log σ² head gives s.
+#[test]
+fn a_std_head_encodes_log_of_its_output_squared() {
+    let dev = cpu();
+    let plain = tiny(Activation::Relu);
+    let std_cfg = VaeConfig {
+        scale_head: vae_model::ScaleHead::Std,
+        ..plain.clone()
+    };
+    let mut rng = VaeRng::seed_from(12);
+    let (vae, _) = Vae::init_with_dtype(&plain, &mut rng, DType::F64, &dev).unwrap();
+    let renamed: HashMap<String, Tensor> = vae
+        .named_tensors()
+        .into_iter()
+        .map(|(n, t)| (n.replace("encoder.logvar", "encoder.std"), t))
+        .collect();
+    let std_vae = Vae::from_tensors(&std_cfg, renamed, &dev).unwrap();
+    let x = rng
+        .uniform_dtype((4, 5), 0.0, 1.0, DType::F64, &dev)
+        .unwrap();
+    let (mu, s) = vae.encode(&x, None).unwrap();
+    let (mu_std, logvar) = std_vae.encode(&x, None).unwrap();
+    assert_eq!(
+        mu.to_vec2::<f64>().unwrap(),
+        mu_std.to_vec2::<f64>().unwrap()
+    );
+    let s = s.to_vec2::<f64>().unwrap();
+    for (row, got) in s.iter().zip(logvar.to_vec2::<f64>().unwrap()) {
+        for (s, g) in row.iter().zip(got) {
+            assert!((g - (s * s).ln()).abs() < 1e-12, "{g} vs ln({s}²)");
+        }
+    }
+}
+
 fn tiny_conditional() -> VaeConfig {
     VaeConfig {
         conditional: true,

@@ -267,6 +267,7 @@ mod tests {
             latent_dim,
             activation: Activation::Relu,
             likelihood: Likelihood::Bernoulli,
+            scale_head: vae_model::ScaleHead::Logvar,
             conditional: false,
             num_classes: None,
         }

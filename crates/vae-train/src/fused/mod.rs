@@ -33,7 +33,7 @@ use std::ops::Range;
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use vae_model::{Activation, LayerSpec, Likelihood, Vae, VaeConfig};
+use vae_model::{Activation, LayerSpec, Likelihood, ScaleHead, Vae, VaeConfig};
 
 use crate::config::Loss;
 use crate::engine::StepTerms;
@@ -232,9 +232,10 @@ struct Scratch {
     log_w: Vec<f64>,
 }
 
-/// Whether the fused engine can train this model.
+/// Whether the fused engine can train this model: a Bernoulli decoder and a log σ² head (a σ head, from an imported
+/// teaching model, trains through autograd).
 pub fn supports(cfg: &VaeConfig) -> bool {
-    matches!(cfg.likelihood, Likelihood::Bernoulli)
+    matches!(cfg.likelihood, Likelihood::Bernoulli) && cfg.scale_head == ScaleHead::Logvar
 }
 
 impl FusedVae {
