@@ -38,6 +38,7 @@ pub mod eval;
 pub mod explore;
 pub mod figures;
 pub mod fused;
+pub mod import;
 pub mod interrupt;
 pub mod plots;
 pub mod rundir;

@@ -42,6 +42,9 @@ enum Command {
     Scatter(ScatterArgs),
     /// Plot a run's loss curves from its metrics.jsonl.
     Curves(CurvesArgs),
+    /// Convert a PyTorch VAE's weights (.pt, .pth or .safetensors: the teaching code's layout, pytorch/examples',
+    /// or ours) into a model file.
+    Import(ImportArgs),
     /// Fetch and verify a dataset's four files.
     Download(DownloadArgs),
     /// Print a preset, resolved with any overrides, as the JSON of `config.json`.
@@ -305,6 +308,29 @@ struct ReconstructArgs {
 }
 
 #[derive(Args)]
+struct ImportArgs {
+    /// The PyTorch file: a `state_dict` saved by `torch.save` (.pt, .pth) or a .safetensors file.
+    #[arg(long)]
+    from: PathBuf,
+    /// The model file to write (.safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    /// The dataset the model was trained on, recorded in the file.
+    #[arg(long, default_value = "mnist")]
+    dataset: Dataset,
+    /// The hidden layers' non-linearity, for a file of our own layout (the other layouts are ReLU).
+    #[arg(long, value_enum, default_value = "relu")]
+    activation: ActivationArg,
+}
+
+/// `--activation`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ActivationArg {
+    Relu,
+    Tanh,
+}
+
+#[derive(Args)]
 struct DownloadArgs {
     /// mnist, fashion-mnist or all.
     #[arg(long, default_value = "mnist")]
@@ -381,6 +407,7 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or_else(|| a.run.join(vae_train::train::files::CURVES));
             write_chart(&out, &vae_train::plots::curves_png(&history)?)
         }
+        Command::Import(a) => cmd_import(a),
         Command::Download(a) => cmd_download(a),
         Command::Completions { shell } => {
             print!("{}", completions(shell));
@@ -600,6 +627,28 @@ fn ensure_fits(vae: &Vae, data: &vae_data::MnistData, dataset: Dataset, path: &P
 
 fn side(n: usize) -> usize {
     (n as f64).sqrt().ceil().max(1.0) as usize
+}
+
+fn cmd_import(a: ImportArgs) -> Result<()> {
+    anyhow::ensure!(
+        a.out.extension().is_some_and(|e| e == "safetensors"),
+        "{}: the model is written as .safetensors",
+        a.out.display()
+    );
+    let activation = match a.activation {
+        ActivationArg::Relu => vae_model::Activation::Relu,
+        ActivationArg::Tanh => vae_model::Activation::Tanh,
+    };
+    let (mut vae, layout) = vae_train::import::import(&a.from, activation)?;
+    vae.set_dataset(a.dataset.name());
+    vae.save(&a.out)?;
+    let cfg = serde_json::to_string(vae.config())?;
+    tracing::info!("{}: {layout} layout, {cfg}", a.from.display());
+    println!(
+        "{}",
+        serde_json::json!({ "out": a.out.display().to_string(), "layout": layout, "config": vae.config() })
+    );
+    Ok(())
 }
 
 fn cmd_sample(a: SampleArgs) -> Result<()> {

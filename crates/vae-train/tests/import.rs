@@ -1,0 +1,166 @@
+//! `vae-train import` on real PyTorch files (made by `tests/fixtures/torch/make_fixtures.py`, committed): each
+//! layout's model, imported, computes what torch computed with it, and what is not a known VAE is refused in a line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use vae_model::{ScaleHead, Vae};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch")
+        .join(name)
+}
+
+fn npy(name: &str) -> Vec<Vec<f32>> {
+    Tensor::read_npy(fixture(name)).unwrap().to_vec2().unwrap()
+}
+
+/// Imports `file` through the CLI and loads the result.
+fn imported(file: &str, dir: &Path, extra: &[&str]) -> (Vae, String) {
+    let out = dir.join(format!("{file}.safetensors"));
+    let from = fixture(file);
+    let args = [
+        "import",
+        "--from",
+        from.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, stdout, err) = common::vae_train(&[&args[..], extra].concat());
+    assert_eq!(code, Some(0), "{err}");
+    (Vae::load(&out, &Device::Cpu).unwrap(), stdout)
+}
+
+fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+        assert!((g - w).abs() <= 1e-5, "{what}: ours {g}, torch {w}");
+    }
+}
+
+/// The model's mean, log σ² and decoding of the mean on the fixture inputs, against torch's.
+fn matches_torch(vae: &Vae, name: &str, labels: Option<&Tensor>) {
+    let x = Tensor::read_npy(fixture("x.npy")).unwrap();
+    let (mu, logvar) = vae.encode(&x, labels).unwrap();
+    assert_close(
+        "mu",
+        &mu.to_vec2().unwrap(),
+        &npy(&format!("{name}-mu.npy")),
+    );
+    let scale = npy(&format!("{name}-scale.npy"));
+    let want_logvar: Vec<Vec<f32>> = match vae.config().scale_head {
+        // The teaching code's head is σ; its KL takes log σ².
+        ScaleHead::Std => scale
+            .iter()
+            .map(|r| r.iter().map(|s| (s * s).ln()).collect())
+            .collect(),
+        ScaleHead::Logvar => scale,
+    };
+    assert_close("logvar", &logvar.to_vec2().unwrap(), &want_logvar);
+    let recon = vae.decode_probs(&mu, labels).unwrap();
+    assert_close(
+        "recon",
+        &recon.to_vec2().unwrap(),
+        &npy(&format!("{name}-recon.npy")),
+    );
+}
+
+#[test]
+fn each_known_layout_imports_and_computes_what_torch_computed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (teaching, said) = imported("teaching.pt", tmp.path(), &[]);
+    assert!(said.contains("teaching code"), "{said}");
+    assert_eq!(teaching.config().scale_head, ScaleHead::Std);
+    assert_eq!(
+        (teaching.config().input_dim, teaching.config().latent_dim),
+        (12, 3)
+    );
+    matches_torch(&teaching, "teaching", None);
+
+    let (examples, said) = imported("examples.pth", tmp.path(), &[]);
+    assert!(said.contains("pytorch/examples"), "{said}");
+    assert_eq!(examples.config().scale_head, ScaleHead::Logvar);
+    matches_torch(&examples, "examples", None);
+
+    let (ours, _) = imported("ours-tanh.pt", tmp.path(), &["--activation", "tanh"]);
+    assert_eq!(ours.config().hidden_dims, [6, 5]);
+    matches_torch(&ours, "ours-tanh", None);
+
+    let (cvae, _) = imported("ours-conditional.pt", tmp.path(), &["--activation", "tanh"]);
+    assert!(cvae.config().conditional);
+    let y = Tensor::read_npy(fixture("y.npy")).unwrap();
+    matches_torch(&cvae, "ours-conditional", Some(&y));
+
+    // Our own file imports as itself.
+    let again = tmp.path().join("teaching.pt.safetensors");
+    let (back, _) = imported_path(&again, tmp.path());
+    assert_eq!(back.config(), teaching.config());
+}
+
+fn imported_path(from: &Path, dir: &Path) -> (Vae, String) {
+    let out = dir.join("again.safetensors");
+    let args = [
+        "import",
+        "--from",
+        from.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, stdout, err) = common::vae_train(&args);
+    assert_eq!(code, Some(0), "{err}");
+    (Vae::load(&out, &Device::Cpu).unwrap(), stdout)
+}
+
+#[test]
+fn what_is_not_a_known_vae_is_refused_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m.safetensors");
+    let refused = |from: &Path, needle: &str| {
+        let args = [
+            "import",
+            "--from",
+            from.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let (code, _, err) = common::vae_train(&args);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.starts_with("error:") && err.contains(needle),
+            "{needle}: {err}"
+        );
+        assert!(!out.exists());
+    };
+    // Some other network: its names are listed with the layouts known.
+    let other = tmp.path().join("resnet.safetensors");
+    let t = Tensor::zeros((2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&[("conv1.weight", t.clone())].into_iter().collect(), &other)
+        .unwrap();
+    refused(
+        &other,
+        "tensors found: [\"conv1.weight\"]; layouts known: the teaching code's",
+    );
+    // A teaching file cut short, and one missing a layer.
+    let bytes = std::fs::read(fixture("teaching.pt")).unwrap();
+    let cut = tmp.path().join("cut.pt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    refused(&cut, "cut.pt: not a PyTorch file");
+    let partial = tmp.path().join("partial.safetensors");
+    candle_core::safetensors::save(
+        &[("img_2hid.weight", t.clone()), ("img_2hid.bias", t)]
+            .into_iter()
+            .collect(),
+        &partial,
+    )
+    .unwrap();
+    refused(&partial, "layout without `hid_2mu.weight`");
+    refused(Path::new("nothing.pt"), "nothing.pt: no such file");
+    refused(
+        Path::new("model.onnx"),
+        "expected a .pt, .pth or .safetensors file",
+    );
+}
