@@ -809,6 +809,7 @@ mod cli {
             "vae-train-download.1",
             "vae-train-eval.1",
             "vae-train-generate.1",
+            "vae-train-import.1",
             "vae-train-interpolate.1",
             "vae-train-preset.1",
             "vae-train-reconstruct.1",
