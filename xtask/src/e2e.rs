@@ -118,6 +118,8 @@ pub fn end_to_end() -> Result<()> {
         &printed,
     )?;
 
+    numpy_check(&model, &work, &mut checks)?;
+
     let output = vae_train("cpu")
         .args(["eval", "--model"])
         .arg(&config)
@@ -134,4 +136,54 @@ pub fn end_to_end() -> Result<()> {
 
     eprintln!("e2e: {} passed, 0 failed", checks.0);
     Ok(())
+}
+
+/// Our export read without us: `crates/vae-model/scripts/numpy_forward.py` recomputes, in numpy from the file
+/// alone, the posterior means and reconstructions that `vae-train` wrote. The Python is `$VAE_NUMPY_PYTHON` (CI
+/// makes a venv with numpy and safetensors), else `python3`; without the two packages the check is skipped, saying so.
+fn numpy_check(model: &Path, work: &Path, checks: &mut Checks) -> Result<()> {
+    let python = std::env::var("VAE_NUMPY_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_packages = Command::new(&python)
+        .args(["-c", "import numpy, safetensors"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_packages {
+        eprintln!("e2e: numpy check skipped: {python} cannot import numpy and safetensors (set VAE_NUMPY_PYTHON)");
+        return Ok(());
+    }
+    let file = |name: &str| work.join(name);
+    let (inputs, means, recon) = (file("x.npy"), file("mu.npy"), file("recon.npy"));
+    let on_model = |cmd: &str| {
+        let mut c = vae_train("cpu");
+        c.args([cmd, "--n", "64", "--model"]).arg(model);
+        c
+    };
+    status(
+        on_model("encode")
+            .arg("--out")
+            .arg(&means)
+            .arg("--inputs-out")
+            .arg(&inputs),
+    )?;
+    status(on_model("reconstruct").arg("--out").arg(&recon))?;
+    let script = crate::cmd::project_root().join("crates/vae-model/scripts/numpy_forward.py");
+    let mut check = Command::new(&python);
+    check.arg(script).arg("--model").arg(model);
+    for (flag, path) in [
+        ("--inputs", &inputs),
+        ("--means", &means),
+        ("--recon", &recon),
+    ] {
+        check.arg(flag).arg(path);
+    }
+    let output = check.output()?;
+    checks.check(
+        "numpy forward pass agrees within 1e-5",
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }

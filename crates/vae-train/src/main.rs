@@ -30,8 +30,10 @@ enum Command {
     Eval(EvalArgs),
     /// Write a grid of images decoded from prior samples.
     Sample(SampleArgs),
-    /// Write test images above their reconstructions.
+    /// Write test images above their reconstructions (or, as .npy, the reconstructions themselves).
     Reconstruct(ReconstructArgs),
+    /// Write the posterior means of the first test images as .npy: the model's embedding of them.
+    Encode(EncodeArgs),
     /// More images like a digit: decoded samples of the posteriors of its first test examples.
     Generate(GenerateArgs),
     /// Decode the path between the posterior means of two test images.
@@ -303,8 +305,25 @@ struct ReconstructArgs {
     /// Number of test images.
     #[arg(long, default_value_t = 8)]
     n: usize,
+    /// Output: .png (the test images above their reconstructions) or .npy (the reconstructions, `[n, 28, 28]` f32
+    /// probabilities, decoded from the posterior means).
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct EncodeArgs {
+    #[command(flatten)]
+    on: ModelOnData,
+    /// Number of test images, from the first.
+    #[arg(long, default_value_t = 8)]
+    n: usize,
+    /// Output .npy: the posterior means, `[n, latent_dim]` f32.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the images encoded (grey levels, `[n, input_dim]` f32) to this .npy.
+    #[arg(long)]
+    inputs_out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -386,6 +405,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => cmd_eval(a),
         Command::Sample(a) => cmd_sample(a),
         Command::Reconstruct(a) => cmd_reconstruct(a),
+        Command::Encode(a) => cmd_encode(a),
         Command::Generate(a) => cmd_generate(a),
         Command::Interpolate(a) => cmd_interpolate(a),
         Command::Traverse(a) => cmd_traverse(a),
@@ -872,7 +892,31 @@ fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     let originals = data.first_test_images(a.n, vae.device())?;
     let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
     let recon = vae.reconstruct(&originals, Some(&labels.to_device(vae.device())?))?;
-    figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?;
+    match a.out.extension().is_some_and(|e| e == "npy") {
+        true => figures::write_images(&a.out, &recon, 1, a.n, data.rows, data.cols)?,
+        false => figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?,
+    }
+    tracing::info!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn cmd_encode(a: EncodeArgs) -> Result<()> {
+    anyhow::ensure!(a.n > 0, "--n must be at least 1");
+    for path in std::iter::once(&a.out).chain(&a.inputs_out) {
+        anyhow::ensure!(
+            path.extension().is_some_and(|e| e == "npy"),
+            "{}: encode writes .npy",
+            path.display()
+        );
+    }
+    let (vae, data, _) = model_and_data(&a.on)?;
+    let originals = data.first_test_images(a.n, vae.device())?;
+    let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
+    let (mu, _) = vae.encode(&originals, Some(&labels.to_device(vae.device())?))?;
+    figures::write_npy(&a.out, &mu)?;
+    if let Some(path) = &a.inputs_out {
+        figures::write_npy(path, &originals)?;
+    }
     tracing::info!("wrote {}", a.out.display());
     Ok(())
 }

@@ -807,6 +807,7 @@ mod cli {
             "vae-train-completions.1",
             "vae-train-curves.1",
             "vae-train-download.1",
+            "vae-train-encode.1",
             "vae-train-eval.1",
             "vae-train-generate.1",
             "vae-train-import.1",
