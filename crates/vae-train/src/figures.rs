@@ -189,6 +189,11 @@ pub fn write_manifold(
     h: usize,
     w: usize,
 ) -> Result<()> {
+    write_png(path, &manifold_png(vae, n, h, w)?)
+}
+
+/// The PNG of [`write_manifold`]'s figure.
+pub fn manifold_png(vae: &vae_model::Vae, n: usize, h: usize, w: usize) -> Result<Vec<u8>> {
     anyhow::ensure!(
         vae.config().latent_dim == 2,
         "the manifold figure needs a 2-D latent space"
@@ -201,7 +206,7 @@ pub fn write_manifold(
         .flat_map(|&z2| q.iter().flat_map(move |&z1| [z1 as f32, z2 as f32]))
         .collect();
     let z = Tensor::from_vec(z, (n * n, 2), vae.device())?;
-    write_grid(path, &vae.decode_probs(&z, None)?, n, n, h, w)
+    grid_png(&vae.decode_probs(&z, None)?, n, n, h, w)
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod import;
 pub mod interrupt;
 pub mod plots;
 pub mod rundir;
+pub mod serve;
 pub mod train;
 
 pub use adam::{Adam, AdamConfig, AdamState};

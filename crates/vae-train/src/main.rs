@@ -44,6 +44,8 @@ enum Command {
     Scatter(ScatterArgs),
     /// Plot a run's loss curves from its metrics.jsonl.
     Curves(CurvesArgs),
+    /// Explore a model in the browser: a local page to move through its latent space, draw and morph digits.
+    Serve(ServeArgs),
     /// Convert a PyTorch VAE's weights (.pt, .pth or .safetensors: the teaching code's layout, pytorch/examples',
     /// or ours) into a model file.
     Import(ImportArgs),
@@ -327,6 +329,21 @@ struct EncodeArgs {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    /// A model.safetensors (its run directory's loss curves are shown when they are beside it).
+    #[arg(long)]
+    model: PathBuf,
+    /// Address and port to listen on; anything but 127.0.0.1 lets other machines use the explorer.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: std::net::SocketAddr,
+    /// Dataset whose test set the page uses [default: the one in the model's metadata].
+    #[arg(long)]
+    dataset: Option<Dataset>,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+#[derive(Args)]
 struct ImportArgs {
     /// The PyTorch file: a `state_dict` saved by `torch.save` (.pt, .pth) or a .safetensors file.
     #[arg(long)]
@@ -428,6 +445,7 @@ fn run(cli: Cli) -> Result<()> {
             write_chart(&out, &vae_train::plots::curves_png(&history)?)
         }
         Command::Import(a) => cmd_import(a),
+        Command::Serve(a) => cmd_serve(a),
         Command::Download(a) => cmd_download(a),
         Command::Completions { shell } => {
             print!("{}", completions(shell));
@@ -647,6 +665,41 @@ fn ensure_fits(vae: &Vae, data: &vae_data::MnistData, dataset: Dataset, path: &P
 
 fn side(n: usize) -> usize {
     (n as f64).sqrt().ceil().max(1.0) as usize
+}
+
+fn cmd_serve(a: ServeArgs) -> Result<()> {
+    let vae = load_model(&a.model, DeviceKind::Cpu)?;
+    // The test set orders the sliders and feeds the test-image picker; the page works without it.
+    let data = match model_dataset(&vae, a.dataset, &a.model) {
+        Ok(dataset) => match vae_data::load(&a.data.data_dir(), dataset) {
+            Ok(data) => {
+                ensure_fits(&vae, &data, dataset, &a.model)?;
+                Some((data, dataset))
+            }
+            Err(e) => {
+                tracing::warn!("no test set ({e:#}): sliders in index order, no test images");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("{e:#}: sliders in index order, no test images");
+            None
+        }
+    };
+    if !a.bind.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {}: anyone who can reach this machine can use the explorer",
+            a.bind
+        );
+    }
+    let run_dir = a
+        .model
+        .parent()
+        .filter(|d| d.join(vae_train::train::files::METRICS).is_file());
+    vae_train::serve::serve(vae, data, run_dir, a.bind, |addr| {
+        println!("http://{addr}/");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })
 }
 
 fn cmd_import(a: ImportArgs) -> Result<()> {

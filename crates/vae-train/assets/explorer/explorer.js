@@ -1,0 +1,297 @@
+// The explorer page: plain JS against the server's JSON API (no build step). Errors are shown in #status and kept in
+// window.__errors, which the browser test reads.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+window.__errors = [];
+function report(msg) {
+  window.__errors.push(String(msg));
+  $("status").textContent = String(msg);
+}
+window.addEventListener("error", (e) => report(e.message));
+window.addEventListener("unhandledrejection", (e) => report(e.reason && e.reason.message ? e.reason.message : e.reason));
+
+const SIDE = 28;
+const PAD = 2; // the border of the server's PNG tiles
+let info = null;
+let z = [];
+let label = 0;
+const conditional = () => info.classes.length > 0;
+
+// fetch, with the server's one-line JSON error turned into an exception.
+async function api(path, body) {
+  const init = body === undefined ? {} : {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  };
+  const res = await fetch(path, init);
+  if (!res.ok) {
+    let msg = res.statusText;
+    try { msg = (await res.json()).error; } catch (_) { /* not JSON */ }
+    throw new Error(`${path}: ${msg}`);
+  }
+  return res;
+}
+
+// A one-tile PNG from the server onto a canvas, without the tile's border, scaled up without smoothing.
+async function drawTile(canvas, blob) {
+  const bitmap = await createImageBitmap(blob);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(bitmap, PAD, PAD, bitmap.width - 2 * PAD, bitmap.height - 2 * PAD, 0, 0, canvas.width, canvas.height);
+}
+
+// 28×28 grey levels in [0, 1] onto a canvas.
+function drawPixels(canvas, pixels) {
+  const small = document.createElement("canvas");
+  small.width = small.height = SIDE;
+  const img = small.getContext("2d").createImageData(SIDE, SIDE);
+  pixels.forEach((v, i) => {
+    const g = Math.round(Math.max(0, Math.min(1, v)) * 255);
+    img.data.set([g, g, g, 255], 4 * i);
+  });
+  small.getContext("2d").putImageData(img, 0, 0);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
+}
+
+// Decoding, coalesced: one request in flight; moves made meanwhile are sent once it returns, the latest only.
+let decoding = false;
+let pending = false;
+async function decode() {
+  if (decoding) { pending = true; return; }
+  decoding = true;
+  try {
+    do {
+      pending = false;
+      const body = { z: z.slice() };
+      if (conditional()) body.label = label;
+      await drawTile($("decoded"), await (await api("/api/decode", body)).blob());
+      const canvas = $("decoded");
+      canvas.dataset.version = String(Number(canvas.dataset.version) + 1);
+    } while (pending);
+  } catch (e) {
+    report(e.message);
+  } finally {
+    decoding = false;
+  }
+}
+
+// --- latent sliders ---------------------------------------------------------------------------------------------
+
+function buildSliders() {
+  const box = $("sliders");
+  for (const d of info.order) {
+    const inactive = info.inactive[d];
+    const kl = info.kl_per_dim.length ? ` (KL ${info.kl_per_dim[d].toFixed(2)})` : "";
+    const name = document.createElement("label");
+    name.textContent = `z${d}${kl}`;
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", min: -3, max: 3, step: 0.01, value: 0 });
+    input.className = "slider";
+    input.dataset.dim = d;
+    const out = document.createElement("output");
+    out.textContent = "0.00";
+    for (const el of [name, input, out]) {
+      if (inactive) el.classList.add("inactive");
+      box.append(el);
+    }
+    input.addEventListener("input", () => {
+      z[d] = Number(input.value);
+      out.textContent = z[d].toFixed(2);
+      decode();
+    });
+  }
+}
+
+function setZ(values) {
+  z = values.map((v) => Math.max(-3, Math.min(3, v)));
+  for (const input of document.querySelectorAll(".slider")) {
+    const d = Number(input.dataset.dim);
+    input.value = z[d];
+    input.nextElementSibling.textContent = z[d].toFixed(2);
+  }
+  decode();
+}
+
+function normal() {
+  const u = 1 - Math.random();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * Math.random());
+}
+
+// --- the latent plane of a 2-D model ------------------------------------------------------------------------------
+
+// Acklam's rational approximation of the standard normal quantile (relative error < 1.2e-9).
+function normalQuantile(p) {
+  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
+  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
+  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+  const lo = 0.02425;
+  if (p < lo) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  }
+  if (p > 1 - lo) return -normalQuantile(1 - p);
+  const q = p - 0.5;
+  const r = q * q;
+  return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+}
+
+// The standard normal CDF, from erf (Abramowitz & Stegun 7.1.26, error < 1.5e-7).
+function normalCdf(x) {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x) / Math.SQRT2);
+  const poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  const erf = 1 - poly * Math.exp(-x * x / 2);
+  return x >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
+}
+
+const COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4"];
+
+async function buildPlane() {
+  $("plane-section").hidden = false;
+  const img = $("plane");
+  const layout = await (await api("/api/plane")).json();
+  img.addEventListener("load", () => drawPoints(img, layout.points));
+  img.src = "/api/plane.png";
+  $("show-points").addEventListener("change", () => drawPoints(img, layout.points));
+  const pick = (e) => {
+    const box = img.getBoundingClientRect();
+    const u = (e.clientX - box.left) / box.width;
+    const v = (e.clientY - box.top) / box.height;
+    const q = (t) => normalQuantile(Math.min(0.999, Math.max(0.001, t)));
+    setZ([q(u), q(v)]);
+  };
+  $("plane-wrap").addEventListener("pointerdown", (e) => { pick(e); e.target.setPointerCapture?.(e.pointerId); });
+  $("plane-wrap").addEventListener("pointermove", (e) => { if (e.buttons) pick(e); });
+}
+
+function drawPoints(img, points) {
+  const canvas = $("plane-points");
+  canvas.width = img.width;
+  canvas.height = img.height;
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (!$("show-points").checked) return;
+  for (const [z1, z2, l] of points) {
+    ctx.fillStyle = COLOURS[l % COLOURS.length];
+    ctx.fillRect(normalCdf(z1) * canvas.width - 1, normalCdf(z2) * canvas.height - 1, 3, 3);
+  }
+}
+
+// --- the drawing pad -----------------------------------------------------------------------------------------------
+
+let drawing = null; // the last encoded drawing: { input, label }
+
+function setupPad() {
+  const pad = $("pad");
+  const ctx = pad.getContext("2d");
+  const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); };
+  clear();
+  let last = null;
+  const at = (e) => {
+    const box = pad.getBoundingClientRect();
+    return [(e.clientX - box.left) * pad.width / box.width, (e.clientY - box.top) * pad.height / box.height];
+  };
+  pad.addEventListener("pointerdown", (e) => { last = at(e); pad.setPointerCapture?.(e.pointerId); });
+  pad.addEventListener("pointermove", (e) => {
+    if (!last) return;
+    const p = at(e);
+    Object.assign(ctx, { strokeStyle: "#fff", lineWidth: 20, lineCap: "round", lineJoin: "round" });
+    ctx.beginPath();
+    ctx.moveTo(...last);
+    ctx.lineTo(...p);
+    ctx.stroke();
+    last = p;
+  });
+  const end = () => { if (last) { last = null; encodeDrawing(); } };
+  pad.addEventListener("pointerup", end);
+  pad.addEventListener("pointercancel", end);
+  $("clear").addEventListener("click", clear);
+}
+
+async function encodeDrawing() {
+  const pad = $("pad");
+  const data = pad.getContext("2d").getImageData(0, 0, pad.width, pad.height).data;
+  const pixels = [];
+  for (let i = 0; i < data.length; i += 4) pixels.push(data[i] / 255);
+  const body = { width: pad.width, height: pad.height, pixels };
+  if (conditional()) body.label = label;
+  try {
+    const enc = await (await api("/api/encode", body)).json();
+    drawPixels($("input"), enc.input);
+    drawPixels($("recon"), enc.recon);
+    $("recon").dataset.version = String(Number($("recon").dataset.version || 0) + 1);
+    drawing = { input: enc.input, label };
+    setZ(enc.mu);
+    const more = { input: enc.input, n: 8 };
+    if (conditional()) more.label = label;
+    $("more").src = URL.createObjectURL(await (await api("/api/samples", more)).blob());
+  } catch (e) {
+    report(e.message);
+  }
+}
+
+// --- morph --------------------------------------------------------------------------------------------------------
+
+const ends = { from: null, to: null };
+
+async function testImage(index) {
+  const t = await (await api(`/api/test/${index}`)).json();
+  return { input: t.pixels, label: t.label };
+}
+
+async function morph() {
+  try {
+    const from = ends.from || await testImage($("from-index").value);
+    const to = ends.to || await testImage($("to-index").value);
+    const body = { from: from.input, to: to.input, steps: 10, slerp: $("slerp").checked };
+    if (conditional()) body.labels = [from.label, to.label];
+    $("path").src = URL.createObjectURL(await (await api("/api/interpolate", body)).blob());
+  } catch (e) {
+    report(e.message);
+  }
+}
+
+function setupMorph() {
+  $("use-a").addEventListener("click", () => { ends.from = drawing; });
+  $("use-b").addEventListener("click", () => { ends.to = drawing; });
+  $("from-index").addEventListener("input", () => { ends.from = null; });
+  $("to-index").addEventListener("input", () => { ends.to = null; });
+  $("morph-go").addEventListener("click", morph);
+  if (info.test_images === 0) {
+    for (const id of ["from-index", "to-index"]) $(id).disabled = true;
+  }
+}
+
+// --- start ----------------------------------------------------------------------------------------------------------
+
+async function start() {
+  info = await (await api("/api/model")).json();
+  const c = info.config;
+  $("summary").textContent = `${[c.input_dim, ...c.hidden_dims, c.latent_dim].join("-")} ${c.activation}` +
+    `${conditional() ? ", conditional" : ""}, trained on ${info.dataset || "an unknown dataset"}`;
+  $("config").textContent = JSON.stringify({ dataset: info.dataset, ...c }, null, 2);
+  if (info.curves) {
+    $("curves").src = "/api/curves.png";
+    $("curves").hidden = false;
+  }
+  z = new Array(c.latent_dim).fill(0);
+  buildSliders();
+  if (conditional()) {
+    $("label-row").hidden = false;
+    info.classes.forEach((name, i) => $("label").append(new Option(`${i}: ${name}`, i)));
+    $("label").addEventListener("change", () => { label = Number($("label").value); decode(); });
+  }
+  $("random").addEventListener("click", () => setZ(z.map(normal)));
+  $("reset").addEventListener("click", () => setZ(z.map(() => 0)));
+  setupPad();
+  setupMorph();
+  if (info.plane) await buildPlane();
+  await decode();
+  document.body.dataset.ready = "true";
+}
+
+start().catch((e) => report(e.message));

@@ -1,0 +1,496 @@
+//! The JSON API of the explorer: what the server knows of its model, and the handlers that use it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path as UrlPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use candle_core::{Device, Tensor};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use vae_model::{Vae, VaeConfig, VaeRng};
+
+use super::ApiError;
+use crate::{digitize, eval, explore, figures, plots, train};
+
+/// The largest request body accepted: a 512×512 drawing as JSON numbers fits.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+/// A coordinate of z beyond ±10 prior standard deviations is refused as absurd.
+const MAX_ABS_Z: f64 = 10.0;
+/// Most images one request may ask for.
+const MAX_IMAGES: usize = 100;
+/// Largest side of a drawing.
+const MAX_SIDE: usize = 1024;
+/// Test images whose posterior means the latent plane shows.
+const PLANE_POINTS: usize = 2000;
+/// Tiles per side of the latent plane's manifold.
+const PLANE_GRID: usize = 20;
+
+/// The model and what the page shows of it, computed once.
+pub struct Explorer {
+    vae: Vae,
+    info: ModelInfo,
+    test: Option<vae_data::MnistData>,
+    manifold_png: Option<Vec<u8>>,
+    curves_png: Option<Vec<u8>>,
+    /// Seeds for "more like this", so that each request draws new samples, reproducibly in order.
+    draws: AtomicU64,
+}
+
+/// What `GET /api/model` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    config: VaeConfig,
+    dataset: Option<String>,
+    /// Latent dimensions, most used first (by average KL on the test set; in index order without it).
+    order: Vec<usize>,
+    /// Average KL of each dimension on the test set, in nats (empty without the test set).
+    kl_per_dim: Vec<f64>,
+    /// Whether each dimension is inactive (average KL below 0.01 nats).
+    inactive: Vec<bool>,
+    /// The class names of a conditional model's labels (empty for a plain model).
+    classes: Vec<String>,
+    /// Whether `/api/plane` has a latent plane (a 2-D latent space).
+    plane: bool,
+    /// Whether `/api/curves.png` has the run's loss curves.
+    curves: bool,
+    /// Test images `/api/test/{index}` serves (0 without the dataset).
+    test_images: usize,
+}
+
+impl Explorer {
+    /// The explorer of `vae` (moved to the CPU), with the test set when the dataset is at hand and the loss curves
+    /// when `run_dir` holds a `metrics.jsonl`.
+    pub fn new(
+        vae: Vae,
+        data: Option<(vae_data::MnistData, vae_data::Dataset)>,
+        run_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let cfg = vae.config().clone();
+        let d = cfg.latent_dim;
+        let (mut order, mut kl_per_dim) = ((0..d).collect::<Vec<_>>(), Vec::new());
+        if let Some((data, _)) = &data {
+            let binarize = vae_data::Binarize::None;
+            let test = eval::test_batcher(data, binarize, None, &Device::Cpu)?;
+            let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
+            order = explore::by_usage(&usage.kl_per_dim);
+            kl_per_dim = usage.kl_per_dim;
+        }
+        let inactive = (0..d)
+            .map(|i| kl_per_dim.get(i).is_some_and(|&k| k < explore::INACTIVE_KL))
+            .collect();
+        let classes = match (&data, cfg.label_dim()) {
+            (_, 0) => Vec::new(),
+            (Some((_, dataset)), _) => dataset
+                .class_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            (None, n) => (0..n).map(|c| c.to_string()).collect(),
+        };
+        let side = (cfg.input_dim as f64).sqrt() as usize;
+        let plane = d == 2 && !cfg.conditional;
+        let manifold_png = match plane {
+            true => Some(figures::manifold_png(&vae, PLANE_GRID, side, side)?),
+            false => None,
+        };
+        let curves_png = match run_dir {
+            Some(dir) => {
+                let history = train::read_metrics(&dir.join(train::files::METRICS))?;
+                (!history.is_empty())
+                    .then(|| plots::curves_png(&history))
+                    .transpose()?
+            }
+            None => None,
+        };
+        let info = ModelInfo {
+            dataset: vae.dataset().map(str::to_string),
+            config: cfg,
+            order,
+            kl_per_dim,
+            inactive,
+            classes,
+            plane,
+            curves: curves_png.is_some(),
+            test_images: data.as_ref().map_or(0, |(d, _)| d.test_images.dims()[0]),
+        };
+        Ok(Self {
+            vae,
+            info,
+            test: data.map(|(d, _)| d),
+            manifold_png,
+            curves_png,
+            draws: AtomicU64::new(1),
+        })
+    }
+
+    fn side(&self) -> usize {
+        (self.info.config.input_dim as f64).sqrt() as usize
+    }
+
+    /// Checks a z from a request: the model's length, finite, within ±[`MAX_ABS_Z`].
+    fn z(&self, z: &[f64]) -> Result<Tensor, ApiError> {
+        let d = self.info.config.latent_dim;
+        if z.len() != d {
+            return Err(ApiError::bad(format!(
+                "z has {} values; this model's latent space has {d}",
+                z.len()
+            )));
+        }
+        if let Some(v) = z.iter().find(|v| !v.is_finite() || v.abs() > MAX_ABS_Z) {
+            return Err(ApiError::bad(format!(
+                "z holds {v}; each value must be finite and within ±{MAX_ABS_Z}"
+            )));
+        }
+        let z: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+        Ok(Tensor::from_vec(z, (1, d), &Device::Cpu)?)
+    }
+
+    /// The labels of `n` rows for a conditional model (which needs `label`); `None` for a plain model.
+    fn labels(&self, label: Option<u32>, n: usize) -> Result<Option<Tensor>, ApiError> {
+        let classes = self.info.config.label_dim();
+        match (classes, label) {
+            (0, _) => Ok(None),
+            (_, None) => Err(ApiError::bad(format!(
+                "this model is conditional: give a label 0-{}",
+                classes - 1
+            ))),
+            (_, Some(c)) if c as usize >= classes => Err(ApiError::bad(format!(
+                "label {c}: the model's classes are 0-{}",
+                classes - 1
+            ))),
+            (_, Some(c)) => Ok(Some(Tensor::full(c, n, &Device::Cpu)?)),
+        }
+    }
+
+    /// Checks an image in the model's input layout: `input_dim` values in [0, 1].
+    fn image(&self, what: &str, px: &[f64]) -> Result<Tensor, ApiError> {
+        let n = self.info.config.input_dim;
+        if px.len() != n {
+            return Err(ApiError::bad(format!(
+                "{what} has {} values; the model's images have {n}",
+                px.len()
+            )));
+        }
+        if px.iter().any(|v| !(0.0..=1.0).contains(v)) {
+            return Err(ApiError::bad(format!(
+                "{what}: every value must be in [0, 1]"
+            )));
+        }
+        let px: Vec<f32> = px.iter().map(|&v| v as f32).collect();
+        Ok(Tensor::from_vec(px, (1, n), &Device::Cpu)?)
+    }
+}
+
+/// A JSON body, read up to [`MAX_BODY_BYTES`], whose refusal is one line of JSON like every other error.
+pub struct ApiJson<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is over {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::bad(format!("bad JSON body: {e}")))
+    }
+}
+
+/// Runs `f` on the blocking pool: model calls do not stall the server's other requests.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request failed: {e}"),
+        )
+    })?
+}
+
+fn png(bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Bytes::from(bytes),
+    )
+        .into_response()
+}
+
+fn row(t: &Tensor) -> Result<Vec<f32>, ApiError> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// `GET /api/model`.
+pub(super) async fn model(State(ex): State<Arc<Explorer>>) -> Json<ModelInfo> {
+    Json(ex.info.clone())
+}
+
+/// The body of `/api/decode`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DecodeRequest {
+    z: Vec<f64>,
+    label: Option<u32>,
+}
+
+/// `POST /api/decode {z, label?}`: the decoded image as a PNG.
+pub(super) async fn decode(
+    State(ex): State<Arc<Explorer>>,
+    ApiJson(req): ApiJson<DecodeRequest>,
+) -> Result<Response, ApiError> {
+    blocking(move || {
+        let (z, labels) = (ex.z(&req.z)?, ex.labels(req.label, 1)?);
+        let probs = ex.vae.decode_probs(&z, labels.as_ref())?;
+        let side = ex.side();
+        Ok(png(figures::grid_png(&probs, 1, 1, side, side)
+            .map_err(|e| ApiError::bad(e.to_string()))?))
+    })
+    .await
+}
+
+/// The body of `/api/encode`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EncodeRequest {
+    width: usize,
+    height: usize,
+    pixels: Vec<f64>,
+    label: Option<u32>,
+}
+
+/// The answer of `/api/encode`: the input as the model sees it, its posterior, and the decoding of the mean.
+#[derive(Serialize)]
+pub(super) struct Encoded {
+    input: Vec<f32>,
+    mu: Vec<f32>,
+    logvar: Vec<f32>,
+    recon: Vec<f32>,
+}
+
+/// `POST /api/encode {width, height, pixels, label?}`: a drawing (grey levels in [0, 1], row-major) made into the
+/// model's input as `generate --like` makes a picture, and what the model makes of it.
+pub(super) async fn encode(
+    State(ex): State<Arc<Explorer>>,
+    ApiJson(req): ApiJson<EncodeRequest>,
+) -> Result<Json<Encoded>, ApiError> {
+    let (w, h) = (req.width, req.height);
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE || req.pixels.len() != w * h {
+        return Err(ApiError::bad(format!(
+            "a drawing is width × height grey levels, each side 1-{MAX_SIDE}: got {w} × {h} and {} values",
+            req.pixels.len()
+        )));
+    }
+    if req.pixels.iter().any(|v| !(0.0..=1.0).contains(v)) {
+        return Err(ApiError::bad("pixels: every value must be in [0, 1]"));
+    }
+    if ex.info.config.input_dim != 784 {
+        return Err(ApiError::bad(
+            "drawings are made into 28×28 inputs, and this model takes another size",
+        ));
+    }
+    blocking(move || {
+        let grey = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Luma([(req.pixels[y as usize * w + x as usize] * 255.0).round() as u8])
+        });
+        let input = digitize::digitize(&grey).map_err(|e| ApiError::bad(e.to_string()))?;
+        let x = Tensor::from_vec(input.clone(), (1, 784), &Device::Cpu)?;
+        let labels = ex.labels(req.label, 1)?;
+        let (mu, logvar) = ex.vae.encode(&x, labels.as_ref())?;
+        let recon = ex.vae.decode_probs(&mu, labels.as_ref())?;
+        Ok(Json(Encoded {
+            input,
+            mu: row(&mu)?,
+            logvar: row(&logvar)?,
+            recon: row(&recon)?,
+        }))
+    })
+    .await
+}
+
+/// The body of `/api/samples`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SamplesRequest {
+    input: Vec<f64>,
+    n: usize,
+    label: Option<u32>,
+    temperature: Option<f64>,
+}
+
+/// `POST /api/samples {input, n, label?, temperature?}`: "more like this", `n` decoded posterior samples of an
+/// input (as `/api/encode` returned it or `/api/test/{index}` gave it), as a PNG row.
+pub(super) async fn samples(
+    State(ex): State<Arc<Explorer>>,
+    ApiJson(req): ApiJson<SamplesRequest>,
+) -> Result<Response, ApiError> {
+    let t = req.temperature.unwrap_or(1.0);
+    if !(1..=MAX_IMAGES).contains(&req.n) || !(0.0..=10.0).contains(&t) {
+        return Err(ApiError::bad(format!(
+            "n must be 1-{MAX_IMAGES} and temperature in [0, 10]"
+        )));
+    }
+    blocking(move || {
+        let (x, labels) = (ex.image("input", &req.input)?, ex.labels(req.label, 1)?);
+        let mut rng = VaeRng::seed_from(ex.draws.fetch_add(1, Ordering::Relaxed));
+        let images = explore::posterior_samples(&ex.vae, &x, labels.as_ref(), req.n, t, &mut rng)?;
+        let side = ex.side();
+        Ok(png(figures::grid_png(&images, 1, req.n, side, side)
+            .map_err(|e| ApiError::bad(e.to_string()))?))
+    })
+    .await
+}
+
+/// The body of `/api/interpolate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InterpolateRequest {
+    from: Vec<f64>,
+    to: Vec<f64>,
+    steps: usize,
+    labels: Option<[u32; 2]>,
+    slerp: Option<bool>,
+}
+
+/// `POST /api/interpolate {from, to, steps, labels?, slerp?}`: decoded images along the path between two inputs'
+/// posterior means, as a PNG row.
+pub(super) async fn interpolate(
+    State(ex): State<Arc<Explorer>>,
+    ApiJson(req): ApiJson<InterpolateRequest>,
+) -> Result<Response, ApiError> {
+    if !(2..=50).contains(&req.steps) {
+        return Err(ApiError::bad("steps must be 2-50"));
+    }
+    blocking(move || {
+        let (a, b) = (ex.image("from", &req.from)?, ex.image("to", &req.to)?);
+        let labels = match req.labels {
+            Some([la, lb]) => match (ex.labels(Some(la), 1)?, ex.labels(Some(lb), 1)?) {
+                (Some(la), Some(lb)) => Some(Tensor::cat(&[la, lb], 0)?),
+                _ => None,
+            },
+            None => ex.labels(None, 2)?,
+        };
+        let steps = req.steps;
+        let path = explore::interpolate(
+            &ex.vae,
+            (&a, &b),
+            labels.as_ref(),
+            steps,
+            req.slerp.unwrap_or(false),
+        )?;
+        let side = ex.side();
+        Ok(png(figures::grid_png(&path, 1, steps, side, side)
+            .map_err(|e| ApiError::bad(e.to_string()))?))
+    })
+    .await
+}
+
+/// The answer of `/api/test/{index}`.
+#[derive(Serialize)]
+pub(super) struct TestImage {
+    pixels: Vec<f32>,
+    label: u32,
+}
+
+/// `GET /api/test/{index}`: a test image and its label.
+pub(super) async fn test_image(
+    State(ex): State<Arc<Explorer>>,
+    UrlPath(index): UrlPath<String>,
+) -> Result<Json<TestImage>, ApiError> {
+    let Some(data) = &ex.test else {
+        return Err(ApiError::bad(
+            "the server has no test set (start it with the dataset at hand)",
+        ));
+    };
+    let n = ex.info.test_images;
+    let i: usize = index
+        .parse()
+        .map_err(|_| ApiError::bad(format!("{index:?} is not an index")))?;
+    if i >= n {
+        return Err(ApiError::bad(format!(
+            "index {i}: the test set has {n} images (0-{})",
+            n - 1
+        )));
+    }
+    let pixels = row(&data.test_images.narrow(0, i, 1)?)?;
+    let label = data
+        .test_labels
+        .narrow(0, i, 1)?
+        .to_dtype(candle_core::DType::U32)?
+        .to_vec1::<u32>()?[0];
+    Ok(Json(TestImage { pixels, label }))
+}
+
+/// The answer of `/api/plane`: how the manifold of `/api/plane.png` is laid out, and the posterior means of test
+/// images.
+#[derive(Serialize)]
+pub(super) struct Plane {
+    /// Tiles per side of the manifold: tile (row i, column j) decodes z = (Φ⁻¹((j + ½)/grid), Φ⁻¹((i + ½)/grid)).
+    grid: usize,
+    /// `[z1, z2, label]` of the first test images.
+    points: Vec<(f32, f32, u32)>,
+}
+
+/// The refusal of the plane's routes for a model without one.
+fn no_plane() -> ApiError {
+    ApiError::bad("the latent plane needs a plain model with a 2-D latent space")
+}
+
+/// `GET /api/plane.png`: the decoded manifold of a model with a 2-D latent space.
+pub(super) async fn plane_png(State(ex): State<Arc<Explorer>>) -> Result<Response, ApiError> {
+    ex.manifold_png.clone().map(png).ok_or_else(no_plane)
+}
+
+/// `GET /api/plane`: the layout of the manifold and where the test images' posterior means fall.
+pub(super) async fn plane(State(ex): State<Arc<Explorer>>) -> Result<Json<Plane>, ApiError> {
+    if ex.manifold_png.is_none() {
+        return Err(no_plane());
+    }
+    let ex2 = ex.clone();
+    let points = blocking(move || {
+        let Some(data) = &ex2.test else {
+            return Ok(Vec::new());
+        };
+        let n = PLANE_POINTS.min(ex2.info.test_images);
+        let (mu, _) = ex2.vae.encode(&data.test_images.narrow(0, 0, n)?, None)?;
+        let labels = data
+            .test_labels
+            .narrow(0, 0, n)?
+            .to_dtype(candle_core::DType::U32)?
+            .to_vec1::<u32>()?;
+        let mu = mu.to_vec2::<f32>()?;
+        Ok(mu
+            .iter()
+            .zip(labels)
+            .map(|(m, l)| (m[0], m[1], l))
+            .collect())
+    })
+    .await?;
+    Ok(Json(Plane {
+        grid: PLANE_GRID,
+        points,
+    }))
+}
+
+/// `GET /api/curves.png`: the run's loss curves, when the server was given the run directory.
+pub(super) async fn curves(State(ex): State<Arc<Explorer>>) -> Result<Response, ApiError> {
+    match &ex.curves_png {
+        Some(bytes) => Ok(png(bytes.clone())),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "no loss curves: the model's run directory has no metrics.jsonl".into(),
+        )),
+    }
+}

@@ -1,0 +1,511 @@
+//! `vae-train serve` as a user runs it: the API's refusals of bad requests, a load test, and the page driven in a
+//! real browser (headless Chromium through chromedriver, the Debian packages `.ci/run` installs).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::data_dir;
+
+/// A running `vae-train serve`, stopped when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    /// Serves `model` on a free port of 127.0.0.1 and waits for the URL it prints.
+    fn start(model: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vae-train"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--model"])
+            .arg(model)
+            .args(["--data-dir", data_dir().to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("http://127.0.0.1:"),
+            "serve printed {line:?}"
+        );
+        Self {
+            child,
+            url: line.trim().trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn shipped_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-seed.safetensors")
+}
+
+/// A small conditional model (one epoch on 1000 images) in `dir`.
+fn conditional_model(dir: &Path) -> PathBuf {
+    let (code, _, err) = common::quick_train(dir, 3, 1000, &["--preset", "mnist-cvae"]);
+    assert_eq!(code, Some(0), "{err}");
+    dir.join("model.safetensors")
+}
+
+/// `(status, body)` of a request; `body` is sent as JSON when given.
+fn request(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    let res = match body {
+        Some(b) => req.set("content-type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    match res {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+#[test]
+fn every_bad_request_gets_a_4xx_with_one_line_of_json() {
+    let server = Server::start(&shipped_model());
+    let zeros = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+    let url = |path: &str| format!("{}{path}", server.url);
+    let (status, body) = request(
+        "POST",
+        &url("/api/decode"),
+        Some(&format!("{{\"z\": {}}}", zeros(20))),
+    );
+    assert_eq!(status, 200, "{body}");
+    let huge = format!("{{\"z\": [{}0]}}", "0,".repeat(3_000_000));
+    let cases: Vec<(&str, &str, Option<String>, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/decode",
+            Some(format!("{{\"z\": {}}}", zeros(3))),
+            400,
+            "z has 3 values",
+        ),
+        (
+            "POST",
+            "/api/decode",
+            Some("{\"z\": [1e6, 0]}".into()),
+            400,
+            "z has 2 values",
+        ),
+        (
+            "POST",
+            "/api/decode",
+            Some(format!("{{\"z\": [1e6{}]}}", ",0".repeat(19))),
+            400,
+            "within ±10",
+        ),
+        (
+            "POST",
+            "/api/decode",
+            Some("{\"z\": [".into()),
+            400,
+            "bad JSON body",
+        ),
+        (
+            "POST",
+            "/api/decode",
+            Some("{\"z\": [], \"x\": 1}".into()),
+            400,
+            "unknown field `x`",
+        ),
+        ("POST", "/api/decode", Some(huge), 413, "the body is over"),
+        ("GET", "/api/decode", None, 405, "method not allowed"),
+        ("GET", "/etc/passwd", None, 404, "no such route"),
+        (
+            "GET",
+            "/api/test/10000",
+            None,
+            400,
+            "the test set has 10000 images",
+        ),
+        ("GET", "/api/test/-1", None, 400, "is not an index"),
+        (
+            "GET",
+            "/api/plane",
+            None,
+            400,
+            "needs a plain model with a 2-D latent space",
+        ),
+        (
+            "POST",
+            "/api/encode",
+            Some("{\"width\": 2, \"height\": 2, \"pixels\": [0, 0, 0]}".into()),
+            400,
+            "got 2 × 2 and 3 values",
+        ),
+        (
+            "POST",
+            "/api/encode",
+            Some("{\"width\": 1, \"height\": 2, \"pixels\": [0, 7]}".into()),
+            400,
+            "in [0, 1]",
+        ),
+        (
+            "POST",
+            "/api/encode",
+            Some("{\"width\": 1, \"height\": 1, \"pixels\": [0]}".into()),
+            400,
+            "the picture is blank",
+        ),
+        (
+            "POST",
+            "/api/samples",
+            Some(format!("{{\"input\": {}, \"n\": 0}}", zeros(784))),
+            400,
+            "n must be 1-100",
+        ),
+        (
+            "POST",
+            "/api/interpolate",
+            Some(format!(
+                "{{\"from\": {}, \"to\": [0], \"steps\": 5}}",
+                zeros(784)
+            )),
+            400,
+            "to has 1 values",
+        ),
+    ];
+    for (method, path, body, want, needle) in cases {
+        let (status, text) = request(method, &url(path), body.as_deref());
+        assert_eq!(status, want, "{method} {path}: {text}");
+        assert!(
+            text.starts_with("{\"error\":") && !text.contains('\n'),
+            "{method} {path}: {text}"
+        );
+        assert!(text.contains(needle), "{method} {path}: {text}");
+    }
+    // The good paths the page takes, answered with PNGs and JSON.
+    let (status, test) = request("GET", &url("/api/test/18"), None);
+    assert_eq!(status, 200, "{test}");
+    let test: serde_json::Value = serde_json::from_str(&test).unwrap();
+    let (input, label) = (test["pixels"].to_string(), test["label"].as_u64().unwrap());
+    assert_eq!(label, 3, "the MNIST test image 18 is a 3");
+    for (path, body) in [
+        ("/api/samples", format!("{{\"input\": {input}, \"n\": 8}}")),
+        (
+            "/api/interpolate",
+            format!("{{\"from\": {input}, \"to\": {input}, \"steps\": 5, \"slerp\": true}}"),
+        ),
+    ] {
+        let res = ureq::post(&url(path)).send_string(&body).unwrap();
+        assert_eq!(res.content_type(), "image/png", "{path}");
+    }
+    let drawing = r#"{"width": 3, "height": 3, "pixels": [0,1,0, 0,1,0, 0,1,0]}"#;
+    let (status, text) = request("POST", &url("/api/encode"), Some(drawing));
+    assert_eq!(status, 200, "{text}");
+    let encoded: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(encoded["input"].as_array().unwrap().len(), 784);
+    assert_eq!(encoded["mu"].as_array().unwrap().len(), 20);
+
+    // A 2-D model has a latent plane: the manifold and where test images fall.
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, err) = common::quick_train(&tmp.path().join("2d"), 2, 1000, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let flat = Server::start(&tmp.path().join("2d/model.safetensors"));
+    let (status, plane) = request("GET", &format!("{}/api/plane", flat.url), None);
+    assert_eq!(status, 200, "{plane}");
+    let plane: serde_json::Value = serde_json::from_str(&plane).unwrap();
+    assert_eq!(
+        (
+            plane["grid"].as_u64(),
+            plane["points"].as_array().unwrap().len()
+        ),
+        (Some(20), 2000)
+    );
+    let res = ureq::get(&format!("{}/api/plane.png", flat.url))
+        .call()
+        .unwrap();
+    assert_eq!(res.content_type(), "image/png");
+
+    // A conditional model needs a label, and only one of its classes.
+    let cvae = Server::start(&conditional_model(tmp.path()));
+    let decode = format!("{}/api/decode", cvae.url);
+    let (status, text) = request("POST", &decode, Some(&format!("{{\"z\": {}}}", zeros(3))));
+    assert_eq!(
+        (status, text.contains("give a label 0-9")),
+        (400, true),
+        "{text}"
+    );
+    let (status, text) = request(
+        "POST",
+        &decode,
+        Some(&format!("{{\"z\": {}, \"label\": 10}}", zeros(3))),
+    );
+    assert_eq!((status, text.contains("label 10")), (400, true), "{text}");
+}
+
+/// 50 clients decode as fast as they can for 10 s: every request answered, none refused.
+#[test]
+fn fifty_concurrent_clients_for_ten_seconds_get_every_answer() {
+    let server = Server::start(&shipped_model());
+    let url = format!("{}/api/decode", server.url);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let clients: Vec<_> = (0..50)
+        .map(|c| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
+                let (mut latencies, mut failures) = (Vec::new(), Vec::new());
+                let mut i = 0u32;
+                while Instant::now() < deadline {
+                    let z: Vec<String> = (0..20)
+                        .map(|j| format!("{:.3}", ((c * 31 + i * 7 + j) % 60) as f64 / 10.0 - 3.0))
+                        .collect();
+                    let start = Instant::now();
+                    match agent
+                        .post(&url)
+                        .send_string(&format!("{{\"z\": [{}]}}", z.join(",")))
+                    {
+                        Ok(r) if r.status() == 200 && r.content_type() == "image/png" => {
+                            latencies.push(start.elapsed())
+                        }
+                        Ok(r) => failures.push(format!("status {}", r.status())),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                    i += 1;
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let (mut latencies, mut failures) = (Vec::new(), Vec::new());
+    for c in clients {
+        let (l, f) = c.join().unwrap();
+        latencies.extend(l);
+        failures.extend(f);
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    eprintln!(
+        "load: {} requests in 10 s by 50 clients, {:.0} requests/s, p50 {:?}, p99 {:?}, {} failed",
+        latencies.len(),
+        latencies.len() as f64 / 10.0,
+        pct(0.5),
+        pct(0.99),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+    assert!(latencies.len() >= 50, "{} requests", latencies.len());
+}
+
+mod browser {
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+    use fantoccini::{Client, ClientBuilder, Locator};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// chromedriver on a free port, with Chromium, or the reason there is none.
+    struct Driver {
+        child: Child,
+        port: u16,
+        _profile: tempfile::TempDir,
+    }
+
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn driver() -> Result<Driver, String> {
+        for exe in ["chromium", "chromedriver"] {
+            if Command::new(exe).arg("--version").output().is_err() {
+                return Err(format!(
+                    "no `{exe}` on PATH (Debian: apt-get install chromium chromium-driver)"
+                ));
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("chromedriver: {e}"))?;
+        let driver = Driver {
+            child,
+            port,
+            _profile: tempfile::tempdir().unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("chromedriver did not start in 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(driver)
+    }
+
+    /// A headless Chromium session that does not try to reach the network (these machines have none).
+    async fn browser(driver: &Driver) -> Client {
+        let profile = driver._profile.path().to_str().unwrap().to_string();
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--window-size=1100,1400",
+            &format!("--user-data-dir={profile}"),
+        ];
+        let caps = json!({ "goog:chromeOptions": { "args": args } });
+        let caps = caps.as_object().unwrap().clone();
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("a WebDriver session")
+    }
+
+    async fn js(client: &Client, script: &str) -> Value {
+        client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Waits until `script` returns true.
+    async fn until(client: &Client, script: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while js(client, script).await != Value::Bool(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The grey levels of a canvas, row-major.
+    async fn pixels(client: &Client, id: &str) -> Vec<f64> {
+        let script = format!(
+            "const c = document.getElementById('{id}'); \
+             return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).filter((_, i) => i % 4 == 0);"
+        );
+        js(client, &script)
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    }
+
+    async fn version(client: &Client, id: &str) -> u64 {
+        let script =
+            format!("return Number(document.getElementById('{id}').dataset.version || 0);");
+        js(client, &script).await.as_u64().unwrap()
+    }
+
+    async fn errors(client: &Client) -> Value {
+        js(client, "return window.__errors;").await
+    }
+
+    async fn open(client: &Client, url: &str) {
+        client.goto(url).await.unwrap();
+        until(
+            client,
+            "return document.body.dataset.ready === 'true';",
+            "the page to start",
+        )
+        .await;
+        assert_eq!(errors(client).await, json!([]), "console errors on load");
+    }
+
+    /// Moves slider `nth` (0: the most used dimension) to `value` as a user's drag would end.
+    async fn move_slider(client: &Client, nth: usize, value: f64) {
+        let script = format!(
+            "const s = document.querySelectorAll('.slider')[{nth}]; s.value = {value}; \
+             s.dispatchEvent(new Event('input', {{ bubbles: true }})); return true;"
+        );
+        js(client, &script).await;
+    }
+
+    #[test]
+    fn the_page_decodes_sliders_draws_and_classes_in_a_real_browser() {
+        let driver = match driver() {
+            Ok(d) => d,
+            Err(reason) => {
+                eprintln!("browser test skipped: {reason}");
+                return;
+            }
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let cvae_model = conditional_model(tmp.path());
+        let (plain, cvae) = (Server::start(&shipped_model()), Server::start(&cvae_model));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = browser(&driver).await;
+            open(&client, &format!("{}/", plain.url)).await;
+
+            // A slider moves the decoded image.
+            let before = pixels(&client, "decoded").await;
+            let v = version(&client, "decoded").await;
+            move_slider(&client, 0, 2.5).await;
+            until(&client, &format!("return Number(document.getElementById('decoded').dataset.version) > {v};"), "a decode").await;
+            let after = pixels(&client, "decoded").await;
+            let changed: f64 = before.iter().zip(&after).map(|(a, b)| (a - b).abs()).sum::<f64>() / 255.0;
+            assert!(changed > 5.0, "the decoded image hardly changed: {changed}");
+
+            // A vertical stroke down the pad, with the mouse: the reconstruction is brightest down the middle.
+            let pad = client.find(Locator::Id("pad")).await.unwrap();
+            let stroke = MouseActions::new("mouse".into())
+                .then(PointerAction::MoveToElement { element: pad.clone(), duration: None, x: 0, y: -100 })
+                .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+                .then(PointerAction::MoveToElement { element: pad.clone(), duration: Some(Duration::from_millis(300)), x: 0, y: 0 })
+                .then(PointerAction::MoveToElement { element: pad, duration: Some(Duration::from_millis(300)), x: 0, y: 100 })
+                .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+            client.perform_actions(stroke).await.unwrap();
+            until(&client, "return Number(document.getElementById('recon').dataset.version || 0) > 0;", "the encoding").await;
+            let recon = pixels(&client, "recon").await;
+            let column = |x0: usize, x1: usize| -> f64 {
+                (0..112).flat_map(|y| (x0..x1).map(move |x| (y, x))).map(|(y, x)| recon[y * 112 + x]).sum::<f64>() / ((x1 - x0) * 112) as f64
+            };
+            let (left, middle, right) = (column(0, 36), column(40, 72), column(76, 112));
+            eprintln!("reconstruction of a vertical stroke, mean grey: left {left:.1}, middle {middle:.1}, right {right:.1}");
+            assert!(middle > 2.0 * left.max(right) && middle > 30.0, "{left} {middle} {right}");
+            assert_eq!(errors(&client).await, json!([]), "errors after drawing");
+            let screenshot = client.screenshot().await.unwrap();
+            let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("explorer.png");
+            std::fs::write(&shot, screenshot).unwrap();
+            eprintln!("screenshot: {}", shot.display());
+
+            // A conditional model: the class selector changes the image.
+            open(&client, &format!("{}/", cvae.url)).await;
+            let before = pixels(&client, "decoded").await;
+            let v = version(&client, "decoded").await;
+            js(&client, "const s = document.getElementById('label'); s.value = '7'; s.dispatchEvent(new Event('change')); return true;").await;
+            until(&client, &format!("return Number(document.getElementById('decoded').dataset.version) > {v};"), "a decode").await;
+            let after = pixels(&client, "decoded").await;
+            let changed: f64 = before.iter().zip(&after).map(|(a, b)| (a - b).abs()).sum::<f64>() / 255.0;
+            assert!(changed > 5.0, "the class hardly changed the image: {changed}");
+            assert_eq!(errors(&client).await, json!([]));
+            client.close().await.unwrap();
+        });
+    }
+}
