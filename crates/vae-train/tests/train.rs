@@ -816,6 +816,7 @@ mod cli {
             "vae-train-reconstruct.1",
             "vae-train-sample.1",
             "vae-train-scatter.1",
+            "vae-train-serve.1",
             "vae-train-train.1",
             "vae-train-traverse.1",
             "vae-train.1",
