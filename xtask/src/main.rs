@@ -8,6 +8,7 @@ mod build;
 mod cmd;
 mod cuda;
 mod e2e;
+mod figures;
 mod fuzz;
 mod lint;
 mod man;
@@ -75,6 +76,8 @@ enum Task {
     Man,
     /// Time training epochs of each preset, ours and (where importable) PyTorch's, side by side.
     Bench(bench::BenchArgs),
+    /// Train the runs behind docs/concepts.md, write its figures into docs/concepts/, print its tables.
+    Figures,
     /// Run each cargo-fuzz target (IDX reader, Vae::load, checkpoint, preset parser) for N seconds.
     Fuzz {
         #[arg(long, default_value_t = 60)]
@@ -119,6 +122,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Man => man::man().map(drop),
         Task::Bench(args) => bench::bench(&args),
         Task::Fuzz { seconds } => fuzz::fuzz(seconds),
+        Task::Figures => figures::figures(),
     }
 }
 

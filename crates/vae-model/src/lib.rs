@@ -6,6 +6,10 @@
 //!
 //! All randomness comes from [`VaeRng`], because Candle's CPU generator cannot be seeded.
 //!
+//! Why each piece is what it is (the two heads of the encoder, reparameterisation, binary cross-entropy, the KL
+//! term, the gap between the ELBO and log p(x)) is answered next to these functions, with measured figures, in the
+//! repository's `docs/concepts.md`.
+//!
 //! ```
 //! use candle_core::Device;
 //! use vae_model::{elbo, Vae, VaeConfig, VaeRng};
