@@ -1,28 +1,41 @@
 #!/usr/bin/env python3
 """The PyTorch reference for `cargo xtask bench`: the same VAE, optimiser, batch size and data as a preset.
 
+The model is our MLP VAE: any number of hidden layers (the decoder mirrors the encoder's widths in reverse), relu or
+tanh, an encoder whose last hidden layer feeds two separate Linear heads (mu, logvar), a Bernoulli decoder, every
+layer initialised as PyTorch's nn.Linear default. With one relu layer of 400 and a latent of 20 (the defaults) it is
+pytorch/examples' VAE; with `--classes` > 0, the conditional VAE (Sohn et al. 2015) whose encoder reads
+[x | one-hot y] and decoder [z | one-hot y]. Training images are binarised as `--binarize` (or the config) says: none
+(grey levels as BCE targets), static (thresholded at 0.5, as our trainer does) or dynamic (a fresh Bernoulli(grey
+level) draw of each training batch every time it is used).
+
 Prints one JSON object per epoch (train/test -ELBO, training seconds, images/s) and a final summary with the
-peak RSS. Requires `pip install torch numpy`.
+peak RSS. With `--save PATH` it also writes the final model in our `vae-candle/1` safetensors format, which
+`vae-train eval` and `bench/torch_iw_estimate.py` read. Requires `pip install torch numpy`.
 
     python3 bench/torch_reference.py --data-dir data/mnist --hidden 400 --latent 20 --batch-size 128 --lr 1e-3 --epochs 3
 
 or, as `cargo xtask bench` runs it, from a preset resolved by the trainer itself (the data dir is then the root that
-holds `<dataset>/`: $VAE_DATA_DIR, else data/):
+holds `<dataset>/`: $VAE_DATA_DIR, else data/; the model, binarisation, batch size, lr and seed come from the
+config, an explicit `--seed` overrides the config's, and the epochs are always `--epochs`, default 3):
 
-    vae-train preset mnist > mnist.json
-    python3 bench/torch_reference.py --config mnist.json --epochs 3
+    vae-train preset mnist-iwae > mnist-iwae.json
+    python3 bench/torch_reference.py --config mnist-iwae.json --epochs 100 --save torch.safetensors
 """
 import argparse
 import gzip
 import json
 import os
 import resource
+import struct
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh}
 
 
 def idx(path):
@@ -34,26 +47,77 @@ def idx(path):
 
 
 class VAE(nn.Module):
-    """pytorch/examples' VAE, with the hidden width and latent size as parameters; with `classes` > 0, the
-    conditional VAE (Sohn et al. 2015) whose encoder reads [x | one-hot y] and decoder [z | one-hot y]."""
+    """Our MLP VAE (see the module docstring). The layers are created in the order encoder hidden, mu, logvar,
+    decoder hidden, out, so that with one hidden layer the same seed gives pytorch/examples' initial weights
+    (fc1, fc21, fc22, fc3, fc4)."""
 
-    def __init__(self, hidden, latent, classes=0):
+    def __init__(self, hidden_dims, latent, activation="relu", classes=0, input_dim=784):
         super().__init__()
         self.classes = classes
-        self.fc1 = nn.Linear(784 + classes, hidden)
-        self.fc21 = nn.Linear(hidden, latent)
-        self.fc22 = nn.Linear(hidden, latent)
-        self.fc3 = nn.Linear(latent + classes, hidden)
-        self.fc4 = nn.Linear(hidden, 784)
+        self.act = ACTIVATIONS[activation]
+        widths = [input_dim + classes, *hidden_dims]
+        self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.mu = nn.Linear(widths[-1], latent)
+        self.logvar = nn.Linear(widths[-1], latent)
+        widths = [latent + classes, *reversed(hidden_dims)]
+        self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.out = nn.Linear(widths[-1], input_dim)
 
     def with_label(self, t, y):
         return torch.cat([t, F.one_hot(y, self.classes).to(t.dtype)], 1) if self.classes else t
 
     def forward(self, x, y):
-        h = F.relu(self.fc1(self.with_label(x, y)))
-        mu, logvar = self.fc21(h), self.fc22(h)
+        h = self.with_label(x, y)
+        for layer in self.enc:
+            h = self.act(layer(h))
+        mu, logvar = self.mu(h), self.logvar(h)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return self.fc4(F.relu(self.fc3(self.with_label(z, y)))), mu, logvar
+        h = self.with_label(z, y)
+        for layer in self.dec:
+            h = self.act(layer(h))
+        return self.out(h), mu, logvar
+
+    def named_tensors(self):
+        """Our file's tensor names (`vae-candle/1`): encoder.hidden.{i}, encoder.mu, encoder.logvar,
+        decoder.hidden.{i}, decoder.out, each a .weight [out, in] and a .bias [out]."""
+        layers = [(f"encoder.hidden.{i}", l) for i, l in enumerate(self.enc)]
+        layers += [("encoder.mu", self.mu), ("encoder.logvar", self.logvar)]
+        layers += [(f"decoder.hidden.{i}", l) for i, l in enumerate(self.dec)]
+        layers += [("decoder.out", self.out)]
+        for name, layer in layers:
+            yield f"{name}.weight", layer.weight
+            yield f"{name}.bias", layer.bias
+
+
+def save_safetensors(path, tensors, metadata):
+    """Writes f32 tensors as safetensors by hand (an 8-byte little-endian header length, a JSON header with each
+    tensor's dtype, shape and data_offsets plus `__metadata__`, then the raw little-endian data), so the
+    `safetensors` package is not needed."""
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, t in tensors:
+        data = t.detach().cpu().contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # pad the header as safetensors does, so the data starts 8-byte aligned
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        f.writelines(blobs)
+    os.replace(tmp, path)
+
+
+def binarized(x, how, gen=None):
+    """The targets of images x in [0, 1]: grey levels, thresholded at 0.5, or a Bernoulli(x) draw from `gen`."""
+    if how == "none":
+        return x
+    if how == "static":
+        return (x > 0.5).to(x.dtype)
+    if how == "dynamic":
+        return torch.bernoulli(x, generator=gen)
+    raise SystemExit(f"unknown binarisation {how!r} (expected none, static or dynamic)")
 
 
 def loss_terms(logits, x, mu, logvar):
@@ -65,27 +129,49 @@ def loss_terms(logits, x, mu, logvar):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", default=os.environ.get("VAE_DATA_DIR") or "data")
-    p.add_argument("--hidden", type=int, default=400)
+    p.add_argument("--hidden", default="400", help="hidden widths, comma-separated (e.g. 200,200)")
     p.add_argument("--latent", type=int, default=20)
+    p.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS))
+    p.add_argument("--binarize", default="none", choices=["none", "static", "dynamic"])
     p.add_argument("--classes", type=int, default=0, help="a conditional VAE over this many classes (0: plain)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=None, help="default: the config's seed, else 1")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--config", help="a resolved run config (`vae-train preset NAME`): sets the model, batch size, lr, seed and dataset")
+    p.add_argument("--config", help="a resolved run config (`vae-train preset NAME`): sets the model, binarisation, batch size, lr, seed and dataset")
+    p.add_argument("--save", help="write the final model here, in our vae-candle/1 safetensors format")
     args = p.parse_args()
+    args.hidden = [int(w) for w in args.hidden.split(",")]
+    dataset, seed = "mnist", 1
+    model_config = None
     if args.config:
         with open(args.config) as f:
             cfg = json.load(f)
-        if len(cfg["model"]["hidden_dims"]) != 1:
-            raise SystemExit(f"{args.config}: the PyTorch reference has exactly one hidden layer")
-        args.hidden, args.latent = cfg["model"]["hidden_dims"][0], cfg["model"]["latent_dim"]
-        if cfg["model"].get("conditional"):
-            args.classes = cfg["model"].get("num_classes", 10)
-        args.batch_size, args.lr = cfg["training"]["batch_size"], cfg["training"]["lr"]
-        args.seed = cfg["training"]["seed"]
-        args.data_dir = f"{args.data_dir.rstrip('/')}/{cfg['dataset']}"
+        model_config = cfg["model"]
+        if model_config.get("likelihood", "bernoulli") != "bernoulli":
+            raise SystemExit(f"{args.config}: the PyTorch reference has only the Bernoulli decoder")
+        if model_config.get("input_dim", 784) != 784:
+            raise SystemExit(f"{args.config}: the PyTorch reference reads 784-pixel MNIST-format images")
+        args.hidden, args.latent = list(model_config["hidden_dims"]), model_config["latent_dim"]
+        args.activation = model_config.get("activation", "relu")
+        if model_config.get("conditional"):
+            args.classes = model_config.get("num_classes", 10)
+        t = cfg["training"]
+        if t.get("objective", "elbo") != "elbo":
+            raise SystemExit(f"{args.config}: the PyTorch reference trains the ELBO only, not {t['objective']!r}")
+        args.batch_size, args.lr = t["batch_size"], t["lr"]
+        args.binarize = t.get("binarize", "none")
+        seed = t["seed"]
+        dataset = cfg["dataset"]
+        args.data_dir = f"{args.data_dir.rstrip('/')}/{dataset}"
+    if args.seed is None:
+        args.seed = seed
+    if model_config is None:
+        model_config = {"input_dim": 784, "hidden_dims": args.hidden, "latent_dim": args.latent,
+                        "activation": args.activation, "likelihood": "bernoulli"}
+        if args.classes:
+            model_config.update(conditional=True, num_classes=args.classes)
 
     torch.manual_seed(args.seed)
     if args.threads:
@@ -95,7 +181,14 @@ def main():
     test = torch.from_numpy(idx(f"{d}/t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255.0)
     train_y = torch.from_numpy(idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
     test_y = torch.from_numpy(idx(f"{d}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
-    model = VAE(args.hidden, args.latent, args.classes)
+    # Static binarisation is the same every epoch, so it is done once. The test -ELBO printed each epoch is on the
+    # test images binarised as the training ones, where dynamic means one fixed Bernoulli draw made here from its
+    # own generator (Burda et al.'s fixed binarised test set; not the same draw as `vae-train eval --inputs-out`),
+    # so the model's own RNG stream is not disturbed by it.
+    if args.binarize == "static":
+        train = binarized(train, "static")
+    test = binarized(test, args.binarize, torch.Generator().manual_seed(args.seed + 1_000_003))
+    model = VAE(args.hidden, args.latent, args.activation, args.classes)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     n = train.shape[0]
     for epoch in range(1, args.epochs + 1):
@@ -106,6 +199,8 @@ def main():
         for i in range(0, n, args.batch_size):
             rows = perm[i : i + args.batch_size]
             x = train[rows]
+            if args.binarize == "dynamic":
+                x = binarized(x, "dynamic")  # a fresh draw every time the image is used
             opt.zero_grad()
             logits, mu, logvar = model(x, train_y[rows])
             recon, kl = loss_terms(logits, x, mu, logvar)
@@ -126,6 +221,10 @@ def main():
             "epoch": epoch, "train_loss": total / n, "test_loss": tl / test.shape[0],
             "epoch_s": secs, "images_per_s": n / secs,
         }), flush=True)
+    if args.save:
+        metadata = {"format": "vae-candle/1", "config": json.dumps(model_config, separators=(",", ":")),
+                    "dataset": dataset, "binarize": args.binarize}
+        save_safetensors(args.save, model.named_tensors(), metadata)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "peak_rss_mib": peak_kib / 1024}))
 
