@@ -173,7 +173,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if !torch && !args.no_torch {
         eprintln!("note: PyTorch is not importable, so only our side is timed; `pip install torch numpy` adds it");
     }
-    let (mut report, mut rows) = (Vec::new(), Vec::new());
+    // Every preset in every round, so that presets are compared side by side too: the machine's speed drifts
+    // over minutes, and one preset's rounds all before another's would measure the drift.
+    let mut timed = Vec::with_capacity(args.presets.len());
     for preset in &args.presets {
         // The trainer resolves the preset; PyTorch trains exactly that.
         let config = work.join(format!("{preset}.json"));
@@ -182,24 +184,30 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             bail!("{}", String::from_utf8_lossy(&resolved.stderr).trim());
         }
         std::fs::write(&config, &resolved.stdout)?;
-        let (mut us, mut them) = (Side::default(), Side::default());
-        let mut engine = String::new();
-        for round in 1..=args.rounds {
+        timed.push((
+            preset,
+            config,
+            Side::default(),
+            Side::default(),
+            String::new(),
+        ));
+    }
+    for round in 1..=args.rounds {
+        for (preset, config, us, them, engine) in &mut timed {
             let out = work.join(format!("{preset}-{round}"));
-            engine = ours(&exe, preset, args.epochs, &out, &mut us)?;
-            eprintln!(
-                "bench: {preset} round {round}: ours {:?}",
-                last(&us.epoch_s, args.epochs)
-            );
+            *engine = ours(&exe, preset, args.epochs, &out, us)?;
+            let epochs = last(&us.epoch_s, args.epochs);
+            eprintln!("bench: {preset} round {round}: ours {epochs:?}");
             if torch {
-                theirs(&config, args.epochs, &mut them)?;
-                eprintln!(
-                    "bench: {preset} round {round}: torch {:?}",
-                    last(&them.epoch_s, args.epochs)
-                );
+                theirs(config, args.epochs, them)?;
+                let epochs = last(&them.epoch_s, args.epochs);
+                eprintln!("bench: {preset} round {round}: torch {epochs:?}");
             }
         }
-        let images = 60000.0;
+    }
+    let (mut report, mut rows) = (Vec::new(), Vec::new());
+    let images = 60000.0;
+    for (preset, _, us, them, engine) in &timed {
         let mut entry = serde_json::json!({ "preset": preset, "epochs": args.epochs, "rounds": args.rounds,
             "engine": engine, "ours": us.json(images) });
         if torch {
@@ -207,11 +215,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             entry["ratio_ours_over_torch"] = (us.median() / them.median()).into();
         }
         report.push(entry);
-        rows.push(row(preset, &us, torch.then_some(&them), images));
+        rows.push(row(preset, us, torch.then_some(them), images));
     }
     let machine = machine();
     println!(
-        "\nTraining epoch time, median of {} epochs ({} alternating runs of {}); {machine}\n",
+        "\nTraining epoch time, median of {} epochs ({} rounds of {}, each round every preset, ours then PyTorch's); {machine}\n",
         args.rounds * args.epochs,
         args.rounds,
         args.epochs
