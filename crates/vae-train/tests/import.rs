@@ -18,18 +18,18 @@ fn npy(name: &str) -> Vec<Vec<f32>> {
     Tensor::read_npy(fixture(name)).unwrap().to_vec2().unwrap()
 }
 
-/// Imports `file` through the CLI and loads the result.
-fn imported(file: &str, dir: &Path, extra: &[&str]) -> (Vae, String) {
-    let out = dir.join(format!("{file}.safetensors"));
-    let from = fixture(file);
-    let args = [
-        "import",
-        "--from",
-        from.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let (code, stdout, err) = common::vae_train(&[&args[..], extra].concat());
+/// `vae-train import --from FROM --out OUT` with `extra` flags: exit code, stdout, stderr.
+fn import(from: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let (from, out) = (from.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["import", "--from", from, "--out", out];
+    common::vae_train(&[&args[..], extra].concat())
+}
+
+/// Imports `from` into `dir` through the CLI and loads the result.
+fn imported(from: &Path, dir: &Path, extra: &[&str]) -> (Vae, String) {
+    let name = from.file_name().unwrap().to_str().unwrap();
+    let out = dir.join(format!("{name}.safetensors"));
+    let (code, stdout, err) = import(from, &out, extra);
     assert_eq!(code, Some(0), "{err}");
     (Vae::load(&out, &Device::Cpu).unwrap(), stdout)
 }
@@ -71,7 +71,7 @@ fn matches_torch(vae: &Vae, name: &str, labels: Option<&Tensor>) {
 #[test]
 fn each_known_layout_imports_and_computes_what_torch_computed() {
     let tmp = tempfile::tempdir().unwrap();
-    let (teaching, said) = imported("teaching.pt", tmp.path(), &[]);
+    let (teaching, said) = imported(&fixture("teaching.pt"), tmp.path(), &[]);
     assert!(said.contains("teaching code"), "{said}");
     assert_eq!(teaching.config().scale_head, ScaleHead::Std);
     assert_eq!(
@@ -80,38 +80,31 @@ fn each_known_layout_imports_and_computes_what_torch_computed() {
     );
     matches_torch(&teaching, "teaching", None);
 
-    let (examples, said) = imported("examples.pth", tmp.path(), &[]);
+    let (examples, said) = imported(&fixture("examples.pth"), tmp.path(), &[]);
     assert!(said.contains("pytorch/examples"), "{said}");
     assert_eq!(examples.config().scale_head, ScaleHead::Logvar);
     matches_torch(&examples, "examples", None);
 
-    let (ours, _) = imported("ours-tanh.pt", tmp.path(), &["--activation", "tanh"]);
+    let (ours, _) = imported(
+        &fixture("ours-tanh.pt"),
+        tmp.path(),
+        &["--activation", "tanh"],
+    );
     assert_eq!(ours.config().hidden_dims, [6, 5]);
     matches_torch(&ours, "ours-tanh", None);
 
-    let (cvae, _) = imported("ours-conditional.pt", tmp.path(), &["--activation", "tanh"]);
+    let (cvae, _) = imported(
+        &fixture("ours-conditional.pt"),
+        tmp.path(),
+        &["--activation", "tanh"],
+    );
     assert!(cvae.config().conditional);
     let y = Tensor::read_npy(fixture("y.npy")).unwrap();
     matches_torch(&cvae, "ours-conditional", Some(&y));
 
     // Our own file imports as itself.
-    let again = tmp.path().join("teaching.pt.safetensors");
-    let (back, _) = imported_path(&again, tmp.path());
+    let (back, _) = imported(&tmp.path().join("teaching.pt.safetensors"), tmp.path(), &[]);
     assert_eq!(back.config(), teaching.config());
-}
-
-fn imported_path(from: &Path, dir: &Path) -> (Vae, String) {
-    let out = dir.join("again.safetensors");
-    let args = [
-        "import",
-        "--from",
-        from.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let (code, stdout, err) = common::vae_train(&args);
-    assert_eq!(code, Some(0), "{err}");
-    (Vae::load(&out, &Device::Cpu).unwrap(), stdout)
 }
 
 #[test]
@@ -119,14 +112,7 @@ fn what_is_not_a_known_vae_is_refused_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("m.safetensors");
     let refused = |from: &Path, needle: &str| {
-        let args = [
-            "import",
-            "--from",
-            from.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        let (code, _, err) = common::vae_train(&args);
+        let (code, _, err) = import(from, &out, &[]);
         assert_eq!(code, Some(1), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(
