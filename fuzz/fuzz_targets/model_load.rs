@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use libfuzzer_sys::fuzz_target;
-use vae_model::{Activation, Likelihood, Vae, VaeConfig, VaeRng};
+use vae_model::{Activation, Vae, VaeConfig, VaeRng};
 
 fn write_seed() {
     let Some(path) = std::env::var_os("VAE_FUZZ_WRITE_SEED") else {
@@ -17,7 +17,7 @@ fn write_seed() {
         hidden_dims: vec![3, 2],
         latent_dim: 2,
         activation: Activation::Tanh,
-        likelihood: Likelihood::Bernoulli,
+        ..VaeConfig::mnist()
     };
     let (vae, _) = Vae::init(&cfg, &mut VaeRng::seed_from(1), &Device::Cpu).expect("tiny model");
     vae.save(&path).expect("write the seed model");
@@ -33,6 +33,8 @@ fuzz_target!(init: write_seed(), |data: &[u8]| {
     let cfg = vae.config();
     if cfg.num_parameters() < 5_000_000 {
         let x = Tensor::zeros((1, cfg.input_dim), DType::F32, &Device::Cpu).unwrap();
-        let _ = vae.reconstruct(&x);
+        // Class 0, which a conditional model reads and a plain one ignores.
+        let label = Tensor::zeros(1, DType::U32, &Device::Cpu).unwrap();
+        let _ = vae.reconstruct(&x, Some(&label));
     }
 });
