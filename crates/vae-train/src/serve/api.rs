@@ -127,8 +127,12 @@ impl Explorer {
         })
     }
 
-    fn side(&self) -> usize {
-        (self.info.config.input_dim as f64).sqrt() as usize
+    /// `images [n, input_dim]` as one row of tiles, the PNG answer of the image routes.
+    fn png_row(&self, images: &Tensor, n: usize) -> Result<Response, ApiError> {
+        let side = (self.info.config.input_dim as f64).sqrt() as usize;
+        let bytes = figures::grid_png(images, 1, n, side, side)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(png(bytes))
     }
 
     /// Checks a z from a request: the model's length, finite, within ±[`MAX_ABS_Z`].
@@ -254,9 +258,7 @@ pub(super) async fn decode(
     blocking(move || {
         let (z, labels) = (ex.z(&req.z)?, ex.labels(req.label, 1)?);
         let probs = ex.vae.decode_probs(&z, labels.as_ref())?;
-        let side = ex.side();
-        Ok(png(figures::grid_png(&probs, 1, 1, side, side)
-            .map_err(|e| ApiError::bad(e.to_string()))?))
+        ex.png_row(&probs, 1)
     })
     .await
 }
@@ -346,9 +348,7 @@ pub(super) async fn samples(
         let (x, labels) = (ex.image("input", &req.input)?, ex.labels(req.label, 1)?);
         let mut rng = VaeRng::seed_from(ex.draws.fetch_add(1, Ordering::Relaxed));
         let images = explore::posterior_samples(&ex.vae, &x, labels.as_ref(), req.n, t, &mut rng)?;
-        let side = ex.side();
-        Ok(png(figures::grid_png(&images, 1, req.n, side, side)
-            .map_err(|e| ApiError::bad(e.to_string()))?))
+        ex.png_row(&images, req.n)
     })
     .await
 }
@@ -390,9 +390,7 @@ pub(super) async fn interpolate(
             steps,
             req.slerp.unwrap_or(false),
         )?;
-        let side = ex.side();
-        Ok(png(figures::grid_png(&path, 1, steps, side, side)
-            .map_err(|e| ApiError::bad(e.to_string()))?))
+        ex.png_row(&path, steps)
     })
     .await
 }
