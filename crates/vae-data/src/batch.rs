@@ -1,10 +1,10 @@
 //! Shuffled, seeded mini-batches.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::{DataError, Result};
+use crate::{unit_grey, DataError, Result};
 
 /// How pixel intensities in [0, 1] are turned into targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -53,10 +53,11 @@ impl TryFrom<String> for Binarize {
 /// Yields the mini-batches of a dataset: host pixels for the fused CPU engine, tensors on a device for everything
 /// else ([`Batch::tensors`]). Training and evaluation both go through [`Batcher::epoch`] or [`Batcher::in_order`].
 ///
-/// The pixels stay in one host buffer; each batch is gathered from it, so shuffling never moves the whole dataset.
+/// The pixels stay in one host buffer (bytes when the images are u8, as a loaded dataset's are: a quarter of the
+/// memory); each batch is gathered from it, so shuffling never moves the whole dataset.
 ///
 /// ```
-/// use candle_core::{Device, Tensor};
+/// use candle_core::{DType, Device, Tensor};
 /// use vae_data::Batcher;
 /// use vae_model::VaeRng;
 /// let images = Tensor::arange(0f32, 20.0, &Device::Cpu)?.reshape((10, 2))?;
@@ -72,7 +73,7 @@ impl TryFrom<String> for Binarize {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Batcher {
-    pixels: Vec<f32>,
+    pixels: Pixels,
     labels: Vec<u32>,
     dim: usize,
     batch_size: usize,
@@ -82,7 +83,7 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// A batcher over `images [N, D]` (f32 in [0, 1]) and `labels [N]`, batches of `batch_size` on `device`.
+    /// A batcher over `images [N, D]` (u8 grey levels, or f32 in [0, 1]) and `labels [N]`, batches of `batch_size` on `device`.
     pub fn new(
         images: &Tensor,
         labels: &Tensor,
@@ -90,7 +91,7 @@ impl Batcher {
         device: &Device,
     ) -> Result<Self> {
         let (n, dim) = images.dims2()?;
-        let labels = labels.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
+        let labels = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
         if labels.len() != n {
             return Err(
                 candle_core::Error::Msg(format!("{} labels for {n} images", labels.len())).into(),
@@ -99,10 +100,11 @@ impl Batcher {
         if batch_size == 0 {
             return Err(candle_core::Error::Msg("batch size must be at least 1".into()).into());
         }
-        let pixels = images
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let flat = images.flatten_all()?;
+        let pixels = match images.dtype() {
+            DType::U8 => Pixels::Bytes(flat.to_vec1::<u8>()?),
+            _ => Pixels::Floats(flat.to_dtype(DType::F32)?.to_vec1::<f32>()?),
+        };
         Ok(Self {
             pixels,
             labels,
@@ -173,7 +175,11 @@ impl Batcher {
         let d = self.dim;
         let mut images = Vec::with_capacity(idx.len() * d);
         for &i in idx {
-            images.extend_from_slice(&self.pixels[i * d..(i + 1) * d]);
+            let row = i * d..(i + 1) * d;
+            match &self.pixels {
+                Pixels::Bytes(b) => images.extend(b[row].iter().map(|&b| unit_grey(b))),
+                Pixels::Floats(f) => images.extend_from_slice(&f[row]),
+            }
         }
         match self.binarize {
             Binarize::None => {}
@@ -194,7 +200,16 @@ impl Batcher {
     /// al.'s fixed binarised test set), and kept; other batchers are returned as they are.
     pub fn frozen(mut self, rng: &mut impl Rng) -> Self {
         if self.binarize == Binarize::Dynamic {
-            self.pixels.iter_mut().for_each(|p| *p = bernoulli(*p, rng));
+            match &mut self.pixels {
+                Pixels::Bytes(b) => b.iter_mut().for_each(|p| {
+                    *p = if bernoulli(unit_grey(*p), rng) > 0.0 {
+                        255
+                    } else {
+                        0
+                    }
+                }),
+                Pixels::Floats(f) => f.iter_mut().for_each(|p| *p = bernoulli(*p, rng)),
+            }
             self.binarize = Binarize::None;
         }
         self
@@ -209,6 +224,13 @@ impl Batcher {
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }
+}
+
+/// A batcher's stored pixels: the dataset's bytes (read through [`unit_grey`]) or given floats.
+#[derive(Debug, Clone)]
+enum Pixels {
+    Bytes(Vec<u8>),
+    Floats(Vec<f32>),
 }
 
 /// 1 with probability `p`, else 0.

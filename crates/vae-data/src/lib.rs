@@ -28,4 +28,4 @@ pub use download::{
     dataset_dir, download, sha256_file, verify, DownloadOptions, Outcome, Source, MIRROR_ENV,
 };
 pub use error::{DataError, Result};
-pub use load::{load, load_dir, MnistData};
+pub use load::{load, load_dir, unit_grey, unit_pixels, MnistData};

@@ -7,14 +7,16 @@ use candle_core::{DType, Device, Tensor};
 use crate::idx::{read_idx, Idx, IdxKind};
 use crate::{dataset_dir, DataError, Dataset, Result, FILE_NAMES};
 
-/// A dataset in memory, on the CPU: images `[N, rows·cols]` f32 in [0, 1] and labels `[N]` u32 in 0..=9.
+/// A dataset in memory, on the CPU: images `[N, rows·cols]` as the files store them (u8 grey levels 0-255, a
+/// quarter of the memory of f32) and labels `[N]` u32 in 0..=9. [`unit_grey`] is what a model sees of a byte;
+/// [`MnistData::test_pixels`] and the [`crate::Batcher`] make f32 rows from the bytes as they are needed.
 #[derive(Debug, Clone)]
 pub struct MnistData {
-    /// Training images, `[60000, 784]` for MNIST.
+    /// Training images, `[60000, 784]` u8 for MNIST.
     pub train_images: Tensor,
     /// Training labels.
     pub train_labels: Tensor,
-    /// Test images, `[10000, 784]` for MNIST.
+    /// Test images, `[10000, 784]` u8 for MNIST.
     pub test_images: Tensor,
     /// Test labels.
     pub test_labels: Tensor,
@@ -25,11 +27,39 @@ pub struct MnistData {
 }
 
 impl MnistData {
-    /// The first `n` test images (fewer if there are fewer), `[n, rows·cols]` on `device`.
-    pub fn first_test_images(&self, n: usize, device: &candle_core::Device) -> Result<Tensor> {
+    /// The first `n` test images (fewer if there are fewer), f32 in [0, 1], `[n, rows·cols]` on `device`.
+    pub fn first_test_images(&self, n: usize, device: &Device) -> Result<Tensor> {
         let n = n.min(self.test_images.dim(0)?);
-        Ok(self.test_images.narrow(0, 0, n)?.to_device(device)?)
+        self.test_pixels(0, n, device)
     }
+
+    /// Test images `start..start + n`, f32 in [0, 1], `[n, rows·cols]` on `device`.
+    pub fn test_pixels(&self, start: usize, n: usize, device: &Device) -> Result<Tensor> {
+        unit_pixels(&self.test_images.narrow(0, start, n)?)?
+            .to_device(device)
+            .map_err(Into::into)
+    }
+}
+
+/// A grey level as the models see it: `byte / 255` in f32 (0 → 0.0, 255 → exactly 1.0). The one definition of
+/// that conversion: [`unit_pixels`] and the [`crate::Batcher`] give the same bits.
+///
+/// ```
+/// assert_eq!(vae_data::unit_grey(0), 0.0);
+/// assert_eq!(vae_data::unit_grey(255), 1.0);
+/// assert!((vae_data::unit_grey(51) - 0.2).abs() < 1e-7);
+/// ```
+pub fn unit_grey(byte: u8) -> f32 {
+    // Multiplying by the f32 reciprocal is what Candle's `t / 255.0` does, so both paths agree bit for bit.
+    byte as f32 * (1.0f64 / 255.0) as f32
+}
+
+/// u8 grey levels (any shape) as f32 in [0, 1], by [`unit_grey`]; an f32 tensor is returned as it is.
+pub fn unit_pixels(images: &Tensor) -> Result<Tensor> {
+    if images.dtype() != DType::U8 {
+        return Ok(images.to_dtype(DType::F32)?);
+    }
+    Ok((images.to_dtype(DType::F32)? / 255.0)?)
 }
 
 /// Loads `<data_dir>/<dataset>/`, after checking each file against its published SHA-256 (see [`crate::verify`]).
@@ -103,11 +133,10 @@ pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
     })
 }
 
-/// Grey levels as f32 in [0, 1], `[count, pixels]`.
+/// Grey levels as stored, u8 `[count, pixels]`.
 fn pixels(file: Idx, pixels: usize) -> Result<Tensor> {
     let count = file.dims[0];
-    let t = Tensor::from_vec(file.data, (count, pixels), &Device::Cpu)?;
-    Ok((t.to_dtype(DType::F32)? / 255.0)?)
+    Ok(Tensor::from_vec(file.data, (count, pixels), &Device::Cpu)?)
 }
 
 fn checked_labels(file: Idx, path: &Path) -> Result<Tensor> {

@@ -173,3 +173,35 @@ fn a_frozen_dynamic_binarisation_is_drawn_once_and_the_same_on_every_pass() {
     assert_eq!(first, want);
     assert!(first.contains(&1.0) && first.contains(&0.0));
 }
+
+#[test]
+fn byte_images_batch_to_the_same_bits_as_their_f32_conversion() {
+    // Every grey level, several times over, as a loaded dataset stores them.
+    let n = 64;
+    let bytes: Vec<u8> = (0..n * 12).map(|i| (i * 37 % 256) as u8).collect();
+    let images = Tensor::from_vec(bytes, (n, 12), &Device::Cpu).unwrap();
+    let floats = vae_data::unit_pixels(&images).unwrap();
+    let labels = Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap();
+    for binarize in [Binarize::None, Binarize::Static, Binarize::Dynamic] {
+        let batches = |x: &Tensor, frozen: bool| -> Vec<f32> {
+            let mut b = Batcher::new(x, &labels, 10, &Device::Cpu)
+                .unwrap()
+                .binarize(binarize);
+            if frozen {
+                b = b.frozen(&mut VaeRng::seed_from(2016));
+            }
+            let mut rng = VaeRng::seed_from(3);
+            b.epoch(&mut rng).flat_map(|b| b.images).collect()
+        };
+        for frozen in [false, true] {
+            let (a, b) = (batches(&images, frozen), batches(&floats, frozen));
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{binarize:?}, frozen {frozen}");
+        }
+    }
+    // The conversion itself: byte / 255 for all 256 levels, 255 exactly 1.
+    for b in 0..=255u8 {
+        assert!((vae_data::unit_grey(b) as f64 - b as f64 / 255.0).abs() < 1e-7);
+    }
+    assert_eq!(vae_data::unit_grey(255), 1.0);
+}

@@ -61,9 +61,17 @@ fn a_good_synthetic_set_loads_exactly() {
     let d = load_dir(dir.path(), "synthetic").unwrap();
     assert_eq!((d.rows, d.cols), (2, 3));
     assert_eq!(d.train_images.dims(), &[4, 6]);
-    let px = d.train_images.to_vec2::<f32>().unwrap();
-    assert_eq!(px[1][2], 80.0 / 255.0);
-    assert_eq!(d.test_images.to_vec2::<f32>().unwrap()[1][5], 1.0);
+    let px = d.train_images.to_vec2::<u8>().unwrap();
+    assert_eq!(px[1][2], 80);
+    assert_eq!(d.test_images.to_vec2::<u8>().unwrap()[1][5], 255);
+    let unit = d.test_pixels(1, 1, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(unit.to_vec2::<f32>().unwrap()[0][5], 1.0);
+    assert_eq!(
+        d.first_test_images(9, &candle_core::Device::Cpu)
+            .unwrap()
+            .dims(),
+        &[2, 6]
+    );
     assert_eq!(d.train_labels.to_vec1::<u32>().unwrap(), vec![3, 1, 4, 1]);
     assert_eq!(d.test_labels.to_vec1::<u32>().unwrap(), vec![9, 0]);
     // The temporary decompressed copies are gone.

@@ -37,9 +37,9 @@ fn both_datasets_download_through_the_mirror_variable_and_load_with_published_co
         assert_eq!(d.train_images.dims(), &[60000, 784]);
         assert_eq!(d.test_images.dims(), &[10000, 784]);
         for images in [&d.train_images, &d.test_images] {
-            let lo = images.min_all().unwrap().to_scalar::<f32>().unwrap();
-            let hi = images.max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert_eq!((lo, hi), (0.0, 1.0), "{dataset}");
+            let lo = images.min_all().unwrap().to_scalar::<u8>().unwrap();
+            let hi = images.max_all().unwrap().to_scalar::<u8>().unwrap();
+            assert_eq!((lo, hi), (0, 255), "{dataset}");
         }
         let (train, test) = (
             label_counts(&d.train_labels).unwrap(),

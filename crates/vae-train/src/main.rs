@@ -813,8 +813,11 @@ fn test_image(
         "{flag} {index}: the test set has {n} images (0..={})",
         n - 1
     );
-    let take = |t: &candle_core::Tensor| t.narrow(0, index, 1)?.to_device(vae.device());
-    Ok((take(&data.test_images)?, take(&data.test_labels)?))
+    let labels = data
+        .test_labels
+        .narrow(0, index, 1)?
+        .to_device(vae.device())?;
+    Ok((data.test_pixels(index, 1, vae.device())?, labels))
 }
 
 /// A picture file made into the model's input, `[1, 784]`. A file has no label, so a conditional model, which
@@ -872,7 +875,8 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
             );
             let idx = candle_core::Tensor::new(of_digit.as_slice(), &candle_core::Device::Cpu)?;
             let take = |t: &candle_core::Tensor| t.index_select(&idx, 0)?.to_device(vae.device());
-            (take(&data.test_images)?, Some(take(&data.test_labels)?))
+            let images = vae_data::unit_pixels(&take(&data.test_images)?)?;
+            (images, Some(take(&data.test_labels)?))
         }
         Err(_) => (image_file(Path::new(&a.like), &vae)?, None),
     };

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use vae_data::{Batcher, MnistData};
 use vae_model::{RngState, Vae, VaeRng};
@@ -170,7 +170,10 @@ struct Run<'a> {
     cfg: &'a RunConfig,
     _dir: RunDir,
     opts: &'a TrainOptions,
-    data: MnistData,
+    /// The first test images and their labels, for the reconstructions figure.
+    originals: (Tensor, Tensor),
+    /// Image height and width.
+    shape: (usize, usize),
     train_data: Batcher,
     test_data: Batcher,
     rng: VaeRng,
@@ -193,6 +196,14 @@ impl<'a> Run<'a> {
         }
         let data = vae_data::load(&opts.data_dir, cfg.dataset)?;
         let (train_data, test_data) = batchers(cfg, &data, &opts.device)?;
+        // The batchers hold the pixels now; of the dataset, the run keeps only the figures' originals.
+        let originals = data.first_test_images(8, &opts.device)?;
+        let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
+        let (originals, shape) = (
+            (originals, labels.to_device(&opts.device)?),
+            (data.rows, data.cols),
+        );
+        drop(data);
         let t = &cfg.training;
         let adam = AdamConfig {
             lr: t.lr,
@@ -228,7 +239,8 @@ impl<'a> Run<'a> {
             cfg,
             _dir: dir,
             opts,
-            data,
+            originals,
+            shape,
             train_data,
             test_data,
             rng,
@@ -348,7 +360,8 @@ impl<'a> Run<'a> {
 
     /// The final model and its figures; returns every file of the run directory.
     fn write_artefacts(&self) -> Result<Vec<&'static str>> {
-        let (out, data, device) = (&self.opts.out_dir, &self.data, &self.opts.device);
+        let (out, device) = (&self.opts.out_dir, &self.opts.device);
+        let (h, w) = self.shape;
         let mut vae = self.engine.model()?;
         vae.set_dataset(self.cfg.dataset.name());
         vae.set_binarize(self.cfg.training.binarize.name());
@@ -361,15 +374,11 @@ impl<'a> Run<'a> {
         };
         let samples = vae.sample(rows * 8, labels.as_ref(), &mut fig_rng)?;
         let path = out.join(files::SAMPLES);
-        figures::write_grid(&path, &samples, rows, 8, data.rows, data.cols)?;
-        let originals = data.first_test_images(8, device)?;
-        let labels = data
-            .test_labels
-            .narrow(0, 0, originals.dim(0)?)?
-            .to_device(device)?;
-        let recon = vae.reconstruct(&originals, Some(&labels))?;
+        figures::write_grid(&path, &samples, rows, 8, h, w)?;
+        let (originals, labels) = &self.originals;
+        let recon = vae.reconstruct(originals, Some(labels))?;
         let path = out.join(files::RECONSTRUCTIONS);
-        figures::write_reconstructions(&path, &originals, &recon, data.rows, data.cols)?;
+        figures::write_reconstructions(&path, originals, &recon, h, w)?;
         figures::write_png(&out.join(files::CURVES), &plots::curves_png(&self.history)?)?;
         let scatter = explore::scatter_figure(&vae, &self.test_data, self.cfg.dataset)?;
         figures::write_png(&out.join(files::SCATTER), &scatter)?;
@@ -385,7 +394,7 @@ impl<'a> Run<'a> {
         ];
         // A conditional model's 2-D latent holds the style within each class: no single manifold shows it.
         if self.cfg.model.latent_dim == 2 && !self.cfg.model.conditional {
-            figures::write_manifold(&out.join(files::MANIFOLD), &vae, 20, data.rows, data.cols)?;
+            figures::write_manifold(&out.join(files::MANIFOLD), &vae, 20, h, w)?;
             written.push(files::MANIFOLD);
         }
         tracing::info!("wrote {}", out.display());

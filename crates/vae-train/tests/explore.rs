@@ -88,7 +88,7 @@ fn a_classifier_reads_generated_digits_as_the_digit_asked_for_and_paths_as_their
     let data = vae_data::load(data_dir(), vae_data::Dataset::Mnist).unwrap();
     let classifier = Classifier::train(&data);
     let labels = test_labels(&data);
-    let predicted = classifier.classify(&data.test_images);
+    let predicted = classifier.classify(&vae_data::unit_pixels(&data.test_images).unwrap());
     let correct = predicted
         .iter()
         .zip(&labels)
@@ -129,8 +129,7 @@ fn a_classifier_reads_generated_digits_as_the_digit_asked_for_and_paths_as_their
 
     // A photo-like picture: the first test digit (a 7), 4× larger, dark ink on white, in colour, as JPEG.
     let seven = data
-        .test_images
-        .narrow(0, 0, 1)
+        .first_test_images(1, &Device::Cpu)
         .unwrap()
         .flatten_all()
         .unwrap()

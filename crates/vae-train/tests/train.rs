@@ -582,7 +582,10 @@ mod cli {
         let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         let last: EpochMetrics = serde_json::from_value(summary["final"].clone()).unwrap();
         assert_eq!(summary["engine"], "fused");
-        assert!(summary["peak_rss_mib"].as_f64().unwrap() > 10.0);
+        // The whole dataset is loaded even for a subset. Kept as bytes, this run peaks at about 70 MiB; with f32
+        // pixels (and a second f32 copy in the batcher) it peaked at 419.
+        let peak = summary["peak_rss_mib"].as_f64().unwrap();
+        assert!((10.0..250.0).contains(&peak), "peak RSS {peak} MiB");
         let model = out.join("model.safetensors");
 
         let (ok, stdout, err) = vae_train(&[

@@ -422,7 +422,7 @@ pub(super) async fn test_image(
             n - 1
         )));
     }
-    let pixels = row(&data.test_images.narrow(0, i, 1)?)?;
+    let pixels = row(&data.test_pixels(i, 1, &candle_core::Device::Cpu)?)?;
     let label = data
         .test_labels
         .narrow(0, i, 1)?
@@ -462,7 +462,9 @@ pub(super) async fn plane(State(ex): State<Arc<Explorer>>) -> Result<Json<Plane>
             return Ok(Vec::new());
         };
         let n = PLANE_POINTS.min(ex2.info.test_images);
-        let (mu, _) = ex2.vae.encode(&data.test_images.narrow(0, 0, n)?, None)?;
+        let (mu, _) = ex2
+            .vae
+            .encode(&data.test_pixels(0, n, ex2.vae.device())?, None)?;
         let labels = data
             .test_labels
             .narrow(0, 0, n)?

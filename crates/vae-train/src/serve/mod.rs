@@ -43,6 +43,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<vae_data::DataError> for ApiError {
+    fn from(e: vae_data::DataError) -> Self {
+        Self(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
 impl From<candle_core::Error> for ApiError {
     fn from(e: candle_core::Error) -> Self {
         Self(
