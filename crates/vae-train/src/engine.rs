@@ -72,6 +72,7 @@ pub fn build_engine(
         Engine::Fused => Box::new(FusedEngine {
             fused: FusedVae::new(initial, adam)?,
             eps: Vec::new(),
+            calibrated: false,
             loss,
         }),
         Engine::Autograd | Engine::Auto => Box::new(AutogradEngine::new(initial, adam, loss)?),
@@ -162,6 +163,8 @@ struct FusedEngine {
     fused: FusedVae,
     eps: Vec<f32>,
     loss: Loss,
+    /// Whether the sgemm backends were chosen for this run's batch shape (at the first step).
+    calibrated: bool,
 }
 
 impl TrainEngine for FusedEngine {
@@ -172,8 +175,12 @@ impl TrainEngine for FusedEngine {
         rows: usize,
         noise: &mut VaeRng,
     ) -> Result<StepTerms> {
+        if !self.calibrated {
+            self.fused.calibrate_gemm(rows, self.loss);
+            self.calibrated = true;
+        }
         self.eps.resize(rows * self.noise_per_image(), 0.0);
-        noise.fill_normal(&mut self.eps);
+        crate::profile::time(crate::profile::Phase::Noise, || noise.fill_normal(&mut self.eps));
         Ok(self.fused.train_step(x, labels, &self.eps, rows, self.loss))
     }
 

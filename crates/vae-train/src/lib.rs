@@ -41,6 +41,7 @@ pub mod fused;
 pub mod import;
 pub mod interrupt;
 pub mod plots;
+pub mod profile;
 pub mod rundir;
 pub mod serve;
 pub mod train;

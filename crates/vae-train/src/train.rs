@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use crate::profile::{self, Phase, Profile};
 use vae_data::{Batcher, MnistData};
 use vae_model::{RngState, Vae, VaeRng};
 
@@ -148,6 +149,8 @@ pub struct TrainReport {
     pub engine: Engine,
     /// The files written into the run directory.
     pub files: Vec<&'static str>,
+    /// Where the epochs' time went (ms per epoch), with `VAE_PROFILE` set.
+    pub profile: Option<Profile>,
 }
 
 /// Trains a model as `cfg` says, writing everything into `opts.out_dir`.
@@ -162,6 +165,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainReport> {
         history: run.history,
         engine,
         files,
+        profile: run.profile,
     })
 }
 
@@ -184,6 +188,8 @@ struct Run<'a> {
     /// Optimiser steps taken, over all epochs.
     steps: u64,
     history: Vec<EpochMetrics>,
+    /// Where the epochs' time went, with `VAE_PROFILE`.
+    profile: Option<Profile>,
 }
 
 impl<'a> Run<'a> {
@@ -249,6 +255,7 @@ impl<'a> Run<'a> {
             partial,
             steps,
             history,
+            profile: None,
         })
     }
 
@@ -287,6 +294,7 @@ impl<'a> Run<'a> {
             interrupt: &self.opts.interrupt,
             after_steps: self.opts.stop_after_steps,
         };
+        profile::reset();
         let end = run_epoch(
             &self.train_data,
             &mut self.rng,
@@ -298,7 +306,16 @@ impl<'a> Run<'a> {
         )?;
         bar.finish();
         let (sums, secs) = match end {
-            EpochEnd::Done(sums, secs) => (sums, secs),
+            EpochEnd::Done(sums, secs) => {
+                if profile::enabled() {
+                    let p = Profile::take(std::time::Duration::from_secs_f64(secs));
+                    self.profile = Some(match self.profile.take() {
+                        Some(before) => before.merge(p),
+                        None => p,
+                    });
+                }
+                (sums, secs)
+            }
             EpochEnd::Stopped(partial, signal) => {
                 let step = partial.batches;
                 self.checkpoint_partial(epoch, epoch_start, partial)?;
@@ -576,7 +593,8 @@ fn run_epoch(
     let mut skipped_eps = Vec::new();
     let start = Instant::now();
     let mut seen = 0;
-    for (i, batch) in data.epoch(rng).enumerate() {
+    let mut batches = data.epoch(rng).enumerate();
+    while let Some((i, batch)) = profile::time(Phase::Data, || batches.next()) {
         let rows = batch.rows();
         seen += rows;
         if i < skip {
@@ -593,7 +611,9 @@ fn run_epoch(
             };
             return Ok(EpochEnd::Stopped(partial, signal));
         }
-        let terms = engine.step(&batch.images, &batch.labels, rows, &mut noise)?;
+        let terms = profile::time(Phase::Step, || {
+            engine.step(&batch.images, &batch.labels, rows, &mut noise)
+        })?;
         *steps += 1;
         sums.add(rows, terms.loss, terms.recon, terms.kl);
         bar.step(i, seen, &sums, terms.loss)?;

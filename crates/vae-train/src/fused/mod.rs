@@ -25,7 +25,10 @@ mod sgemm;
 #[cfg(test)]
 mod tests;
 
-pub use sgemm::{backend as gemm_backend, sgemm};
+pub use sgemm::{
+    backend as gemm_backend, choices as gemm_choices, sgemm, shape_key as gemm_shape_key,
+    Backend as GemmBackend, Shape as GemmShape,
+};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -563,7 +566,32 @@ impl FusedVae {
             inv_sqrt_bc2: (1.0 / bc2_sqrt) as f32,
             eps: eps as f32,
         };
-        adam_update(&mut self.params, &self.grads, &mut self.m, &mut self.v, c);
+        crate::profile::time(crate::profile::Phase::Adam, || {
+            adam_update(&mut self.params, &self.grads, &mut self.m, &mut self.v, c)
+        });
+    }
+
+    /// Chooses the sgemm backend of each product of a training step of `rows` images under `loss`
+    /// ([`sgemm::calibrate`]), timing steps of a copy of the model on made-up data; the model and every RNG of the
+    /// run are untouched.
+    pub fn calibrate_gemm(&self, rows: usize, loss: Loss) {
+        let mut copy = self.clone();
+        let dim = self.config.input_dim;
+        let x: Vec<f32> = (0..rows * dim).map(|i| ((i * 7) % 3 == 0) as u8 as f32).collect();
+        let labels = vec![0u32; rows];
+        let samples = match loss {
+            Loss::Elbo { .. } => 1,
+            Loss::Iwae { k } => k,
+        };
+        let mut eps = vec![0f32; samples * rows * self.config.latent_dim];
+        vae_model::VaeRng::seed_from(0).fill_normal(&mut eps);
+        let what = format!("training steps of {rows} images");
+        sgemm::calibrate(&what, || {
+            match loss {
+                Loss::Elbo { beta } => copy.forward_backward(&x, &labels, &eps, rows, beta),
+                Loss::Iwae { k } => copy.forward_backward_iwae(&x, &labels, &eps, rows, k),
+            };
+        });
     }
 
     /// A training step on the batch `x [rows, input_dim]` with its `labels`: gradients of `loss`, then Adam. `eps`

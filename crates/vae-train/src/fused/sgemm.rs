@@ -1,15 +1,43 @@
-//! Single-precision GEMM on row-major slices: OpenBLAS with the `blas` feature, else the `gemm` crate (the kernel
-//! Candle's CPU matmul uses).
+//! Single-precision GEMM on row-major slices, through OpenBLAS (with the `blas` feature) or the `gemm` crate (the
+//! kernel Candle's CPU matmul uses).
 //!
-//! Even with OpenBLAS, products with a dimension of [`TALL`] rows or more (the importance-weighted estimate's
-//! thousands of z rows, IWAE training's k·B rows) go to the `gemm` crate: measured on an AVX-512 CPU (AMD EPYC
-//! Zen 4), its AVX-512 kernels took about 25% less time there than Debian's OpenBLAS 0.3.21, which has none for that
-//! CPU, while on training batches of 100-128 rows OpenBLAS was as fast or faster. The choice depends on the shape
-//! only, so the same run gives the same numbers.
+//! Neither is always faster (on one AMD EPYC Zen 4, Debian's OpenBLAS 0.3.21 has AVX2 kernels only, the `gemm`
+//! crate AVX-512 ones; which wins depends on the shapes and on the machine's load), so an OpenBLAS build measures:
+//! a training run times a few whole steps on each ([`calibrate`]) and its step uses the faster one for all its
+//! products; any other product (the estimator's thousands of rows) is timed alone the first time its shape is met
+//! ([`choose`]). Each choice takes milliseconds, is logged, and is written to a cache file ([`cache_path`]) that
+//! later runs read, so the same run gives the same numbers every time on that machine. `VAE_GEMM=openblas|gemm`
+//! forces a backend; `VAE_NO_AVX512` (as on a CPU without AVX-512) forces OpenBLAS, whose kernels the library picks
+//! for the CPU, since the `gemm` crate cannot be kept off its AVX-512 kernels.
 
-/// Rows (m or k) from which a product goes to the `gemm` crate in an OpenBLAS build.
-#[cfg(any(feature = "blas", test))]
-const TALL: usize = 1024;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+/// A product's shape: `(ta, tb, m, n, k)` as [`sgemm`] takes them.
+pub type Shape = (bool, bool, usize, usize, usize);
+
+/// The two sgemm implementations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// OpenBLAS's `cblas_sgemm` (the `blas` feature).
+    OpenBlas,
+    /// The `gemm` crate.
+    Gemm,
+}
+
+impl Backend {
+    /// The name used in logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::OpenBlas => "openblas",
+            Backend::Gemm => "gemm",
+        }
+    }
+}
 
 /// `c = op(a) · op(b)`, or `c += op(a) · op(b)` when `accumulate`; `op(a)` is `[m, k]`, `op(b)` is `[k, n]`, `c` is
 /// `[m, n]`, all row-major and contiguous. With `ta`, `a` is stored as `[k, m]`; with `tb`, `b` as `[n, k]`.
@@ -33,20 +61,315 @@ pub fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    #[cfg(feature = "blas")]
-    if m.max(k) < TALL {
-        return openblas::sgemm(ta, tb, m, n, k, a, b, c, accumulate);
+    let shape = (ta, tb, m, n, k);
+    if TRIAL_ON.load(Ordering::Relaxed) {
+        return trial_run(shape, a, b, c, accumulate);
     }
-    gemm_crate::sgemm(ta, tb, m, n, k, a, b, c, accumulate)
+    let backend = choose(shape);
+    let start = crate::profile::enabled().then(Instant::now);
+    run(backend, shape, a, b, c, accumulate);
+    if let Some(start) = start {
+        crate::profile::product(shape, backend, start.elapsed());
+    }
 }
 
-/// Which kernels [`sgemm`] runs.
-pub fn backend() -> &'static str {
-    if cfg!(feature = "blas") {
-        "OpenBLAS (gemm crate for products of 1024+ rows)"
-    } else {
-        "gemm crate"
+/// Whether a [`calibrate`] is running (every product then runs on the trial's backend, and its shape is noted).
+static TRIAL_ON: AtomicBool = AtomicBool::new(false);
+
+/// A calibration in progress: the backend products run on now, and the shapes met.
+struct Trial {
+    backend: Backend,
+    shapes: Vec<Shape>,
+}
+
+fn trial() -> std::sync::MutexGuard<'static, Option<Trial>> {
+    static TRIAL: Mutex<Option<Trial>> = Mutex::new(None);
+    TRIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn trial_run(shape: Shape, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    let backend = {
+        let mut t = trial();
+        let Some(t) = t.as_mut() else {
+            return run(Backend::Gemm, shape, a, b, c, acc);
+        };
+        if !t.shapes.contains(&shape) {
+            t.shapes.push(shape);
+        }
+        t.backend
+    };
+    run(backend, shape, a, b, c, acc);
+}
+
+/// The backend a calibrated step chose, for the products it did not meet (a smaller last batch): one backend per
+/// run, since OpenBLAS's threads spin for a while after each call and would slow the `gemm` crate's threads.
+static STEP_BACKEND: Mutex<Option<Backend>> = Mutex::new(None);
+
+/// Chooses the backend of a training step by timing it: `step` (a step on made-up data, which must not touch the
+/// run's RNG) runs once to find its product shapes; unless the cache holds them, it then runs six times on each
+/// backend in turn, and the backend of the faster best step takes all of its products. Whole steps are timed
+/// because a product inside a step is slower than the same product repeated (cold caches, threads waking up), and
+/// not by the same amount on both backends. Logged; written to the cache, where a choice another run made first
+/// wins, so that runs on one machine agree.
+pub fn calibrate(what: &str, mut step: impl FnMut()) {
+    if forced().is_some() {
+        return;
     }
+    let mut timed = |backend: Backend| {
+        let shapes = trial().take().map(|t| t.shapes).unwrap_or_default();
+        *trial() = Some(Trial { backend, shapes });
+        TRIAL_ON.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        step();
+        let took = start.elapsed().as_secs_f64();
+        TRIAL_ON.store(false, Ordering::Relaxed);
+        took
+    };
+    timed(Backend::OpenBlas);
+    let shapes = trial().as_ref().map(|t| t.shapes.clone()).unwrap_or_default();
+    let path = cache_path();
+    let cached = |cache: &mut Cache| -> Option<Backend> {
+        let mine = cache.get(&machine())?;
+        let first = *mine.get(&shape_key(*shapes.first()?))?;
+        shapes.iter().all(|&s| mine.get(&shape_key(s)) == Some(&first)).then_some(first)
+    };
+    let before = path.as_ref().and_then(|p| with_locked_cache(p, |c| (cached(c), false)).ok()).flatten();
+    let (mut pick, mut best) = (before.unwrap_or(Backend::OpenBlas), [f64::NAN; 2]);
+    if before.is_none() {
+        best = [f64::INFINITY; 2];
+        for _ in 0..6 {
+            for (i, b) in [Backend::OpenBlas, Backend::Gemm].into_iter().enumerate() {
+                best[i] = best[i].min(timed(b));
+            }
+        }
+        pick = if best[0] <= best[1] { Backend::OpenBlas } else { Backend::Gemm };
+        if let Some(p) = &path {
+            let written = with_locked_cache(p, |c| match cached(c) {
+                Some(theirs) => (theirs, false),
+                None => {
+                    let mine = c.entry(machine()).or_default();
+                    shapes.iter().for_each(|&s| {
+                        mine.insert(shape_key(s), pick);
+                    });
+                    (pick, true)
+                }
+            });
+            match written {
+                Ok(b) => pick = b,
+                Err(e) => warn_once(&format!("sgemm cache {}: {e}; the choice holds for this run only", p.display())),
+            }
+        }
+    }
+    *trial() = None;
+    let mut chosen = chosen();
+    shapes.iter().for_each(|&s| {
+        chosen.insert(s, pick);
+    });
+    *STEP_BACKEND.lock().unwrap_or_else(|e| e.into_inner()) = Some(pick);
+    let place = path.map_or("not cached".into(), |p| p.display().to_string());
+    match before {
+        Some(_) => tracing::info!("sgemm for {what}: {} (chosen earlier on this machine, {place})", pick.name()),
+        None => tracing::info!(
+            "sgemm for {what}: {} (best step {:.2} ms on openblas, {:.2} ms on gemm; cached in {place})",
+            pick.name(),
+            best[0] * 1e3,
+            best[1] * 1e3
+        ),
+    }
+}
+
+/// Runs one product on `backend` (the caller checked the slices).
+fn run(backend: Backend, shape: Shape, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    let (ta, tb, m, n, k) = shape;
+    match backend {
+        #[cfg(feature = "blas")]
+        Backend::OpenBlas => openblas::sgemm(ta, tb, m, n, k, a, b, c, acc),
+        _ => gemm_crate::sgemm(ta, tb, m, n, k, a, b, c, acc),
+    }
+}
+
+/// How [`sgemm`] chooses, for logs and the run summary.
+pub fn backend() -> &'static str {
+    if !cfg!(feature = "blas") {
+        return "gemm crate";
+    }
+    match forced() {
+        Some(Backend::OpenBlas) => "OpenBLAS (forced)",
+        Some(Backend::Gemm) => "gemm crate (forced)",
+        None => "OpenBLAS or gemm crate, the faster measured per product shape",
+    }
+}
+
+/// The backend forced by the environment, if any (always the `gemm` crate without the `blas` feature).
+fn forced() -> Option<Backend> {
+    static FORCED: OnceLock<Option<Backend>> = OnceLock::new();
+    *FORCED.get_or_init(|| {
+        if !cfg!(feature = "blas") {
+            return Some(Backend::Gemm);
+        }
+        match std::env::var("VAE_GEMM").ok().as_deref() {
+            Some("openblas") => return Some(Backend::OpenBlas),
+            Some("gemm") => return Some(Backend::Gemm),
+            Some("auto") | Some("") | None => {}
+            Some(other) => tracing::warn!("VAE_GEMM={other:?} is not openblas, gemm or auto; measuring"),
+        }
+        std::env::var_os("VAE_NO_AVX512").map(|_| Backend::OpenBlas)
+    })
+}
+
+/// The backend for `shape`: forced, already chosen in this process, cached for this machine, or measured now.
+pub fn choose(shape: Shape) -> Backend {
+    if let Some(b) = forced() {
+        return b;
+    }
+    if let Some(&b) = chosen().get(&shape) {
+        return b;
+    }
+    let step = *STEP_BACKEND.lock().unwrap_or_else(|e| e.into_inner());
+    // Measured outside the lock, so other shapes are not held up; a shape measured twice at once keeps the first.
+    let b = step.unwrap_or_else(|| cached_or_measured(shape));
+    *chosen().entry(shape).or_insert(b)
+}
+
+/// The choices made in this process.
+fn chosen() -> std::sync::MutexGuard<'static, HashMap<Shape, Backend>> {
+    static CHOSEN: OnceLock<Mutex<HashMap<Shape, Backend>>> = OnceLock::new();
+    let map = CHOSEN.get_or_init(Default::default);
+    map.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every choice made in this process, as `"NT 128x400x784" → backend` (for the run summary; empty when forced).
+pub fn choices() -> BTreeMap<String, Backend> {
+    chosen().iter().map(|(&s, &b)| (shape_key(s), b)).collect()
+}
+
+/// `"NT 128x400x784"`: the transposes of a and b, then m, n, k.
+pub fn shape_key((ta, tb, m, n, k): Shape) -> String {
+    let t = |x: bool| if x { 'T' } else { 'N' };
+    format!("{}{} {m}x{n}x{k}", t(ta), t(tb))
+}
+
+/// Where the choices are kept: `$VAE_GEMM_CACHE`, else `$XDG_CACHE_HOME/vae-candle/sgemm.json`, else
+/// `~/.cache/vae-candle/sgemm.json` (none without a home).
+pub fn cache_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("VAE_GEMM_CACHE") {
+        return Some(p.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("vae-candle").join("sgemm.json"))
+}
+
+/// The cache file: per machine (CPU model and threads), the choice for each shape key.
+type Cache = BTreeMap<String, BTreeMap<String, Backend>>;
+
+/// This machine's key in the cache: the CPU model and the threads the products use.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            let line = c.lines().find(|l| l.starts_with("model name"))?;
+            Some(line.split(':').nth(1)?.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{cpu}, {} threads", rayon::current_num_threads())
+}
+
+/// Reads the choice from the cache, or measures and records it. The cache is locked while it is read and
+/// updated, so two runs that start together agree; a cache that cannot be used costs only a warning.
+fn cached_or_measured(shape: Shape) -> Backend {
+    let key = shape_key(shape);
+    let Some(path) = cache_path() else {
+        return measured(shape, &key, "no cache: no home directory");
+    };
+    match with_locked_cache(&path, |cache| {
+        let mine = cache.entry(machine()).or_default();
+        if let Some(&b) = mine.get(&key) {
+            tracing::debug!("sgemm {key}: {} (cached in {})", b.name(), path.display());
+            return (b, false);
+        }
+        let b = measured(shape, &key, &format!("cached in {}", path.display()));
+        mine.insert(key.clone(), b);
+        (b, true)
+    }) {
+        Ok(b) => b,
+        Err(e) => {
+            warn_once(&format!("sgemm cache {}: {e}; measuring in this run only", path.display()));
+            measured(shape, &key, "not cached")
+        }
+    }
+}
+
+/// Runs `f` on the cache at `path` under an exclusive lock, writing it back (atomically) when `f` says it changed.
+/// A file that is not a cache is replaced, with a warning.
+fn with_locked_cache<T>(
+    path: &std::path::Path,
+    f: impl FnOnce(&mut Cache) -> (T, bool),
+) -> std::io::Result<T> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    lock.lock()?;
+    let mut cache: Cache = match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            warn_once(&format!("sgemm cache {}: not a cache ({e}); starting it again", path.display()));
+            Cache::new()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Cache::new(),
+        Err(e) => return Err(e),
+    };
+    let (out, changed) = f(&mut cache);
+    if changed {
+        let text = serde_json::to_string_pretty(&cache).map_err(std::io::Error::other)?;
+        vae_model::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(out)
+}
+
+fn warn_once(msg: &str) {
+    static WARNED: OnceLock<()> = OnceLock::new();
+    WARNED.get_or_init(|| tracing::warn!("{msg}"));
+}
+
+/// Times both backends on `shape`, alternating them so that a change in the machine's load falls on both, and
+/// returns the faster, logging the measurement.
+fn measured(shape: Shape, key: &str, note: &str) -> Backend {
+    let (_, _, m, n, k) = shape;
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.25 - 0.75).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+    let mut c = vec![0f32; m * n];
+    let mut time = |backend| {
+        let t = Instant::now();
+        run(backend, shape, &a, &b, &mut c, false);
+        t.elapsed().as_secs_f64()
+    };
+    let both = [Backend::OpenBlas, Backend::Gemm];
+    // One untimed run each (first-touch, thread start-up), then about 20 ms in all, at least 5 pairs: the best
+    // run of each is its speed without the machine's interruptions.
+    let first = both.map(&mut time);
+    let pairs = ((0.02 / (first[0] + first[1]).max(1e-9)) as usize).clamp(5, 100);
+    let mut best = [f64::INFINITY; 2];
+    for _ in 0..pairs {
+        for (i, &backend) in both.iter().enumerate() {
+            best[i] = best[i].min(time(backend));
+        }
+    }
+    let pick = if best[0] <= best[1] { both[0] } else { both[1] };
+    let gflops = |s: f64| 2.0 * (m * n * k) as f64 / s / 1e9;
+    tracing::info!(
+        "sgemm {key}: openblas {:.0} GFLOP/s, gemm {:.0} GFLOP/s: {} ({note})",
+        gflops(best[0]),
+        gflops(best[1]),
+        pick.name()
+    );
+    pick
 }
 
 #[cfg(feature = "blas")]
@@ -168,9 +491,17 @@ mod tests {
         c
     }
 
-    #[test]
-    fn every_transpose_combination_matches_the_naive_product() {
-        let (m, n, k) = (37, 23, 71); // odd sizes exercise the kernels' edges
+    /// The backends this build has.
+    fn backends() -> Vec<Backend> {
+        let mut v = vec![Backend::Gemm];
+        if cfg!(feature = "blas") {
+            v.push(Backend::OpenBlas);
+        }
+        v
+    }
+
+    /// `op(a)·op(b)` on `backend` (and through [`sgemm`]'s choice) against the naive product, then accumulated.
+    fn check(m: usize, n: usize, k: usize, tol: f32) {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 113) as f32 / 57.0 - 1.0)
             .collect();
@@ -179,39 +510,64 @@ mod tests {
             .collect();
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let expect = naive(ta, tb, m, n, k, &a, &b);
+            let close = |c: &[f32], times: f32, what: &str| {
+                for (x, y) in c.iter().zip(&expect) {
+                    let y = times * y;
+                    assert!((x - y).abs() < tol * (1.0 + y.abs()), "{what} {m}x{n}x{k} {ta} {tb}: {x} vs {y}");
+                }
+            };
+            for backend in backends() {
+                let mut c = vec![1f32; m * n];
+                run(backend, (ta, tb, m, n, k), &a, &b, &mut c, false);
+                close(&c, 1.0, backend.name());
+                run(backend, (ta, tb, m, n, k), &a, &b, &mut c, true);
+                close(&c, 2.0, backend.name());
+            }
             let mut c = vec![1f32; m * n];
             sgemm(ta, tb, m, n, k, &a, &b, &mut c, false);
-            for (x, y) in c.iter().zip(&expect) {
-                assert!((x - y).abs() < 1e-4, "{ta} {tb}: {x} vs {y}");
-            }
-            sgemm(ta, tb, m, n, k, &a, &b, &mut c, true);
-            for (x, y) in c.iter().zip(&expect) {
-                assert!((x - 2.0 * y).abs() < 2e-4, "accumulate {ta} {tb}");
-            }
+            close(&c, 1.0, "sgemm");
         }
     }
 
     #[test]
-    fn tall_products_match_the_naive_product_too() {
-        // Past TALL rows in m, then in k: the other kernel in an OpenBLAS build.
-        for (m, n, k) in [(TALL + 3, 5, 7), (6, 5, TALL + 9)] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 13) % 11) as f32 / 5.0 - 1.0)
-                .collect();
-            for (ta, tb) in [(false, true), (true, false)] {
-                let expect = naive(ta, tb, m, n, k, &a, &b);
-                let mut c = vec![0f32; m * n];
-                sgemm(ta, tb, m, n, k, &a, &b, &mut c, false);
-                for (x, y) in c.iter().zip(&expect) {
-                    assert!(
-                        (x - y).abs() < 1e-3 * (1.0 + y.abs()),
-                        "{m}x{n}x{k} {ta} {tb}: {x} vs {y}"
-                    );
-                }
-            }
-        }
+    fn every_backend_and_transpose_matches_the_naive_product() {
+        check(37, 23, 71, 1e-4); // odd sizes exercise the kernels' edges
+    }
+
+    #[test]
+    fn every_backend_matches_the_naive_product_on_tall_shapes() {
+        // The estimator's and IWAE training's thousands of rows, in m and then in k.
+        check(1027, 5, 7, 1e-3);
+        check(6, 5, 1033, 1e-3);
+    }
+
+    #[test]
+    fn the_cache_keeps_the_first_choice_and_replaces_a_file_that_is_not_a_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("sgemm.json");
+        let put = |b: Backend| {
+            with_locked_cache(&path, |c| {
+                let mine = c.entry("cpu".into()).or_default();
+                let kept = *mine.entry("NT 1x2x3".into()).or_insert(b);
+                (kept, true)
+            })
+            .unwrap()
+        };
+        assert_eq!(put(Backend::Gemm), Backend::Gemm);
+        assert_eq!(put(Backend::OpenBlas), Backend::Gemm, "a later run reads the first choice");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            serde_json::json!({ "cpu": { "NT 1x2x3": "gemm" } })
+        );
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert_eq!(put(Backend::OpenBlas), Backend::OpenBlas);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("openblas"));
+    }
+
+    #[test]
+    fn shape_keys_name_the_transposes_and_sizes() {
+        assert_eq!(shape_key((false, true, 128, 400, 784)), "NT 128x400x784");
+        assert_eq!(shape_key((true, false, 400, 784, 128)), "TN 400x784x128");
     }
 }

@@ -1,0 +1,175 @@
+//! Where a training epoch's time goes, measured when `VAE_PROFILE=1` (off otherwise: one relaxed load per timed
+//! section). The fused engine's products are timed per shape, so their GFLOP/s show the distance to the sgemm
+//! floor; the rest of a step is its element-wise work (activations, the loss, the reparameterisation), Adam, and
+//! the noise; outside the step are the batches (gathering, binarising) and everything else (progress, sums).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::fused::{gemm_shape_key, GemmBackend, GemmShape};
+
+/// Whether `VAE_PROFILE` is set (to anything but `0`).
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("VAE_PROFILE").is_some_and(|v| v != "0"))
+}
+
+/// A timed part of an epoch.
+#[derive(Debug, Clone, Copy)]
+pub enum Phase {
+    /// Making a batch: gathering rows, binarising.
+    Data,
+    /// One engine step, all of it (products, Adam and noise included).
+    Step,
+    /// Drawing ε.
+    Noise,
+    /// The Adam update.
+    Adam,
+}
+
+static PHASE_NS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// Per product shape: the backend, calls and nanoseconds.
+type Products = HashMap<GemmShape, (GemmBackend, u64, u64)>;
+
+fn products() -> std::sync::MutexGuard<'static, Products> {
+    static P: OnceLock<Mutex<Products>> = OnceLock::new();
+    P.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f`, adding its time to `phase` when profiling.
+pub fn time<T>(phase: Phase, f: impl FnOnce() -> T) -> T {
+    if !enabled() {
+        return f();
+    }
+    let start = Instant::now();
+    let out = f();
+    PHASE_NS[phase as usize].fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    out
+}
+
+/// Records one product (called by the sgemm wrapper when profiling).
+pub fn product(shape: GemmShape, backend: GemmBackend, took: Duration) {
+    let mut p = products();
+    let e = p.entry(shape).or_insert((backend, 0, 0));
+    e.1 += 1;
+    e.2 += took.as_nanos() as u64;
+}
+
+/// Clears every counter (at the start of an epoch).
+pub fn reset() {
+    PHASE_NS.iter().for_each(|a| a.store(0, Ordering::Relaxed));
+    products().clear();
+}
+
+/// One product shape's share of the profiled epochs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProductTime {
+    /// `"NT 128x400x784"`: transposes, then m, n, k.
+    pub shape: String,
+    /// The sgemm that ran it.
+    pub backend: GemmBackend,
+    /// Calls per epoch.
+    pub calls: f64,
+    /// Milliseconds per epoch.
+    pub ms: f64,
+    /// Its speed: 2·m·n·k per call over its time.
+    pub gflop_per_s: f64,
+}
+
+/// Milliseconds per epoch in each part, averaged over the profiled epochs.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Profile {
+    /// Epochs averaged.
+    pub epochs: usize,
+    /// The whole training pass.
+    pub epoch_ms: f64,
+    /// sgemm calls.
+    pub products_ms: f64,
+    /// The rest of the step: activations, loss, reparameterisation, copies.
+    pub elementwise_ms: f64,
+    /// The Adam update.
+    pub adam_ms: f64,
+    /// Drawing ε.
+    pub noise_ms: f64,
+    /// Making batches.
+    pub data_ms: f64,
+    /// Everything else in the epoch.
+    pub other_ms: f64,
+    /// Each product shape, slowest first.
+    pub products: Vec<ProductTime>,
+}
+
+impl Profile {
+    /// The counters since the last [`reset`], for an epoch that took `epoch`.
+    pub fn take(epoch: Duration) -> Self {
+        let ms = |p: Phase| PHASE_NS[p as usize].load(Ordering::Relaxed) as f64 / 1e6;
+        let mut products: Vec<ProductTime> = products()
+            .iter()
+            .map(|(&shape, &(backend, calls, ns))| {
+                let flop = 2.0 * (shape.2 * shape.3 * shape.4) as f64 * calls as f64;
+                ProductTime {
+                    shape: gemm_shape_key(shape),
+                    backend,
+                    calls: calls as f64,
+                    ms: ns as f64 / 1e6,
+                    gflop_per_s: flop / ns.max(1) as f64,
+                }
+            })
+            .collect();
+        products.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        let products_ms: f64 = products.iter().map(|p| p.ms).sum();
+        let (step, adam, noise, data) = (ms(Phase::Step), ms(Phase::Adam), ms(Phase::Noise), ms(Phase::Data));
+        let epoch_ms = epoch.as_secs_f64() * 1e3;
+        Self {
+            epochs: 1,
+            epoch_ms,
+            products_ms,
+            elementwise_ms: (step - products_ms - adam - noise).max(0.0),
+            adam_ms: adam,
+            noise_ms: noise,
+            data_ms: data,
+            other_ms: (epoch_ms - step - data).max(0.0),
+            products,
+        }
+    }
+
+    /// The average of `self` and `other`, weighted by their epochs.
+    pub fn merge(self, other: Profile) -> Profile {
+        let (a, b) = (self.epochs as f64, other.epochs as f64);
+        let avg = |x: f64, y: f64| (x * a + y * b) / (a + b);
+        let mut products = self.products.clone();
+        for p in &mut products {
+            p.calls *= a / (a + b);
+            p.ms *= a / (a + b);
+        }
+        for q in other.products {
+            let (calls, ms) = (q.calls * b / (a + b), q.ms * b / (a + b));
+            match products.iter_mut().find(|p| p.shape == q.shape) {
+                Some(p) => {
+                    let flop_per_call = p.gflop_per_s * 1e6 * (p.ms / p.calls.max(1e-12));
+                    p.calls += calls;
+                    p.ms += ms;
+                    p.gflop_per_s = flop_per_call * p.calls / (p.ms * 1e6).max(1e-12);
+                }
+                None => products.push(ProductTime { calls, ms, ..q }),
+            }
+        }
+        products.sort_by(|x, y| y.ms.total_cmp(&x.ms));
+        Profile {
+            epochs: self.epochs + other.epochs,
+            epoch_ms: avg(self.epoch_ms, other.epoch_ms),
+            products_ms: avg(self.products_ms, other.products_ms),
+            elementwise_ms: avg(self.elementwise_ms, other.elementwise_ms),
+            adam_ms: avg(self.adam_ms, other.adam_ms),
+            noise_ms: avg(self.noise_ms, other.noise_ms),
+            data_ms: avg(self.data_ms, other.data_ms),
+            other_ms: avg(self.other_ms, other.other_ms),
+            products,
+        }
+    }
+}
