@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: training epochs of each preset through our binary and, where PyTorch is importable,
-//! through `bench/torch_reference.py`, alternated in one run, with medians and ratios; then the same for the
-//! importance-weighted likelihood estimate ([`likelihood`]).
+//! through `bench/torch_reference.py` both eager and compiled (`torch.compile` and fused Adam), alternated in one
+//! run, with medians and ratios against the faster PyTorch; then the same for the importance-weighted likelihood
+//! estimate ([`likelihood`]). `--variants` adds our other configurations (each sgemm backend forced, the AVX2 paths
+//! forced, the autograd engine); `--profile` adds where our epoch's time goes.
 
 mod likelihood;
 
@@ -24,12 +26,23 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mnist,mnist-seed,mnist-cvae"
+        default_value = "mnist,mnist-seed,mnist-cvae,mnist-iwae"
     )]
     presets: Vec<String>,
+    /// Our other configurations, timed on the first preset: `openblas` and `gemm` (that sgemm forced), `avx2`
+    /// (no AVX-512: our kernels' AVX2 paths, OpenBLAS's Haswell kernels), `autograd` (the Candle engine).
+    #[arg(long, value_delimiter = ',', value_parser = ["openblas", "gemm", "avx2", "autograd"])]
+    variants: Vec<String>,
+    /// Report where our epoch's time goes (`VAE_PROFILE=1`): products, element-wise work, Adam, data, other, and
+    /// each product's GFLOP/s.
+    #[arg(long)]
+    profile: bool,
     /// Skip PyTorch even if it is importable.
     #[arg(long)]
     no_torch: bool,
+    /// Skip the compiled PyTorch (its compilation takes about half a minute a round).
+    #[arg(long)]
+    no_torch_compile: bool,
     /// Skip the likelihood row.
     #[arg(long)]
     no_likelihood: bool,
@@ -50,6 +63,8 @@ struct Side {
     epoch_s: Vec<f64>,
     test_loss: Vec<f64>,
     peak_rss_mib: f64,
+    /// Our run's `profile` of each round, with `--profile`.
+    profiles: Vec<serde_json::Value>,
 }
 
 /// The median of `v` (NaN when empty).
@@ -75,8 +90,62 @@ impl Side {
             "epoch_s": self.epoch_s,
             "final_test_loss": self.test_loss,
             "peak_rss_mib": self.peak_rss_mib,
+            "profiles": self.profiles,
         })
     }
+}
+
+/// One configuration of ours: its name, environment and extra flags.
+struct Variant {
+    name: &'static str,
+    env: &'static [(&'static str, &'static str)],
+    args: &'static [&'static str],
+}
+
+const VARIANTS: [Variant; 5] = [
+    Variant {
+        name: "ours",
+        env: &[],
+        args: &[],
+    },
+    Variant {
+        name: "ours, OpenBLAS forced",
+        env: &[("VAE_GEMM", "openblas")],
+        args: &[],
+    },
+    Variant {
+        name: "ours, gemm crate forced",
+        env: &[("VAE_GEMM", "gemm")],
+        args: &[],
+    },
+    Variant {
+        name: "ours, AVX2 forced",
+        env: &[("VAE_NO_AVX512", "1"), ("OPENBLAS_CORETYPE", "Haswell")],
+        args: &[],
+    },
+    Variant {
+        name: "ours, autograd engine",
+        env: &[],
+        args: &["--engine", "autograd"],
+    },
+];
+
+/// The variants `--variants` names, after the default one.
+fn variants(names: &[String]) -> Vec<&'static Variant> {
+    let key = |v: &Variant| match v.name {
+        "ours, OpenBLAS forced" => "openblas",
+        "ours, gemm crate forced" => "gemm",
+        "ours, AVX2 forced" => "avx2",
+        "ours, autograd engine" => "autograd",
+        _ => "",
+    };
+    let mut out = vec![&VARIANTS[0]];
+    out.extend(
+        VARIANTS
+            .iter()
+            .filter(|v| names.iter().any(|n| n == key(v))),
+    );
+    out
 }
 
 fn torch_available() -> bool {
@@ -86,16 +155,29 @@ fn torch_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Our side of one round: trains `preset` for `epochs` and records what the run's summary line reports.
-fn ours(exe: &Path, preset: &str, epochs: usize, out: &Path, side: &mut Side) -> Result<String> {
+/// Our side of one round: trains `preset` for `epochs` as `variant` says and records what the run's summary line
+/// reports.
+fn ours(
+    exe: &Path,
+    preset: &str,
+    (epochs, profile): (usize, bool),
+    variant: &Variant,
+    out: &Path,
+    side: &mut Side,
+) -> Result<String> {
     let _ = std::fs::remove_dir_all(out);
-    let o = Command::new(exe)
-        .args(["train", "--preset", preset, "--epochs", &epochs.to_string()])
+    let mut cmd = Command::new(exe);
+    cmd.args(["train", "--preset", preset, "--epochs", &epochs.to_string()])
+        .args(variant.args)
         .current_dir(project_root())
         .arg("--out")
         .arg(out)
         .env("RUST_LOG", "warn")
-        .output()?;
+        .envs(variant.env.iter().copied());
+    if profile {
+        cmd.env("VAE_PROFILE", "1");
+    }
+    let o = cmd.output()?;
     if !o.status.success() {
         bail!(
             "vae-train failed on {preset}: {}",
@@ -112,6 +194,9 @@ fn ours(exe: &Path, preset: &str, epochs: usize, out: &Path, side: &mut Side) ->
     side.peak_rss_mib = side
         .peak_rss_mib
         .max(run["peak_rss_mib"].as_f64().unwrap_or(0.0));
+    if !run["profile"].is_null() {
+        side.profiles.push(run["profile"].clone());
+    }
     Ok(format!(
         "{} + {}",
         run["engine"].as_str().unwrap_or("?"),
@@ -119,8 +204,8 @@ fn ours(exe: &Path, preset: &str, epochs: usize, out: &Path, side: &mut Side) ->
     ))
 }
 
-/// PyTorch's side of one round, on the config `vae-train preset` resolved.
-fn theirs(config: &Path, epochs: usize, side: &mut Side) -> Result<()> {
+/// PyTorch's side of one round, on the config `vae-train preset` resolved; `compiled` adds `--compile`.
+fn theirs(config: &Path, epochs: usize, compiled: bool, side: &mut Side) -> Result<()> {
     let script = project_root().join("bench").join("torch_reference.py");
     let o = Command::new("python3")
         .arg(script)
@@ -128,6 +213,7 @@ fn theirs(config: &Path, epochs: usize, side: &mut Side) -> Result<()> {
         .arg(config)
         .current_dir(project_root())
         .args(["--epochs", &epochs.to_string()])
+        .args(compiled.then_some("--compile"))
         .output()?;
     if !o.status.success() {
         bail!(
@@ -173,10 +259,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if !torch && !args.no_torch {
         eprintln!("note: PyTorch is not importable, so only our side is timed; `pip install torch numpy` adds it");
     }
+    let compile = torch && !args.no_torch_compile;
     // Every preset in every round, so that presets are compared side by side too: the machine's speed drifts
     // over minutes, and one preset's rounds all before another's would measure the drift.
     let mut timed = Vec::with_capacity(args.presets.len());
-    for preset in &args.presets {
+    for (i, preset) in args.presets.iter().enumerate() {
         // The trainer resolves the preset; PyTorch trains exactly that.
         let config = work.join(format!("{preset}.json"));
         let resolved = Command::new(&exe).args(["preset", preset]).output()?;
@@ -184,50 +271,107 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             bail!("{}", String::from_utf8_lossy(&resolved.stderr).trim());
         }
         std::fs::write(&config, &resolved.stdout)?;
-        timed.push((
+        let ours: Vec<_> = match i {
+            0 => variants(&args.variants),
+            _ => vec![&VARIANTS[0]],
+        };
+        timed.push(Timed {
             preset,
             config,
-            Side::default(),
-            Side::default(),
-            String::new(),
-        ));
+            ours: ours
+                .into_iter()
+                .map(|v| (v, Side::default(), String::new()))
+                .collect(),
+            eager: Side::default(),
+            compiled: Side::default(),
+        });
     }
     for round in 1..=args.rounds {
-        for (preset, config, us, them, engine) in &mut timed {
-            let out = work.join(format!("{preset}-{round}"));
-            *engine = ours(&exe, preset, args.epochs, &out, us)?;
-            let epochs = last(&us.epoch_s, args.epochs);
-            eprintln!("bench: {preset} round {round}: ours {epochs:?}");
-            if torch {
-                theirs(config, args.epochs, them)?;
-                let epochs = last(&them.epoch_s, args.epochs);
-                eprintln!("bench: {preset} round {round}: torch {epochs:?}");
+        for t in &mut timed {
+            for (variant, side, engine) in &mut t.ours {
+                let out = work.join(format!("{}-{round}", t.preset));
+                *engine = ours(
+                    &exe,
+                    t.preset,
+                    (args.epochs, args.profile),
+                    variant,
+                    &out,
+                    side,
+                )?;
+                let epochs = last(&side.epoch_s, args.epochs);
+                eprintln!(
+                    "bench: {} round {round}: {} {epochs:?}",
+                    t.preset, variant.name
+                );
+            }
+            for (on, side, name) in [
+                (torch, &mut t.eager, "PyTorch"),
+                (compile, &mut t.compiled, "PyTorch compiled"),
+            ] {
+                if on {
+                    theirs(&t.config, args.epochs, name != "PyTorch", side)?;
+                    eprintln!(
+                        "bench: {} round {round}: {name} {:?}",
+                        t.preset,
+                        last(&side.epoch_s, args.epochs)
+                    );
+                }
             }
         }
     }
     let (mut report, mut rows) = (Vec::new(), Vec::new());
     let images = 60000.0;
-    for (preset, _, us, them, engine) in &timed {
-        let mut entry = serde_json::json!({ "preset": preset, "epochs": args.epochs, "rounds": args.rounds,
-            "engine": engine, "ours": us.json(images) });
+    for t in &timed {
+        // The faster PyTorch of the two, by median: what every ratio is measured against.
+        let faster = match (torch, compile) {
+            (false, _) => None,
+            (true, true) if t.compiled.median() < t.eager.median() => {
+                Some((&t.compiled, "compiled"))
+            }
+            (true, _) => Some((&t.eager, "eager")),
+        };
+        let mut entry =
+            serde_json::json!({ "preset": t.preset, "epochs": args.epochs, "rounds": args.rounds });
         if torch {
-            entry["torch"] = them.json(images);
-            entry["ratio_ours_over_torch"] = (us.median() / them.median()).into();
+            entry["torch_eager"] = t.eager.json(images);
         }
+        if compile {
+            entry["torch_compiled"] = t.compiled.json(images);
+        }
+        let mut ours_json = Vec::new();
+        for (variant, side, engine) in &t.ours {
+            let mut o = serde_json::json!({ "variant": variant.name, "engine": engine, "result": side.json(images) });
+            if let Some((them, which)) = faster {
+                o["ratio_over_faster_torch"] = (side.median() / them.median()).into();
+                o["faster_torch"] = which.into();
+            }
+            ours_json.push(o);
+            rows.push(row(t.preset, variant.name, side, faster, images));
+        }
+        entry["ours"] = ours_json.into();
         report.push(entry);
-        rows.push(row(preset, us, torch.then_some(them), images));
     }
     let machine = machine();
     println!(
-        "\nTraining epoch time, median of {} epochs ({} rounds of {}, each round every preset, ours then PyTorch's); {machine}\n",
+        "\nTraining epoch time, median of {} epochs ({} rounds of {}, each round every preset and side in turn); ratios against the faster PyTorch (eager, or torch.compile with fused Adam); {machine}\n",
         args.rounds * args.epochs,
         args.rounds,
         args.epochs
     );
-    println!("| preset | ours s/epoch | PyTorch s/epoch | ours / PyTorch | ours img/s | PyTorch img/s | ours peak RSS MiB | PyTorch peak RSS MiB | ours test -ELBO | PyTorch test -ELBO |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for r in &rows {
-        println!("{r}");
+    println!("| preset | ours | s/epoch | PyTorch eager s/epoch | PyTorch compiled s/epoch | ours / faster PyTorch | ours img/s | ours peak RSS MiB | PyTorch peak RSS MiB | ours test -ELBO | PyTorch test -ELBO |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (r, t) in rows
+        .iter()
+        .zip(timed.iter().flat_map(|t| t.ours.iter().map(move |_| t)))
+    {
+        println!(
+            "{}",
+            r.replace("{eager}", &cell(torch, &t.eager))
+                .replace("{compiled}", &cell(compile, &t.compiled))
+        );
+    }
+    if args.profile {
+        print_profiles(&timed);
     }
     let mut doc = serde_json::json!({ "machine": machine, "results": report });
     if !args.no_likelihood {
@@ -247,21 +391,94 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// One preset's sides.
+struct Timed<'a> {
+    preset: &'a str,
+    config: PathBuf,
+    ours: Vec<(&'static Variant, Side, String)>,
+    eager: Side,
+    compiled: Side,
+}
+
+/// A PyTorch median cell, `-` when that side did not run.
+fn cell(on: bool, side: &Side) -> String {
+    if on {
+        format!("{:.2}", side.median())
+    } else {
+        "-".into()
+    }
+}
+
+/// Where the time of an epoch of ours went (the profiled rounds' medians, ms per epoch), then each product.
+fn print_profiles(timed: &[Timed]) {
+    println!("\nWhere an epoch of ours goes, ms (median over rounds of each round's mean epoch)\n");
+    println!("| preset | epoch | products | element-wise | Adam | noise | data | other |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let parts = [
+        "epoch_ms",
+        "products_ms",
+        "elementwise_ms",
+        "adam_ms",
+        "noise_ms",
+        "data_ms",
+        "other_ms",
+    ];
+    for t in timed {
+        let p = &t.ours[0].1.profiles;
+        let cells: Vec<String> = parts
+            .iter()
+            .map(|k| {
+                format!(
+                    "{:.0}",
+                    median(&p.iter().filter_map(|r| r[k].as_f64()).collect::<Vec<_>>())
+                )
+            })
+            .collect();
+        println!("| {} | {} |", t.preset, cells.join(" | "));
+    }
+    println!(
+        "\nEach product of a step, last profiled round: GFLOP/s (2·m·n·k per call over its time)\n"
+    );
+    println!(
+        "| preset | product (a, b transposed? m×n×k) | sgemm | calls/epoch | ms/epoch | GFLOP/s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for t in timed {
+        let Some(p) = t.ours[0].1.profiles.last() else {
+            continue;
+        };
+        for q in p["products"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|q| q["calls"].as_f64() > Some(2.0))
+        {
+            println!(
+                "| {} | {} | {} | {:.0} | {:.0} | {:.0} |",
+                t.preset,
+                q["shape"].as_str().unwrap_or("?"),
+                q["backend"].as_str().unwrap_or("?"),
+                q["calls"].as_f64().unwrap_or(0.0),
+                q["ms"].as_f64().unwrap_or(0.0),
+                q["gflop_per_s"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+}
+
 fn last(v: &[f64], n: usize) -> &[f64] {
     &v[v.len().saturating_sub(n)..]
 }
 
-/// One table row; PyTorch's columns are `-` without it.
-fn row(preset: &str, us: &Side, them: Option<&Side>, images: f64) -> String {
+/// One table row of ours; `{eager}` and `{compiled}` stand for PyTorch's medians, filled by the caller.
+fn row(preset: &str, variant: &str, us: &Side, them: Option<(&Side, &str)>, images: f64) -> String {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let theirs = |f: &dyn Fn(&Side) -> String| them.map_or("-".to_string(), f);
+    let theirs = |f: &dyn Fn(&Side) -> String| them.map_or("-".to_string(), |(t, _)| f(t));
     format!(
-        "| {preset} | {:.2} | {} | {} | {:.0} | {} | {:.0} | {} | {:.2} | {} |",
+        "| {preset} | {variant} | {:.2} | {{eager}} | {{compiled}} | {} | {:.0} | {:.0} | {} | {:.2} | {} |",
         us.median(),
-        theirs(&|t| format!("{:.2}", t.median())),
-        theirs(&|t| format!("{:.2}x", us.median() / t.median())),
+        them.map_or("-".into(), |(t, which)| format!("{:.2}x ({which})", us.median() / t.median())),
         images / us.median(),
-        theirs(&|t| format!("{:.0}", images / t.median())),
         us.peak_rss_mib,
         theirs(&|t| format!("{:.0}", t.peak_rss_mib)),
         mean(&us.test_loss),

@@ -180,7 +180,9 @@ impl TrainEngine for FusedEngine {
             self.calibrated = true;
         }
         self.eps.resize(rows * self.noise_per_image(), 0.0);
-        crate::profile::time(crate::profile::Phase::Noise, || noise.fill_normal(&mut self.eps));
+        crate::profile::time(crate::profile::Phase::Noise, || {
+            noise.fill_normal(&mut self.eps)
+        });
         Ok(self.fused.train_step(x, labels, &self.eps, rows, self.loss))
     }
 

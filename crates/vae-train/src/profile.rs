@@ -123,7 +123,12 @@ impl Profile {
             .collect();
         products.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         let products_ms: f64 = products.iter().map(|p| p.ms).sum();
-        let (step, adam, noise, data) = (ms(Phase::Step), ms(Phase::Adam), ms(Phase::Noise), ms(Phase::Data));
+        let (step, adam, noise, data) = (
+            ms(Phase::Step),
+            ms(Phase::Adam),
+            ms(Phase::Noise),
+            ms(Phase::Data),
+        );
         let epoch_ms = epoch.as_secs_f64() * 1e3;
         Self {
             epochs: 1,

@@ -4,10 +4,10 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::profile::{self, Phase, Profile};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use crate::profile::{self, Phase, Profile};
 use vae_data::{Batcher, MnistData};
 use vae_model::{RngState, Vae, VaeRng};
 

@@ -971,3 +971,134 @@ mod cli {
         );
     }
 }
+
+/// `VAE_PROFILE=1` and `VAE_GEMM`, through the binary.
+mod profile {
+    use super::*;
+
+    /// One profiled epoch of 784-32-4 on 1280 images (10 batches of 128) with `gemm` forced (or measured when
+    /// `None`): the run summary.
+    fn profiled(gemm: Option<&str>) -> serde_json::Value {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vae-train"));
+        cmd.args([
+            "train",
+            "--epochs",
+            "1",
+            "--hidden-dims",
+            "32",
+            "--latent-dim",
+            "4",
+        ])
+        .args([
+            "--train-subset",
+            "1280",
+            "--batch-size",
+            "128",
+            "--engine",
+            "fused",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir())
+        .arg("--out")
+        .arg(tmp.path().join("run"))
+        .env("RUST_LOG", "warn")
+        .env("VAE_PROFILE", "1")
+        .env("VAE_GEMM_CACHE", tmp.path().join("sgemm.json"));
+        match gemm {
+            Some(g) => cmd.env("VAE_GEMM", g),
+            None => cmd.env_remove("VAE_GEMM"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    #[test]
+    fn a_profiled_epoch_accounts_for_its_time_and_names_every_product() {
+        let run = profiled(None);
+        let p = &run["profile"];
+        let ms = |k: &str| p[k].as_f64().unwrap();
+        assert_eq!(p["epochs"], 1);
+        let parts: f64 = [
+            "products_ms",
+            "elementwise_ms",
+            "adam_ms",
+            "noise_ms",
+            "data_ms",
+            "other_ms",
+        ]
+        .iter()
+        .map(|k| ms(k))
+        .sum();
+        let epoch = ms("epoch_ms");
+        assert!(
+            (parts - epoch).abs() < 0.01 * epoch,
+            "parts {parts} vs epoch {epoch}"
+        );
+        // Four layers: four forward products and four weight gradients, and three input gradients (none into x),
+        // each once per batch, with its FLOPs over its time.
+        let products = p["products"].as_array().unwrap();
+        let mut shapes: Vec<&str> = products
+            .iter()
+            .map(|q| q["shape"].as_str().unwrap())
+            .collect();
+        shapes.sort();
+        // Input gradients: out [128,784]·[784,32], decoder hidden [128,32]·[32,4], head [128,8]·[8,32].
+        let want = [
+            "NN 128x32x784",
+            "NN 128x32x8",
+            "NN 128x4x32",
+            "NT 128x32x4",
+            "NT 128x32x784",
+            "NT 128x784x32",
+            "NT 128x8x32",
+            "TN 32x4x128",
+            "TN 32x784x128",
+            "TN 784x32x128",
+            "TN 8x32x128",
+        ];
+        assert_eq!(shapes, want);
+        for q in products {
+            assert_eq!(q["calls"], 10.0, "{q}");
+            let dims: Vec<f64> = q["shape"].as_str().unwrap()[3..]
+                .split('x')
+                .map(|d| d.parse().unwrap())
+                .collect();
+            let gflop = 2.0 * dims.iter().product::<f64>() * 10.0 / 1e9;
+            let want = gflop / (q["ms"].as_f64().unwrap() / 1e3);
+            assert!(
+                (q["gflop_per_s"].as_f64().unwrap() - want).abs() < 1e-6 * want.max(1.0),
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
+    fn vae_gemm_forces_the_backend_of_every_product() {
+        let openblas = vae_train::fused::gemm_backend().contains("OpenBLAS");
+        let backends = if openblas {
+            vec!["gemm", "openblas"]
+        } else {
+            vec!["gemm"]
+        };
+        for backend in backends {
+            let run = profiled(Some(backend));
+            let products = run["profile"]["products"].as_array().unwrap().clone();
+            assert!(!products.is_empty());
+            assert!(
+                products.iter().all(|q| q["backend"] == backend),
+                "{backend}: {products:?}"
+            );
+            assert!(
+                run["gemm"].as_str().unwrap().contains("forced") || backend == "gemm",
+                "{}",
+                run["gemm"]
+            );
+        }
+    }
+}

@@ -577,7 +577,9 @@ impl FusedVae {
     pub fn calibrate_gemm(&self, rows: usize, loss: Loss) {
         let mut copy = self.clone();
         let dim = self.config.input_dim;
-        let x: Vec<f32> = (0..rows * dim).map(|i| ((i * 7) % 3 == 0) as u8 as f32).collect();
+        let x: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 7) % 3 == 0) as u8 as f32)
+            .collect();
         let labels = vec![0u32; rows];
         let samples = match loss {
             Loss::Elbo { .. } => 1,

@@ -126,14 +126,23 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) {
         took
     };
     timed(Backend::OpenBlas);
-    let shapes = trial().as_ref().map(|t| t.shapes.clone()).unwrap_or_default();
+    let shapes = trial()
+        .as_ref()
+        .map(|t| t.shapes.clone())
+        .unwrap_or_default();
     let path = cache_path();
     let cached = |cache: &mut Cache| -> Option<Backend> {
         let mine = cache.get(&machine())?;
         let first = *mine.get(&shape_key(*shapes.first()?))?;
-        shapes.iter().all(|&s| mine.get(&shape_key(s)) == Some(&first)).then_some(first)
+        shapes
+            .iter()
+            .all(|&s| mine.get(&shape_key(s)) == Some(&first))
+            .then_some(first)
     };
-    let before = path.as_ref().and_then(|p| with_locked_cache(p, |c| (cached(c), false)).ok()).flatten();
+    let before = path
+        .as_ref()
+        .and_then(|p| with_locked_cache(p, |c| (cached(c), false)).ok())
+        .flatten();
     let (mut pick, mut best) = (before.unwrap_or(Backend::OpenBlas), [f64::NAN; 2]);
     if before.is_none() {
         best = [f64::INFINITY; 2];
@@ -142,7 +151,11 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) {
                 best[i] = best[i].min(timed(b));
             }
         }
-        pick = if best[0] <= best[1] { Backend::OpenBlas } else { Backend::Gemm };
+        pick = if best[0] <= best[1] {
+            Backend::OpenBlas
+        } else {
+            Backend::Gemm
+        };
         if let Some(p) = &path {
             let written = with_locked_cache(p, |c| match cached(c) {
                 Some(theirs) => (theirs, false),
@@ -156,7 +169,10 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) {
             });
             match written {
                 Ok(b) => pick = b,
-                Err(e) => warn_once(&format!("sgemm cache {}: {e}; the choice holds for this run only", p.display())),
+                Err(e) => warn_once(&format!(
+                    "sgemm cache {}: {e}; the choice holds for this run only",
+                    p.display()
+                )),
             }
         }
     }
@@ -211,7 +227,9 @@ fn forced() -> Option<Backend> {
             Some("openblas") => return Some(Backend::OpenBlas),
             Some("gemm") => return Some(Backend::Gemm),
             Some("auto") | Some("") | None => {}
-            Some(other) => tracing::warn!("VAE_GEMM={other:?} is not openblas, gemm or auto; measuring"),
+            Some(other) => {
+                tracing::warn!("VAE_GEMM={other:?} is not openblas, gemm or auto; measuring")
+            }
         }
         std::env::var_os("VAE_NO_AVX512").map(|_| Backend::OpenBlas)
     })
@@ -295,7 +313,10 @@ fn cached_or_measured(shape: Shape) -> Backend {
     }) {
         Ok(b) => b,
         Err(e) => {
-            warn_once(&format!("sgemm cache {}: {e}; measuring in this run only", path.display()));
+            warn_once(&format!(
+                "sgemm cache {}: {e}; measuring in this run only",
+                path.display()
+            ));
             measured(shape, &key, "not cached")
         }
     }
@@ -319,7 +340,10 @@ fn with_locked_cache<T>(
     lock.lock()?;
     let mut cache: Cache = match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            warn_once(&format!("sgemm cache {}: not a cache ({e}); starting it again", path.display()));
+            warn_once(&format!(
+                "sgemm cache {}: not a cache ({e}); starting it again",
+                path.display()
+            ));
             Cache::new()
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Cache::new(),
@@ -513,7 +537,10 @@ mod tests {
             let close = |c: &[f32], times: f32, what: &str| {
                 for (x, y) in c.iter().zip(&expect) {
                     let y = times * y;
-                    assert!((x - y).abs() < tol * (1.0 + y.abs()), "{what} {m}x{n}x{k} {ta} {tb}: {x} vs {y}");
+                    assert!(
+                        (x - y).abs() < tol * (1.0 + y.abs()),
+                        "{what} {m}x{n}x{k} {ta} {tb}: {x} vs {y}"
+                    );
                 }
             };
             for backend in backends() {
@@ -554,7 +581,11 @@ mod tests {
             .unwrap()
         };
         assert_eq!(put(Backend::Gemm), Backend::Gemm);
-        assert_eq!(put(Backend::OpenBlas), Backend::Gemm, "a later run reads the first choice");
+        assert_eq!(
+            put(Backend::OpenBlas),
+            Backend::Gemm,
+            "a later run reads the first choice"
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&text).unwrap(),
