@@ -132,7 +132,8 @@ impl TrainEngine for AutogradEngine {
             Loss::Elbo { beta } => beta_elbo(&x, &vae.forward(&x, y, noise)?, beta)?,
             Loss::Iwae { k } => iwae_bound(vae, &x, y, &vae.noise(k * rows, noise)?)?,
         };
-        self.adam.backward_step(&terms.loss)?;
+        let grads = terms.loss.backward()?;
+        crate::profile::time(crate::profile::Phase::Adam, || self.adam.step(&grads))?;
         let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
         Ok(StepTerms {
             loss: scalar(&terms.loss)?,

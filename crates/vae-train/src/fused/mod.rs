@@ -571,9 +571,9 @@ impl FusedVae {
         });
     }
 
-    /// Chooses the sgemm backend of each product of a training step of `rows` images under `loss`
-    /// ([`sgemm::calibrate`]), timing steps of a copy of the model on made-up data; the model and every RNG of the
-    /// run are untouched.
+    /// Chooses the sgemm backend for training steps of `rows` images under `loss` by timing whole steps on each
+    /// backend (see [`gemm_backend`]), on a copy of the model and made-up data: the model and every RNG of the run
+    /// are untouched.
     pub fn calibrate_gemm(&self, rows: usize, loss: Loss) {
         let mut copy = self.clone();
         let dim = self.config.input_dim;
