@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -62,8 +61,8 @@ pub fn sgemm(
         return;
     }
     let shape = (ta, tb, m, n, k);
-    if TRIAL_ON.load(Ordering::Relaxed) {
-        return trial_run(shape, a, b, c, accumulate);
+    if let Some(backend) = trial_backend(shape) {
+        return run(backend, shape, a, b, c, accumulate);
     }
     let backend = choose(shape);
     let start = crate::profile::enabled().then(Instant::now);
@@ -73,32 +72,26 @@ pub fn sgemm(
     }
 }
 
-/// Whether a [`calibrate`] is running (every product then runs on the trial's backend, and its shape is noted).
-static TRIAL_ON: AtomicBool = AtomicBool::new(false);
-
-/// A calibration in progress: the backend products run on now, and the shapes met.
+/// A calibration in progress on this thread: the backend its products run on now, and the shapes met. Per
+/// thread, so that other threads' products (tests run side by side) keep their chosen backend.
 struct Trial {
     backend: Backend,
     shapes: Vec<Shape>,
 }
 
-fn trial() -> std::sync::MutexGuard<'static, Option<Trial>> {
-    static TRIAL: Mutex<Option<Trial>> = Mutex::new(None);
-    TRIAL.lock().unwrap_or_else(|e| e.into_inner())
+thread_local! {
+    static TRIAL: std::cell::RefCell<Option<Trial>> = const { std::cell::RefCell::new(None) };
 }
 
-fn trial_run(shape: Shape, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
-    let backend = {
-        let mut t = trial();
-        let Some(t) = t.as_mut() else {
-            return run(Backend::Gemm, shape, a, b, c, acc);
-        };
+/// The trial's backend when this thread is calibrating, noting `shape`.
+fn trial_backend(shape: Shape) -> Option<Backend> {
+    TRIAL.with_borrow_mut(|t| {
+        let t = t.as_mut()?;
         if !t.shapes.contains(&shape) {
             t.shapes.push(shape);
         }
-        t.backend
-    };
-    run(backend, shape, a, b, c, acc);
+        Some(t.backend)
+    })
 }
 
 /// The backend a calibrated step chose, for the products it did not meet (a smaller last batch): one backend per
@@ -116,20 +109,16 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) {
         return;
     }
     let mut timed = |backend: Backend| {
-        let shapes = trial().take().map(|t| t.shapes).unwrap_or_default();
-        *trial() = Some(Trial { backend, shapes });
-        TRIAL_ON.store(true, Ordering::Relaxed);
+        TRIAL.with_borrow_mut(|t| {
+            let shapes = t.take().map(|t| t.shapes).unwrap_or_default();
+            *t = Some(Trial { backend, shapes });
+        });
         let start = Instant::now();
         step();
-        let took = start.elapsed().as_secs_f64();
-        TRIAL_ON.store(false, Ordering::Relaxed);
-        took
+        start.elapsed().as_secs_f64()
     };
     timed(Backend::OpenBlas);
-    let shapes = trial()
-        .as_ref()
-        .map(|t| t.shapes.clone())
-        .unwrap_or_default();
+    let shapes = TRIAL.with_borrow(|t| t.as_ref().map(|t| t.shapes.clone()).unwrap_or_default());
     let path = cache_path();
     let cached = |cache: &mut Cache| -> Option<Backend> {
         let mine = cache.get(&machine())?;
@@ -176,7 +165,7 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) {
             }
         }
     }
-    *trial() = None;
+    TRIAL.with_borrow_mut(|t| *t = None);
     let mut chosen = chosen();
     shapes.iter().for_each(|&s| {
         chosen.insert(s, pick);
