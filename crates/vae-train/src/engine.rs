@@ -72,7 +72,7 @@ pub fn build_engine(
         Engine::Fused => Box::new(FusedEngine {
             fused: FusedVae::new(initial, adam)?,
             eps: Vec::new(),
-            calibrated: false,
+            gemm: None,
             loss,
         }),
         Engine::Autograd | Engine::Auto => Box::new(AutogradEngine::new(initial, adam, loss)?),
@@ -164,8 +164,9 @@ struct FusedEngine {
     fused: FusedVae,
     eps: Vec<f32>,
     loss: Loss,
-    /// Whether the sgemm backends were chosen for this run's batch shape (at the first step).
-    calibrated: bool,
+    /// The sgemm backend of this run's steps, measured at the first step (`Some(None)`: forced by the
+    /// environment).
+    gemm: Option<Option<crate::fused::GemmBackend>>,
 }
 
 impl TrainEngine for FusedEngine {
@@ -176,15 +177,21 @@ impl TrainEngine for FusedEngine {
         rows: usize,
         noise: &mut VaeRng,
     ) -> Result<StepTerms> {
-        if !self.calibrated {
-            self.fused.calibrate_gemm(rows, self.loss);
-            self.calibrated = true;
-        }
+        let loss = self.loss;
+        let gemm = match self.gemm {
+            Some(g) => g,
+            None => *self.gemm.insert(self.fused.calibrate_gemm(rows, loss)),
+        };
         self.eps.resize(rows * self.noise_per_image(), 0.0);
         crate::profile::time(crate::profile::Phase::Noise, || {
             noise.fill_normal(&mut self.eps)
         });
-        Ok(self.fused.train_step(x, labels, &self.eps, rows, self.loss))
+        let (fused, eps) = (&mut self.fused, &self.eps);
+        let mut step = || fused.train_step(x, labels, eps, rows, loss);
+        Ok(match gemm {
+            Some(backend) => crate::fused::with_gemm_backend(backend, step),
+            None => step(),
+        })
     }
 
     fn model(&self) -> Result<Vae> {

@@ -551,7 +551,6 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         "engine": report.engine,
         "files": report.files,
         "gemm": vae_train::fused::gemm_backend(),
-        "gemm_choices": vae_train::fused::gemm_choices(),
         "profile": report.profile,
         "peak_rss_mib": peak_rss_mib(),
     });

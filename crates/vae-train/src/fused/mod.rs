@@ -26,7 +26,7 @@ mod sgemm;
 mod tests;
 
 pub use sgemm::{
-    backend as gemm_backend, choices as gemm_choices, sgemm, shape_key as gemm_shape_key,
+    backend as gemm_backend, sgemm, shape_key as gemm_shape_key, with_backend as with_gemm_backend,
     Backend as GemmBackend, Shape as GemmShape,
 };
 
@@ -574,7 +574,7 @@ impl FusedVae {
     /// Chooses the sgemm backend for training steps of `rows` images under `loss` by timing whole steps on each
     /// backend (see [`gemm_backend`]), on a copy of the model and made-up data: the model and every RNG of the run
     /// are untouched.
-    pub fn calibrate_gemm(&self, rows: usize, loss: Loss) {
+    pub fn calibrate_gemm(&self, rows: usize, loss: Loss) -> Option<GemmBackend> {
         let mut copy = self.clone();
         let dim = self.config.input_dim;
         let x: Vec<f32> = (0..rows * dim)
@@ -593,7 +593,7 @@ impl FusedVae {
                 Loss::Elbo { beta } => copy.forward_backward(&x, &labels, &eps, rows, beta),
                 Loss::Iwae { k } => copy.forward_backward_iwae(&x, &labels, &eps, rows, k),
             };
-        });
+        })
     }
 
     /// A training step on the batch `x [rows, input_dim]` with its `labels`: gradients of `loss`, then Adam. `eps`

@@ -61,116 +61,138 @@ pub fn sgemm(
         return;
     }
     let shape = (ta, tb, m, n, k);
-    if let Some(backend) = trial_backend(shape) {
-        return run(backend, shape, a, b, c, accumulate);
-    }
-    let backend = choose(shape);
-    let start = crate::profile::enabled().then(Instant::now);
+    let (backend, trial) = scoped(shape).unwrap_or_else(|| (choose(shape), false));
+    let start = (crate::profile::enabled() && !trial).then(Instant::now);
     run(backend, shape, a, b, c, accumulate);
     if let Some(start) = start {
         crate::profile::product(shape, backend, start.elapsed());
     }
 }
 
-/// A calibration in progress on this thread: the backend its products run on now, and the shapes met. Per
-/// thread, so that other threads' products (tests run side by side) keep their chosen backend.
-struct Trial {
+/// The backend this thread's products run on inside [`with_backend`] or a [`calibrate`] trial, and the shapes met.
+/// Per thread, so that other threads' products (tests run side by side) keep their own.
+struct Scope {
     backend: Backend,
+    trial: bool,
     shapes: Vec<Shape>,
 }
 
 thread_local! {
-    static TRIAL: std::cell::RefCell<Option<Trial>> = const { std::cell::RefCell::new(None) };
+    static SCOPE: std::cell::RefCell<Option<Scope>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The trial's backend when this thread is calibrating, noting `shape`.
-fn trial_backend(shape: Shape) -> Option<Backend> {
-    TRIAL.with_borrow_mut(|t| {
-        let t = t.as_mut()?;
-        if !t.shapes.contains(&shape) {
-            t.shapes.push(shape);
+/// The scope's backend, and whether it is a trial, noting `shape`.
+fn scoped(shape: Shape) -> Option<(Backend, bool)> {
+    SCOPE.with_borrow_mut(|s| {
+        let s = s.as_mut()?;
+        if !s.shapes.contains(&shape) {
+            s.shapes.push(shape);
         }
-        Some(t.backend)
+        Some((s.backend, s.trial))
     })
 }
 
-/// The backend a calibrated step chose, for the products it did not meet (a smaller last batch): one backend per
-/// run, since OpenBLAS's threads spin for a while after each call and would slow the `gemm` crate's threads.
-static STEP_BACKEND: Mutex<Option<Backend>> = Mutex::new(None);
+/// Runs `f` with every product of this thread on `backend`; a training step runs so with its calibrated backend,
+/// so that one run uses one backend (OpenBLAS's threads spin for a while after each call, which would slow the
+/// `gemm` crate's threads) whatever other runs chose for the same shapes.
+pub fn with_backend<T>(backend: Backend, f: impl FnOnce() -> T) -> T {
+    let scope = Scope {
+        backend,
+        trial: false,
+        shapes: Vec::new(),
+    };
+    let outer = SCOPE.with_borrow_mut(|s| s.replace(scope));
+    let out = f();
+    SCOPE.with_borrow_mut(|s| *s = outer);
+    out
+}
 
 /// Chooses the backend of a training step by timing it: `step` (a step on made-up data, which must not touch the
-/// run's RNG) runs once to find its product shapes; unless the cache holds them, it then runs six times on each
-/// backend in turn, and the backend of the faster best step takes all of its products. Whole steps are timed
-/// because a product inside a step is slower than the same product repeated (cold caches, threads waking up), and
-/// not by the same amount on both backends. Logged; written to the cache, where a choice another run made first
-/// wins, so that runs on one machine agree.
-pub fn calibrate(what: &str, mut step: impl FnMut()) {
+/// run's RNG) runs once to find its product shapes; unless the cache holds a choice for that step, it then runs six
+/// times on each backend in turn, and the backend of the faster best step is returned, for [`with_backend`] to run
+/// the real steps on (`None` when the environment forces a backend). Whole steps are timed because a product inside
+/// a step is slower than the same product repeated (cold caches, threads waking up), and not by the same amount on
+/// both backends. Logged; written to the cache, where a choice another run made first wins, so that runs on one
+/// machine agree.
+pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
     if forced().is_some() {
-        return;
+        return None;
     }
     let mut timed = |backend: Backend| {
-        TRIAL.with_borrow_mut(|t| {
-            let shapes = t.take().map(|t| t.shapes).unwrap_or_default();
-            *t = Some(Trial { backend, shapes });
+        SCOPE.with_borrow_mut(|s| {
+            let shapes = s.take().map(|s| s.shapes).unwrap_or_default();
+            *s = Some(Scope {
+                backend,
+                trial: true,
+                shapes,
+            });
         });
         let start = Instant::now();
         step();
         start.elapsed().as_secs_f64()
     };
     timed(Backend::OpenBlas);
-    let shapes = TRIAL.with_borrow(|t| t.as_ref().map(|t| t.shapes.clone()).unwrap_or_default());
-    let path = cache_path();
-    let cached = |cache: &mut Cache| -> Option<Backend> {
-        let mine = cache.get(&machine())?;
-        let first = *mine.get(&shape_key(*shapes.first()?))?;
-        shapes
-            .iter()
-            .all(|&s| mine.get(&shape_key(s)) == Some(&first))
-            .then_some(first)
-    };
-    let before = path
-        .as_ref()
-        .and_then(|p| with_locked_cache(p, |c| (cached(c), false)).ok())
-        .flatten();
-    let (mut pick, mut best) = (before.unwrap_or(Backend::OpenBlas), [f64::NAN; 2]);
-    if before.is_none() {
-        best = [f64::INFINITY; 2];
-        for _ in 0..6 {
-            for (i, b) in [Backend::OpenBlas, Backend::Gemm].into_iter().enumerate() {
-                best[i] = best[i].min(timed(b));
-            }
-        }
-        pick = if best[0] <= best[1] {
-            Backend::OpenBlas
-        } else {
-            Backend::Gemm
-        };
-        if let Some(p) = &path {
-            let written = with_locked_cache(p, |c| match cached(c) {
-                Some(theirs) => (theirs, false),
-                None => {
-                    let mine = c.entry(machine()).or_default();
-                    shapes.iter().for_each(|&s| {
-                        mine.insert(shape_key(s), pick);
-                    });
-                    (pick, true)
-                }
-            });
-            match written {
-                Ok(b) => pick = b,
-                Err(e) => warn_once(&format!(
-                    "sgemm cache {}: {e}; the choice holds for this run only",
-                    p.display()
-                )),
-            }
-        }
-    }
-    TRIAL.with_borrow_mut(|t| *t = None);
-    let mut chosen = chosen();
-    shapes.iter().for_each(|&s| {
-        chosen.insert(s, pick);
+    let mut shapes: Vec<String> = SCOPE.with_borrow(|s| {
+        s.iter()
+            .flat_map(|s| &s.shapes)
+            .map(|&s| shape_key(s))
+            .collect()
     });
-    *STEP_BACKEND.lock().unwrap_or_else(|e| e.into_inner()) = Some(pick);
+    shapes.sort();
+    let key = format!("step: {}", shapes.join(", "));
+    let path = cache_path();
+    // This process's earlier choice for the same step first (it stands even where the cache cannot be written).
+    static STEPS: OnceLock<Mutex<HashMap<String, Backend>>> = OnceLock::new();
+    let steps = || {
+        STEPS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    };
+    let earlier = steps().get(&key).copied();
+    let cached = |cache: &mut Cache| {
+        earlier.or_else(|| cache.get(&machine()).and_then(|m| m.get(&key).copied()))
+    };
+    let before = earlier.or_else(|| {
+        path.as_ref()
+            .and_then(|p| with_locked_cache(p, |c| (cached(c), false)).ok())
+            .flatten()
+    });
+    let mut best = [f64::INFINITY; 2];
+    let pick = match before {
+        Some(b) => b,
+        None => {
+            for _ in 0..6 {
+                for (i, b) in [Backend::OpenBlas, Backend::Gemm].into_iter().enumerate() {
+                    best[i] = best[i].min(timed(b));
+                }
+            }
+            let mine = if best[0] <= best[1] {
+                Backend::OpenBlas
+            } else {
+                Backend::Gemm
+            };
+            match &path {
+                Some(p) => with_locked_cache(p, |c| match cached(c) {
+                    Some(theirs) => (theirs, false),
+                    None => {
+                        c.entry(machine()).or_default().insert(key.clone(), mine);
+                        (mine, true)
+                    }
+                })
+                .unwrap_or_else(|e| {
+                    warn_once(&format!(
+                        "sgemm cache {}: {e}; the choice holds for this run only",
+                        p.display()
+                    ));
+                    mine
+                }),
+                None => mine,
+            }
+        }
+    };
+    SCOPE.with_borrow_mut(|s| *s = None);
+    let pick = *steps().entry(key).or_insert(pick);
     let place = path.map_or("not cached".into(), |p| p.display().to_string());
     match before {
         Some(_) => tracing::info!("sgemm for {what}: {} (chosen earlier on this machine, {place})", pick.name()),
@@ -181,6 +203,7 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) {
             best[1] * 1e3
         ),
     }
+    Some(pick)
 }
 
 /// Runs one product on `backend` (the caller checked the slices).
@@ -232,9 +255,8 @@ pub fn choose(shape: Shape) -> Backend {
     if let Some(&b) = chosen().get(&shape) {
         return b;
     }
-    let step = *STEP_BACKEND.lock().unwrap_or_else(|e| e.into_inner());
     // Measured outside the lock, so other shapes are not held up; a shape measured twice at once keeps the first.
-    let b = step.unwrap_or_else(|| cached_or_measured(shape));
+    let b = cached_or_measured(shape);
     *chosen().entry(shape).or_insert(b)
 }
 
@@ -243,11 +265,6 @@ fn chosen() -> std::sync::MutexGuard<'static, HashMap<Shape, Backend>> {
     static CHOSEN: OnceLock<Mutex<HashMap<Shape, Backend>>> = OnceLock::new();
     let map = CHOSEN.get_or_init(Default::default);
     map.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Every choice made in this process, as `"NT 128x400x784" → backend` (for the run summary; empty when forced).
-pub fn choices() -> BTreeMap<String, Backend> {
-    chosen().iter().map(|(&s, &b)| (shape_key(s), b)).collect()
 }
 
 /// `"NT 128x400x784"`: the transposes of a and b, then m, n, k.
