@@ -31,7 +31,8 @@ pub fn likelihood(
             .args(["train", "--preset", "mnist-iwae", "--epochs", "1", "--out"])
             .arg(&run)
             .current_dir(project_root())
-            .env("RUST_LOG", "warn"),
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null()),
     )?;
     let model = run.join("model.safetensors");
     let inputs = work.join("likelihood-inputs.npy");

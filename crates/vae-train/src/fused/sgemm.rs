@@ -224,7 +224,7 @@ pub fn backend() -> &'static str {
     match forced() {
         Some(Backend::OpenBlas) => "OpenBLAS (forced)",
         Some(Backend::Gemm) => "gemm crate (forced)",
-        None => "OpenBLAS or gemm crate, the faster measured per product shape",
+        None => "OpenBLAS or gemm crate, the faster measured on this run's step",
     }
 }
 
