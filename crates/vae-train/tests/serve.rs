@@ -62,15 +62,20 @@ fn conditional_model(dir: &Path) -> PathBuf {
 
 /// `(status, body)` of a request; `body` is sent as JSON when given.
 fn request(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    try_request(method, url, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// [`request`], with a transport error returned rather than a panic.
+fn try_request(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String), ureq::Error> {
     let req = ureq::request(method, url).timeout(Duration::from_secs(30));
     let res = match body {
         Some(b) => req.set("content-type", "application/json").send_string(b),
         None => req.call(),
     };
     match res {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
-        Err(e) => panic!("{method} {url}: {e}"),
+        Ok(r) => Ok((r.status(), r.into_string().unwrap_or_default())),
+        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap())),
+        Err(e) => Err(e),
     }
 }
 
@@ -180,7 +185,19 @@ fn every_bad_request_gets_a_4xx_with_one_line_of_json() {
         ),
     ];
     for (method, path, body, want, needle) in cases {
-        let (status, text) = request(method, &url(path), body.as_deref());
+        let (status, text) = match try_request(method, &url(path), body.as_deref()) {
+            Ok(answer) => answer,
+            // Past the limit the server answers 413 and stops reading; a client still sending the rest may find the
+            // connection closed before it reads that answer (seen once on a loaded machine). The requests after
+            // this one show the server unharmed.
+            Err(e) if want == 413 => {
+                eprintln!(
+                    "{method} {path}: {e} (closed while the oversized body was still being sent)"
+                );
+                continue;
+            }
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
         assert_eq!(status, want, "{method} {path}: {text}");
         assert!(
             text.starts_with("{\"error\":") && !text.contains('\n'),
