@@ -66,7 +66,7 @@ fn request(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
 }
 
 /// [`request`], with a transport error returned rather than a panic.
-fn try_request(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String), ureq::Error> {
+fn try_request(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String), String> {
     let req = ureq::request(method, url).timeout(Duration::from_secs(30));
     let res = match body {
         Some(b) => req.set("content-type", "application/json").send_string(b),
@@ -75,7 +75,7 @@ fn try_request(method: &str, url: &str, body: Option<&str>) -> Result<(u16, Stri
     match res {
         Ok(r) => Ok((r.status(), r.into_string().unwrap_or_default())),
         Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap())),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     }
 }
 
