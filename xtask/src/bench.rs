@@ -95,8 +95,9 @@ impl Side {
     }
 }
 
-/// One configuration of ours: its name, environment and extra flags.
+/// One configuration of ours: its `--variants` flag (empty for the default), name, environment and extra flags.
 struct Variant {
+    flag: &'static str,
     name: &'static str,
     env: &'static [(&'static str, &'static str)],
     args: &'static [&'static str],
@@ -104,26 +105,31 @@ struct Variant {
 
 const VARIANTS: [Variant; 5] = [
     Variant {
+        flag: "",
         name: "ours",
         env: &[],
         args: &[],
     },
     Variant {
+        flag: "openblas",
         name: "ours, OpenBLAS forced",
         env: &[("VAE_GEMM", "openblas")],
         args: &[],
     },
     Variant {
+        flag: "gemm",
         name: "ours, gemm crate forced",
         env: &[("VAE_GEMM", "gemm")],
         args: &[],
     },
     Variant {
+        flag: "avx2",
         name: "ours, AVX2 forced",
         env: &[("VAE_NO_AVX512", "1"), ("OPENBLAS_CORETYPE", "Haswell")],
         args: &[],
     },
     Variant {
+        flag: "autograd",
         name: "ours, autograd engine",
         env: &[],
         args: &["--engine", "autograd"],
@@ -132,18 +138,11 @@ const VARIANTS: [Variant; 5] = [
 
 /// The variants `--variants` names, after the default one.
 fn variants(names: &[String]) -> Vec<&'static Variant> {
-    let key = |v: &Variant| match v.name {
-        "ours, OpenBLAS forced" => "openblas",
-        "ours, gemm crate forced" => "gemm",
-        "ours, AVX2 forced" => "avx2",
-        "ours, autograd engine" => "autograd",
-        _ => "",
-    };
     let mut out = vec![&VARIANTS[0]];
     out.extend(
         VARIANTS
             .iter()
-            .filter(|v| names.iter().any(|n| n == key(v))),
+            .filter(|v| names.iter().any(|n| n == v.flag)),
     );
     out
 }
@@ -346,7 +345,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 o["faster_torch"] = which.into();
             }
             ours_json.push(o);
-            rows.push(row(t.preset, variant.name, side, faster, images));
+            let theirs = [cell(torch, &t.eager), cell(compile, &t.compiled)];
+            rows.push(row(t.preset, variant.name, side, theirs, faster, images));
         }
         entry["ours"] = ours_json.into();
         report.push(entry);
@@ -360,15 +360,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     );
     println!("| preset | ours | s/epoch | PyTorch eager s/epoch | PyTorch compiled s/epoch | ours / faster PyTorch | ours img/s | ours peak RSS MiB | PyTorch peak RSS MiB | ours test -ELBO | PyTorch test -ELBO |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for (r, t) in rows
-        .iter()
-        .zip(timed.iter().flat_map(|t| t.ours.iter().map(move |_| t)))
-    {
-        println!(
-            "{}",
-            r.replace("{eager}", &cell(torch, &t.eager))
-                .replace("{compiled}", &cell(compile, &t.compiled))
-        );
+    for r in &rows {
+        println!("{r}");
     }
     if args.profile {
         print_profiles(&timed);
@@ -470,12 +463,19 @@ fn last(v: &[f64], n: usize) -> &[f64] {
     &v[v.len().saturating_sub(n)..]
 }
 
-/// One table row of ours; `{eager}` and `{compiled}` stand for PyTorch's medians, filled by the caller.
-fn row(preset: &str, variant: &str, us: &Side, them: Option<(&Side, &str)>, images: f64) -> String {
+/// One table row of ours, with PyTorch's eager and compiled median cells and the faster PyTorch.
+fn row(
+    preset: &str,
+    variant: &str,
+    us: &Side,
+    [eager, compiled]: [String; 2],
+    them: Option<(&Side, &str)>,
+    images: f64,
+) -> String {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let theirs = |f: &dyn Fn(&Side) -> String| them.map_or("-".to_string(), |(t, _)| f(t));
     format!(
-        "| {preset} | {variant} | {:.2} | {{eager}} | {{compiled}} | {} | {:.0} | {:.0} | {} | {:.2} | {} |",
+        "| {preset} | {variant} | {:.2} | {eager} | {compiled} | {} | {:.0} | {:.0} | {} | {:.2} | {} |",
         us.median(),
         them.map_or("-".into(), |(t, which)| format!("{:.2}x ({which})", us.median() / t.median())),
         images / us.median(),

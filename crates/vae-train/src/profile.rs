@@ -79,6 +79,23 @@ pub struct ProductTime {
     pub ms: f64,
     /// Its speed: 2·m·n·k per call over its time.
     pub gflop_per_s: f64,
+    /// The shape itself, from which the speed is derived again when epochs are averaged.
+    #[serde(skip)]
+    dims: GemmShape,
+}
+
+impl ProductTime {
+    fn new(dims: GemmShape, backend: GemmBackend, calls: f64, ms: f64) -> Self {
+        let flop = 2.0 * (dims.2 * dims.3 * dims.4) as f64 * calls;
+        Self {
+            shape: gemm_shape_key(dims),
+            backend,
+            calls,
+            ms,
+            gflop_per_s: flop / (ms * 1e6).max(1e-9),
+            dims,
+        }
+    }
 }
 
 /// Milliseconds per epoch in each part, averaged over the profiled epochs.
@@ -111,14 +128,7 @@ impl Profile {
         let mut products: Vec<ProductTime> = products()
             .iter()
             .map(|(&shape, &(backend, calls, ns))| {
-                let flop = 2.0 * (shape.2 * shape.3 * shape.4) as f64 * calls as f64;
-                ProductTime {
-                    shape: gemm_shape_key(shape),
-                    backend,
-                    calls: calls as f64,
-                    ms: ns as f64 / 1e6,
-                    gflop_per_s: flop / ns.max(1) as f64,
-                }
+                ProductTime::new(shape, backend, calls as f64, ns as f64 / 1e6)
             })
             .collect();
         products.sort_by(|a, b| b.ms.total_cmp(&a.ms));
@@ -147,21 +157,18 @@ impl Profile {
     pub fn merge(self, other: Profile) -> Profile {
         let (a, b) = (self.epochs as f64, other.epochs as f64);
         let avg = |x: f64, y: f64| (x * a + y * b) / (a + b);
-        let mut products = self.products.clone();
-        for p in &mut products {
-            p.calls *= a / (a + b);
-            p.ms *= a / (a + b);
-        }
-        for q in other.products {
-            let (calls, ms) = (q.calls * b / (a + b), q.ms * b / (a + b));
-            match products.iter_mut().find(|p| p.shape == q.shape) {
-                Some(p) => {
-                    let flop_per_call = p.gflop_per_s * 1e6 * (p.ms / p.calls.max(1e-12));
-                    p.calls += calls;
-                    p.ms += ms;
-                    p.gflop_per_s = flop_per_call * p.calls / (p.ms * 1e6).max(1e-12);
-                }
-                None => products.push(ProductTime { calls, ms, ..q }),
+        // Per shape, calls and milliseconds weighted by epochs; the speed follows from them.
+        let mut products: Vec<ProductTime> = Vec::new();
+        for (p, w) in self
+            .products
+            .iter()
+            .map(|p| (p, a))
+            .chain(other.products.iter().map(|p| (p, b)))
+        {
+            let (calls, ms) = (p.calls * w / (a + b), p.ms * w / (a + b));
+            match products.iter_mut().find(|q| q.dims == p.dims) {
+                Some(q) => *q = ProductTime::new(q.dims, q.backend, q.calls + calls, q.ms + ms),
+                None => products.push(ProductTime::new(p.dims, p.backend, calls, ms)),
             }
         }
         products.sort_by(|x, y| y.ms.total_cmp(&x.ms));

@@ -975,47 +975,23 @@ mod cli {
 /// `VAE_PROFILE=1` and `VAE_GEMM`, through the binary.
 mod profile {
     use super::*;
+    use std::ffi::OsStr;
 
     /// One profiled epoch of 784-32-4 on 1280 images (10 batches of 128) with `gemm` forced (or measured when
     /// `None`): the run summary.
     fn profiled(gemm: Option<&str>) -> serde_json::Value {
         let tmp = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vae-train"));
-        cmd.args([
-            "train",
-            "--epochs",
-            "1",
-            "--hidden-dims",
-            "32",
-            "--latent-dim",
-            "4",
-        ])
-        .args([
-            "--train-subset",
-            "1280",
-            "--batch-size",
-            "128",
-            "--engine",
-            "fused",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir())
-        .arg("--out")
-        .arg(tmp.path().join("run"))
-        .env("RUST_LOG", "warn")
-        .env("VAE_PROFILE", "1")
-        .env("VAE_GEMM_CACHE", tmp.path().join("sgemm.json"));
-        match gemm {
-            Some(g) => cmd.env("VAE_GEMM", g),
-            None => cmd.env_remove("VAE_GEMM"),
-        };
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let cache = tmp.path().join("sgemm.json");
+        let env = [
+            ("VAE_PROFILE", Some(OsStr::new("1"))),
+            ("VAE_GEMM_CACHE", Some(cache.as_os_str())),
+            ("VAE_GEMM", gemm.map(OsStr::new)),
+        ];
+        let extra = ["--batch-size", "128", "--engine", "fused"];
+        let (code, stdout, stderr) =
+            common::quick_train_env(&tmp.path().join("run"), 4, 1280, &extra, &env);
+        assert_eq!(code, Some(0), "{stderr}");
+        serde_json::from_str(stdout.trim()).unwrap()
     }
 
     #[test]

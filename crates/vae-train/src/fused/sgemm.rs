@@ -81,11 +81,11 @@ thread_local! {
     static SCOPE: std::cell::RefCell<Option<Scope>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The scope's backend, and whether it is a trial, noting `shape`.
+/// The scope's backend, and whether it is a trial, noting `shape` in a trial (the shapes are its step's key).
 fn scoped(shape: Shape) -> Option<(Backend, bool)> {
     SCOPE.with_borrow_mut(|s| {
         let s = s.as_mut()?;
-        if !s.shapes.contains(&shape) {
+        if s.trial && !s.shapes.contains(&shape) {
             s.shapes.push(shape);
         }
         Some((s.backend, s.trial))
@@ -149,10 +149,8 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     };
+    let cached = |cache: &mut Cache| cache.get(&machine()).and_then(|m| m.get(&key).copied());
     let earlier = steps().get(&key).copied();
-    let cached = |cache: &mut Cache| {
-        earlier.or_else(|| cache.get(&machine()).and_then(|m| m.get(&key).copied()))
-    };
     let before = earlier.or_else(|| {
         path.as_ref()
             .and_then(|p| with_locked_cache(p, |c| (cached(c), false)).ok())

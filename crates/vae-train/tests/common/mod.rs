@@ -1,6 +1,7 @@
 //! What the vae-train test binaries share: the data directory and running the binary.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -24,12 +25,25 @@ pub fn data_dir() -> &'static Path {
 
 /// Runs the `vae-train` binary (quiet logs, no mirror): its exit code, stdout and stderr.
 pub fn vae_train(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vae-train"))
-        .args(args)
+    vae_train_env(args, &[])
+}
+
+/// [`vae_train`] with environment variables set (`Some`) or removed (`None`).
+pub fn vae_train_env(
+    args: &[&str],
+    env: &[(&str, Option<&OsStr>)],
+) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vae-train"));
+    cmd.args(args)
         .env("RUST_LOG", "warn")
-        .env_remove("VAE_DATA_MIRROR")
-        .output()
-        .unwrap();
+        .env_remove("VAE_DATA_MIRROR");
+    for (key, value) in env {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = cmd.output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
@@ -41,6 +55,17 @@ pub fn quick_train(
     latent: usize,
     images: usize,
     extra: &[&str],
+) -> (Option<i32>, String, String) {
+    quick_train_env(out, latent, images, extra, &[])
+}
+
+/// [`quick_train`] with environment variables set or removed, as [`vae_train_env`] takes them.
+pub fn quick_train_env(
+    out: &Path,
+    latent: usize,
+    images: usize,
+    extra: &[&str],
+    env: &[(&str, Option<&OsStr>)],
 ) -> (Option<i32>, String, String) {
     let (latent, images) = (latent.to_string(), images.to_string());
     let (data, out) = (data_dir().to_str().unwrap(), out.to_str().unwrap());
@@ -59,5 +84,5 @@ pub fn quick_train(
         "--out",
         out,
     ];
-    vae_train(&[&args[..], extra].concat())
+    vae_train_env(&[&args[..], extra].concat(), env)
 }
