@@ -180,7 +180,9 @@ impl TrainEngine for FusedEngine {
         let loss = self.loss;
         let gemm = match self.gemm {
             Some(g) => g,
-            None => *self.gemm.insert(self.fused.calibrate_gemm(rows, loss)),
+            None => *self
+                .gemm
+                .insert(self.fused.calibrate_gemm(x, labels, rows, loss)),
         };
         self.eps.resize(rows * self.noise_per_image(), 0.0);
         crate::profile::time(crate::profile::Phase::Noise, || {

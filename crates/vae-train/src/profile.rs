@@ -31,8 +31,8 @@ pub enum Phase {
 
 static PHASE_NS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
-/// Per product shape: the backend, calls and nanoseconds.
-type Products = HashMap<GemmShape, (GemmBackend, u64, u64)>;
+/// Per product shape and what ran it (an sgemm backend, or `sparse`): calls, nanoseconds and FLOPs.
+type Products = HashMap<(GemmShape, &'static str), (u64, u64, f64)>;
 
 fn products() -> std::sync::MutexGuard<'static, Products> {
     static P: OnceLock<Mutex<Products>> = OnceLock::new();
@@ -54,10 +54,33 @@ pub fn time<T>(phase: Phase, f: impl FnOnce() -> T) -> T {
 
 /// Records one product (called by the sgemm wrapper when profiling).
 pub fn product(shape: GemmShape, backend: GemmBackend, took: Duration) {
+    let flop = 2.0 * (shape.2 * shape.3 * shape.4) as f64;
+    record((shape, backend.name()), took, flop);
+}
+
+/// Runs `f`, a product of `shape` done on the `nonzeros()` of its sparse operand (`2·nonzeros·n` FLOPs), timing
+/// it when profiling.
+pub fn sparse_product<T>(
+    shape: GemmShape,
+    nonzeros: impl FnOnce() -> usize,
+    f: impl FnOnce() -> T,
+) -> T {
+    if !enabled() || crate::fused::gemm_in_trial() {
+        return f();
+    }
+    let start = Instant::now();
+    let out = f();
+    let flop = 2.0 * (nonzeros() * shape.3) as f64;
+    record((shape, "sparse"), start.elapsed(), flop);
+    out
+}
+
+fn record(key: (GemmShape, &'static str), took: Duration, flop: f64) {
     let mut p = products();
-    let e = p.entry(shape).or_insert((backend, 0, 0));
-    e.1 += 1;
-    e.2 += took.as_nanos() as u64;
+    let e = p.entry(key).or_insert((0, 0, 0.0));
+    e.0 += 1;
+    e.1 += took.as_nanos() as u64;
+    e.2 += flop;
 }
 
 /// Clears every counter (at the start of an epoch).
@@ -71,28 +94,31 @@ pub fn reset() {
 pub struct ProductTime {
     /// `"NT 128x400x784"`: transposes, then m, n, k.
     pub shape: String,
-    /// The sgemm that ran it.
-    pub backend: GemmBackend,
+    /// The sgemm that ran it (`openblas`, `gemm`), or `sparse`: the first layer's products on the images'
+    /// nonzeros.
+    pub backend: String,
     /// Calls per epoch.
     pub calls: f64,
     /// Milliseconds per epoch.
     pub ms: f64,
-    /// Its speed: 2·m·n·k per call over its time.
+    /// Floating-point operations per call: 2·m·n·k, or 2·nonzeros·n for a sparse product.
+    pub flop_per_call: f64,
+    /// Its speed: the FLOPs over the time.
     pub gflop_per_s: f64,
-    /// The shape itself, from which the speed is derived again when epochs are averaged.
+    /// The shape itself, which with the backend identifies the product when epochs are averaged.
     #[serde(skip)]
     dims: GemmShape,
 }
 
 impl ProductTime {
-    fn new(dims: GemmShape, backend: GemmBackend, calls: f64, ms: f64) -> Self {
-        let flop = 2.0 * (dims.2 * dims.3 * dims.4) as f64 * calls;
+    fn new(dims: GemmShape, backend: &str, calls: f64, ms: f64, flop_per_call: f64) -> Self {
         Self {
             shape: gemm_shape_key(dims),
-            backend,
+            backend: backend.to_string(),
             calls,
             ms,
-            gflop_per_s: flop / (ms * 1e6).max(1e-9),
+            flop_per_call,
+            gflop_per_s: flop_per_call * calls / (ms * 1e6).max(1e-9),
             dims,
         }
     }
@@ -105,7 +131,7 @@ pub struct Profile {
     pub epochs: usize,
     /// The whole training pass.
     pub epoch_ms: f64,
-    /// sgemm calls.
+    /// The products: sgemm calls, and the sparse ones.
     pub products_ms: f64,
     /// The rest of the step: activations, loss, reparameterisation, copies.
     pub elementwise_ms: f64,
@@ -127,8 +153,9 @@ impl Profile {
         let ms = |p: Phase| PHASE_NS[p as usize].load(Ordering::Relaxed) as f64 / 1e6;
         let mut products: Vec<ProductTime> = products()
             .iter()
-            .map(|(&shape, &(backend, calls, ns))| {
-                ProductTime::new(shape, backend, calls as f64, ns as f64 / 1e6)
+            .map(|(&(shape, backend), &(calls, ns, flop))| {
+                let per_call = flop / calls.max(1) as f64;
+                ProductTime::new(shape, backend, calls as f64, ns as f64 / 1e6, per_call)
             })
             .collect();
         products.sort_by(|a, b| b.ms.total_cmp(&a.ms));
@@ -157,7 +184,7 @@ impl Profile {
     pub fn merge(self, other: Profile) -> Profile {
         let (a, b) = (self.epochs as f64, other.epochs as f64);
         let avg = |x: f64, y: f64| (x * a + y * b) / (a + b);
-        // Per shape, calls and milliseconds weighted by epochs; the speed follows from them.
+        // Per product, calls, milliseconds and FLOPs weighted by epochs; the speed follows from them.
         let mut products: Vec<ProductTime> = Vec::new();
         for (p, w) in self
             .products
@@ -166,9 +193,23 @@ impl Profile {
             .chain(other.products.iter().map(|p| (p, b)))
         {
             let (calls, ms) = (p.calls * w / (a + b), p.ms * w / (a + b));
-            match products.iter_mut().find(|q| q.dims == p.dims) {
-                Some(q) => *q = ProductTime::new(q.dims, q.backend, q.calls + calls, q.ms + ms),
-                None => products.push(ProductTime::new(p.dims, p.backend, calls, ms)),
+            let flop = p.flop_per_call * calls;
+            match products
+                .iter_mut()
+                .find(|q| q.dims == p.dims && q.backend == p.backend)
+            {
+                Some(q) => {
+                    let (calls, ms) = (q.calls + calls, q.ms + ms);
+                    let per_call = (q.flop_per_call * q.calls + flop) / calls.max(1e-9);
+                    *q = ProductTime::new(q.dims, &q.backend, calls, ms, per_call)
+                }
+                None => products.push(ProductTime::new(
+                    p.dims,
+                    &p.backend,
+                    calls,
+                    ms,
+                    p.flop_per_call,
+                )),
             }
         }
         products.sort_by(|x, y| y.ms.total_cmp(&x.ms));

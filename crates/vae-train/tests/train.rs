@@ -1017,12 +1017,13 @@ mod profile {
             "parts {parts} vs epoch {epoch}"
         );
         // Four layers: four forward products and four weight gradients, and three input gradients (none into x),
-        // each once per batch, with its FLOPs over its time.
+        // each once per batch, with its FLOPs over its time. The first layer's two run on the images' nonzeros.
         let products = p["products"].as_array().unwrap();
-        let mut shapes: Vec<&str> = products
-            .iter()
-            .map(|q| q["shape"].as_str().unwrap())
-            .collect();
+        let named = |q: &serde_json::Value| match q["backend"].as_str().unwrap() {
+            "sparse" => format!("sparse {}", q["shape"].as_str().unwrap()),
+            _ => q["shape"].as_str().unwrap().to_string(),
+        };
+        let mut shapes: Vec<String> = products.iter().map(named).collect();
         shapes.sort();
         // Input gradients: out [128,784]·[784,32], decoder hidden [128,32]·[32,4], head [128,8]·[8,32].
         let want = [
@@ -1030,13 +1031,13 @@ mod profile {
             "NN 128x32x8",
             "NN 128x4x32",
             "NT 128x32x4",
-            "NT 128x32x784",
             "NT 128x784x32",
             "NT 128x8x32",
             "TN 32x4x128",
-            "TN 32x784x128",
             "TN 784x32x128",
             "TN 8x32x128",
+            "sparse NN 128x32x784",
+            "sparse TN 784x32x128",
         ];
         assert_eq!(shapes, want);
         for q in products {
@@ -1045,8 +1046,15 @@ mod profile {
                 .split('x')
                 .map(|d| d.parse().unwrap())
                 .collect();
-            let gflop = 2.0 * dims.iter().product::<f64>() * 10.0 / 1e9;
-            let want = gflop / (q["ms"].as_f64().unwrap() / 1e3);
+            let dense = 2.0 * dims.iter().product::<f64>();
+            let flop = q["flop_per_call"].as_f64().unwrap();
+            if q["backend"] == "sparse" {
+                // MNIST's images are 19% nonzero.
+                assert!(flop > 0.1 * dense && flop < 0.3 * dense, "{q}");
+            } else {
+                assert_eq!(flop, dense, "{q}");
+            }
+            let want = flop * 10.0 / 1e9 / (q["ms"].as_f64().unwrap() / 1e3);
             assert!(
                 (q["gflop_per_s"].as_f64().unwrap() - want).abs() < 1e-6 * want.max(1.0),
                 "{q}"
@@ -1067,7 +1075,9 @@ mod profile {
             let products = run["profile"]["products"].as_array().unwrap().clone();
             assert!(!products.is_empty());
             assert!(
-                products.iter().all(|q| q["backend"] == backend),
+                products
+                    .iter()
+                    .all(|q| q["backend"] == backend || q["backend"] == "sparse"),
                 "{backend}: {products:?}"
             );
             assert!(

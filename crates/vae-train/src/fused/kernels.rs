@@ -3,6 +3,7 @@
 //! also compiled for AVX2+FMA and picked at run time; the results are the same either way, since Rust never fuses a
 //! multiply and an add on its own.
 
+use rayon::prelude::*;
 use vae_model::Activation;
 
 /// exp(x) for x ≤ 0 in f32 (Cephes' `expf`: range reduction by ln 2 and a degree-6 polynomial, ~1 ulp), written
@@ -86,13 +87,43 @@ fn bce_body(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
 
 /// Σ BCE(l, x) over the slices (in f64), replacing each logit with `(σ(l) − x)·scale`. With `e = exp(−|l|)`:
 /// BCE = max(l, 0) − l·x + ln(1 + e), and σ(l) = 1/(1+e) for l ≥ 0, e/(1+e) otherwise; nothing overflows.
+///
+/// A batch's logits are split across the threads in chunks of a fixed size, whose sums are added in order: the
+/// same result whatever the thread count.
 pub fn bce_and_grad(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
     assert_eq!(logits.len(), x.len());
+    if logits.len() < 2 * PARALLEL_CHUNK {
+        return bce_and_grad_serial(logits, x, scale);
+    }
+    let sums: Vec<f64> = logits
+        .par_chunks_mut(PARALLEL_CHUNK)
+        .zip(x.par_chunks(PARALLEL_CHUNK))
+        .map(|(l, x)| bce_and_grad_serial(l, x, scale))
+        .collect();
+    sums.iter().sum()
+}
+
+/// Elements an element-wise kernel hands each thread at a time: large enough that waking a thread pays (a 128-image
+/// batch of logits is six of them), a multiple of the BCE's 4096-element blocks.
+const PARALLEL_CHUNK: usize = 1 << 14;
+
+fn bce_and_grad_serial(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked above).
+        return unsafe { bce_avx512(logits, x, scale) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA (checked above).
         return unsafe { bce_avx2(logits, x, scale) };
     }
+    bce_body(logits, x, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn bce_avx512(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
     bce_body(logits, x, scale)
 }
 
@@ -160,6 +191,22 @@ pub struct AdamStep {
     /// 1 / √(1 − β2ᵗ).
     pub inv_sqrt_bc2: f32,
     pub eps: f32,
+}
+
+impl AdamStep {
+    /// The constants of step `t` (1-based) under `cfg`.
+    pub fn new(cfg: &crate::AdamConfig, t: u64) -> Self {
+        let (step_size, bc2_sqrt) = cfg.corrections(t);
+        Self {
+            beta1: cfg.beta1 as f32,
+            one_minus_beta1: (1.0 - cfg.beta1) as f32,
+            beta2: cfg.beta2 as f32,
+            one_minus_beta2: (1.0 - cfg.beta2) as f32,
+            step_size: step_size as f32,
+            inv_sqrt_bc2: (1.0 / bc2_sqrt) as f32,
+            eps: cfg.eps as f32,
+        }
+    }
 }
 
 #[inline(always)]
@@ -262,7 +309,7 @@ pub fn act_backward(grad: &mut [f32], h: &[f32], act: Activation) {
 /// Whether to take the AVX-512 paths: the CPU has them and `VAE_NO_AVX512` is not set (it forces the AVX2 paths,
 /// as on a CPU without AVX-512). Checked once.
 #[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
+pub(super) fn has_avx512() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -272,7 +319,7 @@ fn has_avx512() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(super) fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 

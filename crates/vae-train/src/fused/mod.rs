@@ -22,12 +22,13 @@
 mod iwae;
 mod kernels;
 mod sgemm;
+mod sparse;
 #[cfg(test)]
 mod tests;
 
 pub use sgemm::{
-    backend as gemm_backend, sgemm, shape_key as gemm_shape_key, with_backend as with_gemm_backend,
-    Backend as GemmBackend, Shape as GemmShape,
+    backend as gemm_backend, in_trial as gemm_in_trial, sgemm, shape_key as gemm_shape_key,
+    with_backend as with_gemm_backend, Backend as GemmBackend, Shape as GemmShape,
 };
 
 use std::borrow::Cow;
@@ -42,22 +43,26 @@ use crate::config::Loss;
 use crate::engine::StepTerms;
 use crate::AdamConfig;
 use crate::AdamState;
-use kernels::{act_backward, activate, adam_update, bce_and_grad, AdamStep};
+use kernels::{act_backward, activate, bce_and_grad};
+pub(crate) use kernels::{adam_update, AdamStep};
+use sparse::Nonzeros;
 
 /// Where every parameter tensor lives in the engine's flat buffers, derived from [`VaeConfig::plan`]: all weights
 /// in plan order, then all biases in plan order. Layers that sit side by side in the plan and read the same input
 /// (the `mu` and `logvar` heads) thereby form one contiguous `[Σ fan_out, fan_in]` matrix, computed by one product.
+/// The first layer's weight, when `transpose_first`, is kept as `Wᵀ [fan_in, fan_out]` (see [`sparse`]).
 #[derive(Debug, Clone)]
 struct Layout {
     /// `(name, shape, range)` in [`VaeConfig::parameter_shapes`] order.
     tensors: Vec<(String, Vec<usize>, Range<usize>)>,
     /// Weight and bias ranges of each plan layer, in plan order.
     layers: Vec<(Range<usize>, Range<usize>)>,
+    transpose_first: bool,
     len: usize,
 }
 
 impl Layout {
-    fn new(plan: &[&LayerSpec]) -> Self {
+    fn new(plan: &[&LayerSpec], transpose_first: bool) -> Self {
         let weights: usize = plan.iter().map(|l| l.fan_in * l.fan_out).sum();
         let (mut w0, mut b0) = (0, weights);
         let mut layers = Vec::with_capacity(plan.len());
@@ -72,8 +77,14 @@ impl Layout {
         Self {
             tensors,
             layers,
+            transpose_first,
             len: b0,
         }
+    }
+
+    /// Whether the tensor at `index` (of [`Layout::tensors`]) is stored transposed.
+    fn transposed(&self, index: usize) -> bool {
+        self.transpose_first && index == 0
     }
 
     /// Copies named tensors, in `parameter_shapes` order, into `buf`.
@@ -83,8 +94,13 @@ impl Layout {
             self.tensors.len(),
             "one tensor per parameter"
         );
-        for ((name, _, range), (given, t)) in self.tensors.iter().zip(tensors) {
+        for (i, ((name, _, range), (given, t))) in self.tensors.iter().zip(tensors).enumerate() {
             assert_eq!(name, given, "tensors in plan order");
+            let t = if self.transposed(i) {
+                t.t()?.contiguous()?
+            } else {
+                t.clone()
+            };
             let values = t
                 .flatten_all()?
                 .to_dtype(candle_core::DType::F32)?
@@ -98,12 +114,27 @@ impl Layout {
     fn tensors(&self, buf: &[f32]) -> candle_core::Result<Vec<(String, Tensor)>> {
         self.tensors
             .iter()
-            .map(|(name, shape, range)| {
-                let t = Tensor::from_slice(&buf[range.clone()], shape.as_slice(), &Device::Cpu)?;
+            .enumerate()
+            .map(|(i, (name, shape, range))| {
+                let values = &buf[range.clone()];
+                let t = if self.transposed(i) {
+                    Tensor::from_slice(values, (shape[1], shape[0]), &Device::Cpu)?
+                        .t()?
+                        .contiguous()?
+                } else {
+                    Tensor::from_slice(values, shape.as_slice(), &Device::Cpu)?
+                };
                 Ok((name.clone(), t))
             })
             .collect()
     }
+}
+
+/// A layer's input rows: dense, or the nonzeros of a sparse batch (for a layer that keeps `Wᵀ`).
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Dense(&'a [f32]),
+    Sparse(&'a Nonzeros),
 }
 
 /// One matrix product of the step, `out = act(input · Wᵀ + b)`, over ranges of the flat buffers.
@@ -114,6 +145,8 @@ struct Dense {
     w: Range<usize>,
     b: Range<usize>,
     activation: Option<Activation>,
+    /// Whether `w` holds `Wᵀ [fan_in, fan_out]` (the first layer's, for its sparse input).
+    transposed: bool,
 }
 
 impl Dense {
@@ -127,27 +160,31 @@ impl Dense {
             w: layout.layers[first].0.start..layout.layers[last].0.end,
             b: layout.layers[first].1.start..layout.layers[last].1.end,
             activation: specs[0].activation,
+            transposed: first == 0 && layout.transpose_first,
         }
     }
 
     /// `out[rows, fan_out] = act(input[rows, fan_in] · Wᵀ + b)`.
-    fn forward(&self, params: &[f32], input: &[f32], rows: usize, out: &mut [f32]) {
+    fn forward(&self, params: &[f32], input: Input, rows: usize, out: &mut [f32]) {
         let out = &mut out[..rows * self.fan_out];
-        for row in out.chunks_exact_mut(self.fan_out) {
-            row.copy_from_slice(&params[self.b.clone()]);
+        let (w, b) = (&params[self.w.clone()], &params[self.b.clone()]);
+        match input {
+            Input::Sparse(nz) => {
+                let shape = (false, false, rows, self.fan_out, self.fan_in);
+                crate::profile::sparse_product(
+                    shape,
+                    || nz.len(),
+                    || sparse::forward(nz, w, b, self.fan_out, out),
+                );
+            }
+            Input::Dense(x) => {
+                for row in out.chunks_exact_mut(self.fan_out) {
+                    row.copy_from_slice(b);
+                }
+                let (fan_in, fan_out, tb) = (self.fan_in, self.fan_out, !self.transposed);
+                sgemm(false, tb, rows, fan_out, fan_in, x, w, out, true);
+            }
         }
-        let w = &params[self.w.clone()];
-        sgemm(
-            false,
-            true,
-            rows,
-            self.fan_out,
-            self.fan_in,
-            input,
-            w,
-            out,
-            true,
-        );
         if let Some(act) = self.activation {
             // Split across threads only where the work outweighs waking them (the estimator's thousands of rows).
             if out.len() >= 1 << 17 {
@@ -160,19 +197,23 @@ impl Dense {
 
     /// Weight and bias gradients into `grads` from `da[rows, fan_out]` (the gradient at the pre-activation) and
     /// the layer's input.
-    fn backward_params(&self, grads: &mut [f32], da: &[f32], input: &[f32], rows: usize) {
+    fn backward_params(&self, grads: &mut [f32], da: &[f32], input: Input, rows: usize) {
         let gw = &mut grads[self.w.clone()];
-        sgemm(
-            true,
-            false,
-            self.fan_out,
-            self.fan_in,
-            rows,
-            da,
-            input,
-            gw,
-            false,
-        );
+        let (fan_in, fan_out) = (self.fan_in, self.fan_out);
+        match input {
+            Input::Sparse(nz) => {
+                let shape = (true, false, fan_in, fan_out, rows);
+                crate::profile::sparse_product(
+                    shape,
+                    || nz.len(),
+                    || sparse::weight_grad(nz, da, fan_out, gw),
+                );
+            }
+            Input::Dense(x) if self.transposed => {
+                sgemm(true, false, fan_in, fan_out, rows, x, da, gw, false)
+            }
+            Input::Dense(x) => sgemm(true, false, fan_out, fan_in, rows, da, x, gw, false),
+        }
         let gb = &mut grads[self.b.clone()];
         gb.iter_mut().for_each(|g| *g = 0.0);
         for row in da[..rows * self.fan_out].chunks_exact(self.fan_out) {
@@ -185,17 +226,8 @@ impl Dense {
     /// `d_input[rows, fan_in] = da[rows, fan_out] · W`.
     fn backward_input(&self, params: &[f32], da: &[f32], rows: usize, d_input: &mut [f32]) {
         let w = &params[self.w.clone()];
-        sgemm(
-            false,
-            false,
-            rows,
-            self.fan_in,
-            self.fan_out,
-            da,
-            w,
-            d_input,
-            false,
-        );
+        let (fan_in, fan_out, tb) = (self.fan_in, self.fan_out, self.transposed);
+        sgemm(false, tb, rows, fan_in, fan_out, da, w, d_input, false);
     }
 }
 
@@ -233,6 +265,10 @@ struct Scratch {
     grad_head: Vec<f32>,
     /// log w of each z row (IWAE).
     log_w: Vec<f64>,
+    /// The nonzeros of the encoder's input, when [`Scratch::sparse_input`].
+    nonzeros: Nonzeros,
+    /// Whether the last [`FusedVae::encode`]'s input was sparse enough for [`sparse`]'s products.
+    sparse_input: bool,
 }
 
 /// Whether the fused engine can train this model: a Bernoulli decoder and a log σ² head (a σ head, from an imported
@@ -247,8 +283,9 @@ impl FusedVae {
         let config = vae.config().clone();
         let plan = config.plan();
         let specs: Vec<&LayerSpec> = plan.layers().collect();
-        let layout = Layout::new(&specs);
         let (n_enc, n_dec) = (plan.encoder.len(), plan.decoder.len());
+        // Only a layer of its own can keep Wᵀ: the heads share one matrix.
+        let layout = Layout::new(&specs, n_enc > 0);
         let head_at = n_enc; // `mu`, then `logvar`
         let dense = |i| Dense::span(&specs, &layout, i, i);
         let encoder: Vec<Dense> = (0..n_enc).map(dense).collect();
@@ -327,10 +364,10 @@ impl FusedVae {
     /// The gradient of every parameter after [`FusedVae::forward_backward`], by name.
     #[cfg(test)]
     pub(crate) fn gradients(&self) -> Vec<(String, Vec<f32>)> {
-        let layout = &self.layout.tensors;
-        layout
-            .iter()
-            .map(|(n, _, r)| (n.clone(), self.grads[r.clone()].to_vec()))
+        let tensors = self.layout.tensors(&self.grads).unwrap();
+        tensors
+            .into_iter()
+            .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
             .collect()
     }
 
@@ -404,13 +441,22 @@ impl FusedVae {
     /// `σ = exp(logvar/2)` into `sigma`.
     fn encode(&mut self, x: &[f32], rows: usize) {
         let (p, s, zdim) = (&self.params, &mut self.scratch, self.config.latent_dim);
+        s.sparse_input = match self.encoder.first() {
+            Some(first) if first.transposed => s.nonzeros.gather(x, rows, first.fan_in),
+            _ => false,
+        };
         for (i, layer) in self.encoder.iter().enumerate() {
             let (done, rest) = s.enc_h.split_at_mut(i);
-            let input: &[f32] = if i == 0 { x } else { &done[i - 1] };
+            let input = match i {
+                0 if s.sparse_input => Input::Sparse(&s.nonzeros),
+                0 => Input::Dense(x),
+                _ => Input::Dense(&done[i - 1]),
+            };
             layer.forward(p, input, rows, &mut rest[0]);
         }
         let last_h: &[f32] = s.enc_h.last().map_or(x, |h| h.as_slice());
-        self.head.forward(p, last_h, rows, &mut s.head_out);
+        self.head
+            .forward(p, Input::Dense(last_h), rows, &mut s.head_out);
         for r in 0..rows {
             let logvar = &s.head_out[(2 * r + 1) * zdim..(2 * r + 2) * zdim];
             for (sd, lv) in s.sigma[r * zdim..(r + 1) * zdim].iter_mut().zip(logvar) {
@@ -425,10 +471,11 @@ impl FusedVae {
         for (i, layer) in self.decoder.iter().enumerate() {
             let (done, rest) = s.dec_h.split_at_mut(i);
             let input: &[f32] = if i == 0 { &s.z } else { &done[i - 1] };
-            layer.forward(p, input, rows, &mut rest[0]);
+            layer.forward(p, Input::Dense(input), rows, &mut rest[0]);
         }
         let last_g: &[f32] = s.dec_h.last().map_or(&s.z, |h| h.as_slice());
-        self.out.forward(p, last_g, rows, &mut s.logits);
+        self.out
+            .forward(p, Input::Dense(last_g), rows, &mut s.logits);
     }
 
     /// From the gradient at the logits (held in `logits`), the decoder's parameter gradients, and `∂[z | y]` in
@@ -436,7 +483,8 @@ impl FusedVae {
     fn backward_decoder(&mut self, rows: usize) {
         let (p, s, g) = (&self.params, &mut self.scratch, &mut self.grads);
         let last_g: &[f32] = s.dec_h.last().map_or(&s.z, |h| h.as_slice());
-        self.out.backward_params(g, &s.logits, last_g, rows);
+        self.out
+            .backward_params(g, &s.logits, Input::Dense(last_g), rows);
         self.out.backward_input(p, &s.logits, rows, &mut s.grad_a);
         for (i, layer) in self.decoder.iter().enumerate().rev() {
             let width = rows * layer.fan_out;
@@ -444,7 +492,7 @@ impl FusedVae {
                 act_backward(&mut s.grad_a[..width], &s.dec_h[i][..width], act);
             }
             let input: &[f32] = if i == 0 { &s.z } else { &s.dec_h[i - 1] };
-            layer.backward_params(g, &s.grad_a, input, rows);
+            layer.backward_params(g, &s.grad_a, Input::Dense(input), rows);
             layer.backward_input(p, &s.grad_a, rows, &mut s.grad_b);
             std::mem::swap(&mut s.grad_a, &mut s.grad_b);
         }
@@ -454,7 +502,8 @@ impl FusedVae {
     fn backward_encoder(&mut self, x: &[f32], rows: usize) {
         let (p, s, g) = (&self.params, &mut self.scratch, &mut self.grads);
         let last_h: &[f32] = s.enc_h.last().map_or(x, |h| h.as_slice());
-        self.head.backward_params(g, &s.grad_head, last_h, rows);
+        self.head
+            .backward_params(g, &s.grad_head, Input::Dense(last_h), rows);
         if !self.encoder.is_empty() {
             self.head
                 .backward_input(p, &s.grad_head, rows, &mut s.grad_a);
@@ -464,7 +513,11 @@ impl FusedVae {
             if let Some(act) = layer.activation {
                 act_backward(&mut s.grad_a[..width], &s.enc_h[i][..width], act);
             }
-            let input: &[f32] = if i == 0 { x } else { &s.enc_h[i - 1] };
+            let input = match i {
+                0 if s.sparse_input => Input::Sparse(&s.nonzeros),
+                0 => Input::Dense(x),
+                _ => Input::Dense(&s.enc_h[i - 1]),
+            };
             layer.backward_params(g, &s.grad_a, input, rows);
             // The gradient with respect to the images themselves is never needed.
             if i > 0 {
@@ -553,34 +606,24 @@ impl FusedVae {
     /// [`FusedVae::forward_backward`].
     pub fn adam_step(&mut self) {
         self.step += 1;
-        let AdamConfig {
-            beta1, beta2, eps, ..
-        } = self.adam;
-        let (step_size, bc2_sqrt) = self.adam.corrections(self.step);
-        let c = AdamStep {
-            beta1: beta1 as f32,
-            one_minus_beta1: (1.0 - beta1) as f32,
-            beta2: beta2 as f32,
-            one_minus_beta2: (1.0 - beta2) as f32,
-            step_size: step_size as f32,
-            inv_sqrt_bc2: (1.0 / bc2_sqrt) as f32,
-            eps: eps as f32,
-        };
+        let c = AdamStep::new(&self.adam, self.step);
         crate::profile::time(crate::profile::Phase::Adam, || {
             adam_update(&mut self.params, &self.grads, &mut self.m, &mut self.v, c)
         });
     }
 
-    /// Chooses the sgemm backend for training steps of `rows` images under `loss` by timing whole steps on each
-    /// backend (see [`gemm_backend`]), on a copy of the model and made-up data: the model and every RNG of the run
-    /// are untouched.
-    pub fn calibrate_gemm(&self, rows: usize, loss: Loss) -> Option<GemmBackend> {
+    /// Chooses the sgemm backend for training steps under `loss` by timing whole steps on each backend (see
+    /// [`gemm_backend`]), on a copy of the model and the batch `x` of `rows` images (the run's first, so that its
+    /// share of nonzeros decides the first layer's products as in the run): the model and every RNG of the run are
+    /// untouched.
+    pub fn calibrate_gemm(
+        &self,
+        x: &[f32],
+        labels: &[u32],
+        rows: usize,
+        loss: Loss,
+    ) -> Option<GemmBackend> {
         let mut copy = self.clone();
-        let dim = self.config.input_dim;
-        let x: Vec<f32> = (0..rows * dim)
-            .map(|i| ((i * 7) % 3 == 0) as u8 as f32)
-            .collect();
-        let labels = vec![0u32; rows];
         let samples = match loss {
             Loss::Elbo { .. } => 1,
             Loss::Iwae { k } => k,
@@ -590,8 +633,8 @@ impl FusedVae {
         let what = format!("training steps of {rows} images");
         sgemm::calibrate(&what, || {
             match loss {
-                Loss::Elbo { beta } => copy.forward_backward(&x, &labels, &eps, rows, beta),
-                Loss::Iwae { k } => copy.forward_backward_iwae(&x, &labels, &eps, rows, k),
+                Loss::Elbo { beta } => copy.forward_backward(x, labels, &eps, rows, beta),
+                Loss::Iwae { k } => copy.forward_backward_iwae(x, labels, &eps, rows, k),
             };
         })
     }

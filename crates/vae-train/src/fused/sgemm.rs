@@ -92,6 +92,12 @@ fn scoped(shape: Shape) -> Option<(Backend, bool)> {
     })
 }
 
+/// Whether this thread is inside a trial of the backend calibration (`FusedVae::calibrate_gemm`), whose steps are
+/// not profiled.
+pub fn in_trial() -> bool {
+    SCOPE.with_borrow(|s| s.as_ref().is_some_and(|s| s.trial))
+}
+
 /// Runs `f` with every product of this thread on `backend`; a training step runs so with its calibrated backend,
 /// so that one run uses one backend (OpenBLAS's threads spin for a while after each call, which would slow the
 /// `gemm` crate's threads) whatever other runs chose for the same shapes.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Var};
+use candle_core::{DType, Device, Var};
 use candle_nn::Optimizer;
 use vae_model::{beta_elbo, iwae_bound, Activation, Vae, VaeConfig, VaeRng};
 
@@ -43,11 +43,18 @@ fn check_gradients(cfg: &VaeConfig, rows: usize, beta: f64, seed: u64) {
 }
 
 fn check_loss_gradients(cfg: &VaeConfig, rows: usize, loss: Loss, seed: u64) {
+    check_gradients_at_density(cfg, rows, loss, seed, 1.0)
+}
+
+/// The fused gradients against autograd's on images of which about `density` of the pixels are nonzero (all of
+/// them at 1; MNIST-like below [`super::sparse::MAX_DENSITY`], which takes the sparse first-layer products).
+fn check_gradients_at_density(cfg: &VaeConfig, rows: usize, loss: Loss, seed: u64, density: f64) {
     let dev = Device::Cpu;
     let mut rng = VaeRng::seed_from(seed);
     let (vae, varmap) = Vae::init(cfg, &mut rng, &dev).unwrap();
     let p = params(&varmap, cfg);
     let x = rng.uniform((rows, cfg.input_dim), 0.0, 1.0, &dev).unwrap();
+    let x = (x.lt(density).unwrap().to_dtype(DType::F32).unwrap() * &x).unwrap();
     let samples = match loss {
         Loss::Elbo { .. } => 1,
         Loss::Iwae { k } => k,
@@ -73,6 +80,11 @@ fn check_loss_gradients(cfg: &VaeConfig, rows: usize, loss: Loss, seed: u64) {
         Loss::Elbo { beta } => fused.forward_backward(&xs, &ls, &es, rows, beta),
         Loss::Iwae { k } => fused.forward_backward_iwae(&xs, &ls, &es, rows, k),
     };
+    let sparse = density <= super::sparse::MAX_DENSITY / 2.0 && !cfg.hidden_dims.is_empty();
+    assert_eq!(
+        fused.scratch.sparse_input, sparse,
+        "sparse path at density {density}"
+    );
 
     let want = |v: &candle_core::Tensor| v.to_scalar::<f32>().unwrap() as f64;
     // Autograd's IWAE kl is a difference of two sums of the size of recon, rounded in f32.
@@ -132,6 +144,23 @@ fn gradients_match_autograd_relu_with_beta() {
 #[test]
 fn gradients_match_autograd_at_the_mnist_preset_shapes() {
     check_gradients(&VaeConfig::mnist(), 128, 1.0, 4);
+}
+
+#[test]
+fn gradients_match_autograd_on_sparse_images_at_the_preset_shapes() {
+    let elbo = Loss::Elbo { beta: 1.0 };
+    check_gradients_at_density(&VaeConfig::mnist(), 128, elbo, 12, 0.1);
+    let mut cvae = VaeConfig::mnist();
+    cvae.conditional = true;
+    check_gradients_at_density(&cvae, 32, elbo, 13, 0.1);
+    let iwae = VaeConfig {
+        hidden_dims: vec![200, 200],
+        latent_dim: 50,
+        activation: Activation::Tanh,
+        ..VaeConfig::mnist()
+    };
+    check_gradients_at_density(&iwae, 20, Loss::Iwae { k: 5 }, 14, 0.1);
+    check_gradients_at_density(&iwae, 3, elbo, 15, 0.02);
 }
 
 #[test]
@@ -227,7 +256,7 @@ fn adam_trajectory(loss: Loss, conditional: bool) {
     }
     // The Adam moments agree with the autograd optimiser's, parameter by parameter.
     let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let (mine, theirs) = (fused.adam_state().unwrap(), adam.state());
+    let (mine, theirs) = (fused.adam_state().unwrap(), adam.state().unwrap());
     assert_eq!(mine.step, theirs.step);
     for (((name, _), (m1, v1)), (m2, v2)) in p.iter().zip(&mine.moments).zip(&theirs.moments) {
         close(&format!("m.{name}"), &flat(m1), &flat(m2), 2e-3);
