@@ -5,9 +5,13 @@
 //! (Kingma & Ba, Algorithm 1) as PyTorch writes it:
 //! `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)`.
 
+use std::cell::RefCell;
+
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor, Var};
 use candle_nn::Optimizer;
+
+use crate::fused::{adam_update, AdamStep};
 
 /// Adam's hyper-parameters; the defaults are PyTorch's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,10 +76,94 @@ pub struct AdamState {
 #[derive(Debug)]
 pub struct Adam {
     params: Vec<Var>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    moments: Vec<Moments>,
     step: u64,
     cfg: AdamConfig,
+}
+
+/// A parameter's first and second moments.
+#[derive(Debug)]
+enum Moments {
+    /// On the parameter's device, updated by composed tensor ops (which every backend has).
+    Tensors { m: Tensor, v: Tensor },
+    /// For an `f32` parameter on the CPU: plain buffers, updated in place in one pass with the parameter by
+    /// [`InPlaceAdam`], instead of eleven tensor ops that each allocate their result.
+    Host { m: Vec<f32>, v: Vec<f32> },
+}
+
+impl Moments {
+    fn zeros(p: &Var) -> Result<Self> {
+        Ok(if p.device().is_cpu() && p.dtype() == DType::F32 {
+            let n = p.elem_count();
+            Moments::Host {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            }
+        } else {
+            Moments::Tensors {
+                m: p.zeros_like()?,
+                v: p.zeros_like()?,
+            }
+        })
+    }
+
+    /// As tensors of `p`'s shape (copies of the host buffers).
+    fn tensors(&self, p: &Var) -> Result<(Tensor, Tensor)> {
+        Ok(match self {
+            Moments::Tensors { m, v } => (m.clone(), v.clone()),
+            Moments::Host { m, v } => (
+                Tensor::from_slice(m, p.shape(), &Device::Cpu)?,
+                Tensor::from_slice(v, p.shape(), &Device::Cpu)?,
+            ),
+        })
+    }
+
+    /// Replaced by saved moments of `p`'s size.
+    fn restore(&mut self, p: &Var, m: &Tensor, v: &Tensor) -> Result<()> {
+        match self {
+            Moments::Tensors { m: mm, v: vv } => {
+                *mm = m.to_device(p.device())?.reshape(p.shape())?;
+                *vv = v.to_device(p.device())?.reshape(p.shape())?;
+            }
+            Moments::Host { m: mm, v: vv } => {
+                let host = |t: &Tensor| {
+                    t.reshape(p.shape())?
+                        .flatten_all()?
+                        .to_dtype(DType::F32)?
+                        .to_vec1()
+                };
+                (*mm, *vv) = (host(m)?, host(v)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adam on an `f32` CPU parameter (the op's destination) from its gradient, with the moments it holds: the fused
+/// engine's kernel. CPU only: on other devices [`Moments::Tensors`] takes the composed ops.
+struct InPlaceAdam<'a> {
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
+    c: AdamStep,
+}
+
+impl candle_core::InplaceOp2 for InPlaceAdam<'_> {
+    fn name(&self) -> &'static str {
+        "adam"
+    }
+
+    fn cpu_fwd(&self, p: &mut CpuStorage, lp: &Layout, g: &CpuStorage, lg: &Layout) -> Result<()> {
+        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (p, g) else {
+            candle_core::bail!("adam: f32 parameters and gradients only");
+        };
+        let (Some((p0, p1)), Some((g0, g1))) = (lp.contiguous_offsets(), lg.contiguous_offsets())
+        else {
+            candle_core::bail!("adam: contiguous parameters and gradients only");
+        };
+        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
+        adam_update(&mut p[p0..p1], &g[g0..g1], &mut m, &mut v, self.c);
+        Ok(())
+    }
 }
 
 impl Optimizer for Adam {
@@ -83,15 +171,13 @@ impl Optimizer for Adam {
 
     /// Zero moments for each parameter.
     fn new(params: Vec<Var>, cfg: AdamConfig) -> Result<Self> {
-        let m = params
+        let moments = params
             .iter()
-            .map(|p| p.zeros_like())
+            .map(Moments::zeros)
             .collect::<Result<Vec<_>>>()?;
-        let v = m.clone();
         Ok(Self {
             params,
-            m,
-            v,
+            moments,
             step: 0,
             cfg,
         })
@@ -104,15 +190,25 @@ impl Optimizer for Adam {
             beta1, beta2, eps, ..
         } = self.cfg;
         let (step_size, bc2_sqrt) = self.cfg.corrections(self.step);
-        for (i, p) in self.params.iter().enumerate() {
+        for (p, moments) in self.params.iter().zip(&mut self.moments) {
             let Some(g) = grads.get(p) else { continue };
-            let m = ((&self.m[i] * beta1)? + (g * (1.0 - beta1))?)?;
-            let v = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-            let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
-            let update = (m.div(&denom)? * step_size)?;
-            p.set(&p.as_tensor().sub(&update)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            match moments {
+                Moments::Host { m, v } => {
+                    let op = InPlaceAdam {
+                        m: RefCell::new(m),
+                        v: RefCell::new(v),
+                        c: AdamStep::new(&self.cfg, self.step),
+                    };
+                    p.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
+                }
+                Moments::Tensors { m, v } => {
+                    *m = ((&*m * beta1)? + (g * (1.0 - beta1))?)?;
+                    *v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
+                    let update = (m.div(&denom)? * step_size)?;
+                    p.set(&p.as_tensor().sub(&update)?)?;
+                }
+            }
         }
         Ok(())
     }
@@ -133,11 +229,13 @@ impl Adam {
     }
 
     /// The step count and moments, for a checkpoint.
-    pub fn state(&self) -> AdamState {
-        AdamState {
+    pub fn state(&self) -> Result<AdamState> {
+        Ok(AdamState {
             step: self.step,
-            moments: self.m.iter().cloned().zip(self.v.iter().cloned()).collect(),
-        }
+            moments: (self.params.iter().zip(&self.moments))
+                .map(|(p, m)| m.tensors(p))
+                .collect::<Result<_>>()?,
+        })
     }
 
     /// Continues from a saved [`AdamState`] whose moments have the parameters' shapes, in the same order.
@@ -149,10 +247,13 @@ impl Adam {
                 self.params.len()
             );
         }
-        for (i, (m, v)) in state.moments.iter().enumerate() {
-            let p = &self.params[i];
-            self.m[i] = m.to_device(p.device())?.reshape(p.shape())?;
-            self.v[i] = v.to_device(p.device())?.reshape(p.shape())?;
+        for ((p, moments), (m, v)) in self
+            .params
+            .iter()
+            .zip(&mut self.moments)
+            .zip(&state.moments)
+        {
+            moments.restore(p, m, v)?;
         }
         self.step = state.step;
         Ok(())
@@ -164,21 +265,15 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// Two steps on f(p) = ½‖p‖², worked by hand with PyTorch's formula.
+    /// Two steps on f(p) = ½‖p‖², worked by hand with PyTorch's formula: in f64 (the composed tensor ops) and in
+    /// f32 (the in-place CPU update).
     #[test]
     fn matches_the_pytorch_update_by_hand() {
-        let p = Var::new(&[1.0f64, -2.0], &Device::Cpu).unwrap();
-        let cfg = AdamConfig {
-            lr: 0.1,
-            ..Default::default()
-        };
-        let mut opt = Adam::new(vec![p.clone()], cfg).unwrap();
-        let mut expect = [1.0f64, -2.0];
-        let (mut m, mut v) = ([0.0f64; 2], [0.0f64; 2]);
+        let start = [1.0f64, -2.0, 3e-3, 0.0];
+        let mut expect = start;
+        let (mut m, mut v) = ([0.0f64; 4], [0.0f64; 4]);
         for t in 1..=2 {
-            let loss = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
-            opt.step(&loss.backward().unwrap()).unwrap();
-            for i in 0..2 {
+            for i in 0..4 {
                 let g = expect[i];
                 m[i] = 0.9 * m[i] + 0.1 * g;
                 v[i] = 0.999 * v[i] + 0.001 * g * g;
@@ -186,13 +281,32 @@ mod tests {
                 expect[i] -= 0.1 / (1.0 - 0.9f64.powi(t)) * m[i] / denom;
             }
         }
-        let got = p.as_tensor().to_vec1::<f64>().unwrap();
-        for i in 0..2 {
-            assert!((got[i] - expect[i]).abs() < 1e-12, "{got:?} vs {expect:?}");
-        }
         // The first step of Adam moves each coordinate by lr (up to ε): 1 → 0.9 → ~0.8.
-        assert!((got[0] - 0.8).abs() < 1e-3);
-        assert_eq!(opt.step_count(), 2);
+        assert!((expect[0] - 0.8).abs() < 1e-3);
+        for dtype in [DType::F64, DType::F32] {
+            let p = Var::new(&start, &Device::Cpu).unwrap();
+            let p = Var::from_tensor(&p.to_dtype(dtype).unwrap()).unwrap();
+            let cfg = AdamConfig {
+                lr: 0.1,
+                ..Default::default()
+            };
+            let mut opt = Adam::new(vec![p.clone()], cfg).unwrap();
+            let host = matches!(opt.moments[0], Moments::Host { .. });
+            assert_eq!(host, dtype == DType::F32);
+            for _ in 1..=2 {
+                let loss = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
+                opt.step(&loss.backward().unwrap()).unwrap();
+            }
+            let got = p.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+            let tolerance = if host { 1e-6 } else { 1e-12 };
+            for i in 0..4 {
+                assert!(
+                    (got[i] - expect[i]).abs() < tolerance,
+                    "{dtype:?}: {got:?} vs {expect:?}"
+                );
+            }
+            assert_eq!(opt.step_count(), 2);
+        }
     }
 
     #[test]
@@ -202,7 +316,7 @@ mod tests {
             let mut opt = Adam::new(vec![p.clone()], AdamConfig::default()).unwrap();
             for k in 0..4 {
                 if split && k == 2 {
-                    let saved = opt.state();
+                    let saved = opt.state().unwrap();
                     opt = Adam::new(vec![p.clone()], AdamConfig::default()).unwrap();
                     opt.restore(&saved).unwrap();
                 }
