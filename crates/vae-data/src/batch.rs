@@ -186,7 +186,7 @@ impl Batcher {
             Binarize::Static => images
                 .iter_mut()
                 .for_each(|p| *p = if *p > 0.5 { 1.0 } else { 0.0 }),
-            Binarize::Dynamic => images.iter_mut().for_each(|p| *p = bernoulli(*p, rng)),
+            Binarize::Dynamic => bernoulli_each(&mut images, rng),
         }
         Batch {
             images,
@@ -242,6 +242,19 @@ fn bernoulli(p: f32, rng: &mut impl Rng) -> f32 {
     }
 }
 
+/// Each `p` replaced by 1 with probability `p`, else 0: [`bernoulli`] pixel by pixel, the same numbers (for a
+/// block RNG such as ours, whose `fill` hands out the words `next_u32` would), drawn as one block: a dynamically
+/// binarised epoch of MNIST is 47 million draws, and one call per draw was a tenth of a training epoch.
+fn bernoulli_each(ps: &mut [f32], rng: &mut impl Rng) {
+    let mut words = vec![0u32; ps.len()];
+    rng.fill(&mut words[..]);
+    for (p, &w) in ps.iter_mut().zip(&words) {
+        // `random::<f32>()`: the word's top 24 bits over 2²⁴.
+        let u = (w >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
+        *p = if u < *p { 1.0 } else { 0.0 };
+    }
+}
+
 /// One mini-batch, on the host.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -289,5 +302,28 @@ impl<R: Rng> Iterator for Batches<'_, R> {
         let item = self.batcher.gather(&self.order[self.pos..end], self.rng);
         self.pos = end;
         Some(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_drawn_binarisation_equals_one_draw_per_pixel() {
+        // Probabilities across [0, 1], including the ends, and a length that is not a multiple of any block.
+        let ps: Vec<f32> = (0..1001).map(|i| (i % 256) as f32 / 255.0).collect();
+        use rand::RngCore;
+        let (mut a, mut b) = (
+            vae_model::VaeRng::seed_from(7),
+            vae_model::VaeRng::seed_from(7),
+        );
+        let one_by_one: Vec<f32> = ps.iter().map(|&p| bernoulli(p, &mut a)).collect();
+        let mut blocked = ps.clone();
+        bernoulli_each(&mut blocked, &mut b);
+        assert_eq!(blocked, one_by_one);
+        assert!(blocked.contains(&1.0) && blocked.contains(&0.0));
+        // And both streams are left at the same place.
+        assert_eq!(a.next_u32(), b.next_u32());
     }
 }
