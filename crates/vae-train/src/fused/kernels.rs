@@ -88,11 +88,11 @@ fn bce_body(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
 /// Σ BCE(l, x) over the slices (in f64), replacing each logit with `(σ(l) − x)·scale`. With `e = exp(−|l|)`:
 /// BCE = max(l, 0) − l·x + ln(1 + e), and σ(l) = 1/(1+e) for l ≥ 0, e/(1+e) otherwise; nothing overflows.
 ///
-/// A batch's logits are split across the threads in chunks of a fixed size, whose sums are added in order: the
-/// same result whatever the thread count.
+/// A batch's logits are split across the threads (where [`super::threads_free`]) in chunks of a fixed size, whose sums
+/// are added in order: the same result whatever the thread count.
 pub fn bce_and_grad(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
     assert_eq!(logits.len(), x.len());
-    if logits.len() < 2 * PARALLEL_CHUNK {
+    if logits.len() < 2 * PARALLEL_CHUNK || !super::threads_free() {
         return bce_and_grad_serial(logits, x, scale);
     }
     let sums: Vec<f64> = logits

@@ -98,6 +98,16 @@ pub fn in_trial() -> bool {
     SCOPE.with_borrow(|s| s.as_ref().is_some_and(|s| s.trial))
 }
 
+/// Whether our own kernels may split their work across threads: not while this thread's products run on OpenBLAS,
+/// whose threads spin for a while after each call and would take the cores from ours (the element-wise work and Adam
+/// of an `mnist` step on OpenBLAS ran nearly twice as long with the BCE split across threads).
+pub fn threads_free() -> bool {
+    let backend = SCOPE
+        .with_borrow(|s| s.as_ref().map(|s| s.backend))
+        .or_else(forced);
+    backend != Some(Backend::OpenBlas)
+}
+
 /// Runs `f` with every product of this thread on `backend`; a training step runs so with its calibrated backend,
 /// so that one run uses one backend (OpenBLAS's threads spin for a while after each call, which would slow the
 /// `gemm` crate's threads) whatever other runs chose for the same shapes.

@@ -9,7 +9,8 @@
 //! feeds `GROUP` sums held in registers, as in a dense product's kernel.
 //!
 //! Every output is summed in a fixed order (the pixels, or the images, in order; a 0 in a group adds nothing) by one
-//! thread, so the results are the same whatever the thread count or instruction set.
+//! thread, and Rust never fuses a multiply and an add on its own, so the results are the same whatever the thread
+//! count or instruction set.
 
 use std::ops::Range;
 
@@ -218,9 +219,10 @@ fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut 
         groups,
         cols: 0..n,
     };
-    // Below about a million multiply-adds, waking a second thread costs more than it saves.
+    // Below about a million multiply-adds, waking a second thread costs more than it saves; and other threads may be
+    // spinning (see `threads_free`).
     let work = packed.index.len() * GROUP * n;
-    let tasks = if work < 1 << 20 {
+    let tasks = if work < 1 << 20 || !super::threads_free() {
         1
     } else {
         2 * rayon::current_num_threads()
@@ -230,11 +232,13 @@ fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut 
         // SAFETY: the one task writes all of `out`.
         return unsafe { task(0..groups).run(out) };
     }
-    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|t| {
-        let g = t * per_task;
-        // SAFETY: the tasks' groups do not overlap, so each writes only its own rows of `out`, which outlives them.
-        unsafe { task(g..(g + per_task).min(groups)).run(out) }
-    });
+    (0..groups.div_ceil(per_task))
+        .into_par_iter()
+        .for_each(|t| {
+            let g = t * per_task;
+            // SAFETY: the tasks' groups do not overlap, so each writes only its own rows of `out`, which outlives them.
+            unsafe { task(g..(g + per_task).min(groups)).run(out) }
+        });
 }
 
 /// `out [rows, n]`, written by several tasks at once, each to its own elements.
