@@ -123,9 +123,10 @@ pub fn with_backend<T>(backend: Backend, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Chooses the backend of a training step by timing it: `step` (a step on made-up data, which must not touch the
-/// run's RNG) runs once to find its product shapes; unless the cache holds a choice for that step, it then runs six
-/// times on each backend in turn, and the backend of the faster best step is returned, for [`with_backend`] to run
+/// Chooses the backend of a training step by timing it: `step` (a step on a copy of the model, which must not touch
+/// the run's RNG) runs once to find its product shapes; unless the cache holds a choice for that step, it then runs
+/// in three blocks of four steps on each backend in turn, the first of each block untimed, and the backend of the
+/// faster best step is returned, for [`with_backend`] to run
 /// the real steps on (`None` when the environment forces a backend). Whole steps are timed because a product inside
 /// a step is slower than the same product repeated (cold caches, threads waking up), and not by the same amount on
 /// both backends. Logged; written to the cache, where a choice another run made first wins, so that runs on one
@@ -176,9 +177,15 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
     let pick = match before {
         Some(b) => b,
         None => {
-            for _ in 0..6 {
+            // In blocks, the first step of each untimed: a step right after the other backend's runs beside the
+            // threads that backend leaves spinning (OpenBLAS's spin for a while after each call), which would
+            // count against whichever comes second.
+            for _ in 0..3 {
                 for (i, b) in [Backend::OpenBlas, Backend::Gemm].into_iter().enumerate() {
-                    best[i] = best[i].min(timed(b));
+                    timed(b);
+                    for _ in 0..3 {
+                        best[i] = best[i].min(timed(b));
+                    }
                 }
             }
             let mine = if best[0] <= best[1] {
