@@ -297,6 +297,33 @@ unsafe fn activate_avx2(h: &mut [f32], act: Activation) {
 
 /// `grad ← grad ⊙ act'(a)`, written in terms of the activation's output `h = act(a)`.
 pub fn act_backward(grad: &mut [f32], h: &[f32], act: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked above).
+        return unsafe { act_backward_avx512(grad, h, act) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked above).
+        return unsafe { act_backward_avx2(grad, h, act) };
+    }
+    act_backward_body(grad, h, act)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn act_backward_avx512(grad: &mut [f32], h: &[f32], act: Activation) {
+    act_backward_body(grad, h, act)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn act_backward_avx2(grad: &mut [f32], h: &[f32], act: Activation) {
+    act_backward_body(grad, h, act)
+}
+
+#[inline(always)]
+fn act_backward_body(grad: &mut [f32], h: &[f32], act: Activation) {
     match act {
         Activation::Relu => grad
             .iter_mut()
