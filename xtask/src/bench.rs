@@ -430,7 +430,8 @@ fn print_profiles(timed: &[Timed]) {
         println!("| {} | {} |", t.preset, cells.join(" | "));
     }
     println!(
-        "\nEach product of a step, last profiled round: GFLOP/s (2·m·n·k per call over its time)\n"
+        "\nEach product of a step, last profiled round: GFLOP/s (the FLOPs a call does, 2·m·n·k, or 2·nonzeros·n for a \
+         sparse one, over its time)\n"
     );
     println!(
         "| preset | product (a, b transposed? m×n×k) | sgemm | calls/epoch | ms/epoch | GFLOP/s |"
