@@ -190,6 +190,7 @@ impl Optimizer for Adam {
             beta1, beta2, eps, ..
         } = self.cfg;
         let (step_size, bc2_sqrt) = self.cfg.corrections(self.step);
+        let host_step = AdamStep::new(&self.cfg, self.step);
         for (p, moments) in self.params.iter().zip(&mut self.moments) {
             let Some(g) = grads.get(p) else { continue };
             match moments {
@@ -197,7 +198,7 @@ impl Optimizer for Adam {
                     let op = InPlaceAdam {
                         m: RefCell::new(m),
                         v: RefCell::new(v),
-                        c: AdamStep::new(&self.cfg, self.step),
+                        c: host_step,
                     };
                     p.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
                 }

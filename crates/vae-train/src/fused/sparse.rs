@@ -12,8 +12,6 @@
 //! thread, and Rust never fuses a multiply and an add on its own, so the results are the same whatever the thread
 //! count or instruction set.
 
-use std::ops::Range;
-
 use rayon::prelude::*;
 
 /// Images (forward) or pixels (weight gradient) handled together.
@@ -205,20 +203,7 @@ pub fn weight_grad(nz: &Nonzeros, da: &[f32], n: usize, gwt: &mut [f32]) {
 /// `out[g·GROUP + m] = init + Σ_i values[m][i] · src[index[i]]` over each group `g`'s entries `i`, for every row of
 /// `out [_, n]` (`init` the bias, or 0); the groups are split across the threads.
 fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut [f32]) {
-    let (groups, rows) = (packed.groups(), out.len() / n);
-    let out = Out {
-        ptr: out.as_mut_ptr(),
-        rows,
-        n,
-    };
-    let task = |groups: Range<usize>| Task {
-        packed,
-        src,
-        init,
-        n,
-        groups,
-        cols: 0..n,
-    };
+    let groups = packed.groups();
     // Below about a million multiply-adds, waking a second thread costs more than it saves; and other threads may be
     // spinning (see `threads_free`).
     let work = packed.index.len() * GROUP * n;
@@ -228,126 +213,99 @@ fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut 
         2 * rayon::current_num_threads()
     };
     let per_task = groups.div_ceil(tasks).max(1);
+    let task = |t: usize| Task {
+        packed,
+        src,
+        init,
+        n,
+        first: t * per_task,
+    };
     if tasks == 1 {
-        // SAFETY: the one task writes all of `out`.
-        return unsafe { task(0..groups).run(out) };
+        return task(0).run(out);
     }
-    (0..groups.div_ceil(per_task))
-        .into_par_iter()
-        .for_each(|t| {
-            let g = t * per_task;
-            // SAFETY: the tasks' groups do not overlap, so each writes only its own rows of `out`, which outlives them.
-            unsafe { task(g..(g + per_task).min(groups)).run(out) }
-        });
+    out.par_chunks_mut(per_task * GROUP * n)
+        .enumerate()
+        .for_each(|(t, block)| task(t).run(block));
 }
 
-/// `out [rows, n]`, written by several tasks at once, each to its own elements.
+/// Consecutive groups from `first`, writing the rows of `out` (those groups' rows, the last group's perhaps fewer
+/// than `GROUP`).
 #[derive(Clone, Copy)]
-struct Out {
-    ptr: *mut f32,
-    rows: usize,
-    n: usize,
-}
-
-// SAFETY: tasks write disjoint elements (see `Out::row`).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// Columns `cols` of row `r`.
-    ///
-    /// # Safety
-    /// No other live slice may cover these elements.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, r: usize, cols: Range<usize>) -> &mut [f32] {
-        assert!(r < self.rows && cols.end <= self.n);
-        // SAFETY: in bounds (checked above); exclusive by the caller's promise.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.n + cols.start), cols.len()) }
-    }
-}
-
-/// The columns `cols` of the rows of the groups `groups`.
 struct Task<'a> {
     packed: &'a Packed,
     src: &'a [f32],
     init: Option<&'a [f32]>,
     n: usize,
-    groups: Range<usize>,
-    cols: Range<usize>,
+    first: usize,
 }
 
 impl Task<'_> {
-    /// # Safety
-    /// No other task writes this task's elements of `out`.
-    unsafe fn run(&self, out: Out) {
+    fn run(self, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if super::kernels::has_avx512() {
-            // SAFETY: the CPU supports AVX-512F (checked above); the elements are the task's own.
+            // SAFETY: the CPU supports AVX-512F (checked above).
             return unsafe { self.avx512(out) };
         }
         #[cfg(target_arch = "x86_64")]
         if super::kernels::has_avx2() {
-            // SAFETY: the CPU supports AVX2 (checked above); the elements are the task's own.
+            // SAFETY: the CPU supports AVX2 (checked above).
             return unsafe { self.avx2(out) };
         }
-        // SAFETY: the elements are the task's own.
-        unsafe { self.body::<16>(out) }
+        self.body::<16>(out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn avx512(&self, out: Out) {
+    unsafe fn avx512(self, out: &mut [f32]) {
         // GROUP × 96 sums: 24 of the 32 vector registers, 6 for the row read, 1 for the value.
-        unsafe { self.body::<96>(out) }
+        self.body::<96>(out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(&self, out: Out) {
+    unsafe fn avx2(self, out: &mut [f32]) {
         // GROUP × 24 sums: 12 of the 16 vector registers.
-        unsafe { self.body::<24>(out) }
+        self.body::<24>(out)
     }
 
-    /// A chunk of at most `MAX` columns at a time across all the task's groups.
+    /// A chunk of at most `MAX` columns at a time across all the task's groups, so that the chunk of `src` they
+    /// read stays in cache.
     #[inline(always)]
-    unsafe fn body<const MAX: usize>(&self, out: Out) {
-        let mut j = self.cols.start;
-        while j < self.cols.end {
-            let w = (self.cols.end - j).min(MAX);
-            // SAFETY (each arm): the columns are the task's own.
-            j += unsafe {
-                match w / 8 {
-                    0 => self.chunk_any(j, w, out),
-                    1 => self.chunk::<8>(j, out),
-                    2 => self.chunk::<16>(j, out),
-                    3 => self.chunk::<24>(j, out),
-                    4 => self.chunk::<32>(j, out),
-                    5 => self.chunk::<40>(j, out),
-                    6 => self.chunk::<48>(j, out),
-                    7 => self.chunk::<56>(j, out),
-                    8 => self.chunk::<64>(j, out),
-                    9 => self.chunk::<72>(j, out),
-                    10 => self.chunk::<80>(j, out),
-                    11 => self.chunk::<88>(j, out),
-                    _ => self.chunk::<96>(j, out),
-                }
+    fn body<const MAX: usize>(self, out: &mut [f32]) {
+        let mut j = 0;
+        while j < self.n {
+            let w = (self.n - j).min(MAX);
+            j += match w / 8 {
+                0 => self.chunk_any(j, w, out),
+                1 => self.chunk::<8>(j, out),
+                2 => self.chunk::<16>(j, out),
+                3 => self.chunk::<24>(j, out),
+                4 => self.chunk::<32>(j, out),
+                5 => self.chunk::<40>(j, out),
+                6 => self.chunk::<48>(j, out),
+                7 => self.chunk::<56>(j, out),
+                8 => self.chunk::<64>(j, out),
+                9 => self.chunk::<72>(j, out),
+                10 => self.chunk::<80>(j, out),
+                11 => self.chunk::<88>(j, out),
+                _ => self.chunk::<96>(j, out),
             };
         }
     }
 
-    /// The entries of group `g`: positions and values.
+    /// The entries of the task's `g`-th group: positions and values.
     fn entries(&self, g: usize) -> (&[u32], &[[f32; GROUP]]) {
         let p = self.packed;
-        let list = p.start[g]..p.start[g + 1];
+        let list = p.start[self.first + g]..p.start[self.first + g + 1];
         (&p.index[list.clone()], &p.values[list])
     }
 
     /// Columns `j..j + W` of every group, the sums held in a fixed-size array the compiler keeps in registers.
     /// Returns `W`.
     #[inline(always)]
-    unsafe fn chunk<const W: usize>(&self, j: usize, out: Out) -> usize {
+    fn chunk<const W: usize>(&self, j: usize, out: &mut [f32]) -> usize {
         let n = self.n;
-        for g in self.groups.clone() {
+        for (g, rows) in out.chunks_mut(GROUP * n).enumerate() {
             let mut acc = [[0f32; W]; GROUP];
             if let Some(b) = self.init {
                 acc.iter_mut().for_each(|a| a.copy_from_slice(&b[j..j + W]));
@@ -363,12 +321,8 @@ impl Task<'_> {
                     }
                 }
             }
-            for (m, a) in acc.iter().enumerate() {
-                let r = g * GROUP + m;
-                if r < out.rows {
-                    // SAFETY: the task's own columns of its own rows.
-                    unsafe { out.row(r, j..j + W) }.copy_from_slice(a);
-                }
+            for (row, a) in rows.chunks_exact_mut(n).zip(&acc) {
+                row[j..j + W].copy_from_slice(a);
             }
         }
         W
@@ -376,16 +330,11 @@ impl Task<'_> {
 
     /// Columns `j..j + w` for the last few (`w < 8`) columns. Returns `w`.
     #[inline(always)]
-    unsafe fn chunk_any(&self, j: usize, w: usize, out: Out) -> usize {
-        for g in self.groups.clone() {
+    fn chunk_any(&self, j: usize, w: usize, out: &mut [f32]) -> usize {
+        for (g, rows) in out.chunks_mut(GROUP * self.n).enumerate() {
             let (index, values) = self.entries(g);
-            for m in 0..GROUP {
-                let r = g * GROUP + m;
-                if r >= out.rows {
-                    break;
-                }
-                // SAFETY: the task's own columns of its own rows.
-                let acc = unsafe { out.row(r, j..j + w) };
+            for (m, row) in rows.chunks_exact_mut(self.n).enumerate() {
+                let acc = &mut row[j..j + w];
                 match self.init {
                     Some(b) => acc.copy_from_slice(&b[j..j + w]),
                     None => acc.fill(0.0),
