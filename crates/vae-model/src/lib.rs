@@ -37,6 +37,7 @@ mod config;
 mod io;
 mod loss;
 mod model;
+mod product;
 mod rng;
 
 pub use config::{
@@ -48,6 +49,7 @@ pub use loss::{
     bce_with_logits, beta_elbo, elbo, iwae_bound, kl_divergence, log_importance_weights, ElboTerms,
 };
 pub use model::{Decoder, Dense, Encoder, Vae, VaeOutput};
+pub use product::linear_product;
 pub use rng::{RngState, VaeRng};
 
 /// What can go wrong outside the tensor maths: a bad config, or a file that is not a model of ours.

@@ -1,8 +1,9 @@
 //! Encoder q(z|x), decoder p(x|z), and the VAE that joins them with the reparameterisation trick.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder, VarMap};
 
+use crate::product::linear_product;
 use crate::{Activation, Block, LayerSpec, Likelihood, ScaleHead, VaeConfig, VaeRng};
 
 fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
@@ -46,7 +47,17 @@ impl Module for Dense {
     /// # Shapes
     /// `x [B, fan_in]` to `[B, fan_out]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.linear.forward(x)?;
+        // Leading dimensions are rows of one product, as `candle_nn::Linear` treats them.
+        let fan_in = x.dim(D::Minus1)?;
+        let mut shape = x.dims().to_vec();
+        let rows = x.elem_count() / fan_in.max(1);
+        let y = linear_product(&x.reshape((rows, fan_in))?, self.linear.weight())?;
+        let y = match self.linear.bias() {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        *shape.last_mut().expect("dim(Minus1) found one") = self.spec.fan_out;
+        let y = y.reshape(shape)?;
         match self.spec.activation {
             Some(act) => activate(&y, act),
             None => Ok(y),
