@@ -204,10 +204,11 @@ pub fn weight_grad(nz: &Nonzeros, da: &[f32], n: usize, gwt: &mut [f32]) {
 /// `out [_, n]` (`init` the bias, or 0); the groups are split across the threads.
 fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut [f32]) {
     let groups = packed.groups();
-    // Below about a million multiply-adds, waking a second thread costs more than it saves; and other threads may be
-    // spinning (see `threads_free`).
+    // Below about four million multiply-adds, waking a second thread costs more than it saves (`mnist-seed`'s 32-image
+    // steps, about two million: 282 ms an epoch split, 138 ms not); and other threads may be spinning (see
+    // `threads_free`).
     let work = packed.index.len() * GROUP * n;
-    let tasks = if work < 1 << 20 || !super::threads_free() {
+    let tasks = if work < 1 << 22 || !super::threads_free() {
         1
     } else {
         2 * rayon::current_num_threads()
