@@ -3,9 +3,9 @@
 //!
 //! Neither is always faster (on one AMD EPYC Zen 4, Debian's OpenBLAS 0.3.21 has AVX2 kernels only, the `gemm`
 //! crate AVX-512 ones; which wins depends on the shapes and on the machine's load), so an OpenBLAS build measures:
-//! a training run times a few whole steps on each ([`calibrate`]) and its step uses the faster one for all its
-//! products; any other product (the estimator's thousands of rows) is timed alone the first time its shape is met
-//! ([`choose`]). Each choice takes milliseconds, is logged, and is written to a cache file ([`cache_path`]) that
+//! a training run times a few whole steps on each, with our own kernels serial or split across threads beside
+//! OpenBLAS ([`calibrate`]), and its step uses the fastest for all its products; any other product (the
+//! estimator's thousands of rows) is timed alone the first time its shape is met ([`choose`]). Each choice takes milliseconds, is logged, and is written to a cache file ([`cache_path`]) that
 //! later runs read, so the same run gives the same numbers every time on that machine. `VAE_GEMM=openblas|gemm`
 //! forces a backend; `VAE_NO_AVX512` (as on a CPU without AVX-512) forces OpenBLAS, whose kernels the library picks
 //! for the CPU, since the `gemm` crate cannot be kept off its AVX-512 kernels.
@@ -18,12 +18,16 @@ use std::time::Instant;
 /// A product's shape: `(ta, tb, m, n, k)` as [`sgemm`] takes them.
 pub type Shape = (bool, bool, usize, usize, usize);
 
-/// The two sgemm implementations.
+/// The two sgemm implementations, and whether our own kernels split their work across threads beside OpenBLAS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// OpenBLAS's `cblas_sgemm` (the `blas` feature).
+    /// OpenBLAS's `cblas_sgemm` (the `blas` feature), our kernels on the calling thread only.
     OpenBlas,
+    /// OpenBLAS's `cblas_sgemm`, our kernels split across threads too. OpenBLAS's threads spin for a while after
+    /// each call, so which is faster depends on how much of the step is ours: measured, not assumed.
+    #[serde(rename = "openblas+threads")]
+    OpenBlasThreaded,
     /// The `gemm` crate.
     Gemm,
 }
@@ -33,7 +37,16 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::OpenBlas => "openblas",
+            Backend::OpenBlasThreaded => "openblas+threads",
             Backend::Gemm => "gemm",
+        }
+    }
+
+    /// The library that runs the products.
+    pub fn library(self) -> Backend {
+        match self {
+            Backend::OpenBlasThreaded => Backend::OpenBlas,
+            b => b,
         }
     }
 }
@@ -65,7 +78,7 @@ pub fn sgemm(
     let start = (crate::profile::enabled() && !trial).then(Instant::now);
     run(backend, shape, a, b, c, accumulate);
     if let Some(start) = start {
-        crate::profile::product(shape, backend, start.elapsed());
+        crate::profile::product(shape, backend.library(), start.elapsed());
     }
 }
 
@@ -98,9 +111,8 @@ pub fn in_trial() -> bool {
     SCOPE.with_borrow(|s| s.as_ref().is_some_and(|s| s.trial))
 }
 
-/// Whether our own kernels may split their work across threads: not while this thread's products run on OpenBLAS,
-/// whose threads spin for a while after each call and would take the cores from ours (the element-wise work and Adam
-/// of an `mnist` step on OpenBLAS ran nearly twice as long with the BCE split across threads).
+/// Whether our own kernels may split their work across threads: not while this thread's products run on
+/// [`Backend::OpenBlas`], whose threads spin for a while after each call and can take the cores from ours.
 pub fn threads_free() -> bool {
     let backend = SCOPE
         .with_borrow(|s| s.as_ref().map(|s| s.backend))
@@ -123,18 +135,21 @@ pub fn with_backend<T>(backend: Backend, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Chooses the backend of a training step by timing it: `step` (a step on a copy of the model, which must not touch
+/// Chooses the backend of a training step by timing it, among OpenBLAS with our kernels serial or threaded and the
+/// `gemm` crate (OpenBLAS's two where `VAE_GEMM=openblas` or `VAE_NO_AVX512` forces it): `step` (a step on a copy of the model, which must not touch
 /// the run's RNG) runs once to find its product shapes; unless the cache holds a choice for that step, it then runs
-/// in three blocks of four steps on each backend in turn, the first of each block untimed, and the backend of the
-/// faster best step is returned, for [`with_backend`] to run
-/// the real steps on (`None` when the environment forces a backend). Whole steps are timed because a product inside
+/// in three blocks of four steps on each candidate in turn, the first of each block untimed, and the candidate of
+/// the fastest best step is returned, for [`with_backend`] to run the real steps on (`None` when the environment
+/// forces the `gemm` crate). Whole steps are timed because a product inside
 /// a step is slower than the same product repeated (cold caches, threads waking up), and not by the same amount on
 /// both backends. Logged; written to the cache, where a choice another run made first wins, so that runs on one
 /// machine agree.
 pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
-    if forced().is_some() {
-        return None;
-    }
+    let candidates: &[Backend] = match forced() {
+        Some(Backend::Gemm) => return None,
+        Some(_) => &[Backend::OpenBlas, Backend::OpenBlasThreaded],
+        None => &[Backend::OpenBlas, Backend::OpenBlasThreaded, Backend::Gemm],
+    };
     let mut timed = |backend: Backend| {
         SCOPE.with_borrow_mut(|s| {
             let shapes = s.take().map(|s| s.shapes).unwrap_or_default();
@@ -156,7 +171,8 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
             .collect()
     });
     shapes.sort();
-    let key = format!("step: {}", shapes.join(", "));
+    let names: Vec<&str> = candidates.iter().map(|b| b.name()).collect();
+    let key = format!("step ({}): {}", names.join(" or "), shapes.join(", "));
     let path = cache_path();
     // This process's earlier choice for the same step first (it stands even where the cache cannot be written).
     static STEPS: OnceLock<Mutex<HashMap<String, Backend>>> = OnceLock::new();
@@ -173,7 +189,7 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
             .and_then(|p| with_locked_cache(p, |c| (cached(c), false)).ok())
             .flatten()
     });
-    let mut best = [f64::INFINITY; 2];
+    let mut best = vec![f64::INFINITY; candidates.len()];
     let pick = match before {
         Some(b) => b,
         None => {
@@ -181,18 +197,16 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
             // threads that backend leaves spinning (OpenBLAS's spin for a while after each call), which would
             // count against whichever comes second.
             for _ in 0..3 {
-                for (i, b) in [Backend::OpenBlas, Backend::Gemm].into_iter().enumerate() {
+                for (i, &b) in candidates.iter().enumerate() {
                     timed(b);
                     for _ in 0..3 {
                         best[i] = best[i].min(timed(b));
                     }
                 }
             }
-            let mine = if best[0] <= best[1] {
-                Backend::OpenBlas
-            } else {
-                Backend::Gemm
-            };
+            // The first of the fastest: ties go to the earlier, simpler candidate.
+            let fastest = (0..best.len()).fold(0, |f, i| if best[i] < best[f] { i } else { f });
+            let mine = candidates[fastest];
             match &path {
                 Some(p) => with_locked_cache(p, |c| match cached(c) {
                     Some(theirs) => (theirs, false),
@@ -216,13 +230,20 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
     let pick = *steps().entry(key).or_insert(pick);
     let place = path.map_or("not cached".into(), |p| p.display().to_string());
     match before {
-        Some(_) => tracing::info!("sgemm for {what}: {} (chosen earlier on this machine, {place})", pick.name()),
-        None => tracing::info!(
-            "sgemm for {what}: {} (best step {:.2} ms on openblas, {:.2} ms on gemm; cached in {place})",
-            pick.name(),
-            best[0] * 1e3,
-            best[1] * 1e3
+        Some(_) => tracing::info!(
+            "sgemm for {what}: {} (chosen earlier on this machine, {place})",
+            pick.name()
         ),
+        None => {
+            let times: Vec<String> = (candidates.iter().zip(&best))
+                .map(|(b, t)| format!("{:.2} ms on {}", t * 1e3, b.name()))
+                .collect();
+            tracing::info!(
+                "sgemm for {what}: {} (best step {}; cached in {place})",
+                pick.name(),
+                times.join(", ")
+            )
+        }
     }
     Some(pick)
 }
@@ -232,7 +253,9 @@ fn run(backend: Backend, shape: Shape, a: &[f32], b: &[f32], c: &mut [f32], acc:
     let (ta, tb, m, n, k) = shape;
     match backend {
         #[cfg(feature = "blas")]
-        Backend::OpenBlas => openblas::sgemm(ta, tb, m, n, k, a, b, c, acc),
+        Backend::OpenBlas | Backend::OpenBlasThreaded => {
+            openblas::sgemm(ta, tb, m, n, k, a, b, c, acc)
+        }
         _ => gemm_crate::sgemm(ta, tb, m, n, k, a, b, c, acc),
     }
 }
@@ -243,9 +266,9 @@ pub fn backend() -> &'static str {
         return "gemm crate";
     }
     match forced() {
-        Some(Backend::OpenBlas) => "OpenBLAS (forced)",
         Some(Backend::Gemm) => "gemm crate (forced)",
-        None => "OpenBLAS or gemm crate, the faster measured on this run's step",
+        Some(_) => "OpenBLAS (forced), our kernels serial or threaded as measured on this run's step",
+        None => "OpenBLAS (our kernels serial or threaded) or gemm crate, the fastest measured on this run's step",
     }
 }
 
