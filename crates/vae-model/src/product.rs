@@ -4,7 +4,8 @@
 //! is computed even when the input is data (the first layer's is a `[B, 784]` product nobody reads), and the
 //! weight's gradient comes out as `(xᵀ g)ᵀ`, a strided view that is then added element by element. Here the
 //! weight's gradient is `gᵀ x`, already in W's `[fan_out, fan_in]` layout, and the input's is skipped when nothing
-//! upstream is tracked. The forward product is each backend's own matmul, so CPU, CUDA and Metal run it alike.
+//! upstream is tracked. The forward product is each backend's own matmul, so CUDA and Metal run it as before; on the
+//! CPU, f32 and f64 products run on the threads of the calling rayon pool (see `cpu_matmul`).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
