@@ -31,19 +31,29 @@ pub fn linear_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if fan_in != w_fan_in {
         candle_core::bail!("linear_product: x has {fan_in} columns, W has {w_fan_in}");
     }
-    x.apply_op2(w, LinearProduct)
+    x.apply_op2(
+        w,
+        Product {
+            transpose_rhs: true,
+        },
+    )
 }
 
-/// `a b` with no backward pass: the products of [`LinearProduct`]'s backward pass.
+/// `a b` with no backward pass: the products of the backward pass of [`linear_product`].
 fn product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    a.apply_op2_no_bwd(b, &Product)
+    a.apply_op2_no_bwd(
+        b,
+        &Product {
+            transpose_rhs: false,
+        },
+    )
 }
 
-/// `a [m, k]` times `b [k, n]`, either of them a strided view.
-struct Product;
-
-/// `x [B, fan_in]` times `W [fan_out, fan_in]` transposed.
-struct LinearProduct;
+/// `a [m, k]` times `b [k, n]`, either of them a strided view; with `transpose_rhs`, times `bᵀ` for `b [n, k]` (W as
+/// it is stored), the op [`linear_product`] applies.
+struct Product {
+    transpose_rhs: bool,
+}
 
 /// The backend's own matmul: what CUDA and Metal run.
 fn backend_matmul<S: BackendStorage>(a: &S, al: &Layout, b: &S, bl: &Layout) -> Result<(S, Shape)> {
@@ -132,9 +142,22 @@ fn strides2(layout: &Layout) -> [isize; 2] {
     [s[0] as isize, s[1] as isize]
 }
 
+impl Product {
+    /// The right operand's layout as the product reads it.
+    fn rhs(&self, bl: &Layout) -> Result<Layout> {
+        match self.transpose_rhs {
+            true => bl.transpose(0, 1),
+            false => Ok(bl.clone()),
+        }
+    }
+}
+
 impl CustomOp2 for Product {
     fn name(&self) -> &'static str {
-        "product"
+        match self.transpose_rhs {
+            true => "linear-product",
+            false => "product",
+        }
     }
 
     fn cpu_fwd(
@@ -144,7 +167,7 @@ impl CustomOp2 for Product {
         b: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        cpu_matmul(a, al, b, bl)
+        cpu_matmul(a, al, b, &self.rhs(bl)?)
     }
 
     fn cuda_fwd(
@@ -154,7 +177,7 @@ impl CustomOp2 for Product {
         b: &CudaStorage,
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        backend_matmul(a, al, b, bl)
+        backend_matmul(a, al, b, &self.rhs(bl)?)
     }
 
     fn metal_fwd(
@@ -164,46 +187,11 @@ impl CustomOp2 for Product {
         b: &MetalStorage,
         bl: &Layout,
     ) -> Result<(MetalStorage, Shape)> {
-        backend_matmul(a, al, b, bl)
-    }
-}
-
-impl CustomOp2 for LinearProduct {
-    fn name(&self) -> &'static str {
-        "linear-product"
+        backend_matmul(a, al, b, &self.rhs(bl)?)
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_matmul(x, xl, w, &wl.transpose(0, 1)?)
-    }
-
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        backend_matmul(x, xl, w, &wl.transpose(0, 1)?)
-    }
-
-    fn metal_fwd(
-        &self,
-        x: &MetalStorage,
-        xl: &Layout,
-        w: &MetalStorage,
-        wl: &Layout,
-    ) -> Result<(MetalStorage, Shape)> {
-        backend_matmul(x, xl, w, &wl.transpose(0, 1)?)
-    }
-
-    /// `dx = g W` (only when x is tracked) and `dW = gᵀ x`, both contiguous.
+    /// For `x Wᵀ`: `dx = g W` (only when x is tracked) and `dW = gᵀ x`, both contiguous. (The backward pass's own
+    /// products are applied without one.)
     fn bwd(
         &self,
         x: &Tensor,
@@ -211,6 +199,9 @@ impl CustomOp2 for LinearProduct {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if !self.transpose_rhs {
+            return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
+        }
         let dx = match x.track_op() {
             true => Some(product(g, w)?),
             false => None,
