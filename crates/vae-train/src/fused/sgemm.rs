@@ -1,14 +1,15 @@
 //! Single-precision GEMM on row-major slices, through OpenBLAS (with the `blas` feature) or the `gemm` crate (the
 //! kernel Candle's CPU matmul uses).
 //!
-//! Neither is always faster (on one AMD EPYC Zen 4, Debian's OpenBLAS 0.3.21 has AVX2 kernels only, the `gemm`
-//! crate AVX-512 ones; which wins depends on the shapes and on the machine's load), so an OpenBLAS build measures:
-//! a training run times a few whole steps on each, with our own kernels serial or split across threads beside
-//! OpenBLAS ([`calibrate`]), and its step uses the fastest for all its products; any other product (the
-//! estimator's thousands of rows) is timed alone the first time its shape is met ([`choose`]). Each choice takes milliseconds, is logged, and is written to a cache file ([`cache_path`]) that
-//! later runs read, so the same run gives the same numbers every time on that machine. `VAE_GEMM=openblas|gemm`
-//! forces a backend; `VAE_NO_AVX512` (as on a CPU without AVX-512) forces OpenBLAS, whose kernels the library picks
-//! for the CPU, since the `gemm` crate cannot be kept off its AVX-512 kernels.
+//! Neither is always faster (on one AMD EPYC Zen 4, Debian's OpenBLAS 0.3.21 has AVX2 kernels only, the `gemm` crate
+//! AVX-512 ones; which wins depends on the shapes and on the machine's load), so an OpenBLAS build measures: a training
+//! run times a few whole steps on each, with our own kernels serial or split across threads beside OpenBLAS
+//! ([`calibrate`]), and its step uses the fastest for all its products; any other product (the estimator's thousands of
+//! rows) is timed alone the first time its shape is met ([`choose`]). Each choice takes milliseconds, is logged, and is
+//! written to a cache file ([`cache_path`]) that later runs read, so the same run gives the same numbers every time on
+//! that machine. `VAE_GEMM=openblas|gemm` forces a backend; `VAE_NO_AVX512` (as on a CPU without AVX-512) forces
+//! OpenBLAS, whose kernels the library picks for the CPU, since the `gemm` crate cannot be kept off its AVX-512
+//! kernels.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -136,14 +137,14 @@ pub fn with_backend<T>(backend: Backend, f: impl FnOnce() -> T) -> T {
 }
 
 /// Chooses the backend of a training step by timing it, among OpenBLAS with our kernels serial or threaded and the
-/// `gemm` crate (OpenBLAS's two where `VAE_GEMM=openblas` or `VAE_NO_AVX512` forces it): `step` (a step on a copy of the model, which must not touch
-/// the run's RNG) runs once to find its product shapes; unless the cache holds a choice for that step, it then runs
-/// trials of three blocks of four steps on each candidate in turn, the first of each block untimed, until two
-/// trials agree on the candidate of the fastest best step, which is returned, for [`with_backend`] to run the real
-/// steps on (`None` when the environment forces the `gemm` crate). Whole steps are timed because a product inside a
-/// step is slower than the same product repeated (cold caches, threads waking up), and not by the same amount on
-/// both backends. Logged; written to the cache, where a choice another run made first wins, so that runs on one
-/// machine agree.
+/// `gemm` crate (OpenBLAS's two where `VAE_GEMM=openblas` or `VAE_NO_AVX512` forces it): `step` (a step on a copy of
+/// the model, which must not touch the run's RNG) runs once to find its product shapes; unless the cache holds a choice
+/// for that step, it then runs trials of three blocks of four steps on each candidate in turn, the first of each block
+/// untimed, until two trials agree on the candidate of the fastest best step, which is returned, for [`with_backend`]
+/// to run the real steps on (`None` when the environment forces the `gemm` crate). Whole steps are timed because a
+/// product inside a step is slower than the same product repeated (cold caches, threads waking up), and not by the same
+/// amount on both backends. Logged; written to the cache, where a choice another run made first wins, so that runs on
+/// one machine agree.
 pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
     let candidates: &[Backend] = match forced() {
         Some(Backend::Gemm) => return None,
