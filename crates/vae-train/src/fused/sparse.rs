@@ -3,10 +3,12 @@
 //!
 //! The weight is kept as `Wᵀ [fan_in, fan_out]`, so that both products are sums of contiguous rows scaled by one
 //! value. A nonzero at a time, though, each row of `Wᵀ` would be read from cache for one multiply-add per value: the
-//! products would be bound by the cache's bandwidth and gain little. So they work on groups of [`GROUP`]: for the
-//! forward product, `GROUP` images and the pixels where any of them is nonzero (39% of MNIST's pixels); for the
-//! weight gradient, `GROUP` adjacent pixels and the images where any of them is nonzero (28%). Each row read then
-//! feeds `GROUP` sums held in registers, as in a dense product's kernel.
+//! products would be bound by the cache's bandwidth and gain little. So with AVX-512 they work on groups of
+//! [`WIDE_GROUP`]: for the forward product, 4 images and the pixels where any of them is nonzero (39% of MNIST's
+//! pixels); for the weight gradient, 4 adjacent pixels and the images where any of them is nonzero (28%). Each row
+//! read then feeds 4 sums held in registers, as in a dense product's kernel. With AVX2 only, whose 16 registers hold
+//! four rows of just 24 sums, the multiplies by a group's zeros (half its entries) cost more than the reads saved, so
+//! there a group is one image or pixel (`mnist`'s two products: 194 + 138 → 117 + 96 ms an epoch).
 //!
 //! Every output is summed in a fixed order (the pixels, or the images, in order; a 0 in a group adds nothing) by one
 //! thread, and Rust never fuses a multiply and an add on its own, so the results are the same whatever the thread
@@ -14,19 +16,30 @@
 
 use rayon::prelude::*;
 
-/// Images (forward) or pixels (weight gradient) handled together.
-pub const GROUP: usize = 4;
+/// Images (forward) or pixels (weight gradient) handled together where AVX-512 (or no vector unit) runs the sums;
+/// one at a time with AVX2 ([`group`]).
+pub const WIDE_GROUP: usize = 4;
+
+/// The group size of this CPU's kernels.
+fn group() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if !super::kernels::has_avx512() && super::kernels::has_avx2() {
+        return 1;
+    }
+    WIDE_GROUP
+}
 
 /// Above this share of a group's pixels a batch takes the dense products (MNIST: 39%; Fashion-MNIST: 79%).
 pub const MAX_DENSITY: f64 = 0.6;
 
-/// One side of a sparse batch: for each group, the positions (pixels, or images) where any of its `GROUP` members
-/// is nonzero, and the members' values there.
+/// One side of a sparse batch: for each group, the positions (pixels, or images) where any of its `group` members
+/// is nonzero, and the members' values there (`group` per position).
 #[derive(Debug, Clone, Default)]
 struct Packed {
+    group: usize,
     start: Vec<usize>,
     index: Vec<u32>,
-    values: Vec<[f32; GROUP]>,
+    values: Vec<f32>,
 }
 
 impl Packed {
@@ -50,9 +63,15 @@ pub struct Nonzeros {
 }
 
 impl Nonzeros {
-    /// Packs the nonzeros of `x [rows, cols]`; false when its groups of images are more than [`MAX_DENSITY`]
-    /// nonzero (then the dense products are faster, and what is kept must not be used).
+    /// Packs the nonzeros of `x [rows, cols]` in this CPU's groups; false when its groups of [`WIDE_GROUP`] images
+    /// are more than [`MAX_DENSITY`] nonzero (then the dense products are faster, and what is kept must not be used).
     pub fn gather(&mut self, x: &[f32], rows: usize, cols: usize) -> bool {
+        self.gather_in_groups(x, rows, cols, group())
+    }
+
+    /// [`Nonzeros::gather`] in groups of `group` (1 or [`WIDE_GROUP`]); the choice of the dense products does not
+    /// depend on it.
+    fn gather_in_groups(&mut self, x: &[f32], rows: usize, cols: usize, group: usize) -> bool {
         let x = &x[..rows * cols];
         (self.rows, self.cols, self.words) = (rows, cols, cols.div_ceil(64));
         self.masks.resize(rows * self.words, 0);
@@ -62,67 +81,87 @@ impl Nonzeros {
         {
             nonzero_bits(row, masks);
         }
-        self.pack_rows(x);
-        let p = &self.by_rows;
-        if p.index.len() as f64 > MAX_DENSITY * (p.groups() * cols) as f64 {
+        let wide = rows.div_ceil(WIDE_GROUP);
+        let union: usize = (0..wide)
+            .map(|g| {
+                self.row_union(g, WIDE_GROUP)
+                    .map(u64::count_ones)
+                    .sum::<u32>() as usize
+            })
+            .sum();
+        if union as f64 > MAX_DENSITY * (wide * cols) as f64 {
             return false;
         }
-        self.pack_cols(x);
+        self.pack_rows(x, group);
+        self.pack_cols(x, group);
         true
     }
 
-    /// Groups of `GROUP` images: the pixels where any is nonzero, in order.
-    fn pack_rows(&mut self, x: &[f32]) {
-        let (rows, cols, words) = (self.rows, self.cols, self.words);
-        let groups = rows.div_ceil(GROUP);
-        let union = |g: usize, w: usize| {
-            (g * GROUP..((g + 1) * GROUP).min(rows)).fold(0, |m, r| m | self.masks[r * words + w])
-        };
-        let p = &mut self.by_rows;
+    /// The words of the union of the masks of group `g` of `group` images.
+    fn row_union(&self, g: usize, group: usize) -> impl Iterator<Item = u64> + '_ {
+        let rows = g * group..((g + 1) * group).min(self.rows);
+        (0..self.words).map(move |w| {
+            rows.clone()
+                .fold(0, |m, r| m | self.masks[r * self.words + w])
+        })
+    }
+
+    /// Groups of `group` images: the pixels where any is nonzero, in order.
+    fn pack_rows(&mut self, x: &[f32], group: usize) {
+        let (rows, cols) = (self.rows, self.cols);
+        let groups = rows.div_ceil(group);
+        let mut p = std::mem::take(&mut self.by_rows);
+        p.group = group;
         p.start.clear();
         p.start.push(0);
         for g in 0..groups {
-            let n: u32 = (0..words).map(|w| union(g, w).count_ones()).sum();
+            let n: u32 = self.row_union(g, group).map(u64::count_ones).sum();
             p.start.push(p.start[g] + n as usize);
         }
         p.index.resize(p.start[groups], 0);
-        p.values.resize(p.start[groups], [0.0; GROUP]);
+        p.values.resize(p.start[groups] * group, 0.0);
         let value = |r: usize, c: usize| if r < rows { x[r * cols + c] } else { 0.0 };
         for g in 0..groups {
             let mut at = p.start[g];
-            for w in 0..words {
-                let mut any = union(g, w);
+            for (w, mut any) in self.row_union(g, group).enumerate() {
                 while any != 0 {
                     let c = w * 64 + any.trailing_zeros() as usize;
                     any &= any - 1;
                     p.index[at] = c as u32;
-                    p.values[at] = std::array::from_fn(|m| value(g * GROUP + m, c));
+                    for (m, v) in p.values[at * group..(at + 1) * group]
+                        .iter_mut()
+                        .enumerate()
+                    {
+                        *v = value(g * group + m, c);
+                    }
                     at += 1;
                 }
             }
         }
+        self.by_rows = p;
     }
 
-    /// Groups of `GROUP` adjacent pixels: the images where any is nonzero, in order. A counting sort over the
-    /// rows, which are read in order.
-    fn pack_cols(&mut self, x: &[f32]) {
+    /// Groups of `group` adjacent pixels (`group` divides 64): the images where any is nonzero, in order. A
+    /// counting sort over the rows, which are read in order.
+    fn pack_cols(&mut self, x: &[f32], group: usize) {
         let (rows, cols, words) = (self.rows, self.cols, self.words);
-        let groups = cols.div_ceil(GROUP);
-        // Bit `GROUP·k` of word `w` stands for group `w·64/GROUP + k`: set where any of its pixels is.
+        let groups = cols.div_ceil(group);
+        // Bit `group·k` of word `w` stands for group `w·64/group + k`: set where any of its pixels is.
         let lead = |m: u64| {
-            let any = (1..GROUP).fold(m, |a, s| a | m >> s);
-            any & (u64::MAX / ((1 << GROUP) - 1))
+            let any = (1..group).fold(m, |a, s| a | m >> s);
+            any & (u64::MAX / ((1 << group) - 1))
         };
         let each_group = |r: usize, f: &mut dyn FnMut(usize)| {
             for w in 0..words {
                 let mut any = lead(self.masks[r * words + w]);
                 while any != 0 {
-                    f((w * 64 + any.trailing_zeros() as usize) / GROUP);
+                    f((w * 64 + any.trailing_zeros() as usize) / group);
                     any &= any - 1;
                 }
             }
         };
         let p = &mut self.by_cols;
+        p.group = group;
         p.start.clear();
         p.start.resize(groups + 1, 0);
         for r in 0..rows {
@@ -132,14 +171,18 @@ impl Nonzeros {
             p.start[g + 1] += p.start[g];
         }
         p.index.resize(p.start[groups], 0);
-        p.values.resize(p.start[groups], [0.0; GROUP]);
+        p.values.resize(p.start[groups] * group, 0.0);
         let mut next = p.start[..groups].to_vec();
         for (r, row) in x.chunks_exact(cols).enumerate() {
             each_group(r, &mut |g| {
                 let at = &mut next[g];
                 p.index[*at] = r as u32;
-                p.values[*at] =
-                    std::array::from_fn(|m| row.get(g * GROUP + m).copied().unwrap_or(0.0));
+                for (m, v) in p.values[*at * group..(*at + 1) * group]
+                    .iter_mut()
+                    .enumerate()
+                {
+                    *v = row.get(g * group + m).copied().unwrap_or(0.0);
+                }
                 *at += 1;
             });
         }
@@ -200,14 +243,14 @@ pub fn weight_grad(nz: &Nonzeros, da: &[f32], n: usize, gwt: &mut [f32]) {
     sums(&nz.by_cols, da, None, n, &mut gwt[..nz.cols * n]);
 }
 
-/// `out[g·GROUP + m] = init + Σ_i values[m][i] · src[index[i]]` over each group `g`'s entries `i`, for every row of
+/// `out[g·group + m] = init + Σ_i values[i][m] · src[index[i]]` over each group `g`'s entries `i`, for every row of
 /// `out [_, n]` (`init` the bias, or 0); the groups are split across the threads.
 fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut [f32]) {
     let groups = packed.groups();
     // Below about four million multiply-adds, waking a second thread costs more than it saves (`mnist-seed`'s 32-image
     // steps, about two million: 282 ms an epoch split, 138 ms not); and other threads may be spinning (see
     // `threads_free`).
-    let work = packed.index.len() * GROUP * n;
+    let work = packed.values.len() * n;
     let tasks = if work < 1 << 22 || !super::threads_free() {
         1
     } else {
@@ -224,13 +267,13 @@ fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut 
     if tasks == 1 {
         return task(0).run(out);
     }
-    out.par_chunks_mut(per_task * GROUP * n)
+    out.par_chunks_mut(per_task * packed.group * n)
         .enumerate()
         .for_each(|(t, block)| task(t).run(block));
 }
 
 /// Consecutive groups from `first`, writing the rows of `out` (those groups' rows, the last group's perhaps fewer
-/// than `GROUP`).
+/// than `group`).
 #[derive(Clone, Copy)]
 struct Task<'a> {
     packed: &'a Packed,
@@ -242,80 +285,92 @@ struct Task<'a> {
 
 impl Task<'_> {
     fn run(self, out: &mut [f32]) {
+        match self.packed.group {
+            1 => self.run_in::<1>(out),
+            WIDE_GROUP => self.run_in::<WIDE_GROUP>(out),
+            g => unreachable!("sparse groups of {g}"),
+        }
+    }
+
+    /// The kernel for groups of `G` on this CPU.
+    fn run_in<const G: usize>(self, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if super::kernels::has_avx512() {
             // SAFETY: the CPU supports AVX-512F (checked above).
-            return unsafe { self.avx512(out) };
+            return unsafe { self.avx512::<G>(out) };
         }
         #[cfg(target_arch = "x86_64")]
         if super::kernels::has_avx2() {
             // SAFETY: the CPU supports AVX2 (checked above).
-            return unsafe { self.avx2(out) };
+            return unsafe { self.avx2::<G>(out) };
         }
-        self.body::<16>(out)
+        self.body::<G, 16>(out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn avx512(self, out: &mut [f32]) {
-        // GROUP × 96 sums: 24 of the 32 vector registers, 6 for the row read, 1 for the value.
-        self.body::<96>(out)
+    unsafe fn avx512<const G: usize>(self, out: &mut [f32]) {
+        // 4 × 96 sums: 24 of the 32 vector registers, 6 for the row read, 1 for the value.
+        self.body::<G, 96>(out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(self, out: &mut [f32]) {
-        // GROUP × 24 sums: 12 of the 16 vector registers.
-        self.body::<24>(out)
+    unsafe fn avx2<const G: usize>(self, out: &mut [f32]) {
+        // 12 of the 16 vector registers hold sums: 4 × 24, or 1 × 96.
+        match G {
+            1 => self.body::<G, 96>(out),
+            _ => self.body::<G, 24>(out),
+        }
     }
 
     /// A chunk of at most `MAX` columns at a time across all the task's groups, so that the chunk of `src` they
     /// read stays in cache.
     #[inline(always)]
-    fn body<const MAX: usize>(self, out: &mut [f32]) {
+    fn body<const G: usize, const MAX: usize>(self, out: &mut [f32]) {
         let mut j = 0;
         while j < self.n {
             let w = (self.n - j).min(MAX);
             j += match w / 8 {
-                0 => self.chunk_any(j, w, out),
-                1 => self.chunk::<8>(j, out),
-                2 => self.chunk::<16>(j, out),
-                3 => self.chunk::<24>(j, out),
-                4 => self.chunk::<32>(j, out),
-                5 => self.chunk::<40>(j, out),
-                6 => self.chunk::<48>(j, out),
-                7 => self.chunk::<56>(j, out),
-                8 => self.chunk::<64>(j, out),
-                9 => self.chunk::<72>(j, out),
-                10 => self.chunk::<80>(j, out),
-                11 => self.chunk::<88>(j, out),
-                _ => self.chunk::<96>(j, out),
+                0 => self.chunk_any::<G>(j, w, out),
+                1 => self.chunk::<G, 8>(j, out),
+                2 => self.chunk::<G, 16>(j, out),
+                3 => self.chunk::<G, 24>(j, out),
+                4 => self.chunk::<G, 32>(j, out),
+                5 => self.chunk::<G, 40>(j, out),
+                6 => self.chunk::<G, 48>(j, out),
+                7 => self.chunk::<G, 56>(j, out),
+                8 => self.chunk::<G, 64>(j, out),
+                9 => self.chunk::<G, 72>(j, out),
+                10 => self.chunk::<G, 80>(j, out),
+                11 => self.chunk::<G, 88>(j, out),
+                _ => self.chunk::<G, 96>(j, out),
             };
         }
     }
 
-    /// The entries of the task's `g`-th group: positions and values.
-    fn entries(&self, g: usize) -> (&[u32], &[[f32; GROUP]]) {
+    /// The entries of the task's `g`-th group: positions, and `G` values for each.
+    fn entries<const G: usize>(&self, g: usize) -> impl Iterator<Item = (usize, &[f32; G])> {
         let p = self.packed;
         let list = p.start[self.first + g]..p.start[self.first + g + 1];
-        (&p.index[list.clone()], &p.values[list])
+        let values = p.values[list.start * G..list.end * G].chunks_exact(G);
+        (p.index[list].iter().map(|&at| at as usize)).zip(values.map(|v| v.try_into().unwrap()))
     }
 
     /// Columns `j..j + W` of every group, the sums held in a fixed-size array the compiler keeps in registers.
     /// Returns `W`.
     #[inline(always)]
-    fn chunk<const W: usize>(&self, j: usize, out: &mut [f32]) -> usize {
+    fn chunk<const G: usize, const W: usize>(&self, j: usize, out: &mut [f32]) -> usize {
         let n = self.n;
-        for (g, rows) in out.chunks_mut(GROUP * n).enumerate() {
-            let mut acc = [[0f32; W]; GROUP];
+        for (g, rows) in out.chunks_mut(G * n).enumerate() {
+            let mut acc = [[0f32; W]; G];
             if let Some(b) = self.init {
                 acc.iter_mut().for_each(|a| a.copy_from_slice(&b[j..j + W]));
             }
-            let (index, values) = self.entries(g);
-            for (&at, v) in index.iter().zip(values) {
-                let at = at as usize * n + j;
+            for (at, v) in self.entries::<G>(g) {
+                let at = at * n + j;
                 let s: &[f32; W] = self.src[at..at + W].try_into().unwrap();
-                for m in 0..GROUP {
+                for m in 0..G {
                     let v = v[m];
                     for k in 0..W {
                         acc[m][k] += v * s[k];
@@ -331,17 +386,16 @@ impl Task<'_> {
 
     /// Columns `j..j + w` for the last few (`w < 8`) columns. Returns `w`.
     #[inline(always)]
-    fn chunk_any(&self, j: usize, w: usize, out: &mut [f32]) -> usize {
-        for (g, rows) in out.chunks_mut(GROUP * self.n).enumerate() {
-            let (index, values) = self.entries(g);
+    fn chunk_any<const G: usize>(&self, j: usize, w: usize, out: &mut [f32]) -> usize {
+        for (g, rows) in out.chunks_mut(G * self.n).enumerate() {
             for (m, row) in rows.chunks_exact_mut(self.n).enumerate() {
                 let acc = &mut row[j..j + w];
                 match self.init {
                     Some(b) => acc.copy_from_slice(&b[j..j + w]),
                     None => acc.fill(0.0),
                 }
-                for (&at, v) in index.iter().zip(values) {
-                    let at = at as usize * self.n + j;
+                for (at, v) in self.entries::<G>(g) {
+                    let at = at * self.n + j;
                     for (a, s) in acc.iter_mut().zip(&self.src[at..at + w]) {
                         *a += v[m] * s;
                     }
@@ -380,10 +434,12 @@ mod tests {
     #[test]
     fn both_products_equal_the_dense_ones_at_every_chunk_width() {
         // Widths that exercise every chunk size and the tail: 400 = 3·128 + 16, 200 = 128 + 64 + 8, 7 < 16.
-        for (rows, cols, n) in [(37, 50, 400), (5, 784, 200), (64, 33, 7), (1, 1, 1)] {
+        // Both group sizes, whichever this CPU's kernels use.
+        let shapes = [(37, 50, 400), (5, 784, 200), (64, 33, 7), (1, 1, 1)];
+        for ((rows, cols, n), group) in shapes.into_iter().flat_map(|s| [(s, 1), (s, WIDE_GROUP)]) {
             let x = sparse_matrix(rows, cols, 0.1, n as u64);
             let mut nz = Nonzeros::default();
-            assert!(nz.gather(&x, rows, cols), "{rows}x{cols}");
+            assert!(nz.gather_in_groups(&x, rows, cols, group), "{rows}x{cols}");
             assert_eq!(nz.len(), x.iter().filter(|&&v| v != 0.0).count());
             let wt: Vec<f32> = (0..cols * n)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
@@ -419,9 +475,46 @@ mod tests {
     }
 
     #[test]
-    fn a_dense_batch_is_refused() {
+    fn a_dense_batch_is_refused_whatever_the_group_size() {
         let x = sparse_matrix(12, 100, 0.3, 1);
-        assert!(!Nonzeros::default().gather(&x, 10, 100));
-        assert!(Nonzeros::default().gather(&vec![0.0; 1000], 10, 100));
+        for group in [1, WIDE_GROUP] {
+            let mut nz = Nonzeros::default();
+            assert!(!nz.gather_in_groups(&x, 10, 100, group));
+            assert!(nz.gather_in_groups(&vec![0.0; 1000], 10, 100, group));
+        }
+    }
+
+    #[test]
+    fn both_group_sizes_give_the_same_bits() {
+        // Each output sums the same nonzero terms in the same order; a group's zeros add +0 to sums that are never −0.
+        let (rows, cols, n) = (29, 784, 100);
+        let x = sparse_matrix(rows, cols, 0.2, 7);
+        let wt: Vec<f32> = (0..cols * n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 30.0)
+            .collect();
+        let da: Vec<f32> = (0..rows * n)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 3.0)
+            .collect();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 / 7.0 - 3.0).collect();
+        let run = |group| {
+            let mut nz = Nonzeros::default();
+            assert!(nz.gather_in_groups(&x, rows, cols, group));
+            let (mut out, mut gwt) = (vec![f32::NAN; rows * n], vec![f32::NAN; cols * n]);
+            forward(&nz, &wt, &bias, n, &mut out);
+            weight_grad(&nz, &da, n, &mut gwt);
+            (
+                out.iter()
+                    .chain(&gwt)
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>(),
+                out,
+            )
+        };
+        let (one, out) = run(1);
+        assert!(
+            out.iter().any(|&v| v != bias[0]),
+            "the products did something"
+        );
+        assert!(one == run(WIDE_GROUP).0);
     }
 }
