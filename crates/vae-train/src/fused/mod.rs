@@ -28,7 +28,7 @@ mod tests;
 
 pub use sgemm::{
     backend as gemm_backend, in_trial as gemm_in_trial, sgemm, shape_key as gemm_shape_key,
-    threads_free, with_backend as with_gemm_backend, Backend as GemmBackend, Shape as GemmShape,
+    with_backend as with_gemm_backend, Backend as GemmBackend, Shape as GemmShape,
 };
 
 use std::borrow::Cow;

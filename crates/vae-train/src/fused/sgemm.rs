@@ -3,8 +3,7 @@
 //!
 //! Neither is always faster (on one AMD EPYC Zen 4, Debian's OpenBLAS 0.3.21 has AVX2 kernels only, the `gemm` crate
 //! AVX-512 ones; which wins depends on the shapes and on the machine's load), so an OpenBLAS build measures: a training
-//! run times a few whole steps on each, with our own kernels serial or split across threads beside OpenBLAS
-//! ([`calibrate`]), and its step uses the fastest for all its products; any other product (the estimator's thousands of
+//! run times a few whole steps on each ([`calibrate`]), and its step uses the faster for all its products; any other product (the estimator's thousands of
 //! rows) is timed alone the first time its shape is met ([`choose`]). Each choice takes milliseconds, is logged, and is
 //! written to a cache file ([`cache_path`]) that later runs read, so the same run gives the same numbers every time on
 //! that machine. `VAE_GEMM=openblas|gemm` forces a backend; `VAE_NO_AVX512` (as on a CPU without AVX-512) forces
@@ -19,16 +18,14 @@ use std::time::Instant;
 /// A product's shape: `(ta, tb, m, n, k)` as [`sgemm`] takes them.
 pub type Shape = (bool, bool, usize, usize, usize);
 
-/// The two sgemm implementations, and whether our own kernels split their work across threads beside OpenBLAS.
+/// The two sgemm implementations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// OpenBLAS's `cblas_sgemm` (the `blas` feature), our kernels on the calling thread only.
+    /// OpenBLAS's `cblas_sgemm` (the `blas` feature), on one thread, a large product split across ours. (Earlier
+    /// versions cached `openblas+threads`, OpenBLAS threaded beside ours.)
+    #[serde(alias = "openblas+threads")]
     OpenBlas,
-    /// OpenBLAS's `cblas_sgemm`, our kernels split across threads too. OpenBLAS's threads spin for a while after
-    /// each call, so which is faster depends on how much of the step is ours: measured, not assumed.
-    #[serde(rename = "openblas+threads")]
-    OpenBlasThreaded,
     /// The `gemm` crate.
     Gemm,
 }
@@ -38,16 +35,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::OpenBlas => "openblas",
-            Backend::OpenBlasThreaded => "openblas+threads",
             Backend::Gemm => "gemm",
-        }
-    }
-
-    /// The library that runs the products.
-    pub fn library(self) -> Backend {
-        match self {
-            Backend::OpenBlasThreaded => Backend::OpenBlas,
-            b => b,
         }
     }
 }
@@ -79,7 +67,7 @@ pub fn sgemm(
     let start = (crate::profile::enabled() && !trial).then(Instant::now);
     run(backend, shape, a, b, c, accumulate);
     if let Some(start) = start {
-        crate::profile::product(shape, backend.library(), start.elapsed());
+        crate::profile::product(shape, backend, start.elapsed());
     }
 }
 
@@ -112,18 +100,9 @@ pub fn in_trial() -> bool {
     SCOPE.with_borrow(|s| s.as_ref().is_some_and(|s| s.trial))
 }
 
-/// Whether our own kernels may split their work across threads: not while this thread's products run on
-/// [`Backend::OpenBlas`], whose threads spin for a while after each call and can take the cores from ours.
-pub fn threads_free() -> bool {
-    let backend = SCOPE
-        .with_borrow(|s| s.as_ref().map(|s| s.backend))
-        .or_else(forced);
-    backend != Some(Backend::OpenBlas)
-}
-
 /// Runs `f` with every product of this thread on `backend`; a training step runs so with its calibrated backend,
-/// so that one run uses one backend (OpenBLAS's threads spin for a while after each call, which would slow the
-/// `gemm` crate's threads) whatever other runs chose for the same shapes.
+/// so that one run uses the backend measured fastest for its whole step, whatever other runs chose for the same
+/// shapes alone.
 pub fn with_backend<T>(backend: Backend, f: impl FnOnce() -> T) -> T {
     let scope = Scope {
         backend,
@@ -136,21 +115,19 @@ pub fn with_backend<T>(backend: Backend, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Chooses the backend of a training step by timing it, among OpenBLAS with our kernels serial or threaded and the
-/// `gemm` crate (OpenBLAS's two where `VAE_GEMM=openblas` or `VAE_NO_AVX512` forces it): `step` (a step on a copy of
-/// the model, which must not touch the run's RNG) runs once to find its product shapes; unless the cache holds a choice
-/// for that step, it then runs trials of three blocks of four steps on each candidate in turn, the first of each block
-/// untimed, until two trials agree on the candidate of the fastest best step, which is returned, for [`with_backend`]
-/// to run the real steps on (`None` when the environment forces the `gemm` crate). Whole steps are timed because a
+/// Chooses the backend of a training step by timing it on OpenBLAS and on the `gemm` crate: `step` (a step on a copy
+/// of the model, which must not touch the run's RNG) runs once to find its product shapes; unless the cache holds a
+/// choice for that step, it then runs trials of three blocks of four steps on each backend in turn, the first of each
+/// block untimed, until two trials agree on the backend of the fastest best step, which is returned, for
+/// [`with_backend`] to run the real steps on (`None` when the environment forces a backend). Whole steps are timed because a
 /// product inside a step is slower than the same product repeated (cold caches, threads waking up), and not by the same
 /// amount on both backends. Logged; written to the cache, where a choice another run made first wins, so that runs on
 /// one machine agree.
 pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
-    let candidates: &[Backend] = match forced() {
-        Some(Backend::Gemm) => return None,
-        Some(_) => &[Backend::OpenBlas, Backend::OpenBlasThreaded],
-        None => &[Backend::OpenBlas, Backend::OpenBlasThreaded, Backend::Gemm],
-    };
+    if forced().is_some() {
+        return None;
+    }
+    let candidates = &[Backend::OpenBlas, Backend::Gemm];
     let mut timed = |backend: Backend| {
         SCOPE.with_borrow_mut(|s| {
             let shapes = s.take().map(|s| s.shapes).unwrap_or_default();
@@ -249,8 +226,7 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
 }
 
 /// One trial of [`calibrate`]: three blocks of four steps on each candidate in turn, the first of each block
-/// untimed (it runs beside the threads the previous candidate left spinning: OpenBLAS's spin for a while after each
-/// call, which would count against whichever comes next). Returns each candidate's best step, in seconds.
+/// untimed (it finds the caches as the previous candidate left them). Returns each candidate's best step, in seconds.
 fn trial(candidates: &[Backend], timed: &mut impl FnMut(Backend) -> f64) -> Vec<f64> {
     let mut best = vec![f64::INFINITY; candidates.len()];
     for _ in 0..3 {
@@ -269,9 +245,7 @@ fn run(backend: Backend, shape: Shape, a: &[f32], b: &[f32], c: &mut [f32], acc:
     let (ta, tb, m, n, k) = shape;
     match backend {
         #[cfg(feature = "blas")]
-        Backend::OpenBlas | Backend::OpenBlasThreaded => {
-            openblas::sgemm(ta, tb, m, n, k, a, b, c, acc)
-        }
+        Backend::OpenBlas => openblas::sgemm(ta, tb, m, n, k, a, b, c, acc),
         _ => gemm_crate::sgemm(ta, tb, m, n, k, a, b, c, acc),
     }
 }
@@ -283,8 +257,8 @@ pub fn backend() -> &'static str {
     }
     match forced() {
         Some(Backend::Gemm) => "gemm crate (forced)",
-        Some(_) => "OpenBLAS (forced), our kernels serial or threaded as measured on this run's step",
-        None => "OpenBLAS (our kernels serial or threaded) or gemm crate, the fastest measured on this run's step",
+        Some(_) => "OpenBLAS (forced)",
+        None => "OpenBLAS or gemm crate, the faster measured on this run's step",
     }
 }
 
@@ -462,11 +436,30 @@ fn measured(shape: Shape, key: &str, note: &str) -> Backend {
     pick
 }
 
+/// The multiply-adds from which a product is split across threads.
+const SPLIT_MACS: usize = 1 << 23;
+
 #[cfg(feature = "blas")]
 mod openblas {
     // Linked for its libopenblas; the symbols come through cblas-sys.
     extern crate openblas_src as _;
     use cblas_sys::{cblas_sgemm, CBLAS_LAYOUT::CblasRowMajor, CBLAS_TRANSPOSE};
+    use rayon::prelude::*;
+
+    extern "C" {
+        fn openblas_set_num_threads(n: std::ffi::c_int);
+    }
+
+    /// A product's operands as raw parts, so that threads can each take a disjoint block of `c`.
+    #[derive(Clone, Copy)]
+    struct Operands {
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+    }
+    // SAFETY: the threads read `a` and `b` and write disjoint blocks of `c`, for the duration of one call.
+    unsafe impl Send for Operands {}
+    unsafe impl Sync for Operands {}
 
     #[allow(clippy::too_many_arguments)]
     pub fn sgemm(
@@ -480,6 +473,96 @@ mod openblas {
         c: &mut [f32],
         acc: bool,
     ) {
+        // OpenBLAS's own threads spin (sched_yield) for a while after each call, taking the cores from our kernels
+        // (with the AVX2 paths forced, a fifth of an `mnist` run's CPU time), so OpenBLAS runs on the calling thread
+        // only, and a large product is split across our threads instead, by rows or columns of `c`.
+        static ONE_THREAD: std::sync::Once = std::sync::Once::new();
+        // SAFETY: sets a count; called before any product of ours runs.
+        ONE_THREAD.call_once(|| unsafe { openblas_set_num_threads(1) });
+        let ops = Operands {
+            a: a.as_ptr(),
+            b: b.as_ptr(),
+            c: c.as_mut_ptr(),
+        };
+        let threads = rayon::current_num_threads();
+        let parts = if m * n * k >= super::SPLIT_MACS {
+            threads
+        } else {
+            1
+        };
+        // Blocks a multiple of 16 wide, so that every part but the last fills the kernels.
+        let split = |len: usize| (len.div_ceil(parts)).div_ceil(16) * 16;
+        let block = |p: usize| {
+            let ops = &ops; // the whole struct, not its raw-pointer fields, is captured
+            let (lda, ldb) = (if ta { m } else { k }, if tb { k } else { n });
+            // SAFETY: each block lies inside the matrices the caller checked, and the blocks of `c` are disjoint.
+            unsafe {
+                if m >= n {
+                    let step = split(m);
+                    let (r0, r1) = (p * step, ((p + 1) * step).min(m));
+                    if r0 < r1 {
+                        let a = ops.a.add(if ta { r0 } else { r0 * k });
+                        call(
+                            ta,
+                            tb,
+                            r1 - r0,
+                            n,
+                            k,
+                            a,
+                            lda,
+                            ops.b,
+                            ldb,
+                            ops.c.add(r0 * n),
+                            n,
+                            acc,
+                        );
+                    }
+                } else {
+                    let step = split(n);
+                    let (c0, c1) = (p * step, ((p + 1) * step).min(n));
+                    if c0 < c1 {
+                        let b = ops.b.add(if tb { c0 * k } else { c0 });
+                        call(
+                            ta,
+                            tb,
+                            m,
+                            c1 - c0,
+                            k,
+                            ops.a,
+                            lda,
+                            b,
+                            ldb,
+                            ops.c.add(c0),
+                            n,
+                            acc,
+                        );
+                    }
+                }
+            }
+        };
+        if parts == 1 {
+            block(0)
+        } else {
+            (0..parts).into_par_iter().for_each(block)
+        }
+    }
+
+    /// `cblas_sgemm` on row-major blocks with explicit leading dimensions.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn call(
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
         let t = |x: bool| {
             if x {
                 CBLAS_TRANSPOSE::CblasTrans
@@ -487,27 +570,22 @@ mod openblas {
                 CBLAS_TRANSPOSE::CblasNoTrans
             }
         };
-        let lda = if ta { m } else { k };
-        let ldb = if tb { k } else { n };
-        // SAFETY: the caller checked every slice holds its matrix; leading dimensions match those shapes.
-        unsafe {
-            cblas_sgemm(
-                CblasRowMajor,
-                t(ta),
-                t(tb),
-                m as i32,
-                n as i32,
-                k as i32,
-                1.0,
-                a.as_ptr(),
-                lda as i32,
-                b.as_ptr(),
-                ldb as i32,
-                if acc { 1.0 } else { 0.0 },
-                c.as_mut_ptr(),
-                n as i32,
-            )
-        }
+        cblas_sgemm(
+            CblasRowMajor,
+            t(ta),
+            t(tb),
+            m as i32,
+            n as i32,
+            k as i32,
+            1.0,
+            a,
+            lda as i32,
+            b,
+            ldb as i32,
+            if acc { 1.0 } else { 0.0 },
+            c,
+            ldc as i32,
+        )
     }
 }
 
@@ -532,7 +610,7 @@ mod gemm_crate {
         // Below 8M multiply-adds one thread is faster than the crate's split on the Zen 4 we measured: the
         // `mnist-seed` products (32×200×784) 515 → 330 ms an epoch, `mnist-iwae`'s 0.99 → 0.91 s an epoch, while
         // `mnist`'s 128×400×784 ones stay faster split.
-        let par = if threads > 1 && m * n * k >= 1 << 23 {
+        let par = if threads > 1 && m * n * k >= super::SPLIT_MACS {
             Parallelism::Rayon(threads)
         } else {
             Parallelism::None
@@ -635,6 +713,14 @@ mod tests {
         // The estimator's and IWAE training's thousands of rows, in m and then in k.
         check(1027, 5, 7, 1e-3);
         check(6, 5, 1033, 1e-3);
+    }
+
+    #[test]
+    fn every_backend_matches_the_naive_product_when_split_across_threads() {
+        // Above SPLIT_MACS, split by rows (m ≥ n) and by columns, into blocks that are not multiples of 16.
+        const { assert!(251 * 97 * 353 >= SPLIT_MACS) };
+        check(251, 97, 353, 1e-3);
+        check(97, 251, 353, 1e-3);
     }
 
     #[test]

@@ -248,10 +248,9 @@ pub fn weight_grad(nz: &Nonzeros, da: &[f32], n: usize, gwt: &mut [f32]) {
 fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut [f32]) {
     let groups = packed.groups();
     // Below about four million multiply-adds, waking a second thread costs more than it saves (`mnist-seed`'s 32-image
-    // steps, about two million: 282 ms an epoch split, 138 ms not); and other threads may be spinning (see
-    // `threads_free`).
+    // steps, about two million: 282 ms an epoch split, 138 ms not).
     let work = packed.values.len() * n;
-    let tasks = if work < 1 << 22 || !super::threads_free() {
+    let tasks = if work < 1 << 22 {
         1
     } else {
         2 * rayon::current_num_threads()
