@@ -92,8 +92,17 @@ impl Nonzeros {
         if union as f64 > MAX_DENSITY * (wide * cols) as f64 {
             return false;
         }
-        self.pack_rows(x, group);
-        self.pack_cols(x, group);
+        match group {
+            1 => {
+                self.pack_rows::<1>(x);
+                self.pack_cols::<1>(x);
+            }
+            WIDE_GROUP => {
+                self.pack_rows::<WIDE_GROUP>(x);
+                self.pack_cols::<WIDE_GROUP>(x);
+            }
+            g => unreachable!("sparse groups of {g}"),
+        }
         true
     }
 
@@ -106,33 +115,30 @@ impl Nonzeros {
         })
     }
 
-    /// Groups of `group` images: the pixels where any is nonzero, in order.
-    fn pack_rows(&mut self, x: &[f32], group: usize) {
+    /// Groups of `G` images: the pixels where any is nonzero, in order.
+    fn pack_rows<const G: usize>(&mut self, x: &[f32]) {
         let (rows, cols) = (self.rows, self.cols);
-        let groups = rows.div_ceil(group);
+        let groups = rows.div_ceil(G);
         let mut p = std::mem::take(&mut self.by_rows);
-        p.group = group;
+        p.group = G;
         p.start.clear();
         p.start.push(0);
         for g in 0..groups {
-            let n: u32 = self.row_union(g, group).map(u64::count_ones).sum();
+            let n: u32 = self.row_union(g, G).map(u64::count_ones).sum();
             p.start.push(p.start[g] + n as usize);
         }
         p.index.resize(p.start[groups], 0);
-        p.values.resize(p.start[groups] * group, 0.0);
+        p.values.resize(p.start[groups] * G, 0.0);
         let value = |r: usize, c: usize| if r < rows { x[r * cols + c] } else { 0.0 };
         for g in 0..groups {
             let mut at = p.start[g];
-            for (w, mut any) in self.row_union(g, group).enumerate() {
+            for (w, mut any) in self.row_union(g, G).enumerate() {
                 while any != 0 {
                     let c = w * 64 + any.trailing_zeros() as usize;
                     any &= any - 1;
                     p.index[at] = c as u32;
-                    for (m, v) in p.values[at * group..(at + 1) * group]
-                        .iter_mut()
-                        .enumerate()
-                    {
-                        *v = value(g * group + m, c);
+                    for (m, v) in p.values[at * G..(at + 1) * G].iter_mut().enumerate() {
+                        *v = value(g * G + m, c);
                     }
                     at += 1;
                 }
@@ -141,47 +147,31 @@ impl Nonzeros {
         self.by_rows = p;
     }
 
-    /// Groups of `group` adjacent pixels (`group` divides 64): the images where any is nonzero, in order. A
-    /// counting sort over the rows, which are read in order.
-    fn pack_cols(&mut self, x: &[f32], group: usize) {
+    /// Groups of `G` adjacent pixels (`G` divides 64): the images where any is nonzero, in order. A counting sort
+    /// over the rows, which are read in order.
+    fn pack_cols<const G: usize>(&mut self, x: &[f32]) {
         let (rows, cols, words) = (self.rows, self.cols, self.words);
-        let groups = cols.div_ceil(group);
-        // Bit `group·k` of word `w` stands for group `w·64/group + k`: set where any of its pixels is.
-        let lead = |m: u64| {
-            let any = (1..group).fold(m, |a, s| a | m >> s);
-            any & (u64::MAX / ((1 << group) - 1))
-        };
-        let each_group = |r: usize, f: &mut dyn FnMut(usize)| {
-            for w in 0..words {
-                let mut any = lead(self.masks[r * words + w]);
-                while any != 0 {
-                    f((w * 64 + any.trailing_zeros() as usize) / group);
-                    any &= any - 1;
-                }
-            }
-        };
+        let groups = cols.div_ceil(G);
+        let masks = |r: usize| &self.masks[r * words..(r + 1) * words];
         let p = &mut self.by_cols;
-        p.group = group;
+        p.group = G;
         p.start.clear();
         p.start.resize(groups + 1, 0);
         for r in 0..rows {
-            each_group(r, &mut |g| p.start[g + 1] += 1);
+            each_col_group::<G>(masks(r), |g| p.start[g + 1] += 1);
         }
         for g in 0..groups {
             p.start[g + 1] += p.start[g];
         }
         p.index.resize(p.start[groups], 0);
-        p.values.resize(p.start[groups] * group, 0.0);
+        p.values.resize(p.start[groups] * G, 0.0);
         let mut next = p.start[..groups].to_vec();
         for (r, row) in x.chunks_exact(cols).enumerate() {
-            each_group(r, &mut |g| {
+            each_col_group::<G>(masks(r), |g| {
                 let at = &mut next[g];
                 p.index[*at] = r as u32;
-                for (m, v) in p.values[*at * group..(*at + 1) * group]
-                    .iter_mut()
-                    .enumerate()
-                {
-                    *v = row.get(g * group + m).copied().unwrap_or(0.0);
+                for (m, v) in p.values[*at * G..(*at + 1) * G].iter_mut().enumerate() {
+                    *v = row.get(g * G + m).copied().unwrap_or(0.0);
                 }
                 *at += 1;
             });
@@ -194,6 +184,19 @@ impl Nonzeros {
     }
 }
 
+/// Calls `f` with each group of `G` adjacent pixels (`G` divides 64) where a row's `masks` have a nonzero, in order.
+#[inline(always)]
+fn each_col_group<const G: usize>(masks: &[u64], mut f: impl FnMut(usize)) {
+    for (w, &m) in masks.iter().enumerate() {
+        // Bit `G·k` of word `w` stands for group `w·64/G + k`: set where any of its pixels is.
+        let mut any = (1..G).fold(m, |a, s| a | m >> s) & (u64::MAX / ((1 << G) - 1));
+        while any != 0 {
+            f((w * 64 + any.trailing_zeros() as usize) / G);
+            any &= any - 1;
+        }
+    }
+}
+
 /// Sets bit `c % 64` of `masks[c / 64]` where `row[c]` is nonzero (NaN included, −0 not, as `v != 0.0`).
 fn nonzero_bits(row: &[f32], masks: &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
@@ -201,6 +204,15 @@ fn nonzero_bits(row: &[f32], masks: &mut [u64]) {
         // SAFETY: the CPU supports AVX-512F (checked above).
         return unsafe { nonzero_bits_avx512(row, masks) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::kernels::has_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked above).
+        return unsafe { nonzero_bits_avx2(row, masks) };
+    }
+    nonzero_bits_scalar(row, masks)
+}
+
+fn nonzero_bits_scalar(row: &[f32], masks: &mut [u64]) {
     for (chunk, m) in row.chunks(64).zip(masks.iter_mut()) {
         *m = chunk
             .iter()
@@ -222,6 +234,28 @@ unsafe fn nonzero_bits_avx512(row: &[f32], masks: &mut [u64]) {
             let v = unsafe { _mm512_loadu_ps(v.as_ptr()) };
             let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, _mm512_setzero_ps());
             bits |= (nonzero as u64) << (16 * q);
+        }
+        let done = chunk.len() - vectors.remainder().len();
+        for (i, &v) in vectors.remainder().iter().enumerate() {
+            bits |= ((v != 0.0) as u64) << (done + i);
+        }
+        *m = bits;
+    }
+}
+
+/// 8 pixels a compare.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn nonzero_bits_avx2(row: &[f32], masks: &mut [u64]) {
+    use std::arch::x86_64::*;
+    for (chunk, m) in row.chunks(64).zip(masks.iter_mut()) {
+        let mut bits = 0u64;
+        let mut vectors = chunk.chunks_exact(8);
+        for (q, v) in (&mut vectors).enumerate() {
+            // SAFETY: `v` holds 8 floats.
+            let v = unsafe { _mm256_loadu_ps(v.as_ptr()) };
+            let nonzero = _mm256_cmp_ps::<_CMP_NEQ_UQ>(v, _mm256_setzero_ps());
+            bits |= (_mm256_movemask_ps(nonzero) as u8 as u64) << (8 * q);
         }
         let done = chunk.len() - vectors.remainder().len();
         for (i, &v) in vectors.remainder().iter().enumerate() {
@@ -469,6 +503,49 @@ mod tests {
                     (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
                     "{i}: {got} vs {want}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn every_nonzero_bits_path_marks_what_is_not_zero() {
+        // NaN counts as nonzero, −0 does not; lengths that leave a tail after 64-, 16- and 8-wide blocks.
+        let mut rng = vae_model::VaeRng::seed_from(3);
+        for len in [784, 100, 71, 7] {
+            let u = rng.uniform_vec(len, 0.0, 1.0);
+            let row: Vec<f32> = (u.iter().enumerate())
+                .map(|(i, &p)| match i % 5 {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    _ if p < 0.5 => 0.0,
+                    _ => p as f32 - 0.75,
+                })
+                .collect();
+            let want: Vec<u64> = (0..len.div_ceil(64))
+                .map(|w| {
+                    (0..64)
+                        .filter(|b| row.get(w * 64 + b).is_some_and(|&v| !(v == 0.0)))
+                        .fold(0, |m, b| m | 1 << b)
+                })
+                .collect();
+            let mut got = vec![!0u64; want.len()];
+            nonzero_bits_scalar(&row, &mut got);
+            assert_eq!(got, want, "scalar, {len}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                use crate::fused::kernels::{has_avx2, has_avx512};
+                if has_avx2() {
+                    got.fill(!0);
+                    // SAFETY: the CPU supports AVX2 (checked above).
+                    unsafe { nonzero_bits_avx2(&row, &mut got) };
+                    assert_eq!(got, want, "avx2, {len}");
+                }
+                if has_avx512() {
+                    got.fill(!0);
+                    // SAFETY: the CPU supports AVX-512F (checked above).
+                    unsafe { nonzero_bits_avx512(&row, &mut got) };
+                    assert_eq!(got, want, "avx512, {len}");
+                }
             }
         }
     }
