@@ -490,8 +490,8 @@ mod openblas {
         } else {
             1
         };
-        // Blocks a multiple of 16 wide, so that every part but the last fills the kernels.
-        let split = |len: usize| (len.div_ceil(parts)).div_ceil(16) * 16;
+        // Blocks a multiple of 8 wide (the kernels' width with AVX2), as even as that allows.
+        let split = |len: usize| (len.div_ceil(parts)).div_ceil(8) * 8;
         let block = |p: usize| {
             let ops = &ops; // the whole struct, not its raw-pointer fields, is captured
             let (lda, ldb) = (if ta { m } else { k }, if tb { k } else { n });
