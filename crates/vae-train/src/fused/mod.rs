@@ -28,7 +28,7 @@ mod tests;
 
 pub use sgemm::{
     backend as gemm_backend, in_trial as gemm_in_trial, sgemm, shape_key as gemm_shape_key,
-    with_backend as with_gemm_backend, Backend as GemmBackend, Shape as GemmShape,
+    side_by_side, with_backend as with_gemm_backend, Backend as GemmBackend, Shape as GemmShape,
 };
 
 use std::borrow::Cow;
@@ -193,6 +193,34 @@ impl Dense {
                 activate(out, act);
             }
         }
+    }
+
+    /// Multiply-adds of a product of `rows`.
+    fn work(&self, rows: usize) -> usize {
+        rows * self.fan_in * self.fan_out
+    }
+
+    /// [`Dense::backward_params`] and, given `d_input`, [`Dense::backward_input`]: independent, so side by side in a
+    /// pass whose largest product does `pass_work` multiply-adds, where that is enough ([`side_by_side`]).
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        params: &[f32],
+        grads: &mut [f32],
+        da: &[f32],
+        input: Input,
+        rows: usize,
+        d_input: Option<&mut [f32]>,
+        pass_work: usize,
+    ) {
+        let Some(d_input) = d_input else {
+            return self.backward_params(grads, da, input, rows);
+        };
+        side_by_side(
+            pass_work,
+            || self.backward_params(grads, da, input, rows),
+            || self.backward_input(params, da, rows, d_input),
+        );
     }
 
     /// Weight and bias gradients into `grads` from `da[rows, fan_out]` (the gradient at the pre-activation) and
@@ -482,18 +510,19 @@ impl FusedVae {
     /// `grad_a` (rows [`FusedVae::dec_in`] wide).
     fn backward_decoder(&mut self, rows: usize) {
         let (p, s, g) = (&self.params, &mut self.scratch, &mut self.grads);
+        let layers = || self.decoder.iter().chain([&self.out]);
+        let work = layers().map(|l| l.work(rows)).max().unwrap_or(0);
         let last_g: &[f32] = s.dec_h.last().map_or(&s.z, |h| h.as_slice());
-        self.out
-            .backward_params(g, &s.logits, Input::Dense(last_g), rows);
-        self.out.backward_input(p, &s.logits, rows, &mut s.grad_a);
+        let (input, d_input) = (Input::Dense(last_g), Some(s.grad_a.as_mut_slice()));
+        (self.out).backward(p, g, &s.logits, input, rows, d_input, work);
         for (i, layer) in self.decoder.iter().enumerate().rev() {
             let width = rows * layer.fan_out;
             if let Some(act) = layer.activation {
                 act_backward(&mut s.grad_a[..width], &s.dec_h[i][..width], act);
             }
-            let input: &[f32] = if i == 0 { &s.z } else { &s.dec_h[i - 1] };
-            layer.backward_params(g, &s.grad_a, Input::Dense(input), rows);
-            layer.backward_input(p, &s.grad_a, rows, &mut s.grad_b);
+            let input = Input::Dense(if i == 0 { &s.z } else { &s.dec_h[i - 1] });
+            let d_input = Some(s.grad_b.as_mut_slice());
+            layer.backward(p, g, &s.grad_a, input, rows, d_input, work);
             std::mem::swap(&mut s.grad_a, &mut s.grad_b);
         }
     }
@@ -501,13 +530,12 @@ impl FusedVae {
     /// From the gradient at `[mu | logvar]` (held in `grad_head`), the encoder's parameter gradients.
     fn backward_encoder(&mut self, x: &[f32], rows: usize) {
         let (p, s, g) = (&self.params, &mut self.scratch, &mut self.grads);
+        let layers = || self.encoder.iter().chain([&self.head]);
+        let work = layers().map(|l| l.work(rows)).max().unwrap_or(0);
         let last_h: &[f32] = s.enc_h.last().map_or(x, |h| h.as_slice());
-        self.head
-            .backward_params(g, &s.grad_head, Input::Dense(last_h), rows);
-        if !self.encoder.is_empty() {
-            self.head
-                .backward_input(p, &s.grad_head, rows, &mut s.grad_a);
-        }
+        let (input, d_input) = (Input::Dense(last_h), Some(s.grad_a.as_mut_slice()));
+        let d_input = d_input.filter(|_| !self.encoder.is_empty());
+        (self.head).backward(p, g, &s.grad_head, input, rows, d_input, work);
         for (i, layer) in self.encoder.iter().enumerate().rev() {
             let width = rows * layer.fan_out;
             if let Some(act) = layer.activation {
@@ -518,10 +546,10 @@ impl FusedVae {
                 0 => Input::Dense(x),
                 _ => Input::Dense(&s.enc_h[i - 1]),
             };
-            layer.backward_params(g, &s.grad_a, input, rows);
             // The gradient with respect to the images themselves is never needed.
+            let d_input = (i > 0).then_some(s.grad_b.as_mut_slice());
+            layer.backward(p, g, &s.grad_a, input, rows, d_input, work);
             if i > 0 {
-                layer.backward_input(p, &s.grad_a, rows, &mut s.grad_b);
                 std::mem::swap(&mut s.grad_a, &mut s.grad_b);
             }
         }
