@@ -3,12 +3,12 @@
 //!
 //! Neither is always faster (on one AMD EPYC Zen 4, Debian's OpenBLAS 0.3.21 has AVX2 kernels only, the `gemm` crate
 //! AVX-512 ones; which wins depends on the shapes and on the machine's load), so an OpenBLAS build measures: a training
-//! run times a few whole steps on each ([`calibrate`]), and its step uses the faster for all its products; any other product (the estimator's thousands of
-//! rows) is timed alone the first time its shape is met ([`choose`]). Each choice takes milliseconds, is logged, and is
-//! written to a cache file ([`cache_path`]) that later runs read, so the same run gives the same numbers every time on
-//! that machine. `VAE_GEMM=openblas|gemm` forces a backend; `VAE_NO_AVX512` (as on a CPU without AVX-512) forces
-//! OpenBLAS, whose kernels the library picks for the CPU, since the `gemm` crate cannot be kept off its AVX-512
-//! kernels.
+//! run times a few whole steps on each ([`calibrate`]), and its step uses the faster for all its products; any other
+//! product (the estimator's thousands of rows) is timed alone the first time its shape is met ([`choose`]). Each choice
+//! takes milliseconds, is logged, and is written to a cache file ([`cache_path`]) that later runs read, so the same run
+//! gives the same numbers every time on that machine. `VAE_GEMM=openblas|gemm` forces a backend; `VAE_NO_AVX512` (as on
+//! a CPU without AVX-512) forces OpenBLAS, whose kernels the library picks for the CPU, since the `gemm` crate cannot
+//! be kept off its AVX-512 kernels.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -150,14 +150,14 @@ fn in_scope<T>(scope: Option<(Backend, bool)>, f: impl FnOnce() -> T) -> (T, Vec
     (out, inner.map(|s| s.shapes).unwrap_or_default())
 }
 
-/// Chooses the backend of a training step by timing it on OpenBLAS and on the `gemm` crate: `step` (a step on a copy
-/// of the model, which must not touch the run's RNG) runs once to find its product shapes; unless the cache holds a
-/// choice for that step, it then runs trials of three blocks of four steps on each backend in turn, the first of each
-/// block untimed, until two trials agree on the backend of the fastest best step, which is returned, for
-/// [`with_backend`] to run the real steps on (`None` when the environment forces a backend). Whole steps are timed because a
-/// product inside a step is slower than the same product repeated (cold caches, threads waking up), and not by the same
-/// amount on both backends. Logged; written to the cache, where a choice another run made first wins, so that runs on
-/// one machine agree.
+/// Chooses the backend of a training step by timing it on OpenBLAS and on the `gemm` crate: `step` (a step on a copy of
+/// the model, which must not touch the run's RNG) runs once to find its product shapes; unless the cache holds a choice
+/// for that step, it then runs trials of three blocks of four steps on each backend in turn, the first of each block
+/// untimed, until two trials agree on the backend of the fastest best step, which is returned, for [`with_backend`] to
+/// run the real steps on (`None` when the environment forces a backend). Whole steps are timed because a product inside
+/// a step is slower than the same product repeated (cold caches, threads waking up), and not by the same amount on both
+/// backends. Logged; written to the cache, where a choice another run made first wins, so that runs on one machine
+/// agree.
 pub fn calibrate(what: &str, mut step: impl FnMut()) -> Option<Backend> {
     if forced().is_some() {
         return None;
@@ -769,7 +769,7 @@ mod tests {
         SCOPE.with_borrow_mut(|s| *s = Some(trial));
         let seen = Mutex::new(Vec::new());
         // With two threads or more, each part waits for the other, so they run on different threads.
-        let both = std::sync::Barrier::new(if rayon::current_num_threads() > 1 { 2 } else { 1 });
+        let both = std::sync::Barrier::new(rayon::current_num_threads().min(2));
         let note = |shape| {
             both.wait();
             seen.lock().unwrap().push(scoped(shape));
@@ -778,7 +778,11 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), [Some((Backend::Gemm, true)); 2]);
         let after = SCOPE.with_borrow_mut(|s| s.take()).unwrap();
         assert_eq!((after.backend, after.trial), (Backend::Gemm, true));
-        assert_eq!(after.shapes, [one, two], "each shape once, the pair's noted in the caller's scope");
+        assert_eq!(
+            after.shapes,
+            [one, two],
+            "each shape once, the pair's noted in the caller's scope"
+        );
         // The pool's threads are left with no scope of their own.
         let left = rayon::broadcast(|_| SCOPE.with_borrow(|s| s.is_some()));
         assert!(left.iter().all(|&s| !s));

@@ -562,7 +562,7 @@ mod tests {
 
     #[test]
     fn both_group_sizes_give_the_same_bits() {
-        // Each output sums the same nonzero terms in the same order; a group's zeros add +0 to sums that are never −0.
+        // Each output sums the same nonzero terms in the same order; a group's zeros add +0 to sums never −0.
         let (rows, cols, n) = (29, 784, 100);
         let x = sparse_matrix(rows, cols, 0.2, 7);
         let wt: Vec<f32> = (0..cols * n)
