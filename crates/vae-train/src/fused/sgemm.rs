@@ -107,13 +107,13 @@ pub fn with_backend<T>(backend: Backend, f: impl FnOnce() -> T) -> T {
     in_scope(Some((backend, false)), f).0
 }
 
-/// Runs `a` and `b`, independent parts of a step (a layer's weight gradient and its input gradient), side by side
-/// on the rayon pool, each in this thread's scope (its backend; in a trial, the shapes they meet are noted here),
-/// where the pass's largest product does `pass_work` multiply-adds from [`SPLIT_MACS`]: it splits across the threads,
-/// which are then awake for the pairs (below, one after the other: waking a sleeping thread for each of
-/// `mnist-seed`'s pairs made its epoch 0.74 → 0.93 s). The products of a pair split too, and the threads wait less
-/// on each other: an `mnist` epoch 0.78 → 0.67 s, with the AVX2 paths forced 0.98 → 0.93 s. When profiling, the
-/// products' overlap is counted, so that their total stays wall time.
+/// Runs `a` and `b`, independent parts of a step (a layer's weight gradient and its input gradient), side by side on
+/// the rayon pool, each in this thread's scope (its backend; in a trial, the shapes they meet are noted here), where
+/// the pass's largest product does `pass_work` multiply-adds from `SPLIT_MACS` (8M): it splits across the threads,
+/// which are then awake for the pairs (below, one after the other: waking a sleeping thread for each of `mnist-seed`'s
+/// pairs made its epoch 0.74 → 0.93 s). The products of a pair split too, and the threads wait less on each other: an
+/// `mnist` epoch 0.78 → 0.67 s, with the AVX2 paths forced 0.98 → 0.93 s. When profiling, the products' overlap is
+/// counted, so that their total stays wall time.
 pub fn side_by_side(pass_work: usize, a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
     if pass_work < SPLIT_MACS || rayon::current_num_threads() == 1 {
         a();
