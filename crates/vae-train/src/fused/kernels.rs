@@ -88,8 +88,8 @@ fn bce_body(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
 /// Σ BCE(l, x) over the slices (in f64), replacing each logit with `(σ(l) − x)·scale`. With `e = exp(−|l|)`:
 /// BCE = max(l, 0) − l·x + ln(1 + e), and σ(l) = 1/(1+e) for l ≥ 0, e/(1+e) otherwise; nothing overflows.
 ///
-/// A batch's logits are split across the threads in chunks of a fixed size, whose sums
-/// are added in order: the same result whatever the thread count.
+/// A batch's logits are split across the threads in chunks of a fixed size, whose sums are added in order: the same
+/// result whatever the thread count.
 pub fn bce_and_grad(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
     assert_eq!(logits.len(), x.len());
     if logits.len() < 2 * PARALLEL_CHUNK {
@@ -228,8 +228,8 @@ fn adam_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamStep
 /// epoch time. At |m| < 1.2e-38 its contribution to the update is far below an f32 weight's resolution.
 ///
 /// Each element's update is independent, so the parameters are split across the threads with no effect on the
-/// result. Below half a million parameters waking a second thread
-/// costs more than it saves (`mnist`'s 651K: 142 → 61 ms an epoch split; `mnist-seed`'s 327K: 121 → 155 ms).
+/// result. Below half a million parameters waking a second thread costs more than it saves (`mnist`'s 651K: 142 →
+/// 61 ms an epoch split; `mnist-seed`'s 327K: 121 → 155 ms).
 pub fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamStep) {
     assert!(g.len() == p.len() && m.len() == p.len() && v.len() == p.len());
     if p.len() < 1 << 19 {

@@ -514,7 +514,8 @@ impl FusedVae {
         let work = layers().map(|l| l.work(rows)).max().unwrap_or(0);
         let last_g: &[f32] = s.dec_h.last().map_or(&s.z, |h| h.as_slice());
         let (input, d_input) = (Input::Dense(last_g), Some(s.grad_a.as_mut_slice()));
-        (self.out).backward(p, g, &s.logits, input, rows, d_input, work);
+        self.out
+            .backward(p, g, &s.logits, input, rows, d_input, work);
         for (i, layer) in self.decoder.iter().enumerate().rev() {
             let width = rows * layer.fan_out;
             if let Some(act) = layer.activation {
@@ -535,7 +536,8 @@ impl FusedVae {
         let last_h: &[f32] = s.enc_h.last().map_or(x, |h| h.as_slice());
         let (input, d_input) = (Input::Dense(last_h), Some(s.grad_a.as_mut_slice()));
         let d_input = d_input.filter(|_| !self.encoder.is_empty());
-        (self.head).backward(p, g, &s.grad_head, input, rows, d_input, work);
+        self.head
+            .backward(p, g, &s.grad_head, input, rows, d_input, work);
         for (i, layer) in self.encoder.iter().enumerate().rev() {
             let width = rows * layer.fan_out;
             if let Some(act) = layer.activation {

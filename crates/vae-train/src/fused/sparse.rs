@@ -8,7 +8,7 @@
 //! pixels); for the weight gradient, 4 adjacent pixels and the images where any of them is nonzero (28%). Each row
 //! read then feeds 4 sums held in registers, as in a dense product's kernel. With AVX2 only, whose 16 registers hold
 //! four rows of just 24 sums, the multiplies by a group's zeros (half its entries) cost more than the reads saved, so
-//! there a group is one image or pixel (`mnist`'s two products: 194 + 138 → 117 + 96 ms an epoch).
+//! there a group is one image or pixel (`mnist`'s two products: 253 → 167 ms an epoch).
 //!
 //! Every output is summed in a fixed order (the pixels, or the images, in order; a 0 in a group adds nothing) by one
 //! thread, and Rust never fuses a multiply and an add on its own, so the results are the same whatever the thread
@@ -29,7 +29,8 @@ fn group() -> usize {
     WIDE_GROUP
 }
 
-/// Above this share of a group's pixels a batch takes the dense products (MNIST: 39%; Fashion-MNIST: 79%).
+/// Above this share of a group of [`WIDE_GROUP`] images' pixels a batch takes the dense products (MNIST: 39%;
+/// Fashion-MNIST: 79%), whatever the CPU's group size.
 pub const MAX_DENSITY: f64 = 0.6;
 
 /// One side of a sparse batch: for each group, the positions (pixels, or images) where any of its `group` members
