@@ -369,32 +369,48 @@ fn machine() -> String {
     format!("{cpu}, {} threads", rayon::current_num_threads())
 }
 
-/// Reads the choice from the cache, or measures and records it. The cache is locked while it is read and
-/// updated, so two runs that start together agree; a cache that cannot be used costs only a warning.
+/// Reads the choice from the cache, or measures and records it. The cache is locked while it is read, and again
+/// while it is updated, where a choice another run recorded meanwhile wins, so that two runs that start together
+/// agree; not while measuring, which runs on the rayon pool, whose threads may themselves be waiting for the lock
+/// (the backward pass's pairs meeting a new shape). A cache that cannot be used costs only a warning.
 fn cached_or_measured(shape: Shape) -> Backend {
     let key = shape_key(shape);
     let Some(path) = cache_path() else {
         return measured(shape, &key, "no cache: no home directory");
     };
-    match with_locked_cache(&path, |cache| {
-        let mine = cache.entry(machine()).or_default();
-        if let Some(&b) = mine.get(&key) {
+    let cached = |cache: &mut Cache| cache.get(&machine()).and_then(|m| m.get(&key).copied());
+    let unusable = |e: std::io::Error| {
+        warn_once(&format!(
+            "sgemm cache {}: {e}; measuring in this run only",
+            path.display()
+        ))
+    };
+    match with_locked_cache(&path, |cache| (cached(cache), false)) {
+        Ok(Some(b)) => {
             tracing::debug!("sgemm {key}: {} (cached in {})", b.name(), path.display());
-            return (b, false);
+            return b;
         }
-        let b = measured(shape, &key, &format!("cached in {}", path.display()));
-        mine.insert(key.clone(), b);
-        (b, true)
-    }) {
-        Ok(b) => b,
+        Ok(None) => {}
         Err(e) => {
-            warn_once(&format!(
-                "sgemm cache {}: {e}; measuring in this run only",
-                path.display()
-            ));
-            measured(shape, &key, "not cached")
+            unusable(e);
+            return measured(shape, &key, "not cached");
         }
     }
+    let mine = measured(shape, &key, &format!("cached in {}", path.display()));
+    let recorded = with_locked_cache(&path, |cache| match cached(cache) {
+        Some(theirs) => (theirs, false),
+        None => {
+            cache
+                .entry(machine())
+                .or_default()
+                .insert(key.clone(), mine);
+            (mine, true)
+        }
+    });
+    recorded.unwrap_or_else(|e| {
+        unusable(e);
+        mine
+    })
 }
 
 /// Runs `f` on the cache at `path` under an exclusive lock, writing it back (atomically) when `f` says it changed.
