@@ -593,35 +593,48 @@ fn run_epoch(
     let mut skipped_eps = Vec::new();
     let start = Instant::now();
     let mut seen = 0;
-    let mut batches = data.epoch(rng).enumerate();
-    while let Some((i, batch)) = profile::time(Phase::Data, || batches.next()) {
-        let rows = batch.rows();
-        seen += rows;
-        if i < skip {
-            skipped_eps.resize(rows * engine.noise_per_image(), 0.0);
-            noise.fill_normal(&mut skipped_eps);
-            continue;
+    // The next batches are made on a thread of their own while a step runs (in the same order, from the same
+    // draws); it stops when the receiver is dropped.
+    let (ready, batches) = std::sync::mpsc::sync_channel(2);
+    let making = data.epoch(rng);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for batch in making {
+                if ready.send(batch).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut batches = batches.into_iter().enumerate();
+        while let Some((i, batch)) = profile::time(Phase::Data, || batches.next()) {
+            let rows = batch.rows();
+            seen += rows;
+            if i < skip {
+                skipped_eps.resize(rows * engine.noise_per_image(), 0.0);
+                noise.fill_normal(&mut skipped_eps);
+                continue;
+            }
+            if let Some(signal) = stop.check(*steps) {
+                let secs = secs_before + start.elapsed().as_secs_f64();
+                let partial = Partial {
+                    batches: i,
+                    sums,
+                    secs,
+                };
+                return Ok(EpochEnd::Stopped(partial, signal));
+            }
+            let terms = profile::time(Phase::Step, || {
+                engine.step(&batch.images, &batch.labels, rows, &mut noise)
+            })?;
+            *steps += 1;
+            sums.add(rows, terms.loss, terms.recon, terms.kl);
+            bar.step(i, seen, &sums, terms.loss)?;
         }
-        if let Some(signal) = stop.check(*steps) {
-            let secs = secs_before + start.elapsed().as_secs_f64();
-            let partial = Partial {
-                batches: i,
-                sums,
-                secs,
-            };
-            return Ok(EpochEnd::Stopped(partial, signal));
-        }
-        let terms = profile::time(Phase::Step, || {
-            engine.step(&batch.images, &batch.labels, rows, &mut noise)
-        })?;
-        *steps += 1;
-        sums.add(rows, terms.loss, terms.recon, terms.kl);
-        bar.step(i, seen, &sums, terms.loss)?;
-    }
-    Ok(EpochEnd::Done(
-        sums,
-        secs_before + start.elapsed().as_secs_f64(),
-    ))
+        Ok(EpochEnd::Done(
+            sums,
+            secs_before + start.elapsed().as_secs_f64(),
+        ))
+    })
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
