@@ -1,7 +1,8 @@
 //! Where a training epoch's time goes, measured when `VAE_PROFILE=1` (off otherwise: one relaxed load per timed
 //! section). The fused engine's products are timed per shape, so their GFLOP/s show the distance to the sgemm
 //! floor; the rest of a step is its element-wise work (activations, the loss, the reparameterisation), Adam, and
-//! the noise; outside the step are the batches (gathering, binarising) and everything else (progress, sums).
+//! the noise; outside the step are the wait for the next batch (made beside the steps: gathering, binarising) and
+//! everything else (progress, sums).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ pub fn enabled() -> bool {
 /// A timed part of an epoch.
 #[derive(Debug, Clone, Copy)]
 pub enum Phase {
-    /// Making a batch: gathering rows, binarising.
+    /// Waiting for the next batch, which a thread of its own makes (gathers rows, binarises) beside the steps.
     Data,
     /// One engine step, all of it (products, Adam and noise included).
     Step,
