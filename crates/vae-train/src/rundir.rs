@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -26,7 +27,7 @@ impl RunDir {
             .with_context(|| format!("{}: cannot create run directory", path.display()))?;
         let lock = File::open(path).with_context(|| path.display().to_string())?;
         let pid_path = path.join(LOCK);
-        if lock.try_lock().is_err() {
+        if !locked_within(&lock, Duration::from_secs(2)) {
             let holder = std::fs::read_to_string(&pid_path).unwrap_or_default();
             let holder = if holder.trim().is_empty() {
                 "unknown"
@@ -95,6 +96,22 @@ impl RunDir {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `lock` was taken within `wait`. A run that has just ended can leave its lock for a moment to a child
+/// process another thread of the same program was starting (the child holds a copy of the handle until it runs its
+/// program): the test suite's resumed runs met that. A run that really holds it is refused after `wait`.
+fn locked_within(lock: &File, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if lock.try_lock().is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
