@@ -12,6 +12,7 @@ mod figures;
 mod fuzz;
 mod lint;
 mod man;
+mod structure;
 mod test;
 
 use std::ffi::OsString;
