@@ -12,6 +12,7 @@ mod figures;
 mod fuzz;
 mod lint;
 mod man;
+#[cfg(test)]
 mod structure;
 mod test;
 

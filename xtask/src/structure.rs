@@ -63,7 +63,10 @@ fn check_root(root: &Path) -> Result<Vec<String>> {
     for module in &modules {
         let mut deps = BTreeSet::new();
         // Test modules may reach anywhere: `tests.rs` files and the trailing `#[cfg(test)] mod tests`.
-        for file in module_files(dir, module)?.into_iter().filter(|f| !f.ends_with("tests.rs")) {
+        for file in module_files(dir, module)?
+            .into_iter()
+            .filter(|f| !f.ends_with("tests.rs"))
+        {
             problems.extend(long_functions(&file)?);
             deps.extend(references(&read(&file)?, &modules, &reexports));
         }
@@ -138,7 +141,8 @@ fn module_files(dir: &Path, module: &str) -> Result<Vec<PathBuf>> {
 
 fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         if path.is_dir() {
@@ -152,9 +156,16 @@ fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The top-level modules that `src` names through `crate::`, outside comments.
-fn references(src: &str, modules: &[String], reexports: &BTreeMap<String, String>) -> BTreeSet<String> {
+fn references(
+    src: &str,
+    modules: &[String],
+    reexports: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
     let src = src.split("\n#[cfg(test)]\nmod tests").next().unwrap_or(src);
-    let code: Vec<&str> = src.lines().map(|l| l.split("//").next().unwrap_or("")).collect();
+    let code: Vec<&str> = src
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect();
     let code = code.join("\n");
     let mut deps = BTreeSet::new();
     for (i, _) in code.match_indices("crate::") {
@@ -217,7 +228,8 @@ fn find_circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> 
         }
         seen
     };
-    let reaches: BTreeMap<&String, BTreeSet<String>> = graph.keys().map(|k| (k, reach(k))).collect();
+    let reaches: BTreeMap<&String, BTreeSet<String>> =
+        graph.keys().map(|k| (k, reach(k))).collect();
     let mut circles: Vec<Vec<String>> = Vec::new();
     for (node, from_node) in &reaches {
         if !from_node.contains(*node) || circles.iter().any(|c| c.contains(node)) {
@@ -240,7 +252,10 @@ fn long_functions(file: &Path) -> Result<Vec<String>> {
         .into_iter()
         .filter(|(_, _, len)| *len > MAX_FN_LINES)
         .map(|(name, line, len)| {
-            format!("{}:{line}: fn {name} is {len} lines (at most {MAX_FN_LINES})", file.display())
+            format!(
+                "{}:{line}: fn {name} is {len} lines (at most {MAX_FN_LINES})",
+                file.display()
+            )
         })
         .collect())
 }
@@ -267,7 +282,8 @@ fn function_lengths(src: &str) -> Vec<(String, usize, usize)> {
         if trimmed.starts_with("#[") || trimmed.starts_with("///") || trimmed.starts_with("//") {
             continue;
         }
-        let is_item = trimmed.ends_with('{') || trimmed.ends_with(';') || fn_name(trimmed).is_some();
+        let is_item =
+            trimmed.ends_with('{') || trimmed.ends_with(';') || fn_name(trimmed).is_some();
         if after_test_attr && is_item {
             after_test_attr = false;
             if !trimmed.ends_with(';') {
@@ -275,17 +291,24 @@ fn function_lengths(src: &str) -> Vec<(String, usize, usize)> {
             }
             continue;
         }
-        let Some(name) = fn_name(trimmed) else { continue };
+        let Some(name) = fn_name(trimmed) else {
+            continue;
+        };
         if trimmed.ends_with('}') {
             found.push((name, i + 1, 1));
             continue;
         }
         let close = format!("{indent}}}");
-        let body = lines[i..].iter().position(|l| l.trim_end().ends_with('{') || l.trim_end().ends_with(';'));
+        let body = lines[i..]
+            .iter()
+            .position(|l| l.trim_end().ends_with('{') || l.trim_end().ends_with(';'));
         if body.is_some_and(|b| lines[i + b].trim_end().ends_with(';')) {
             continue; // a declaration without a body
         }
-        if let Some(len) = lines[i..].iter().position(|l| *l == close || l.starts_with(&format!("{indent}}} "))) {
+        if let Some(len) = lines[i..]
+            .iter()
+            .position(|l| *l == close || l.starts_with(&format!("{indent}}} ")))
+        {
             found.push((name, i + 1, len + 1));
         }
     }
@@ -295,7 +318,15 @@ fn function_lengths(src: &str) -> Vec<(String, usize, usize)> {
 /// The name of the function `line` begins, if it begins one.
 fn fn_name(line: &str) -> Option<String> {
     let mut rest = line;
-    for prefix in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe ", "extern \"C\" "] {
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+        "extern \"C\" ",
+    ] {
         rest = rest.strip_prefix(prefix).unwrap_or(rest);
     }
     for prefix in ["const ", "async ", "unsafe ", "extern \"C\" "] {
@@ -324,19 +355,29 @@ mod tests {
 
     #[test]
     fn finds_a_circle_and_accepts_a_tree() {
-        let g = graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("a", "d"), ("d", "e"), ("e", "d")]);
+        let g = graph(&[
+            ("a", "b"),
+            ("b", "c"),
+            ("c", "a"),
+            ("a", "d"),
+            ("d", "e"),
+            ("e", "d"),
+        ]);
         assert_eq!(find_circles(&g), [vec!["a", "b", "c"], vec!["d", "e"]]);
         assert!(find_circles(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])).is_empty());
     }
 
     #[test]
     fn references_follow_reexports_and_groups_but_not_comments() {
-        let modules: Vec<String> = ["adam", "fused", "train", "eval"].map(String::from).to_vec();
+        let modules: Vec<String> = ["adam", "fused", "train", "eval"]
+            .map(String::from)
+            .to_vec();
         let root = "mod adam;\npub use adam::{Adam, AdamConfig as Config};\npub use train::train;";
         let re = reexports(root, &modules);
         assert_eq!(re["Adam"], "adam");
         assert_eq!(re["Config"], "adam");
-        let src = "use crate::{fused::{self, X}, Adam};\n// crate::eval::y\nlet t = crate::train(1);\n";
+        let src =
+            "use crate::{fused::{self, X}, Adam};\n// crate::eval::y\nlet t = crate::train(1);\n";
         let deps: Vec<String> = references(src, &modules, &re).into_iter().collect();
         assert_eq!(deps, ["adam", "fused", "train"]);
     }
@@ -349,7 +390,11 @@ mod tests {
         let found = function_lengths(src);
         assert_eq!(
             found,
-            [("a".to_string(), 1, 3), ("b".to_string(), 5, 5), ("c".to_string(), 21, 1)]
+            [
+                ("a".to_string(), 1, 3),
+                ("b".to_string(), 5, 5),
+                ("c".to_string(), 21, 1)
+            ]
         );
     }
 

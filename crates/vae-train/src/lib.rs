@@ -30,17 +30,19 @@
 #![warn(missing_docs)]
 
 mod adam;
+pub mod charts;
 pub mod checkpoint;
 mod config;
 pub mod digitize;
 pub mod engine;
 pub mod eval;
-pub mod explore;
-pub mod figures;
 pub mod fused;
+pub mod images;
 pub mod import;
 pub mod interrupt;
-pub mod plots;
+pub mod latent;
+pub mod metrics;
+pub mod npy;
 pub mod profile;
 pub mod rundir;
 pub mod serve;
@@ -52,7 +54,8 @@ pub use config::{
 };
 pub use engine::{build_engine, resolve_engine, StepTerms, TrainEngine};
 pub use interrupt::{Interrupt, Interrupted};
-pub use train::{train, EpochMetrics, TrainOptions, TrainReport};
+pub use metrics::EpochMetrics;
+pub use train::{train, TrainOptions, TrainReport};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use vae_data::{Binarize, Dataset, DownloadOptions, Source};
 use vae_model::{Vae, VaeRng};
 use vae_train::{
-    eval, explore, figures, open_device, train, DeviceKind, Overrides, RunConfig, TrainOptions,
+    eval, images, latent, npy, open_device, train, DeviceKind, Overrides, RunConfig, TrainOptions,
 };
 
 #[derive(Parser)]
@@ -429,11 +429,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Scatter(a) => {
             let (vae, data, dataset) = model_and_data(&a.on)?;
             let test = test_set(&vae, &data, &a.on.model)?;
-            write_chart(&a.out, &explore::scatter_figure(&vae, &test, dataset)?)
+            write_chart(&a.out, &latent::scatter_figure(&vae, &test, dataset)?)
         }
         Command::Curves(a) => {
-            let metrics = a.run.join(vae_train::train::files::METRICS);
-            let history = vae_train::train::read_metrics(&metrics)?;
+            let metrics = a.run.join(vae_train::rundir::files::METRICS);
+            let history = vae_train::metrics::read_metrics(&metrics)?;
             anyhow::ensure!(
                 !history.is_empty(),
                 "{}: no epochs recorded",
@@ -441,8 +441,8 @@ fn run(cli: Cli) -> Result<()> {
             );
             let out = a
                 .out
-                .unwrap_or_else(|| a.run.join(vae_train::train::files::CURVES));
-            write_chart(&out, &vae_train::plots::curves_png(&history)?)
+                .unwrap_or_else(|| a.run.join(vae_train::rundir::files::CURVES));
+            write_chart(&out, &vae_train::charts::curves_png(&history)?)
         }
         Command::Import(a) => cmd_import(a),
         Command::Serve(a) => cmd_serve(a),
@@ -544,8 +544,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     // One summary line on stdout, for scripts (`cargo xtask bench` and its end-to-end check read it).
     let summary = serde_json::json!({
         "out": out_dir,
-        "model": out_dir.join(vae_train::train::files::MODEL),
-        "config": out_dir.join(vae_train::train::files::CONFIG),
+        "model": out_dir.join(vae_train::rundir::files::MODEL),
+        "config": out_dir.join(vae_train::rundir::files::CONFIG),
         "final": report.history.last(),
         "history": report.history,
         "engine": report.engine,
@@ -592,7 +592,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         let mut rng = VaeRng::seed_from(a.seed);
         let images = test.in_order(&mut rng).map(|b| b.tensors().map(|(x, _)| x));
         let images: Vec<candle_core::Tensor> = images.collect::<Result<_, _>>()?;
-        figures::write_npy(path, &candle_core::Tensor::cat(&images, 0)?)?;
+        npy::write_npy(path, &candle_core::Tensor::cat(&images, 0)?)?;
     }
     let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     anyhow::ensure!(
@@ -696,7 +696,7 @@ fn cmd_serve(a: ServeArgs) -> Result<()> {
     let run_dir = a
         .model
         .parent()
-        .filter(|d| d.join(vae_train::train::files::METRICS).is_file());
+        .filter(|d| d.join(vae_train::rundir::files::METRICS).is_file());
     vae_train::serve::serve(vae, data, run_dir, a.bind, |addr| {
         println!("http://{addr}/");
         let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -743,15 +743,15 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
         ),
         (Some(d), _) => {
             let labels = candle_core::Tensor::full(d, a.n, vae.device())?;
-            explore::prior_samples(&vae, a.n, Some(&labels), t, &mut rng)?
+            latent::prior_samples(&vae, a.n, Some(&labels), t, &mut rng)?
         }
-        (None, 0) => explore::prior_samples(&vae, a.n, None, t, &mut rng)?,
+        (None, 0) => latent::prior_samples(&vae, a.n, None, t, &mut rng)?,
         (None, _) => {
             let per_class = a.n.div_ceil(classes);
-            let labels = explore::class_rows(classes, per_class, vae.device())?;
-            let images = explore::prior_samples(&vae, labels.dim(0)?, Some(&labels), t, &mut rng)?;
+            let labels = latent::class_rows(classes, per_class, vae.device())?;
+            let images = latent::prior_samples(&vae, labels.dim(0)?, Some(&labels), t, &mut rng)?;
             let hw = image_side(&vae)?;
-            figures::write_images(&a.out, &images, classes, per_class, hw, hw)?;
+            images::write_images(&a.out, &images, classes, per_class, hw, hw)?;
             tracing::info!("wrote {}: a row per class, 0 to {}", a.out.display(), classes - 1);
             return Ok(());
         }
@@ -766,7 +766,7 @@ fn write_chart(out: &Path, png: &[u8]) -> Result<()> {
         "{}: a chart is written as .png",
         out.display()
     );
-    figures::write_png(out, png)?;
+    images::write_png(out, png)?;
     tracing::info!("wrote {}", out.display());
     Ok(())
 }
@@ -781,7 +781,7 @@ fn ensure_samples_fit(vae: &Vae, n: usize) -> Result<()> {
 fn write_square(out: &Path, images: &candle_core::Tensor, vae: &Vae) -> Result<()> {
     let (n, hw) = (images.dim(0)?, image_side(vae)?);
     let cols = side(n);
-    figures::write_images(out, images, n.div_ceil(cols), cols, hw, hw)?;
+    images::write_images(out, images, n.div_ceil(cols), cols, hw, hw)?;
     tracing::info!("wrote {}", out.display());
     Ok(())
 }
@@ -883,7 +883,7 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
     };
     let mut rng = VaeRng::seed_from(a.draw.seed);
     let t = a.draw.temperature;
-    let images = explore::posterior_samples(&vae, &examples, labels.as_ref(), a.n, t, &mut rng)?;
+    let images = latent::posterior_samples(&vae, &examples, labels.as_ref(), a.n, t, &mut rng)?;
     write_square(&a.out, &images, &vae)
 }
 
@@ -897,9 +897,9 @@ fn cmd_interpolate(a: InterpolateArgs) -> Result<()> {
         _ => None,
     };
     let steps = a.steps as usize;
-    let images = explore::interpolate(&vae, (&from, &to), labels.as_ref(), steps, a.slerp)?;
+    let images = latent::interpolate(&vae, (&from, &to), labels.as_ref(), steps, a.slerp)?;
     let hw = image_side(&vae)?;
-    figures::write_images(&a.out, &images, 1, steps, hw, hw)?;
+    images::write_images(&a.out, &images, 1, steps, hw, hw)?;
     tracing::info!("wrote {}", a.out.display());
     Ok(())
 }
@@ -909,23 +909,23 @@ fn cmd_traverse(a: TraverseArgs) -> Result<()> {
     let (x, label) = test_image(&data, a.index, "--index", &vae)?;
     let test = test_set(&vae, &data, &a.on.model)?;
     let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
-    let mut order = explore::by_usage(&usage.kl_per_dim);
+    let mut order = latent::by_usage(&usage.kl_per_dim);
     order.truncate(a.dims.map_or(order.len(), |n| n as usize));
     let steps = a.steps as usize;
-    let images = explore::traverse(&vae, &x, Some(&label), &order, a.range, steps)?;
+    let images = latent::traverse(&vae, &x, Some(&label), &order, a.range, steps)?;
     let hw = image_side(&vae)?;
-    figures::write_images(&a.out, &images, order.len(), steps, hw, hw)?;
+    images::write_images(&a.out, &images, order.len(), steps, hw, hw)?;
     let inactive: Vec<usize> = order
         .iter()
         .copied()
-        .filter(|&d| usage.kl_per_dim[d] < explore::INACTIVE_KL)
+        .filter(|&d| usage.kl_per_dim[d] < latent::INACTIVE_KL)
         .collect();
     if !inactive.is_empty() {
         tracing::info!(
             "{} of the {} dimensions shown are inactive (average KL < {} nats), the last rows: {inactive:?}",
             inactive.len(),
             order.len(),
-            explore::INACTIVE_KL
+            latent::INACTIVE_KL
         );
     }
     let kl: Vec<f64> = order.iter().map(|&d| usage.kl_per_dim[d]).collect();
@@ -951,8 +951,8 @@ fn cmd_reconstruct(a: ReconstructArgs) -> Result<()> {
     let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
     let recon = vae.reconstruct(&originals, Some(&labels.to_device(vae.device())?))?;
     match a.out.extension().is_some_and(|e| e == "npy") {
-        true => figures::write_images(&a.out, &recon, 1, a.n, data.rows, data.cols)?,
-        false => figures::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?,
+        true => images::write_images(&a.out, &recon, 1, a.n, data.rows, data.cols)?,
+        false => images::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?,
     }
     tracing::info!("wrote {}", a.out.display());
     Ok(())
@@ -971,9 +971,9 @@ fn cmd_encode(a: EncodeArgs) -> Result<()> {
     let originals = data.first_test_images(a.n, vae.device())?;
     let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
     let (mu, _) = vae.encode(&originals, Some(&labels.to_device(vae.device())?))?;
-    figures::write_npy(&a.out, &mu)?;
+    npy::write_npy(&a.out, &mu)?;
     if let Some(path) = &a.inputs_out {
-        figures::write_npy(path, &originals)?;
+        npy::write_npy(path, &originals)?;
     }
     tracing::info!("wrote {}", a.out.display());
     Ok(())

@@ -6,7 +6,39 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::train::files;
+/// File names inside a run directory.
+pub mod files {
+    /// Final weights.
+    pub const MODEL: &str = "model.safetensors";
+    /// Resolved config.
+    pub const CONFIG: &str = "config.json";
+    /// Resume state.
+    pub const CHECKPOINT: &str = "checkpoint.safetensors";
+    /// One JSON object per epoch.
+    pub const METRICS: &str = "metrics.jsonl";
+    /// 8×8 prior samples.
+    pub const SAMPLES: &str = "samples.png";
+    /// Test digits over their reconstructions.
+    pub const RECONSTRUCTIONS: &str = "reconstructions.png";
+    /// For a 2-D latent space: the decoded 20×20 grid over the latent plane.
+    pub const MANIFOLD: &str = "manifold.png";
+    /// The loss curves of every epoch.
+    pub const CURVES: &str = "curves.png";
+    /// The test set's posterior means, coloured by label.
+    pub const SCATTER: &str = "scatter.png";
+    /// Every file a run writes.
+    pub const ALL: [&str; 9] = [
+        CONFIG,
+        CHECKPOINT,
+        METRICS,
+        MODEL,
+        SAMPLES,
+        RECONSTRUCTIONS,
+        MANIFOLD,
+        CURVES,
+        SCATTER,
+    ];
+}
 
 /// The file that names the pid of the run holding the directory, while it runs (for the message; the lock itself is
 /// on the directory).

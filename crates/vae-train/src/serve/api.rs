@@ -14,7 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use vae_model::{Vae, VaeConfig, VaeRng};
 
 use super::ApiError;
-use crate::{digitize, eval, explore, figures, plots, train};
+use crate::{charts, digitize, eval, images, latent, metrics, rundir};
 
 /// The largest request body accepted: a 512×512 drawing as JSON numbers fits.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -76,11 +76,11 @@ impl Explorer {
             let binarize = vae_data::Binarize::None;
             let test = eval::test_batcher(data, binarize, None, &Device::Cpu)?;
             let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
-            order = explore::by_usage(&usage.kl_per_dim);
+            order = latent::by_usage(&usage.kl_per_dim);
             kl_per_dim = usage.kl_per_dim;
         }
         let inactive = (0..d)
-            .map(|i| kl_per_dim.get(i).is_some_and(|&k| k < explore::INACTIVE_KL))
+            .map(|i| kl_per_dim.get(i).is_some_and(|&k| k < latent::INACTIVE_KL))
             .collect();
         let classes = match (&data, cfg.label_dim()) {
             (_, 0) => Vec::new(),
@@ -94,14 +94,14 @@ impl Explorer {
         let side = (cfg.input_dim as f64).sqrt() as usize;
         let plane = d == 2 && !cfg.conditional;
         let manifold_png = match plane {
-            true => Some(figures::manifold_png(&vae, PLANE_GRID, side, side)?),
+            true => Some(images::manifold_png(&vae, PLANE_GRID, side, side)?),
             false => None,
         };
         let curves_png = match run_dir {
             Some(dir) => {
-                let history = train::read_metrics(&dir.join(train::files::METRICS))?;
+                let history = metrics::read_metrics(&dir.join(rundir::files::METRICS))?;
                 (!history.is_empty())
-                    .then(|| plots::curves_png(&history))
+                    .then(|| charts::curves_png(&history))
                     .transpose()?
             }
             None => None,
@@ -130,7 +130,7 @@ impl Explorer {
     /// `images [n, input_dim]` as one row of tiles, the PNG answer of the image routes.
     fn png_row(&self, images: &Tensor, n: usize) -> Result<Response, ApiError> {
         let side = (self.info.config.input_dim as f64).sqrt() as usize;
-        let bytes = figures::grid_png(images, 1, n, side, side)
+        let bytes = images::grid_png(images, 1, n, side, side)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(png(bytes))
     }
@@ -347,7 +347,7 @@ pub(super) async fn samples(
     blocking(move || {
         let (x, labels) = (ex.image("input", &req.input)?, ex.labels(req.label, 1)?);
         let mut rng = VaeRng::seed_from(ex.draws.fetch_add(1, Ordering::Relaxed));
-        let images = explore::posterior_samples(&ex.vae, &x, labels.as_ref(), req.n, t, &mut rng)?;
+        let images = latent::posterior_samples(&ex.vae, &x, labels.as_ref(), req.n, t, &mut rng)?;
         ex.png_row(&images, req.n)
     })
     .await
@@ -383,7 +383,7 @@ pub(super) async fn interpolate(
             None => ex.labels(None, 2)?,
         };
         let steps = req.steps;
-        let path = explore::interpolate(
+        let path = latent::interpolate(
             &ex.vae,
             (&a, &b),
             labels.as_ref(),

@@ -214,8 +214,8 @@ pub fn scatter_figure(
             ),
         )
     };
-    crate::plots::scatter_png(
-        &crate::plots::principal_plane(&means),
+    crate::charts::scatter_png(
+        &crate::charts::principal_plane(&means),
         &labels,
         &names,
         axes,

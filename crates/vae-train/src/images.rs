@@ -1,4 +1,5 @@
-//! The PNG figures: a grid of prior samples, and test digits above their reconstructions.
+//! Decoded images as files: PNG grids (samples, test images above their reconstructions, the latent manifold),
+//! or, by the file's extension, the probabilities themselves as `.npy`.
 
 use std::path::Path;
 
@@ -73,30 +74,12 @@ pub fn write_images(
 ) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("png") => write_grid(path, images, rows, cols, h, w),
-        Some("npy") => write_npy(path, &images.reshape((images.dim(0)?, h, w))?),
+        Some("npy") => crate::npy::write_npy(path, &images.reshape((images.dim(0)?, h, w))?),
         _ => anyhow::bail!(
             "{}: the output must end in .png (a picture) or .npy (the raw probabilities)",
             path.display()
         ),
     }
-}
-
-/// `t` as a `.npy` file at `path`, which is replaced only once the whole file is written.
-pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: cannot write: {e}", path.display());
-    let tmp = vae_model::temp_file_builder()
-        .suffix(".npy")
-        .tempfile_in(dir)
-        .map_err(|e| fail(&e))?;
-    t.to_device(&candle_core::Device::Cpu)?
-        .write_npy(tmp.path())
-        .map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
-    Ok(())
 }
 
 /// `originals [n, D]` in the top row and their `reconstructions [n, D]` below.
@@ -110,25 +93,6 @@ pub fn write_reconstructions(
     let n = originals.dim(0)?;
     let both = Tensor::cat(&[originals, reconstructions], 0)?;
     write_grid(path, &both, 2, n, h, w)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grid_places_tiles_and_decodes_back() {
-        let dev = candle_core::Device::Cpu;
-        // Two 2×2 tiles: all white, then all black.
-        let t = Tensor::new(&[[1f32, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]], &dev).unwrap();
-        let png = grid_png(&t, 1, 2, 2, 2).unwrap();
-        let img = image::load_from_memory(&png).unwrap().to_luma8();
-        assert_eq!(img.dimensions(), (2 * (4 + PAD) + PAD, 4 + 2 * PAD));
-        assert_eq!(img.get_pixel(PAD, PAD).0[0], 255);
-        assert_eq!(img.get_pixel(PAD + 3, PAD + 3).0[0], 255);
-        assert_eq!(img.get_pixel(2 * PAD + 4, PAD).0[0], 0);
-        assert_eq!(img.get_pixel(0, 0).0[0], 40);
-    }
 }
 
 /// The inverse CDF of N(0, 1) (Acklam's rational approximation, relative error < 1.2e-9), for `p` in (0, 1).
@@ -210,8 +174,22 @@ pub fn manifold_png(vae: &vae_model::Vae, n: usize, h: usize, w: usize) -> Resul
 }
 
 #[cfg(test)]
-mod quantile_tests {
-    use super::normal_quantile;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_places_tiles_and_decodes_back() {
+        let dev = candle_core::Device::Cpu;
+        // Two 2×2 tiles: all white, then all black.
+        let t = Tensor::new(&[[1f32, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]], &dev).unwrap();
+        let png = grid_png(&t, 1, 2, 2, 2).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_luma8();
+        assert_eq!(img.dimensions(), (2 * (4 + PAD) + PAD, 4 + 2 * PAD));
+        assert_eq!(img.get_pixel(PAD, PAD).0[0], 255);
+        assert_eq!(img.get_pixel(PAD + 3, PAD + 3).0[0], 255);
+        assert_eq!(img.get_pixel(2 * PAD + 4, PAD).0[0], 0);
+        assert_eq!(img.get_pixel(0, 0).0[0], 40);
+    }
 
     #[test]
     fn normal_quantiles_match_tables() {

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
-use crate::train::EpochMetrics;
+use crate::metrics::EpochMetrics;
 
 const FONT: &str = "sans-serif";
 
