@@ -223,6 +223,19 @@ pub fn scatter_figure(
     )
 }
 
+/// The latent dimensions, most used first, with each one's average KL on `test` (seeded, so the order is the
+/// same every time).
+pub fn usage_order(vae: &Vae, test: &vae_data::Batcher) -> anyhow::Result<(Vec<usize>, Vec<f64>)> {
+    let usage = crate::eval::latent_usage(vae, test, &mut vae_model::VaeRng::seed_from(0))?;
+    Ok((by_usage(&usage.kl_per_dim), usage.kl_per_dim))
+}
+
+/// Whether a model has a latent plane to draw: a plain model with a 2-D latent space (a conditional model's
+/// plane holds the style within each class, which no single manifold shows).
+pub fn has_plane(cfg: &vae_model::VaeConfig) -> bool {
+    cfg.latent_dim == 2 && !cfg.conditional
+}
+
 /// The latent dimensions ordered by their average KL, the most used first (ties by index).
 pub fn by_usage(kl_per_dim: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..kl_per_dim.len()).collect();

@@ -39,6 +39,7 @@ pub mod eval;
 pub mod fused;
 pub mod images;
 pub mod import;
+pub mod inputs;
 pub mod interrupt;
 pub mod latent;
 pub mod metrics;
@@ -55,7 +56,7 @@ pub use config::{
 pub use engine::{build_engine, resolve_engine, StepTerms, TrainEngine};
 pub use interrupt::{Interrupt, Interrupted};
 pub use metrics::EpochMetrics;
-pub use train::{train, TrainOptions, TrainReport};
+pub use train::{train, TrainOptions, TrainReport, TrainSummary};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -104,6 +105,14 @@ pub fn ensure_memory(bytes: u128, what: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The process's peak resident set (VmHWM) in MiB, where the OS reports it.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The data directory the unit tests read, as the product's own download fills it: `$VAE_DATA_DIR`, else `data/`

@@ -14,7 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use vae_model::{Vae, VaeConfig, VaeRng};
 
 use super::ApiError;
-use crate::{charts, digitize, eval, images, latent, metrics, rundir};
+use crate::{charts, digitize, eval, images, inputs, latent, metrics, rundir};
 
 /// The largest request body accepted: a 512×512 drawing as JSON numbers fits.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -33,6 +33,8 @@ const PLANE_GRID: usize = 20;
 pub struct Explorer {
     vae: Vae,
     info: ModelInfo,
+    /// The side of the model's square images.
+    side: usize,
     test: Option<vae_data::MnistData>,
     manifold_png: Option<Vec<u8>>,
     curves_png: Option<Vec<u8>>,
@@ -75,9 +77,7 @@ impl Explorer {
         if let Some((data, _)) = &data {
             let binarize = vae_data::Binarize::None;
             let test = eval::test_batcher(data, binarize, None, &Device::Cpu)?;
-            let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(0))?;
-            order = latent::by_usage(&usage.kl_per_dim);
-            kl_per_dim = usage.kl_per_dim;
+            (order, kl_per_dim) = latent::usage_order(&vae, &test)?;
         }
         let inactive = (0..d)
             .map(|i| kl_per_dim.get(i).is_some_and(|&k| k < latent::INACTIVE_KL))
@@ -91,21 +91,13 @@ impl Explorer {
                 .collect(),
             (None, n) => (0..n).map(|c| c.to_string()).collect(),
         };
-        let side = (cfg.input_dim as f64).sqrt() as usize;
-        let plane = d == 2 && !cfg.conditional;
+        let side = inputs::image_side(&cfg)?;
+        let plane = latent::has_plane(&cfg);
         let manifold_png = match plane {
             true => Some(images::manifold_png(&vae, PLANE_GRID, side, side)?),
             false => None,
         };
-        let curves_png = match run_dir {
-            Some(dir) => {
-                let history = metrics::read_metrics(&dir.join(rundir::files::METRICS))?;
-                (!history.is_empty())
-                    .then(|| charts::curves_png(&history))
-                    .transpose()?
-            }
-            None => None,
-        };
+        let curves_png = run_dir.map(curves_png).transpose()?.flatten();
         let info = ModelInfo {
             dataset: vae.dataset().map(str::to_string),
             config: cfg,
@@ -120,6 +112,7 @@ impl Explorer {
         Ok(Self {
             vae,
             info,
+            side,
             test: data.map(|(d, _)| d),
             manifold_png,
             curves_png,
@@ -129,7 +122,7 @@ impl Explorer {
 
     /// `images [n, input_dim]` as one row of tiles, the PNG answer of the image routes.
     fn png_row(&self, images: &Tensor, n: usize) -> Result<Response, ApiError> {
-        let side = (self.info.config.input_dim as f64).sqrt() as usize;
+        let side = self.side;
         let bytes = images::grid_png(images, 1, n, side, side)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(png(bytes))
@@ -162,11 +155,11 @@ impl Explorer {
                 "this model is conditional: give a label 0-{}",
                 classes - 1
             ))),
-            (_, Some(c)) if c as usize >= classes => Err(ApiError::bad(format!(
-                "label {c}: the model's classes are 0-{}",
-                classes - 1
-            ))),
-            (_, Some(c)) => Ok(Some(Tensor::full(c, n, &Device::Cpu)?)),
+            (_, Some(c)) => {
+                inputs::check_class(&self.info.config, c)
+                    .map_err(|e| ApiError::bad(format!("label {c}: {e}")))?;
+                Ok(Some(Tensor::full(c, n, &Device::Cpu)?))
+            }
         }
     }
 
@@ -187,6 +180,14 @@ impl Explorer {
         let px: Vec<f32> = px.iter().map(|&v| v as f32).collect();
         Ok(Tensor::from_vec(px, (1, n), &Device::Cpu)?)
     }
+}
+
+/// The loss curves of the run in `dir`, when its `metrics.jsonl` has any epoch.
+fn curves_png(dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    let history = metrics::read_metrics(&dir.join(rundir::files::METRICS))?;
+    (!history.is_empty())
+        .then(|| charts::curves_png(&history))
+        .transpose()
 }
 
 /// A JSON body, read up to [`MAX_BODY_BYTES`], whose refusal is one line of JSON like every other error.
@@ -298,11 +299,7 @@ pub(super) async fn encode(
     if req.pixels.iter().any(|v| !(0.0..=1.0).contains(v)) {
         return Err(ApiError::bad("pixels: every value must be in [0, 1]"));
     }
-    if ex.info.config.input_dim != 784 {
-        return Err(ApiError::bad(
-            "drawings are made into 28×28 inputs, and this model takes another size",
-        ));
-    }
+    inputs::ensure_digitizable(&ex.info.config).map_err(|e| ApiError::bad(e.to_string()))?;
     blocking(move || {
         let grey = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
             image::Luma([(req.pixels[y as usize * w + x as usize] * 255.0).round() as u8])
@@ -412,16 +409,10 @@ pub(super) async fn test_image(
             "the server has no test set (start it with the dataset at hand)",
         ));
     };
-    let n = ex.info.test_images;
     let i: usize = index
         .parse()
         .map_err(|_| ApiError::bad(format!("{index:?} is not an index")))?;
-    if i >= n {
-        return Err(ApiError::bad(format!(
-            "index {i}: the test set has {n} images (0-{})",
-            n - 1
-        )));
-    }
+    inputs::check_test_index(data, i).map_err(|e| ApiError::bad(format!("index {i}: {e}")))?;
     let pixels = row(&data.test_pixels(i, 1, &candle_core::Device::Cpu)?)?;
     let label = data
         .test_labels

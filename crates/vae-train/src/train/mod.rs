@@ -104,6 +104,51 @@ pub struct TrainReport {
     pub profile: Option<Profile>,
 }
 
+/// The one JSON line `vae-train train` prints on stdout, for scripts (`cargo xtask bench` and its end-to-end
+/// check read it).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    /// The run directory.
+    pub out: PathBuf,
+    /// The final model file.
+    pub model: PathBuf,
+    /// The resolved config.
+    pub config: PathBuf,
+    /// The last epoch's metrics.
+    #[serde(rename = "final")]
+    pub last: Option<EpochMetrics>,
+    /// Every epoch's metrics.
+    pub history: Vec<EpochMetrics>,
+    /// The engine that trained.
+    pub engine: Engine,
+    /// The files written into the run directory.
+    pub files: Vec<&'static str>,
+    /// The fused engine's matrix-product backend.
+    pub gemm: &'static str,
+    /// Where the epochs' time went, with `VAE_PROFILE` set.
+    pub profile: Option<Profile>,
+    /// The process's peak resident set, where the OS reports it.
+    pub peak_rss_mib: Option<f64>,
+}
+
+impl TrainSummary {
+    /// The summary of `report`, a run into `out_dir`, with this process's peak memory.
+    pub fn new(out_dir: &Path, report: TrainReport) -> Self {
+        Self {
+            out: out_dir.to_path_buf(),
+            model: out_dir.join(files::MODEL),
+            config: out_dir.join(files::CONFIG),
+            last: report.history.last().cloned(),
+            history: report.history,
+            engine: report.engine,
+            files: report.files,
+            gemm: fused::gemm_backend(),
+            profile: report.profile,
+            peak_rss_mib: crate::peak_rss_mib(),
+        }
+    }
+}
+
 /// Trains a model as `cfg` says, writing everything into `opts.out_dir`.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainReport> {
     let engine = resolve_engine(cfg.training.engine, &cfg.model, &opts.device)?;
@@ -339,8 +384,7 @@ impl<'a> Run<'a> {
             files::CURVES,
             files::SCATTER,
         ];
-        // A conditional model's 2-D latent holds the style within each class: no single manifold shows it.
-        if self.cfg.model.latent_dim == 2 && !self.cfg.model.conditional {
+        if latent::has_plane(&self.cfg.model) {
             images::write_manifold(&out.join(files::MANIFOLD), &vae, 20, h, w)?;
             written.push(files::MANIFOLD);
         }

@@ -1,0 +1,46 @@
+//! The commands about data and presets: `download` and `preset`.
+
+use anyhow::Result;
+use vae_data::{Dataset, DownloadOptions, Source};
+use vae_train::RunConfig;
+
+use super::args::{DownloadArgs, PresetArgs};
+
+/// `vae-train download`.
+pub(super) fn download(a: DownloadArgs) -> Result<()> {
+    let data_dir = a.data.data_dir();
+    let mut opts = DownloadOptions::new(&data_dir);
+    opts.source = match a.from {
+        Some(dir) => Source::LocalDir(dir),
+        None => Source::from_mirror_flag_or_env(a.mirror.as_deref()),
+    };
+    for d in parse_datasets(&a.dataset)? {
+        let report = vae_data::download(d, &opts)?;
+        let fetched = report
+            .iter()
+            .filter(|(_, o)| matches!(o, vae_data::Outcome::Fetched(_)))
+            .count();
+        tracing::info!(
+            "{d}: 4 files verified in {} ({fetched} fetched)",
+            vae_data::dataset_dir(&data_dir, d).display()
+        );
+    }
+    Ok(())
+}
+
+/// `--dataset`: one dataset, or `all`.
+fn parse_datasets(s: &str) -> Result<Vec<Dataset>> {
+    if s == "all" {
+        return Ok(Dataset::ALL.to_vec());
+    }
+    Ok(vec![s
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}, or all"))?])
+}
+
+/// `vae-train preset`: the preset resolved with any overrides, as the JSON of `config.json`.
+pub(super) fn preset(a: PresetArgs) -> Result<()> {
+    let (preset, _) = RunConfig::load_preset(&a.name, &a.models_dir)?;
+    println!("{}", serde_json::to_string(&preset.apply(&a.overrides)?)?);
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! `vae-train eval`: the test-set −ELBO terms, latent usage and, on request, the importance-weighted likelihood.
+
+use anyhow::Result;
+use vae_model::VaeRng;
+use vae_train::{eval, inputs, npy};
+
+use super::args::EvalArgs;
+use super::model::model_and_data;
+
+/// `vae-train eval`.
+pub(super) fn run(a: EvalArgs) -> Result<()> {
+    let (vae, data, dataset) = model_and_data(&a.on)?;
+    let binarize = inputs::recorded_binarize(&vae, a.binarize, &a.on.model)?;
+    let subset = a.test_subset.map(|n| n as usize);
+    let test = eval::test_batcher(&data, binarize, subset, vae.device())?;
+    if let Some(path) = &a.inputs_out {
+        let mut rng = VaeRng::seed_from(a.seed);
+        let images = test.in_order(&mut rng).map(|b| b.tensors().map(|(x, _)| x));
+        let images: Vec<candle_core::Tensor> = images.collect::<Result<_, _>>()?;
+        npy::write_npy(path, &candle_core::Tensor::cat(&images, 0)?)?;
+    }
+    let avg = eval::evaluate(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
+    anyhow::ensure!(
+        avg.loss.is_finite(),
+        "{}: the test loss is {}; the model's outputs overflow",
+        a.on.model.display(),
+        avg.loss
+    );
+    let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
+    let mut out = serde_json::json!({
+        "model": a.on.model.display().to_string(),
+        "dataset": dataset.name(),
+        "binarize": binarize.name(),
+        "test_images": test.len(),
+        "test_loss": avg.loss,
+        "test_recon": avg.recon,
+        "test_kl": avg.kl,
+        "active_units": usage.active_units,
+        "kl_per_dim": usage.kl_per_dim,
+        "mean_variance_per_dim": usage.mean_variance,
+    });
+    if a.iw_samples > 0 {
+        let k = a.iw_samples as usize;
+        let start = std::time::Instant::now();
+        let iw = eval::iw_nll(&vae, &test, k, &mut VaeRng::seed_from(a.seed))?;
+        out["iw_seconds"] = start.elapsed().as_secs_f64().into();
+        anyhow::ensure!(
+            iw.nll.is_finite(),
+            "{}: the importance-weighted estimate is {}",
+            a.on.model.display(),
+            iw.nll
+        );
+        out["iw_samples"] = a.iw_samples.into();
+        out["test_nll_iw"] = iw.nll.into();
+        out["test_nll_iw_se"] = iw.se.into();
+    }
+    println!("{out}");
+    Ok(())
+}

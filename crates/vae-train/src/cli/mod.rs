@@ -1,0 +1,49 @@
+//! The `vae-train` command line: the flags in [`args`], one module per group of commands, and the dispatch.
+
+pub mod args;
+mod charts;
+mod data;
+mod draw;
+mod eval;
+mod import;
+mod model;
+mod serve;
+mod shell;
+mod train;
+
+use anyhow::Result;
+
+use args::{Cli, Command};
+
+/// Runs the command `cli` names, logging to stderr (`RUST_LOG` filters, `info` by default).
+pub fn run(cli: Cli) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Sample(a) => draw::sample(a),
+        Command::Reconstruct(a) => draw::reconstruct(a),
+        Command::Encode(a) => draw::encode(a),
+        Command::Generate(a) => draw::generate(a),
+        Command::Interpolate(a) => draw::interpolate(a),
+        Command::Traverse(a) => draw::traverse(a),
+        Command::Scatter(a) => charts::scatter(a),
+        Command::Curves(a) => charts::curves(a),
+        Command::Import(a) => import::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Download(a) => data::download(a),
+        Command::Preset(a) => data::preset(a),
+        Command::Completions { shell } => {
+            print!("{}", shell::completions(shell));
+            Ok(())
+        }
+        Command::Man { out } => shell::write_man_pages(&out),
+    }
+}

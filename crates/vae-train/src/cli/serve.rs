@@ -1,0 +1,43 @@
+//! `vae-train serve`: the explorer page on a local port.
+
+use anyhow::Result;
+use vae_train::{inputs, DeviceKind};
+
+use super::args::ServeArgs;
+use super::model::load_model;
+
+/// `vae-train serve`.
+pub(super) fn run(a: ServeArgs) -> Result<()> {
+    let vae = load_model(&a.model, DeviceKind::Cpu)?;
+    // The test set orders the sliders and feeds the test-image picker; the page works without it.
+    let data = match inputs::model_dataset(&vae, a.dataset, &a.model) {
+        Ok(dataset) => match vae_data::load(&a.data.data_dir(), dataset) {
+            Ok(data) => {
+                inputs::ensure_fits(&vae, &data, dataset, &a.model)?;
+                Some((data, dataset))
+            }
+            Err(e) => {
+                tracing::warn!("no test set ({e:#}): sliders in index order, no test images");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("{e:#}: sliders in index order, no test images");
+            None
+        }
+    };
+    if !a.bind.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {}: anyone who can reach this machine can use the explorer",
+            a.bind
+        );
+    }
+    let run_dir = a
+        .model
+        .parent()
+        .filter(|d| d.join(vae_train::rundir::files::METRICS).is_file());
+    vae_train::serve::serve(vae, data, run_dir, a.bind, |addr| {
+        println!("http://{addr}/");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })
+}
