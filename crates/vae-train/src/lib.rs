@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod npy;
 pub mod profile;
 pub mod rundir;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod train;
 

@@ -41,6 +41,7 @@ pub enum Command {
     /// Plot a run's loss curves from its metrics.jsonl.
     Curves(CurvesArgs),
     /// Explore a model in the browser: a local page to move through its latent space, draw and morph digits.
+    #[cfg(feature = "serve")]
     Serve(ServeArgs),
     /// Convert a PyTorch VAE's weights (.pt, .pth or .safetensors: the teaching code's layout, pytorch/examples',
     /// or ours) into a model file.
@@ -325,6 +326,7 @@ pub struct EncodeArgs {
     pub inputs_out: Option<PathBuf>,
 }
 
+#[cfg(feature = "serve")]
 #[derive(Args)]
 pub struct ServeArgs {
     /// A model.safetensors (its run directory's loss curves are shown when they are beside it).

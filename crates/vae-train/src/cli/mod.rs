@@ -7,6 +7,7 @@ mod draw;
 mod eval;
 mod import;
 mod model;
+#[cfg(feature = "serve")]
 mod serve;
 mod shell;
 mod train;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Scatter(a) => charts::scatter(a),
         Command::Curves(a) => charts::curves(a),
         Command::Import(a) => import::run(a),
+        #[cfg(feature = "serve")]
         Command::Serve(a) => serve::run(a),
         Command::Download(a) => data::download(a),
         Command::Preset(a) => data::preset(a),
