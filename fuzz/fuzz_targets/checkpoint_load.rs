@@ -1,7 +1,7 @@
 //! `vae_train::checkpoint::load` on hostile files, against the `mnist` preset.
 //!
-//! The preset is shrunk to hidden_dims [1], latent_dim 1 so that a checkpoint of it (about 28 KB) fits the fuzzer's
-//! input size and the tensor checks behind the config comparison are reached; the real mnist checkpoint is 7.8 MB.
+//! The preset is shrunk to hidden_dims [1], latent_dim 1 so that a checkpoint of it fits the fuzzer's input size
+//! (the real mnist checkpoint is megabytes) and the tensor checks behind the config comparison are reached.
 //! With `VAE_FUZZ_WRITE_SEED=<file>` set, the first thing it does is write such a checkpoint there, as a seed.
 #![no_main]
 

@@ -4,10 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use safetensors::SafeTensors;
-
+use crate::reader::SafetensorsReader;
 use crate::{Error, Result, Vae, VaeConfig};
+use candle_core::{DType, Device, Tensor};
 
 /// The `format` metadata value this build writes and reads.
 pub const FORMAT: &str = "vae-candle/1";
@@ -68,12 +67,6 @@ pub fn safetensors_bytes(
     bytes[8..8 + text.len()].copy_from_slice(&text);
     bytes[8 + text.len()..8 + n].fill(b' ');
     Ok(bytes)
-}
-
-/// The first non-finite value of an f32 tensor, if any, with its flat index.
-pub fn first_non_finite(t: &Tensor) -> Result<Option<(usize, f32)>> {
-    let v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    Ok(v.into_iter().enumerate().find(|(_, x)| !x.is_finite()))
 }
 
 fn format_error(path: &Path, msg: impl Into<String>) -> Error {
@@ -139,12 +132,32 @@ impl Vae {
 type Parsed = (HashMap<String, Tensor>, VaeConfig, HashMap<String, String>);
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
-    let (_, meta) = SafeTensors::read_metadata(bytes)
+    let reader = SafetensorsReader::new(path, bytes)
         .map_err(|e| format_error(path, format!("not a safetensors file ({e})")))?;
-    let md = meta
+    let md = reader
         .metadata()
-        .as_ref()
         .ok_or_else(|| format_error(path, "no __metadata__: not a vae-candle model"))?;
+    let config = checked_config(path, md)?;
+    let st = reader
+        .tensors()
+        .map_err(|e| format_error(path, format!("corrupt safetensors ({e})")))?;
+    let expected = config.parameter_shapes();
+    let expected_names: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(extra) = st.first_unexpected(&expected_names) {
+        return Err(format_error(
+            path,
+            format!("unexpected tensor `{extra}` for this config"),
+        ));
+    }
+    let tensors = expected
+        .iter()
+        .map(|(name, shape)| Ok((name.clone(), st.tensor(name, shape)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    Ok((tensors, config, md.clone()))
+}
+
+/// The model's config from the metadata, once the format version is this build's and the config is valid.
+fn checked_config(path: &Path, md: &HashMap<String, String>) -> Result<VaeConfig> {
     let format = md
         .get("format")
         .ok_or_else(|| format_error(path, "no `format` in metadata: not a vae-candle model"))?;
@@ -162,50 +175,5 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     config
         .validate()
         .map_err(|e| format_error(path, e.to_string()))?;
-
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| format_error(path, format!("corrupt safetensors ({e})")))?;
-    let expected = config.parameter_shapes();
-    let expected_names: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some(extra) = st
-        .names()
-        .into_iter()
-        .find(|n| !expected_names.contains::<str>(n))
-    {
-        return Err(format_error(
-            path,
-            format!("unexpected tensor `{extra}` for this config"),
-        ));
-    }
-    let mut tensors = HashMap::with_capacity(expected.len());
-    for (name, shape) in expected {
-        let view = st
-            .tensor(&name)
-            .map_err(|_| format_error(path, format!("missing tensor `{name}`")))?;
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(format_error(
-                path,
-                format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype()),
-            ));
-        }
-        if view.shape() != shape.as_slice() {
-            return Err(format_error(
-                path,
-                format!(
-                    "tensor `{name}` has shape {:?}, expected {:?}",
-                    view.shape(),
-                    shape
-                ),
-            ));
-        }
-        let t = Tensor::from_raw_buffer(view.data(), DType::F32, &shape, &Device::Cpu)?;
-        if let Some((i, x)) = first_non_finite(&t)? {
-            return Err(format_error(
-                path,
-                format!("tensor `{name}` holds {x} at index {i}: a diverged or corrupt model"),
-            ));
-        }
-        tensors.insert(name, t);
-    }
-    Ok((tensors, config, md.clone()))
+    Ok(config)
 }

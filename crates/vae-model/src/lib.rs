@@ -38,18 +38,20 @@ mod io;
 mod loss;
 mod model;
 mod product;
+mod reader;
 mod rng;
 
 pub use config::{
     Activation, Block, LayerPlan, LayerSpec, Likelihood, ScaleHead, VaeConfig, DEFAULT_NUM_CLASSES,
     MAX_PARAMETERS,
 };
-pub use io::{first_non_finite, safetensors_bytes, temp_file_builder, write_atomic, FORMAT};
+pub use io::{safetensors_bytes, temp_file_builder, write_atomic, FORMAT};
 pub use loss::{
     bce_with_logits, beta_elbo, elbo, iwae_bound, kl_divergence, log_importance_weights, ElboTerms,
 };
 pub use model::{Decoder, Dense, Encoder, Vae, VaeOutput};
 pub use product::linear_product;
+pub use reader::{first_non_finite, CheckedTensors, SafetensorsReader, TensorProblem};
 pub use rng::{RngState, VaeRng};
 
 /// What can go wrong outside the tensor maths: a bad config, or a file that is not a model of ours.

@@ -1,12 +1,12 @@
 //! `checkpoint.safetensors`: weights, Adam moments and step, epoch, RNG position and the run config, written
 //! atomically every epoch so `--resume` continues exactly where the run stopped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
-use vae_model::{RngState, Vae, VaeRng};
+use candle_core::{Device, Tensor};
+use vae_model::{CheckedTensors, RngState, SafetensorsReader, TensorProblem, Vae, VaeRng};
 
 use serde::{Deserialize, Serialize};
 
@@ -100,50 +100,15 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
         );
     }
     let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+    let reader = SafetensorsReader::new(path, &bytes)
         .map_err(|e| anyhow!("{}: not a checkpoint ({e})", path.display()))?;
-    let md = meta.metadata().clone().unwrap_or_default();
-    let get = |k: &str| {
-        md.get(k).ok_or_else(|| {
-            anyhow!(
-                "{}: not a checkpoint (no `{k}` in metadata)",
-                path.display()
-            )
-        })
+    let md = Metadata {
+        path,
+        map: reader.metadata().cloned().unwrap_or_default(),
     };
-    if get("format")? != CHECKPOINT_FORMAT {
-        bail!(
-            "{}: unknown checkpoint format {:?} (expected {CHECKPOINT_FORMAT:?})",
-            path.display(),
-            get("format")?
-        );
-    }
-    let saved: RunConfig = serde_json::from_str(get("config")?)
-        .with_context(|| format!("{}: bad config", path.display()))?;
-    if !cfg.resumable_from(&saved) {
-        bail!(
-            "{}: the checkpoint was written with a different config; resume with the same preset and flags \
-             (only --epochs may change), or use another --out. checkpoint: {} now: {}",
-            path.display(),
-            serde_json::to_string(&saved)?,
-            serde_json::to_string(cfg)?
-        );
-    }
-    let num = |k: &str| -> Result<u128> {
-        get(k)?
-            .parse()
-            .map_err(|_| anyhow!("{}: bad `{k}`", path.display()))
-    };
-    let seed: [u8; 32] = hex::decode(get("rng_seed")?)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| anyhow!("{}: bad `rng_seed`", path.display()))?;
-    let rng = RngState {
-        seed,
-        stream: num("rng_stream")? as u64,
-        word_pos: num("rng_word_pos")?,
-    };
-    if let Some(want) = md.get("tensors_sha256") {
+    md.check_run(cfg)?;
+    let rng = md.rng()?;
+    if let Some(want) = md.map.get("tensors_sha256") {
         let got = data_sha256(&bytes);
         if &got != want {
             bail!(
@@ -152,23 +117,101 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
             );
         }
     }
-    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| anyhow!("{}: corrupt checkpoint ({e})", path.display()))?;
-    let mut take = |name: String, shape: &[usize]| -> Result<Tensor> {
-        let t = tensors
-            .remove(&name)
-            .ok_or_else(|| anyhow!("{}: missing tensor `{name}`", path.display()))?;
-        if t.dtype() != DType::F32 || t.dims() != shape {
+    let (model, moments) = read_tensors(&reader, cfg, device)?;
+    let partial = match md.map.get("partial") {
+        Some(p) => Some(
+            serde_json::from_str(p)
+                .with_context(|| format!("{}: bad `partial`", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Checkpoint {
+        partial,
+        epoch: md.num("epoch")? as usize,
+        rng,
+        model,
+        adam: AdamState {
+            step: md.num("step")? as u64,
+            moments,
+        },
+    })
+}
+
+/// A checkpoint's metadata (empty if it has none), and the file, for errors.
+struct Metadata<'a> {
+    path: &'a Path,
+    map: HashMap<String, String>,
+}
+
+impl Metadata<'_> {
+    fn get(&self, k: &str) -> Result<&String> {
+        self.map.get(k).ok_or_else(|| {
+            anyhow!(
+                "{}: not a checkpoint (no `{k}` in metadata)",
+                self.path.display()
+            )
+        })
+    }
+
+    fn num(&self, k: &str) -> Result<u128> {
+        self.get(k)?
+            .parse()
+            .map_err(|_| anyhow!("{}: bad `{k}`", self.path.display()))
+    }
+
+    /// The format is a checkpoint's, and the config one that `cfg` may resume.
+    fn check_run(&self, cfg: &RunConfig) -> Result<()> {
+        let path = self.path;
+        if self.get("format")? != CHECKPOINT_FORMAT {
             bail!(
-                "{}: tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
+                "{}: unknown checkpoint format {:?} (expected {CHECKPOINT_FORMAT:?})",
                 path.display(),
-                t.dtype(),
-                t.dims()
+                self.get("format")?
             );
         }
-        if let Some((i, x)) = vae_model::first_non_finite(&t)? {
-            bail!("{}: tensor `{name}` holds {x} at index {i}", path.display());
+        let saved: RunConfig = serde_json::from_str(self.get("config")?)
+            .with_context(|| format!("{}: bad config", path.display()))?;
+        if !cfg.resumable_from(&saved) {
+            bail!(
+                "{}: the checkpoint was written with a different config; resume with the same preset and flags \
+                 (only --epochs may change), or use another --out. checkpoint: {} now: {}",
+                path.display(),
+                serde_json::to_string(&saved)?,
+                serde_json::to_string(cfg)?
+            );
         }
+        Ok(())
+    }
+
+    /// The RNG's position.
+    fn rng(&self) -> Result<RngState> {
+        let seed: [u8; 32] = hex::decode(self.get("rng_seed")?)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| anyhow!("{}: bad `rng_seed`", self.path.display()))?;
+        Ok(RngState {
+            seed,
+            stream: self.num("rng_stream")? as u64,
+            word_pos: self.num("rng_word_pos")?,
+        })
+    }
+}
+
+/// The model, on `device`, and the Adam moments, in parameter order: every tensor checked, and none other in the
+/// file.
+fn read_tensors(
+    reader: &SafetensorsReader,
+    cfg: &RunConfig,
+    device: &Device,
+) -> Result<(Vae, Vec<(Tensor, Tensor)>)> {
+    let path = reader.path();
+    let tensors = reader
+        .tensors()
+        .map_err(|e| anyhow!("{}: corrupt checkpoint ({e})", path.display()))?;
+    let mut names = Vec::new();
+    let mut take = |name: String, shape: &[usize]| -> Result<Tensor> {
+        let t = checked(&tensors, path, &name, shape)?;
+        names.push(name);
         Ok(t)
     };
     let mut params = HashMap::new();
@@ -178,7 +221,8 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
         let m = take(format!("adam.m.{name}"), &shape)?;
         moments.push((m, take(format!("adam.v.{name}"), &shape)?));
     }
-    if let Some(extra) = tensors.keys().next() {
+    let expected: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    if let Some(extra) = tensors.first_unexpected(&expected) {
         bail!("{}: unexpected tensor `{extra}`", path.display());
     }
     let params = params
@@ -187,22 +231,24 @@ pub fn load(path: &Path, cfg: &RunConfig, device: &Device) -> Result<Checkpoint>
         .collect::<Result<_>>()?;
     let mut model = Vae::from_tensors(&cfg.model, params, device)?;
     model.set_dataset(cfg.dataset.name());
-    let partial = match md.get("partial") {
-        Some(p) => Some(
-            serde_json::from_str(p)
-                .with_context(|| format!("{}: bad `partial`", path.display()))?,
+    Ok((model, moments))
+}
+
+/// The tensor `name`, if it is f32 of `shape` with finite values; else an error naming the file and the tensor.
+fn checked(tensors: &CheckedTensors, path: &Path, name: &str, shape: &[usize]) -> Result<Tensor> {
+    tensors.check(name, shape).map_err(|problem| match problem {
+        TensorProblem::Missing { .. } => anyhow!("{}: missing tensor `{name}`", path.display()),
+        TensorProblem::Mismatch {
+            dtype, shape: got, ..
+        } => anyhow!(
+            "{}: tensor `{name}` is {dtype:?} {got:?}, expected F32 {shape:?}",
+            path.display()
         ),
-        None => None,
-    };
-    Ok(Checkpoint {
-        partial,
-        epoch: num("epoch")? as usize,
-        rng,
-        model,
-        adam: AdamState {
-            step: num("step")? as u64,
-            moments,
-        },
+        TensorProblem::NonFinite { index, value, .. } => anyhow!(
+            "{}: tensor `{name}` holds {value} at index {index}",
+            path.display()
+        ),
+        TensorProblem::Candle(e) => e.into(),
     })
 }
 
