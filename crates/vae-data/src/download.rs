@@ -202,6 +202,8 @@ pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFil
     Ok(report)
 }
 
+/// Fetches `url` into a temporary file beside `dest`, hashing as it goes, and moves it into place only if the
+/// hash is the one `file` names.
 fn fetch_verified(
     agent: &http::Agent,
     url: &str,
@@ -225,6 +227,41 @@ fn fetch_verified(
     };
     tracing::info!(%url, "fetching {}", file.name);
     let bar = progress_bar(opts.progress, len, file.name);
+    let tmp_path = tmp.path().to_path_buf();
+    let to = (&mut tmp, tmp_path.as_path());
+    let actual = copy_hashing(&mut reader, to, url, (dir, file), bar.as_ref())?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if actual != file.sha256 {
+        // Dropping `tmp` deletes it: the bad bytes never reach `dest`.
+        return Err(DataError::Checksum {
+            file: file.name.into(),
+            url: url.into(),
+            expected: file.sha256.into(),
+            actual,
+        });
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| write_error(dir, file, tmp.path(), e))?;
+    tmp.persist(dest).map_err(|e| DataError::Io {
+        path: dest.to_path_buf(),
+        error: e.error,
+    })?;
+    tracing::info!(file = %dest.display(), "verified sha256 {}", &file.sha256[..12]);
+    Ok(())
+}
+
+/// Copies `reader` (the download of `url`) to `tmp`, the file at `tmp_path` in `dir`, advancing the progress bar;
+/// returns the hex SHA-256 of what was copied.
+fn copy_hashing(
+    reader: &mut dyn Read,
+    (tmp, tmp_path): (&mut impl Write, &Path),
+    url: &str,
+    (dir, file): (&Path, &DataFile),
+    bar: Option<&indicatif::ProgressBar>,
+) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -247,33 +284,12 @@ fn fetch_verified(
         };
         hasher.update(&buf[..n]);
         tmp.write_all(&buf[..n])
-            .map_err(|e| write_error(dir, file, tmp.path(), e))?;
-        if let Some(b) = &bar {
+            .map_err(|e| write_error(dir, file, tmp_path, e))?;
+        if let Some(b) = bar {
             b.inc(n as u64);
         }
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let actual = hex::encode(hasher.finalize());
-    if actual != file.sha256 {
-        // Dropping `tmp` deletes it: the bad bytes never reach `dest`.
-        return Err(DataError::Checksum {
-            file: file.name.into(),
-            url: url.into(),
-            expected: file.sha256.into(),
-            actual,
-        });
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| write_error(dir, file, tmp.path(), e))?;
-    tmp.persist(dest).map_err(|e| DataError::Io {
-        path: dest.to_path_buf(),
-        error: e.error,
-    })?;
-    tracing::info!(file = %dest.display(), "verified sha256 {}", &file.sha256[..12]);
-    Ok(())
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// A failed write: a full disk is named as such (no other mirror can help), anything else by the file.

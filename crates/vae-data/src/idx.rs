@@ -53,9 +53,19 @@ pub fn read_idx(gz: &Path, kind: IdxKind) -> Result<Idx> {
     let file = File::open(gz).map_err(DataError::io(gz))?;
     let gz_len = file.metadata().map_err(DataError::io(gz))?.len();
     let mut dec = GzDecoder::new(BufReader::new(file));
+    let dims = read_dims(&mut dec, gz, kind)?;
+    let body = body_len(gz, &dims, gz_len)?;
+    let data = read_body(&mut dec, gz, &dims, body)?;
+    Ok(Idx {
+        dims: dims.into_iter().map(|d| d as usize).collect(),
+        data,
+    })
+}
 
+/// The header: the magic number, checked against `kind`, then the dimensions, none of them zero.
+fn read_dims(dec: &mut impl Read, gz: &Path, kind: IdxKind) -> Result<Vec<u64>> {
     let mut magic = [0u8; 4];
-    read_header(&mut dec, &mut magic, gz)?;
+    read_header(dec, &mut magic, gz)?;
     if magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] != kind.ndim() {
         let expected = 0x0800 + kind.ndim() as u32;
         return Err(DataError::idx(
@@ -69,7 +79,7 @@ pub fn read_idx(gz: &Path, kind: IdxKind) -> Result<Idx> {
     let mut dims = Vec::with_capacity(kind.ndim() as usize);
     for _ in 0..kind.ndim() {
         let mut d = [0u8; 4];
-        read_header(&mut dec, &mut d, gz)?;
+        read_header(dec, &mut d, gz)?;
         dims.push(u32::from_be_bytes(d) as u64);
     }
     if dims.contains(&0) {
@@ -78,22 +88,28 @@ pub fn read_idx(gz: &Path, kind: IdxKind) -> Result<Idx> {
             format!("header has a zero dimension {dims:?}"),
         ));
     }
+    Ok(dims)
+}
+
+/// The data bytes the dimensions describe, if a gzip of `gz_len` bytes can hold that many.
+fn body_len(gz: &Path, dims: &[u64], gz_len: u64) -> Result<u64> {
     let capacity = gz_len.saturating_mul(MAX_DEFLATE_RATIO);
-    let body = match dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)) {
-        Some(b) if b <= capacity => b,
-        _ => {
-            return Err(DataError::idx(
-                gz,
-                format!(
+    match dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)) {
+        Some(b) if b <= capacity => Ok(b),
+        _ => Err(DataError::idx(
+            gz,
+            format!(
                 "header claims dimensions {dims:?}, more data than a {gz_len}-byte gzip can hold"
             ),
-            ))
-        }
-    };
+        )),
+    }
+}
 
+/// Exactly `body` data bytes, the stream ending there.
+fn read_body(dec: &mut impl Read, gz: &Path, dims: &[u64], body: u64) -> Result<Vec<u8>> {
     // Grown as the data arrives, so a lying header costs at most the first megabyte.
     let mut data = Vec::with_capacity(body.min(1 << 20) as usize);
-    let copied = (&mut dec)
+    let copied = dec
         .take(body)
         .read_to_end(&mut data)
         .map_err(|e| corrupt(gz, &e))? as u64;
@@ -105,21 +121,13 @@ pub fn read_idx(gz: &Path, kind: IdxKind) -> Result<Idx> {
     }
     let mut extra = [0u8; 1];
     match dec.read(&mut extra) {
-        Ok(0) => {}
-        Ok(_) => {
-            return Err(DataError::idx(
-                gz,
-                format!(
-                    "header dimensions {dims:?} describe {body} data bytes, but the file has more"
-                ),
-            ))
-        }
-        Err(e) => return Err(corrupt(gz, &e)),
+        Ok(0) => Ok(data),
+        Ok(_) => Err(DataError::idx(
+            gz,
+            format!("header dimensions {dims:?} describe {body} data bytes, but the file has more"),
+        )),
+        Err(e) => Err(corrupt(gz, &e)),
     }
-    Ok(Idx {
-        dims: dims.into_iter().map(|d| d as usize).collect(),
-        data,
-    })
 }
 
 fn read_header(dec: &mut impl Read, buf: &mut [u8], gz: &Path) -> Result<()> {
