@@ -12,50 +12,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::cmd::{cargo, features, project_root, status, summary, target_dir};
-
-/// `cargo xtask bench` flags.
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// Epochs per run; the median epoch time is reported.
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
-    /// Runs of each side, alternating ours and PyTorch's.
-    #[arg(long, default_value_t = 2)]
-    rounds: usize,
-    /// Presets to time.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "mnist,mnist-seed,mnist-cvae,mnist-iwae"
-    )]
-    presets: Vec<String>,
-    /// Our other configurations, timed on the first preset: `openblas` and `gemm` (that sgemm forced), `avx2`
-    /// (no AVX-512: our kernels' AVX2 paths, OpenBLAS's Haswell kernels), `autograd` (the Candle engine).
-    #[arg(long, value_delimiter = ',', value_parser = ["openblas", "gemm", "avx2", "autograd"])]
-    variants: Vec<String>,
-    /// Report where our epoch's time goes (`VAE_PROFILE=1`): products, element-wise work, Adam, data, other, and
-    /// each product's GFLOP/s.
-    #[arg(long)]
-    profile: bool,
-    /// Skip PyTorch even if it is importable.
-    #[arg(long)]
-    no_torch: bool,
-    /// Skip the compiled PyTorch (its compilation takes about half a minute a round).
-    #[arg(long)]
-    no_torch_compile: bool,
-    /// Skip the likelihood row.
-    #[arg(long)]
-    no_likelihood: bool,
-    /// Importance samples per image for the likelihood row.
-    #[arg(long, default_value_t = 5000)]
-    likelihood_k: usize,
-    /// Test images for the likelihood row.
-    #[arg(long, default_value_t = 1000)]
-    likelihood_images: usize,
-    /// Where the JSON report goes.
-    #[arg(long, default_value = "target/bench/bench.json")]
-    json: PathBuf,
-}
+use crate::flags::BenchArgs;
+use crate::summary::{Profile, TrainSummary};
 
 /// What one side measured for a preset.
 #[derive(Default)]
@@ -64,7 +22,7 @@ struct Side {
     test_loss: Vec<f64>,
     peak_rss_mib: f64,
     /// Our run's `profile` of each round, with `--profile`.
-    profiles: Vec<serde_json::Value>,
+    profiles: Vec<Profile>,
 }
 
 /// The median of `v` (NaN when empty).
@@ -183,24 +141,13 @@ fn ours(
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let run = summary(&String::from_utf8_lossy(&o.stdout))?;
-    let history = run["history"].as_array().cloned().unwrap_or_default();
-    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-    side.epoch_s
-        .extend(history.iter().map(|m| num(&m["epoch_s"])));
+    let run: TrainSummary = summary(&String::from_utf8_lossy(&o.stdout))?;
+    side.epoch_s.extend(run.history.iter().map(|m| m.epoch_s));
     side.test_loss
-        .push(history.last().map_or(f64::NAN, |m| num(&m["test_loss"])));
-    side.peak_rss_mib = side
-        .peak_rss_mib
-        .max(run["peak_rss_mib"].as_f64().unwrap_or(0.0));
-    if !run["profile"].is_null() {
-        side.profiles.push(run["profile"].clone());
-    }
-    Ok(format!(
-        "{} + {}",
-        run["engine"].as_str().unwrap_or("?"),
-        run["gemm"].as_str().unwrap_or("?")
-    ))
+        .push(run.history.last().map_or(f64::NAN, |m| m.test_loss));
+    side.peak_rss_mib = side.peak_rss_mib.max(run.peak_rss_mib.unwrap_or(0.0));
+    side.profiles.extend(run.profile);
+    Ok(format!("{} + {}", run.engine, run.gemm))
 }
 
 /// PyTorch's side of one round, on the config `vae-train preset` resolved; `compiled` adds `--compile`.
@@ -239,10 +186,37 @@ fn theirs(config: &Path, epochs: usize, compiled: bool, side: &mut Side) -> Resu
 }
 
 /// Runs the benchmark and prints the table; the JSON report goes to `args.json`.
-pub fn bench(args: &BenchArgs) -> Result<()> {
+pub fn run(args: &BenchArgs) -> Result<()> {
     let work = target_dir().join("bench");
     std::fs::create_dir_all(&work)?;
-    // Build once, then run the binary directly so cargo's own time is not measured.
+    let exe = build_and_download()?;
+    let torch = !args.no_torch && torch_available();
+    if !torch && !args.no_torch {
+        eprintln!("note: PyTorch is not importable, so only our side is timed; `pip install torch numpy` adds it");
+    }
+    let compile = torch && !args.no_torch_compile;
+    let mut timed = resolve_presets(args, &exe, &work)?;
+    for round in 1..=args.rounds {
+        time_round(args, &exe, &work, round, (torch, compile), &mut timed)?;
+    }
+    let (report, rows) = training_report(args, &timed, (torch, compile));
+    let machine = machine();
+    print_training_table(args, &rows, &machine);
+    if args.profile {
+        print_profiles(&timed);
+    }
+    let mut doc = serde_json::json!({ "machine": machine, "results": report });
+    if !args.no_likelihood {
+        doc["likelihood"] = likelihood_row(&exe, &work, args, torch)?;
+    }
+    std::fs::create_dir_all(args.json.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
+    println!("\n(JSON: {})", args.json.display());
+    Ok(())
+}
+
+/// Builds vae-train once, so that the runs time the binary and not cargo, fetches the data, and returns the binary.
+fn build_and_download() -> Result<PathBuf> {
     status(
         cargo()
             .args(["build", "--release", "-p", "vae-train"])
@@ -254,18 +228,16 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             .arg("download")
             .current_dir(project_root()),
     )?;
-    let torch = !args.no_torch && torch_available();
-    if !torch && !args.no_torch {
-        eprintln!("note: PyTorch is not importable, so only our side is timed; `pip install torch numpy` adds it");
-    }
-    let compile = torch && !args.no_torch_compile;
-    // Every preset in every round, so that presets are compared side by side too: the machine's speed drifts
-    // over minutes, and one preset's rounds all before another's would measure the drift.
+    Ok(exe)
+}
+
+/// Each preset as the trainer resolves it, written into `work` for PyTorch to train exactly that, with the sides
+/// to time: our variants on the first preset, our default on the others.
+fn resolve_presets<'a>(args: &'a BenchArgs, exe: &Path, work: &Path) -> Result<Vec<Timed<'a>>> {
     let mut timed = Vec::with_capacity(args.presets.len());
     for (i, preset) in args.presets.iter().enumerate() {
-        // The trainer resolves the preset; PyTorch trains exactly that.
         let config = work.join(format!("{preset}.json"));
-        let resolved = Command::new(&exe).args(["preset", preset]).output()?;
+        let resolved = Command::new(exe).args(["preset", preset]).output()?;
         if !resolved.status.success() {
             bail!("{}", String::from_utf8_lossy(&resolved.stderr).trim());
         }
@@ -285,42 +257,64 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             compiled: Side::default(),
         });
     }
-    for round in 1..=args.rounds {
-        for t in &mut timed {
-            for (variant, side, engine) in &mut t.ours {
-                let out = work.join(format!("{}-{round}", t.preset));
-                *engine = ours(
-                    &exe,
-                    t.preset,
-                    (args.epochs, args.profile),
-                    variant,
-                    &out,
-                    side,
-                )?;
-                let epochs = last(&side.epoch_s, args.epochs);
+    Ok(timed)
+}
+
+/// One round: every preset and every side in turn, so that presets are compared side by side too (the machine's
+/// speed drifts over minutes, and one preset's rounds all before another's would measure the drift).
+fn time_round(
+    args: &BenchArgs,
+    exe: &Path,
+    work: &Path,
+    round: usize,
+    (torch, compile): (bool, bool),
+    timed: &mut [Timed],
+) -> Result<()> {
+    for t in timed {
+        for (variant, side, engine) in &mut t.ours {
+            let out = work.join(format!("{}-{round}", t.preset));
+            *engine = ours(
+                exe,
+                t.preset,
+                (args.epochs, args.profile),
+                variant,
+                &out,
+                side,
+            )?;
+            let epochs = last(&side.epoch_s, args.epochs);
+            eprintln!(
+                "bench: {} round {round}: {} {epochs:?}",
+                t.preset, variant.name
+            );
+        }
+        for (on, side, name) in [
+            (torch, &mut t.eager, "PyTorch"),
+            (compile, &mut t.compiled, "PyTorch compiled"),
+        ] {
+            if on {
+                theirs(&t.config, args.epochs, name != "PyTorch", side)?;
                 eprintln!(
-                    "bench: {} round {round}: {} {epochs:?}",
-                    t.preset, variant.name
+                    "bench: {} round {round}: {name} {:?}",
+                    t.preset,
+                    last(&side.epoch_s, args.epochs)
                 );
-            }
-            for (on, side, name) in [
-                (torch, &mut t.eager, "PyTorch"),
-                (compile, &mut t.compiled, "PyTorch compiled"),
-            ] {
-                if on {
-                    theirs(&t.config, args.epochs, name != "PyTorch", side)?;
-                    eprintln!(
-                        "bench: {} round {round}: {name} {:?}",
-                        t.preset,
-                        last(&side.epoch_s, args.epochs)
-                    );
-                }
             }
         }
     }
+    Ok(())
+}
+
+/// Training images per epoch, for the images per second.
+const IMAGES: f64 = 60000.0;
+
+/// Each preset's JSON entry and each side of ours's table row.
+fn training_report(
+    args: &BenchArgs,
+    timed: &[Timed],
+    (torch, compile): (bool, bool),
+) -> (Vec<serde_json::Value>, Vec<String>) {
     let (mut report, mut rows) = (Vec::new(), Vec::new());
-    let images = 60000.0;
-    for t in &timed {
+    for t in timed {
         // The faster PyTorch of the two, by median: what every ratio is measured against.
         let faster = match (torch, compile) {
             (false, _) => None,
@@ -332,26 +326,30 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let mut entry =
             serde_json::json!({ "preset": t.preset, "epochs": args.epochs, "rounds": args.rounds });
         if torch {
-            entry["torch_eager"] = t.eager.json(images);
+            entry["torch_eager"] = t.eager.json(IMAGES);
         }
         if compile {
-            entry["torch_compiled"] = t.compiled.json(images);
+            entry["torch_compiled"] = t.compiled.json(IMAGES);
         }
         let mut ours_json = Vec::new();
         for (variant, side, engine) in &t.ours {
-            let mut o = serde_json::json!({ "variant": variant.name, "engine": engine, "result": side.json(images) });
+            let mut o = serde_json::json!({ "variant": variant.name, "engine": engine, "result": side.json(IMAGES) });
             if let Some((them, which)) = faster {
                 o["ratio_over_faster_torch"] = (side.median() / them.median()).into();
                 o["faster_torch"] = which.into();
             }
             ours_json.push(o);
             let theirs = [cell(torch, &t.eager), cell(compile, &t.compiled)];
-            rows.push(row(t.preset, variant.name, side, theirs, faster, images));
+            rows.push(row(t.preset, variant.name, side, theirs, faster, IMAGES));
         }
         entry["ours"] = ours_json.into();
         report.push(entry);
     }
-    let machine = machine();
+    (report, rows)
+}
+
+/// The training table, under its heading.
+fn print_training_table(args: &BenchArgs, rows: &[String], machine: &str) {
     println!(
         "\nTraining epoch time, median of {} epochs ({} rounds of {}, each round every preset and side in turn); ratios against the faster PyTorch (eager, or torch.compile with fused Adam); {machine}\n",
         args.rounds * args.epochs,
@@ -360,28 +358,27 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     );
     println!("| preset | ours | s/epoch | PyTorch eager s/epoch | PyTorch compiled s/epoch | ours / faster PyTorch | ours img/s | ours peak RSS MiB | PyTorch peak RSS MiB | ours test -ELBO | PyTorch test -ELBO |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in &rows {
+    for r in rows {
         println!("{r}");
     }
-    if args.profile {
-        print_profiles(&timed);
-    }
-    let mut doc = serde_json::json!({ "machine": machine, "results": report });
-    if !args.no_likelihood {
-        let (row, entry) = likelihood::likelihood(&exe, &work, args, torch)?;
-        println!(
-            "\nImportance-weighted estimate of -log p(x), seconds, median of {} alternating runs\n",
-            args.rounds
-        );
-        println!("| estimate | ours s | PyTorch s | ours / PyTorch | ours NLL | PyTorch NLL |");
-        println!("|---|---|---|---|---|---|");
-        println!("{row}");
-        doc["likelihood"] = entry;
-    }
-    std::fs::create_dir_all(args.json.parent().unwrap_or(Path::new(".")))?;
-    std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
-    println!("\n(JSON: {})", args.json.display());
-    Ok(())
+}
+
+/// Times the likelihood estimates, prints their table and returns its JSON entry.
+fn likelihood_row(
+    exe: &Path,
+    work: &Path,
+    args: &BenchArgs,
+    torch: bool,
+) -> Result<serde_json::Value> {
+    let (row, entry) = likelihood::likelihood(exe, work, args, torch)?;
+    println!(
+        "\nImportance-weighted estimate of -log p(x), seconds, median of {} alternating runs\n",
+        args.rounds
+    );
+    println!("| estimate | ours s | PyTorch s | ours / PyTorch | ours NLL | PyTorch NLL |");
+    println!("|---|---|---|---|---|---|");
+    println!("{row}");
+    Ok(entry)
 }
 
 /// One preset's sides.
@@ -407,23 +404,13 @@ fn print_profiles(timed: &[Timed]) {
     println!("\nWhere an epoch of ours goes, ms (median over rounds of each round's mean epoch)\n");
     println!("| preset | epoch | products | element-wise | Adam | noise | data | other |");
     println!("|---|---|---|---|---|---|---|---|");
-    let parts = [
-        "epoch_ms",
-        "products_ms",
-        "elementwise_ms",
-        "adam_ms",
-        "noise_ms",
-        "data_ms",
-        "other_ms",
-    ];
     for t in timed {
         let p = &t.ours[0].1.profiles;
-        let cells: Vec<String> = parts
-            .iter()
-            .map(|k| {
+        let cells: Vec<String> = (0..7)
+            .map(|i| {
                 format!(
                     "{:.0}",
-                    median(&p.iter().filter_map(|r| r[k].as_f64()).collect::<Vec<_>>())
+                    median(&p.iter().map(|r| r.parts()[i]).collect::<Vec<_>>())
                 )
             })
             .collect();
@@ -441,20 +428,10 @@ fn print_profiles(timed: &[Timed]) {
         let Some(p) = t.ours[0].1.profiles.last() else {
             continue;
         };
-        for q in p["products"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|q| q["calls"].as_f64() > Some(2.0))
-        {
+        for q in p.products.iter().filter(|q| q.calls > 2.0) {
             println!(
                 "| {} | {} | {} | {:.0} | {:.0} | {:.0} |",
-                t.preset,
-                q["shape"].as_str().unwrap_or("?"),
-                q["backend"].as_str().unwrap_or("?"),
-                q["calls"].as_f64().unwrap_or(0.0),
-                q["ms"].as_f64().unwrap_or(0.0),
-                q["gflop_per_s"].as_f64().unwrap_or(0.0)
+                t.preset, q.shape, q.backend, q.calls, q.ms, q.gflop_per_s
             );
         }
     }

@@ -1,14 +1,15 @@
-//! `cargo xtask build` and `cargo xtask train`: release builds with a device's features.
-
-use std::ffi::OsString;
+//! `cargo xtask build`: a release build with a device's features.
 
 use anyhow::{Context, Result};
 
-use crate::cmd::{device_cargo, features, status, target_dir, vae_train_on};
+use crate::cmd::{features, status, target_dir};
+use crate::device::device_cargo;
+use crate::flags::BuildArgs;
 
 /// `cargo build --release --workspace` with the device's features, into the device's own target folder.
-pub fn build(device: &str, compute_cap: Option<&str>) -> Result<()> {
-    let mut cmd = device_cargo(device, compute_cap)?;
+pub fn run(args: &BuildArgs) -> Result<()> {
+    let device = args.device.as_str();
+    let mut cmd = device_cargo(device, args.compute_cap.as_deref())?;
     cmd.args(["build", "--release", "--workspace"])
         .args(features(device));
     status(&mut cmd).with_context(|| match device {
@@ -23,25 +24,4 @@ pub fn build(device: &str, compute_cap: Option<&str>) -> Result<()> {
     };
     eprintln!("built {}", dir.join("release/vae-train").display());
     Ok(())
-}
-
-/// `vae-train train --preset P --device D --download [flags]`, built in release for the device.
-pub fn train(
-    preset: &str,
-    device: &str,
-    compute_cap: Option<&str>,
-    flags: &[OsString],
-) -> Result<()> {
-    // --download fetches (and verifies) only what is missing; vae-train's own flags may follow.
-    let mut cmd = vae_train_on(device, compute_cap)?;
-    cmd.args([
-        "train",
-        "--preset",
-        preset,
-        "--device",
-        device,
-        "--download",
-    ])
-    .args(flags);
-    status(&mut cmd)
 }

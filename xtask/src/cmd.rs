@@ -36,29 +36,6 @@ pub fn vae_train(device: &str) -> Command {
     cmd
 }
 
-/// `cargo` for a device's build: its own target folder (`target/cuda/`, `target/metal/`), so a GPU binary never
-/// replaces the CPU one, and for CUDA the toolkit's environment (found, or installed from pip wheels).
-pub fn device_cargo(device: &str, compute_cap: Option<&str>) -> Result<Command> {
-    let mut cmd = cargo();
-    if device != "cpu" {
-        cmd.env("CARGO_TARGET_DIR", target_dir().join(device));
-    }
-    if device == "cuda" {
-        let toolkit = crate::cuda::Toolkit::find_or_install(crate::cuda::Link::Run, compute_cap)?;
-        toolkit.apply(&mut cmd);
-    }
-    Ok(cmd)
-}
-
-/// [`vae_train`] built for `device` by [`device_cargo`].
-pub fn vae_train_on(device: &str, compute_cap: Option<&str>) -> Result<Command> {
-    let mut cmd = device_cargo(device, compute_cap)?;
-    cmd.args(["run", "--quiet", "--release", "-p", "vae-train"])
-        .args(features(device))
-        .arg("--");
-    Ok(cmd)
-}
-
 /// Cargo's feature arguments for a device (vae-train's features are named after the devices it adds), plus
 /// `blas` for the fused CPU engine when OpenBLAS is installed.
 pub fn features(device: &str) -> Vec<String> {
@@ -142,8 +119,20 @@ pub fn stdout(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The last line of a `vae-train train` run's stdout: its JSON summary.
-pub fn summary(stdout: &str) -> Result<serde_json::Value> {
+/// The last line of a `vae-train` run's stdout, its JSON summary, as `T` ([`crate::summary::TrainSummary`] for
+/// `vae-train train`, a [`serde_json::Value`] for the others).
+pub fn summary<T: serde::de::DeserializeOwned>(stdout: &str) -> Result<T> {
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).with_context(|| format!("vae-train's summary line {last:?}"))
+}
+
+/// Makes a relative `$VAE_DATA_DIR` absolute, from the directory xtask was started in, so that everything xtask
+/// starts (vae-train at the workspace root, test binaries in their crates' folders) sees the same folder. Unset, each
+/// falls back to `data/` at the workspace root.
+pub fn pin_data_dir() {
+    if let Some(dir) = std::env::var_os("VAE_DATA_DIR").filter(|d| !d.is_empty()) {
+        if let Ok(abs) = std::path::absolute(&dir) {
+            std::env::set_var("VAE_DATA_DIR", abs);
+        }
+    }
 }

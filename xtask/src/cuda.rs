@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmd::{cargo, status, stdout, target_dir};
+use crate::cmd::{cargo, status, stdout};
 
 /// The toolkit wheels' version. cudarc 0.19 knows CUDA up to 13.4, and its build script panics on newer ones (the
 /// newest wheels are 13.5), so it is pinned.
@@ -95,37 +95,6 @@ impl Toolkit {
             cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", flags);
         }
     }
-}
-
-/// `cargo xtask check-gpu`: builds the `cuda` feature (binaries and tests) against stub libraries, and type-checks
-/// the `metal` feature for Apple silicon, so that a broken GPU build fails here rather than on a user's machine.
-pub fn check_gpu() -> Result<()> {
-    let toolkit = Toolkit::find_or_install(Link::Check, None)?;
-    let mut build = cargo();
-    build
-        .args(["build", "--release", "--workspace", "--all-targets"])
-        .args(["--features", "vae-train/cuda"])
-        .env("CARGO_TARGET_DIR", target_dir().join("cuda-check"));
-    toolkit.apply(&mut build);
-    status(&mut build).context("the cuda feature does not build")?;
-
-    // The HTTP stack's C code cannot be cross-compiled without the macOS SDK, so `http` is left out here.
-    let target = "aarch64-apple-darwin";
-    status(Command::new("rustup").args(["target", "add", target]))?;
-    status(
-        cargo()
-            .args([
-                "check",
-                "--all-targets",
-                "--target",
-                target,
-                "--no-default-features",
-            ])
-            .args(["-p", "vae-model", "-p", "vae-data", "-p", "vae-train"])
-            .args(["--features", "vae-train/metal"])
-            .env("CARGO_TARGET_DIR", target_dir().join("metal")),
-    )
-    .context("the metal feature does not type-check")
 }
 
 /// The root of the system toolkit, if `nvcc` is on the PATH or under `$CUDA_HOME`/`$CUDA_PATH`.

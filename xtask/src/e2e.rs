@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::cmd::{cargo, features, status, stdout, summary, target_dir, vae_train};
+use crate::summary::TrainSummary;
 
 /// Counts the checks that passed; the first that fails ends the run.
 struct Checks(usize);
@@ -34,25 +35,30 @@ pub fn end_to_end() -> Result<()> {
         .args(["train", "--preset", "mnist", "--", "--epochs", "2"])
         .args(["--train-subset", "10000", "--out"])
         .arg(&out);
-    let run = summary(&stdout(&mut train)?)?;
-    let files: Vec<&str> = run["files"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str()).collect())
-        .unwrap_or_default();
-    let missing: Vec<&&str> = files.iter().filter(|f| !out.join(f).is_file()).collect();
+    let run: TrainSummary = summary(&stdout(&mut train)?)?;
+    let last = check_run(&run, &out, &mut checks)?;
+    check_eval(&run.model, last, &mut checks)?;
+    check_load_model(&run.model, &mut checks)?;
+    numpy_check(&run.model, &work, &mut checks)?;
+    check_refusal(&run.config, &mut checks)?;
+
+    eprintln!("e2e: {} passed, 0 failed", checks.0);
+    Ok(())
+}
+
+/// The run directory holds every file the summary lists, and the two epochs' test loss fell to a trained model's;
+/// returns the last epoch's.
+fn check_run(run: &TrainSummary, out: &Path, checks: &mut Checks) -> Result<f64> {
+    let files = &run.files;
+    let missing: Vec<&String> = files.iter().filter(|f| !out.join(f).is_file()).collect();
     checks.check(
         "run directory complete",
         files.len() >= 6 && missing.is_empty(),
         format!("reported {files:?}, missing {missing:?}"),
     )?;
 
-    let history = run["history"].as_array().cloned().unwrap_or_default();
-    let test_loss = |i: usize| {
-        history
-            .get(i)
-            .and_then(|l| l["test_loss"].as_f64())
-            .unwrap_or(f64::NAN)
-    };
+    let history = &run.history;
+    let test_loss = |i: usize| history.get(i).map_or(f64::NAN, |l| l.test_loss);
     let (first, last) = (test_loss(0), test_loss(1));
     checks.check(
         "two epochs reported",
@@ -66,13 +72,16 @@ pub fn end_to_end() -> Result<()> {
         last < first && last < 200.0,
         format!("{first} -> {last}"),
     )?;
+    Ok(last)
+}
 
-    let path = |key: &str| Path::new(run[key].as_str().unwrap_or_default()).to_path_buf();
-    let (model, config) = (path("model"), path("config"));
+/// `vae-train eval` on the model agrees with training's last test loss, and its importance-weighted bound is
+/// tighter.
+fn check_eval(model: &Path, last: f64, checks: &mut Checks) -> Result<()> {
     let eval = stdout(
         vae_train("cpu")
             .args(["eval", "--model"])
-            .arg(&model)
+            .arg(model)
             .args(["--iw-samples", "5"]),
     )?;
     let json: serde_json::Value =
@@ -89,8 +98,11 @@ pub fn end_to_end() -> Result<()> {
         "importance-weighted bound is tighter",
         iw < eval_loss,
         format!("{iw} vs {eval_loss}"),
-    )?;
+    )
+}
 
+/// vae-model's `load_model` example, another crate than the trainer, loads the model.
+fn check_load_model(model: &Path, checks: &mut Checks) -> Result<()> {
     // Built beside vae-train, with its features, so Cargo reuses the release build rather than re-resolving.
     status(
         cargo()
@@ -110,19 +122,20 @@ pub fn end_to_end() -> Result<()> {
         .join("release")
         .join("examples")
         .join("load_model");
-    let output = Command::new(example).arg(&model).output()?;
+    let output = Command::new(example).arg(model).output()?;
     let printed = String::from_utf8_lossy(&output.stdout);
     checks.check(
         "Vae::load from another crate",
         output.status.success() && printed.contains("784-400-20"),
         &printed,
-    )?;
+    )
+}
 
-    numpy_check(&model, &work, &mut checks)?;
-
+/// `vae-train eval` on the run's config file, not a model, fails with one line that names the file.
+fn check_refusal(config: &Path, checks: &mut Checks) -> Result<()> {
     let output = vae_train("cpu")
         .args(["eval", "--model"])
-        .arg(&config)
+        .arg(config)
         .output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let one_line = stderr.trim().lines().count() == 1
@@ -132,10 +145,7 @@ pub fn end_to_end() -> Result<()> {
         "a non-model is refused in one line",
         !output.status.success() && one_line,
         &stderr,
-    )?;
-
-    eprintln!("e2e: {} passed, 0 failed", checks.0);
-    Ok(())
+    )
 }
 
 /// Our export read without us: `crates/vae-model/scripts/numpy_forward.py` recomputes, in numpy from the file

@@ -12,7 +12,7 @@
 //!
 //! Then `eval` (with a 1000-sample importance-weighted estimate of −log p(x) for `beta-1` and `dynamic`), `sample`,
 //! `reconstruct`, `scatter`, `traverse` and `generate` on those models. Every draw is seeded, so a rerun on the same
-//! machine gives the same numbers. It takes a few minutes on two cores.
+//! machine gives the same numbers.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +22,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::cmd::{project_root, stdout, summary, target_dir, vae_train};
+use crate::summary::TrainSummary;
 
 /// The teaching code's model.
 const PRESET: &str = "mnist-seed";
@@ -56,7 +57,7 @@ impl Dirs {
 }
 
 /// Trains every run, writes every picture, and prints the tables.
-pub fn figures() -> Result<()> {
+pub fn run() -> Result<()> {
     let start = Instant::now();
     let dirs = Dirs {
         runs: target_dir().join("figures"),
@@ -101,7 +102,7 @@ pub fn figures() -> Result<()> {
 }
 
 /// `vae-train train --preset PRESET --out DIR --overwrite FLAGS…`: the run's summary.
-fn train(dir: &Path, preset: &Path, flags: &[&str]) -> Result<Value> {
+fn train(dir: &Path, preset: &Path, flags: &[&str]) -> Result<TrainSummary> {
     let mut cmd = vae_train("cpu");
     cmd.args(["train", "--overwrite", "--preset"])
         .arg(preset)
@@ -201,7 +202,7 @@ fn dynamic_run(dirs: &Dirs) -> Result<Value> {
 }
 
 /// The two scale heads, trained alike through autograd: each run's summary, log σ² first.
-fn head_runs(dirs: &Dirs) -> Result<[Value; 2]> {
+fn head_runs(dirs: &Dirs) -> Result<[TrainSummary; 2]> {
     let preset = project_root().join("models").join(format!("{PRESET}.toml"));
     let text = std::fs::read_to_string(&preset)
         .with_context(|| format!("cannot read {}", preset.display()))?;
@@ -356,19 +357,15 @@ fn binarize_table(grey: &Value, dynamic: &Value, (floor, share): (f64, f64)) -> 
     )
 }
 
-fn head_table(heads: &[Value; 2]) -> String {
+fn head_table(heads: &[TrainSummary; 2]) -> String {
     let mut t = String::from(
         "| head | epoch | train −ELBO | test −ELBO | test recon | test KL |\n|---|---|---|---|---|---|\n",
     );
     for (name, run) in ["log σ²", "σ"].iter().zip(heads) {
-        for h in run["history"].as_array().into_iter().flatten() {
+        for h in &run.history {
             t += &format!(
                 "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-                h["epoch"],
-                num(h, "train_loss"),
-                num(h, "test_loss"),
-                num(h, "test_recon"),
-                num(h, "test_kl")
+                h.epoch, h.train_loss, h.test_loss, h.test_recon, h.test_kl
             );
         }
     }

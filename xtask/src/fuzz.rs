@@ -31,7 +31,21 @@ struct Outcome {
     log: PathBuf,
 }
 
-pub fn fuzz(seconds: u64) -> Result<()> {
+/// Runs every target for `seconds`, then says how each went; an error if one failed.
+pub fn run(seconds: u64) -> Result<()> {
+    check_cargo_fuzz()?;
+    let root = cmd::project_root();
+    let logs = cmd::target_dir().join("fuzz-logs");
+    fs::create_dir_all(&logs).with_context(|| logs.display().to_string())?;
+    let mut outcomes = Vec::new();
+    for (target, max_len) in TARGETS {
+        outcomes.push(fuzz_target(&root, &logs, (target, max_len), seconds)?);
+    }
+    report(&outcomes, seconds)
+}
+
+/// An error, saying how to install it, unless `cargo +nightly fuzz` runs.
+fn check_cargo_fuzz() -> Result<()> {
     let ok = nightly_cargo()
         .args(["fuzz", "--version"])
         .stdout(Stdio::null())
@@ -41,44 +55,46 @@ pub fn fuzz(seconds: u64) -> Result<()> {
     if !ok {
         bail!("`cargo +nightly fuzz` does not run: rustup toolchain install nightly && cargo install cargo-fuzz");
     }
-    let root = cmd::project_root();
-    let logs = cmd::target_dir().join("fuzz-logs");
-    fs::create_dir_all(&logs).with_context(|| logs.display().to_string())?;
+    Ok(())
+}
 
-    let mut outcomes = Vec::new();
-    for (target, max_len) in TARGETS {
-        let corpus = root.join("fuzz/corpus").join(target);
-        fs::create_dir_all(&corpus).with_context(|| corpus.display().to_string())?;
-        let mut run = nightly_cargo();
-        match target {
-            "idx_reader" => seed_idx(&corpus)?,
-            "preset_parser" => seed_presets(&root.join("models"), &corpus)?,
-            // Written by the target's own init, before libFuzzer reads the corpus.
-            _ => {
-                run.env("VAE_FUZZ_WRITE_SEED", corpus.join("seed-tiny.safetensors"));
-            }
+/// Seeds one target's corpus and runs it for `seconds`, its log in `logs`.
+fn fuzz_target(
+    root: &Path,
+    logs: &Path,
+    (target, max_len): (&'static str, usize),
+    seconds: u64,
+) -> Result<Outcome> {
+    let corpus = root.join("fuzz/corpus").join(target);
+    fs::create_dir_all(&corpus).with_context(|| corpus.display().to_string())?;
+    let mut run = nightly_cargo();
+    match target {
+        "idx_reader" => seed_idx(&corpus)?,
+        "preset_parser" => seed_presets(&root.join("models"), &corpus)?,
+        // Written by the target's own init, before libFuzzer reads the corpus.
+        _ => {
+            run.env("VAE_FUZZ_WRITE_SEED", corpus.join("seed-tiny.safetensors"));
         }
-        run.args([
-            "fuzz",
-            "run",
-            target,
-            "--",
-            &format!("-max_total_time={seconds}"),
-        ])
-        .args([
-            "-rss_limit_mb=4096",
-            &format!("-max_len={max_len}"),
-            "-timeout=60",
-        ]);
-        outcomes.push(run_target(
-            target,
-            &mut run,
-            &logs.join(format!("{target}.log")),
-        )?);
     }
+    run.args([
+        "fuzz",
+        "run",
+        target,
+        "--",
+        &format!("-max_total_time={seconds}"),
+    ])
+    .args([
+        "-rss_limit_mb=4096",
+        &format!("-max_len={max_len}"),
+        "-timeout=60",
+    ]);
+    run_target(target, &mut run, &logs.join(format!("{target}.log")))
+}
 
+/// Each target's verdict, runs, log and artifacts; an error naming the targets that failed.
+fn report(outcomes: &[Outcome], seconds: u64) -> Result<()> {
     eprintln!("\nfuzzing, {seconds} s per target:");
-    for o in &outcomes {
+    for o in outcomes {
         let runs = match o.runs {
             Some((n, s)) => format!("{n} runs in {s} s"),
             None => "no `Done` line".into(),

@@ -10,7 +10,7 @@ const PUBLISHED: [&str; 3] = ["vae-model", "vae-data", "vae-train"];
 
 /// Fails on an unformatted line, a clippy warning, a rustdoc warning (a broken doc link, a missing doc) or a crate
 /// that does not package.
-pub fn lint() -> Result<()> {
+pub fn run() -> Result<()> {
     status(cargo().args(["fmt", "--all", "--", "--check"]))?;
     status(
         cargo()
@@ -39,7 +39,7 @@ pub fn lint() -> Result<()> {
 /// Cargo unpacks the packages it verifies against into `$CARGO_HOME/registry/src/<local registry>/` and builds them
 /// in the dev profile; since a published version never changes, it reuses both on the next run, so vae-train would
 /// be checked against the vae-model of an earlier run. Our crates' unpacked copies (in local, non-crates.io
-/// registries) and their dev-profile fingerprints are removed first; the rebuild takes seconds.
+/// registries) and their dev-profile fingerprints are removed first.
 fn forget_unpacked_packages() -> Result<()> {
     let fingerprints = crate::cmd::target_dir().join("debug/.fingerprint");
     for entry in std::fs::read_dir(&fingerprints)

@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::cmd::{status, target_dir, vae_train};
 
 /// Writes `vae-train.1` and one page per subcommand into `target/man/` and returns that folder.
-pub fn man() -> Result<PathBuf> {
+pub fn run() -> Result<PathBuf> {
     let out = target_dir().join("man");
     status(vae_train("cpu").args(["man", "--out"]).arg(&out))?;
     eprintln!(

@@ -2,12 +2,22 @@
 
 use anyhow::Result;
 
-use crate::cmd::{cargo, device_cargo, features, status, vae_train};
+use crate::cmd::{cargo, features, status, vae_train};
+use crate::device::device_cargo;
+
+/// `--device cpu`: everything; `--device cuda`: the GPU tests.
+pub fn run(device: &str) -> Result<()> {
+    match device {
+        "cpu" => test(),
+        "cuda" => test_cuda(),
+        other => anyhow::bail!("--device {other}: the GPU tests exist for cuda only"),
+    }
+}
 
 /// Runs the lints, fetches (or verifies) the datasets where the product keeps them, runs every test in the release
 /// profile (so it reuses what `cargo xtask train` built), then the end-to-end check.
-pub fn test() -> Result<()> {
-    crate::lint::lint()?;
+fn test() -> Result<()> {
+    crate::lint::run()?;
     status(vae_train("cpu").args(["download", "--dataset", "all"]))?;
     status(
         cargo()
@@ -18,7 +28,7 @@ pub fn test() -> Result<()> {
 }
 
 /// The tests that need an NVIDIA GPU (`crates/vae-train/tests/gpu.rs`), built for CUDA in `target/cuda/`.
-pub fn test_cuda() -> Result<()> {
+fn test_cuda() -> Result<()> {
     status(vae_train("cpu").args(["download", "--dataset", "mnist"]))?;
     status(
         device_cargo("cuda", None)?
