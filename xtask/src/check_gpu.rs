@@ -32,7 +32,7 @@ pub fn run() -> Result<()> {
                 "--no-default-features",
             ])
             .args(["-p", "vae-model", "-p", "vae-data", "-p", "vae-train"])
-            .args(["--features", "vae-train/metal"])
+            .args(["--features", "vae-train/metal,vae-train/cli"])
             .env("CARGO_TARGET_DIR", target_dir().join("metal")),
     )
     .context("the metal feature does not type-check")

@@ -11,7 +11,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor, Var};
 use candle_nn::Optimizer;
 
-use crate::fused::{adam_update, AdamStep};
+use kernel::{adam_update, AdamStep};
+
+mod kernel;
 
 /// Adam's hyper-parameters; the defaults are PyTorch's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -258,6 +260,57 @@ impl Adam {
         }
         self.step = state.step;
         Ok(())
+    }
+}
+
+/// Adam's moments as flat buffers beside a flat parameter buffer (the fused engine's), updated in one pass over
+/// every parameter.
+#[derive(Debug, Clone)]
+pub struct FlatAdam {
+    cfg: AdamConfig,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    step: u64,
+}
+
+impl FlatAdam {
+    /// Fresh moments for `len` parameters.
+    pub fn new(cfg: AdamConfig, len: usize) -> Self {
+        Self {
+            cfg,
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+            step: 0,
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// One step: `params` updated from their `grads` (both as long as the moments).
+    pub fn update(&mut self, params: &mut [f32], grads: &[f32]) {
+        self.step += 1;
+        let c = AdamStep::new(&self.cfg, self.step);
+        let (m, v) = (&mut self.m, &mut self.v);
+        crate::profile::time(crate::profile::Phase::Adam, || {
+            adam_update(params, grads, m, v, c)
+        });
+    }
+
+    /// The first and second moments.
+    pub fn moments(&self) -> (&[f32], &[f32]) {
+        (&self.m, &self.v)
+    }
+
+    /// Continues from `step` steps with moments `m` and `v` (as long as the current ones).
+    pub fn restore(&mut self, step: u64, m: Vec<f32>, v: Vec<f32>) {
+        assert!(
+            m.len() == self.m.len() && v.len() == self.v.len(),
+            "moments for every parameter"
+        );
+        (self.step, self.m, self.v) = (step, m, v);
     }
 }
 

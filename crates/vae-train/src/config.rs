@@ -29,20 +29,22 @@ pub const BUILTIN_PRESETS: [(&str, &str); 8] = [
 ];
 
 /// How gradients are computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// `fused` on the CPU, `autograd` on a GPU.
     #[default]
     Auto,
-    /// Candle's autograd and our [`crate::Adam`] on tensors: any device.
+    /// Candle's autograd and our Adam on tensors: any device.
     Autograd,
-    /// The hand-derived CPU step of [`crate::fused`]: same maths, much faster on a CPU.
+    /// The hand-derived CPU step (the `fused` module): same maths, much faster on a CPU.
     Fused,
 }
 
 /// What training minimises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Objective {
     /// −ELBO, with the KL weighted by `beta`.
@@ -65,6 +67,16 @@ pub enum Loss {
         /// Samples per image.
         k: usize,
     },
+}
+
+impl Loss {
+    /// z samples per image per step: 1 for the ELBO, k for IWAE.
+    pub fn samples(self) -> usize {
+        match self {
+            Loss::Elbo { .. } => 1,
+            Loss::Iwae { k } => k,
+        }
+    }
 }
 
 /// The most samples per image `training.k` accepts: each is a decoder pass per image per step.
@@ -176,43 +188,44 @@ fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
 }
 
 /// Command-line values that replace the preset's (`vae-train train --epochs …`).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Overrides {
     /// Passes over the training set.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub epochs: Option<usize>,
     /// Images per step.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub batch_size: Option<usize>,
     /// Adam learning rate.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub lr: Option<f64>,
     /// Hidden widths, e.g. 400 or 512,256.
-    #[arg(long, value_delimiter = ',')]
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ','))]
     pub hidden_dims: Option<Vec<usize>>,
     /// Dimension of z.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub latent_dim: Option<usize>,
     /// Seed of the run's one RNG.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
     /// KL weight in the training objective.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub beta: Option<f64>,
     /// Target binarisation: none, static or dynamic.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub binarize: Option<Binarize>,
     /// Train on the first N training images only.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub train_subset: Option<usize>,
     /// How gradients are computed [default: the preset's, normally auto: fused on CPU, autograd on GPU].
-    #[arg(long, value_enum)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub engine: Option<Engine>,
     /// What training minimises: elbo or iwae.
-    #[arg(long, value_enum)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub objective: Option<Objective>,
     /// Importance samples per image (with --objective iwae).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub k: Option<usize>,
 }
 

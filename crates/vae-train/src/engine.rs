@@ -9,18 +9,9 @@ use vae_model::{beta_elbo, iwae_bound, Vae, VaeRng};
 
 use crate::config::Loss;
 use crate::fused::{self, FusedVae};
-use crate::{Adam, AdamConfig, AdamState, Engine};
-
-/// Per-image averages of one step's loss terms.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepTerms {
-    /// The objective: `recon + β kl` for the ELBO, the k-sample bound for IWAE.
-    pub loss: f64,
-    /// Reconstruction term (BCE; averaged over the samples for IWAE).
-    pub recon: f64,
-    /// KL term (for IWAE, the samples' average of log q(z|x) − log p(z)).
-    pub kl: f64,
-}
+use crate::gemm::StepBackend;
+use crate::metrics::StepTerms;
+use crate::{Adam, AdamConfig, AdamState, Engine, FlatAdam};
 
 /// A model being trained with Adam on a [`Loss`].
 pub trait TrainEngine {
@@ -71,12 +62,17 @@ pub fn build_engine(
     loss: Loss,
 ) -> Result<Box<dyn TrainEngine>> {
     Ok(match engine {
-        Engine::Fused => Box::new(FusedEngine {
-            fused: FusedVae::new(initial, adam)?,
-            eps: Vec::new(),
-            gemm: None,
-            loss,
-        }),
+        Engine::Fused => {
+            let fused = FusedVae::new(initial)?;
+            let adam = FlatAdam::new(adam, fused.parameter_count());
+            Box::new(FusedEngine {
+                fused,
+                adam,
+                eps: Vec::new(),
+                gemm: None,
+                loss,
+            })
+        }
         Engine::Autograd | Engine::Auto => Box::new(AutogradEngine::new(initial, adam, loss)?),
     })
 }
@@ -113,10 +109,9 @@ impl AutogradEngine {
             vae.set_dataset(d);
         }
         // Candle splits element-wise ops over a pool of its own threads, and its matmul over rayon's; each pool's
-        // threads spin for a while after a task, so with both four threads share two cores, each pool's spinning
-        // taking the other's time (2.6 s per epoch of `mnist`). Steps run in a one-thread rayon pool instead,
-        // which keeps the products serial (the model's products take their thread count from the pool they run
-        // in) and leaves the cores to Candle's pool: 1.7 s.
+        // threads spin for a while after a task, so with both, twice as many threads as cores take each other's
+        // time. Steps run in a one-thread rayon pool instead, which keeps the products serial (the model's products
+        // take their thread count from the pool they run in) and leaves the cores to Candle's pool.
         let serial_products = match initial.device() {
             Device::Cpu => Some(Arc::new(
                 rayon::ThreadPoolBuilder::new().num_threads(1).build()?,
@@ -185,18 +180,18 @@ impl TrainEngine for AutogradEngine {
     }
 
     fn noise_per_image(&self) -> usize {
-        self.vae.config().latent_dim * samples(self.loss)
+        self.vae.config().latent_dim * self.loss.samples()
     }
 }
 
-/// The hand-derived CPU step of [`crate::fused`], with ε drawn into a reused buffer.
+/// The hand-derived CPU step of [`crate::fused`] and its Adam, with ε drawn into a reused buffer.
 struct FusedEngine {
     fused: FusedVae,
+    adam: FlatAdam,
     eps: Vec<f32>,
     loss: Loss,
-    /// The sgemm backend of this run's steps, measured at the first step (`Some(None)`: forced by the
-    /// environment).
-    gemm: Option<Option<crate::fused::GemmBackend>>,
+    /// The sgemm backend of this run's steps, chosen at the first step.
+    gemm: Option<StepBackend>,
 }
 
 impl TrainEngine for FusedEngine {
@@ -218,12 +213,8 @@ impl TrainEngine for FusedEngine {
         crate::profile::time(crate::profile::Phase::Noise, || {
             noise.fill_normal(&mut self.eps)
         });
-        let (fused, eps) = (&mut self.fused, &self.eps);
-        let mut step = || fused.train_step(x, labels, eps, rows, loss);
-        Ok(match gemm {
-            Some(backend) => crate::fused::with_gemm_backend(backend, step),
-            None => step(),
-        })
+        let (fused, adam, eps) = (&mut self.fused, &mut self.adam, &self.eps);
+        Ok(gemm.run(|| fused.train_step(adam, x, labels, eps, rows, loss)))
     }
 
     fn model(&self) -> Result<Vae> {
@@ -231,22 +222,14 @@ impl TrainEngine for FusedEngine {
     }
 
     fn adam_state(&self) -> Result<AdamState> {
-        Ok(self.fused.adam_state()?)
+        Ok(self.fused.adam_state(&self.adam)?)
     }
 
     fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
-        Ok(self.fused.restore_adam(state)?)
+        Ok(self.fused.restore_adam(&mut self.adam, state)?)
     }
 
     fn noise_per_image(&self) -> usize {
-        self.fused.latent_dim() * samples(self.loss)
-    }
-}
-
-/// z samples per image per step.
-fn samples(loss: Loss) -> usize {
-    match loss {
-        Loss::Elbo { .. } => 1,
-        Loss::Iwae { k } => k,
+        self.fused.latent_dim() * self.loss.samples()
     }
 }

@@ -7,7 +7,6 @@ use vae_data::Batcher;
 use vae_model::{elbo, kl_divergence, log_importance_weights, Vae, VaeOutput, VaeRng};
 
 use crate::fused::{self, FusedVae};
-use crate::AdamConfig;
 
 /// Per-image averages over a dataset, in nats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -109,7 +108,7 @@ pub struct IwEstimate {
 /// ([`FusedVae::iw_log_px`]); elsewhere by [`iw_log_px`]. Both draw the same noise and agree to f32 rounding.
 pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<IwEstimate> {
     let mut fused = match vae.device().is_cpu() && fused::supports(vae.config()) {
-        true => Some(FusedVae::new(vae, AdamConfig::default())?),
+        true => Some(FusedVae::new(vae)?),
         false => None,
     };
     let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0usize);

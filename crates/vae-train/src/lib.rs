@@ -33,10 +33,12 @@ mod adam;
 pub mod charts;
 pub mod checkpoint;
 mod config;
+mod cpu;
 pub mod digitize;
 pub mod engine;
 pub mod eval;
 pub mod fused;
+pub mod gemm;
 pub mod images;
 pub mod import;
 pub mod inputs;
@@ -50,20 +52,21 @@ pub mod rundir;
 pub mod serve;
 pub mod train;
 
-pub use adam::{Adam, AdamConfig, AdamState};
+pub use adam::{Adam, AdamConfig, AdamState, FlatAdam};
 pub use config::{
     Engine, Loss, Objective, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS, MAX_IWAE_K,
 };
-pub use engine::{build_engine, resolve_engine, StepTerms, TrainEngine};
+pub use engine::{build_engine, resolve_engine, TrainEngine};
 pub use interrupt::{Interrupt, Interrupted};
-pub use metrics::EpochMetrics;
+pub use metrics::{EpochMetrics, StepTerms};
 pub use train::{train, TrainOptions, TrainReport, TrainSummary};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
 /// The device kinds the CLI accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum DeviceKind {
     /// The CPU (always available).
     Cpu,

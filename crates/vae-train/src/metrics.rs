@@ -1,11 +1,22 @@
-//! `metrics.jsonl`: one line of numbers per finished epoch, the run's history that the charts, the explorer and
-//! resumed runs read back.
+//! A step's loss terms, and `metrics.jsonl`: one line of numbers per finished epoch, the run's history that the
+//! charts, the explorer and resumed runs read back.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+/// Per-image averages of one step's loss terms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepTerms {
+    /// The objective: `recon + β kl` for the ELBO, the k-sample bound for IWAE.
+    pub loss: f64,
+    /// Reconstruction term (BCE; averaged over the samples for IWAE).
+    pub recon: f64,
+    /// KL term (for IWAE, the samples' average of log q(z|x) − log p(z)).
+    pub kl: f64,
+}
 
 /// One line of `metrics.jsonl` (nats per image).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

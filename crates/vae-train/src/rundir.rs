@@ -133,7 +133,8 @@ impl RunDir {
 
 /// Whether `lock` was taken within `wait`. A run that has just ended can leave its lock for a moment to a child
 /// process another thread of the same program was starting (the child holds a copy of the handle until it runs its
-/// program): the test suite's resumed runs met that. A run that really holds it is refused after `wait`.
+/// program), as when a test resumes a run another thread just finished. A run that really holds it is refused after
+/// `wait`.
 fn locked_within(lock: &File, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     loop {

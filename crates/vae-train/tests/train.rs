@@ -1064,7 +1064,7 @@ mod profile {
 
     #[test]
     fn vae_gemm_forces_the_backend_of_every_product() {
-        let openblas = vae_train::fused::gemm_backend().contains("OpenBLAS");
+        let openblas = vae_train::gemm::backend_summary().contains("OpenBLAS");
         let backends = if openblas {
             vec!["gemm", "openblas"]
         } else {

@@ -13,7 +13,7 @@ use vae_model::VaeRng;
 
 use super::kernels::{bce_and_grad, bce_sum};
 use super::FusedVae;
-use crate::engine::StepTerms;
+use crate::metrics::StepTerms;
 
 /// Rows of z the estimator decodes at a time: large products, while the logits (rows × 784 floats, 6 MB) stay
 /// small enough to reuse.
@@ -31,8 +31,7 @@ impl FusedVae {
         images: usize,
         k: usize,
     ) -> StepTerms {
-        let (dim, zdim, rows) = (self.config.input_dim, self.config.latent_dim, k * images);
-        let width = self.dec_in();
+        let (zdim, rows) = (self.config.latent_dim, k * images);
         self.check_batch(x, labels, images);
         assert_eq!(eps.len(), rows * zdim, "noise size");
         self.ensure_capacity(rows);
@@ -42,7 +41,24 @@ impl FusedVae {
         self.label_latents(labels, images, rows);
         self.decode(rows);
 
-        // log w per row, with σ(l) − x written over the logits.
+        let (recon, kl) = self.log_weights(x, eps, images, rows);
+        let bound = self.normalise_weights(images, k);
+        self.backward_decoder(rows);
+        self.head_gradient(eps, images, rows);
+        self.backward_encoder(&input, images);
+
+        let n = rows as f64;
+        StepTerms {
+            loss: -bound / images as f64,
+            recon: recon / n,
+            kl: kl / n,
+        }
+    }
+
+    /// log w per row into `log_w`, with σ(l) − x written over the logits; returns the rows' summed BCE and
+    /// log q(z|x) − log p(z).
+    fn log_weights(&mut self, x: &[f32], eps: &[f32], images: usize, rows: usize) -> (f64, f64) {
+        let (dim, zdim, width) = (self.config.input_dim, self.config.latent_dim, self.dec_in());
         let s = &mut self.scratch;
         s.log_w.resize(rows, 0.0);
         let (mut recon, mut kl) = (0f64, 0f64);
@@ -54,7 +70,13 @@ impl FusedVae {
             s.log_w[r] = -bce + log_p_over_q;
             (recon, kl) = (recon + bce, kl - log_p_over_q);
         }
-        // Normalised weights over each image's samples, scaled by 1/B, replace log w.
+        (recon, kl)
+    }
+
+    /// Replaces log w by each image's normalised weights over its `k` samples, scaled by 1/B, and scales each row's
+    /// gradient at the logits by its weight; returns the summed bound.
+    fn normalise_weights(&mut self, images: usize, k: usize) -> f64 {
+        let (dim, rows, s) = (self.config.input_dim, k * images, &mut self.scratch);
         let mut bound = 0f64;
         for b in 0..images {
             let lse = log_sum_exp((0..k).map(|s_| s.log_w[s_ * images + b]));
@@ -67,9 +89,13 @@ impl FusedVae {
         for (row, &a) in s.logits.chunks_exact_mut(dim).zip(&s.log_w[..rows]) {
             row.iter_mut().for_each(|g| *g *= a as f32);
         }
-        self.backward_decoder(rows);
+        bound
+    }
 
-        let s = &mut self.scratch;
+    /// The gradient at `[mu | logvar]` into `grad_head`, from `∂[z | y]` (in `grad_a`, after the decoder's backward
+    /// pass) and the weights: each sample's path through the reparameterisation, and the entropy term of log q.
+    fn head_gradient(&mut self, eps: &[f32], images: usize, rows: usize) {
+        let (zdim, width, s) = (self.config.latent_dim, self.dec_in(), &mut self.scratch);
         s.grad_head[..images * 2 * zdim].fill(0.0);
         let half_inv_b = 0.5 / images as f32;
         for r in 0..rows {
@@ -85,14 +111,6 @@ impl FusedVae {
         for b in 0..images {
             let glv = &mut s.grad_head[(2 * b + 1) * zdim..(2 * b + 2) * zdim];
             glv.iter_mut().for_each(|g| *g -= half_inv_b);
-        }
-        self.backward_encoder(&input, images);
-
-        let n = rows as f64;
-        StepTerms {
-            loss: -bound / images as f64,
-            recon: recon / n,
-            kl: kl / n,
         }
     }
 

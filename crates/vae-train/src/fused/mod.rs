@@ -21,15 +21,9 @@
 
 mod iwae;
 mod kernels;
-mod sgemm;
 mod sparse;
 #[cfg(test)]
 mod tests;
-
-pub use sgemm::{
-    backend as gemm_backend, in_trial as gemm_in_trial, sgemm, shape_key as gemm_shape_key,
-    side_by_side, with_backend as with_gemm_backend, Backend as GemmBackend, Shape as GemmShape,
-};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -40,11 +34,10 @@ use rayon::prelude::*;
 use vae_model::{Activation, LayerSpec, Likelihood, ScaleHead, Vae, VaeConfig};
 
 use crate::config::Loss;
-use crate::engine::StepTerms;
-use crate::AdamConfig;
-use crate::AdamState;
+use crate::gemm::{self, sgemm, side_by_side, GemmShape, StepBackend};
+use crate::metrics::StepTerms;
+use crate::{AdamState, FlatAdam};
 use kernels::{act_backward, activate, bce_and_grad};
-pub(crate) use kernels::{adam_update, AdamStep};
 use sparse::Nonzeros;
 
 /// Where every parameter tensor lives in the engine's flat buffers, derived from [`VaeConfig::plan`]: all weights
@@ -170,8 +163,8 @@ impl Dense {
         let (w, b) = (&params[self.w.clone()], &params[self.b.clone()]);
         match input {
             Input::Sparse(nz) => {
-                let shape = (false, false, rows, self.fan_out, self.fan_in);
-                crate::profile::sparse_product(
+                let shape = product(false, false, rows, self.fan_out, self.fan_in);
+                gemm::timing::sparse_product(
                     shape,
                     || nz.len(),
                     || sparse::forward(nz, w, b, self.fan_out, out),
@@ -182,7 +175,7 @@ impl Dense {
                     row.copy_from_slice(b);
                 }
                 let (fan_in, fan_out, tb) = (self.fan_in, self.fan_out, !self.transposed);
-                sgemm(false, tb, rows, fan_out, fan_in, x, w, out, true);
+                sgemm(product(false, tb, rows, fan_out, fan_in), x, w, out, true);
             }
         }
         if let Some(act) = self.activation {
@@ -230,17 +223,27 @@ impl Dense {
         let (fan_in, fan_out) = (self.fan_in, self.fan_out);
         match input {
             Input::Sparse(nz) => {
-                let shape = (true, false, fan_in, fan_out, rows);
-                crate::profile::sparse_product(
+                let shape = product(true, false, fan_in, fan_out, rows);
+                gemm::timing::sparse_product(
                     shape,
                     || nz.len(),
                     || sparse::weight_grad(nz, da, fan_out, gw),
                 );
             }
-            Input::Dense(x) if self.transposed => {
-                sgemm(true, false, fan_in, fan_out, rows, x, da, gw, false)
-            }
-            Input::Dense(x) => sgemm(true, false, fan_out, fan_in, rows, da, x, gw, false),
+            Input::Dense(x) if self.transposed => sgemm(
+                product(true, false, fan_in, fan_out, rows),
+                x,
+                da,
+                gw,
+                false,
+            ),
+            Input::Dense(x) => sgemm(
+                product(true, false, fan_out, fan_in, rows),
+                da,
+                x,
+                gw,
+                false,
+            ),
         }
         let gb = &mut grads[self.b.clone()];
         gb.iter_mut().for_each(|g| *g = 0.0);
@@ -255,11 +258,29 @@ impl Dense {
     fn backward_input(&self, params: &[f32], da: &[f32], rows: usize, d_input: &mut [f32]) {
         let w = &params[self.w.clone()];
         let (fan_in, fan_out, tb) = (self.fan_in, self.fan_out, self.transposed);
-        sgemm(false, tb, rows, fan_in, fan_out, da, w, d_input, false);
+        sgemm(
+            product(false, tb, rows, fan_in, fan_out),
+            da,
+            w,
+            d_input,
+            false,
+        );
     }
 }
 
-/// The model, its gradients and Adam moments as flat buffers, and the scratch of a training step.
+/// The product `op(a)[m, k] · op(b)[k, n]`, `ta` and `tb` saying which operand is stored transposed.
+fn product(ta: bool, tb: bool, m: usize, n: usize, k: usize) -> GemmShape {
+    GemmShape {
+        a_transposed: ta,
+        b_transposed: tb,
+        m,
+        n,
+        k,
+    }
+}
+
+/// The model and its gradients as flat buffers, and the scratch of a step; the optimiser's moments are a
+/// [`FlatAdam`] of the caller's, so that a model that only decodes needs none.
 #[derive(Debug, Clone)]
 pub struct FusedVae {
     config: VaeConfig,
@@ -271,10 +292,6 @@ pub struct FusedVae {
     out: Dense,
     params: Vec<f32>,
     grads: Vec<f32>,
-    m: Vec<f32>,
-    v: Vec<f32>,
-    adam: AdamConfig,
-    step: u64,
     scratch: Scratch,
 }
 
@@ -306,8 +323,8 @@ pub fn supports(cfg: &VaeConfig) -> bool {
 }
 
 impl FusedVae {
-    /// The engine for `vae`'s architecture, holding a copy of its parameters and fresh Adam moments.
-    pub fn new(vae: &Vae, adam: AdamConfig) -> candle_core::Result<Self> {
+    /// The engine for `vae`'s architecture, holding a copy of its parameters.
+    pub fn new(vae: &Vae) -> candle_core::Result<Self> {
         let config = vae.config().clone();
         let plan = config.plan();
         let specs: Vec<&LayerSpec> = plan.layers().collect();
@@ -335,12 +352,8 @@ impl FusedVae {
             decoder,
             out,
             params,
-            grads: zeros.clone(),
-            m: zeros.clone(),
-            v: zeros,
+            grads: zeros,
             layout,
-            adam,
-            step: 0,
             scratch,
         })
     }
@@ -350,9 +363,9 @@ impl FusedVae {
         self.config.latent_dim
     }
 
-    /// Adam steps taken.
-    pub fn step_count(&self) -> u64 {
-        self.step
+    /// Parameters in the flat buffers: the length of the [`FlatAdam`] that trains them.
+    pub fn parameter_count(&self) -> usize {
+        self.layout.len
     }
 
     /// The current parameters as a model on the CPU.
@@ -362,12 +375,12 @@ impl FusedVae {
         Vae::from_tensors(&self.config, tensors, &Device::Cpu)
     }
 
-    /// Adam's step count and moments, in parameter order.
-    pub fn adam_state(&self) -> candle_core::Result<AdamState> {
-        let m = self.layout.tensors(&self.m)?;
-        let v = self.layout.tensors(&self.v)?;
+    /// `adam`'s step count and moments as tensors, in parameter order.
+    pub fn adam_state(&self, adam: &FlatAdam) -> candle_core::Result<AdamState> {
+        let (m, v) = adam.moments();
+        let (m, v) = (self.layout.tensors(m)?, self.layout.tensors(v)?);
         Ok(AdamState {
-            step: self.step,
+            step: adam.step_count(),
             moments: m
                 .into_iter()
                 .zip(v)
@@ -376,16 +389,17 @@ impl FusedVae {
         })
     }
 
-    /// Restores what [`FusedVae::adam_state`] returned (shapes already checked by the caller).
-    pub fn restore_adam(&mut self, state: &AdamState) -> candle_core::Result<()> {
+    /// Restores what [`FusedVae::adam_state`] returned into `adam` (shapes already checked by the caller).
+    pub fn restore_adam(&self, adam: &mut FlatAdam, state: &AdamState) -> candle_core::Result<()> {
         let names = self.layout.tensors.iter().map(|(n, ..)| n.clone());
         let (m, v): (Vec<_>, Vec<_>) = names
             .zip(&state.moments)
             .map(|(n, (m, v))| ((n.clone(), m.clone()), (n, v.clone())))
             .unzip();
-        self.layout.fill(&mut self.m, &m)?;
-        self.layout.fill(&mut self.v, &v)?;
-        self.step = state.step;
+        let (mut m_flat, mut v_flat) = (vec![0f32; self.layout.len], vec![0f32; self.layout.len]);
+        self.layout.fill(&mut m_flat, &m)?;
+        self.layout.fill(&mut v_flat, &v)?;
+        adam.restore(state.step, m_flat, v_flat);
         Ok(())
     }
 
@@ -632,18 +646,8 @@ impl FusedVae {
         }
     }
 
-    /// One Adam update, over every parameter at once, from the gradients of the last
-    /// [`FusedVae::forward_backward`].
-    pub fn adam_step(&mut self) {
-        self.step += 1;
-        let c = AdamStep::new(&self.adam, self.step);
-        crate::profile::time(crate::profile::Phase::Adam, || {
-            adam_update(&mut self.params, &self.grads, &mut self.m, &mut self.v, c)
-        });
-    }
-
     /// Chooses the sgemm backend for training steps under `loss` by timing whole steps on each backend (see
-    /// [`gemm_backend`]), on a copy of the model and the batch `x` of `rows` images (the run's first, so that its
+    /// [`gemm::calibrate`]), on a copy of the model and the batch `x` of `rows` images (the run's first, so that its
     /// share of nonzeros decides the first layer's products as in the run): the model and every RNG of the run are
     /// untouched.
     pub fn calibrate_gemm(
@@ -652,26 +656,20 @@ impl FusedVae {
         labels: &[u32],
         rows: usize,
         loss: Loss,
-    ) -> Option<GemmBackend> {
+    ) -> StepBackend {
         let mut copy = self.clone();
-        let samples = match loss {
-            Loss::Elbo { .. } => 1,
-            Loss::Iwae { k } => k,
-        };
-        let mut eps = vec![0f32; samples * rows * self.config.latent_dim];
+        let mut eps = vec![0f32; loss.samples() * rows * self.config.latent_dim];
         vae_model::VaeRng::seed_from(0).fill_normal(&mut eps);
         let what = format!("training steps of {rows} images");
-        sgemm::calibrate(&what, || {
-            match loss {
-                Loss::Elbo { beta } => copy.forward_backward(x, labels, &eps, rows, beta),
-                Loss::Iwae { k } => copy.forward_backward_iwae(x, labels, &eps, rows, k),
-            };
+        gemm::calibrate(&what, || {
+            copy.loss_and_gradients(x, labels, &eps, rows, loss);
         })
     }
 
-    /// A training step on the batch `x [rows, input_dim]` with its `labels`: gradients of `loss`, then Adam. `eps`
-    /// holds the noise: `[rows, latent]` for the ELBO, `[k·rows, latent]` (sample-major) for IWAE.
-    pub fn train_step(
+    /// The gradients of `loss` on the batch `x [rows, input_dim]` with its `labels`, left in the gradient buffer;
+    /// returns the loss terms. `eps` holds the noise: `[rows, latent]` for the ELBO, `[k·rows, latent]`
+    /// (sample-major) for IWAE.
+    pub fn loss_and_gradients(
         &mut self,
         x: &[f32],
         labels: &[u32],
@@ -679,11 +677,24 @@ impl FusedVae {
         rows: usize,
         loss: Loss,
     ) -> StepTerms {
-        let terms = match loss {
+        match loss {
             Loss::Elbo { beta } => self.forward_backward(x, labels, eps, rows, beta),
             Loss::Iwae { k } => self.forward_backward_iwae(x, labels, eps, rows, k),
-        };
-        self.adam_step();
+        }
+    }
+
+    /// A training step: [`FusedVae::loss_and_gradients`], then an update by `adam`.
+    pub fn train_step(
+        &mut self,
+        adam: &mut FlatAdam,
+        x: &[f32],
+        labels: &[u32],
+        eps: &[f32],
+        rows: usize,
+        loss: Loss,
+    ) -> StepTerms {
+        let terms = self.loss_and_gradients(x, labels, eps, rows, loss);
+        adam.update(&mut self.params, &self.grads);
         terms
     }
 }

@@ -8,7 +8,7 @@
 //! pixels); for the weight gradient, 4 adjacent pixels and the images where any of them is nonzero (28%). Each row
 //! read then feeds 4 sums held in registers, as in a dense product's kernel. With AVX2 only, whose 16 registers hold
 //! four rows of just 24 sums, the multiplies by a group's zeros (half its entries) cost more than the reads saved, so
-//! there a group is one image or pixel (`mnist`'s two products: 253 → 167 ms an epoch).
+//! there a group is one image or pixel.
 //!
 //! Every output is summed in a fixed order (the pixels, or the images, in order; a 0 in a group adds nothing) by one
 //! thread, and Rust never fuses a multiply and an add on its own, so the results are the same whatever the thread
@@ -23,7 +23,7 @@ pub const WIDE_GROUP: usize = 4;
 /// The group size of this CPU's kernels.
 fn group() -> usize {
     #[cfg(target_arch = "x86_64")]
-    if !super::kernels::has_avx512() && super::kernels::has_avx2() {
+    if !crate::cpu::has_avx512() && crate::cpu::has_avx2() {
         return 1;
     }
     WIDE_GROUP
@@ -201,12 +201,12 @@ fn each_col_group<const G: usize>(masks: &[u64], mut f: impl FnMut(usize)) {
 /// Sets bit `c % 64` of `masks[c / 64]` where `row[c]` is nonzero (NaN included, −0 not, as `v != 0.0`).
 fn nonzero_bits(row: &[f32], masks: &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
-    if super::kernels::has_avx512() {
+    if crate::cpu::has_avx512() {
         // SAFETY: the CPU supports AVX-512F (checked above).
         return unsafe { nonzero_bits_avx512(row, masks) };
     }
     #[cfg(target_arch = "x86_64")]
-    if super::kernels::has_avx2() {
+    if crate::cpu::has_avx2() {
         // SAFETY: the CPU supports AVX2 (checked above).
         return unsafe { nonzero_bits_avx2(row, masks) };
     }
@@ -282,8 +282,8 @@ pub fn weight_grad(nz: &Nonzeros, da: &[f32], n: usize, gwt: &mut [f32]) {
 /// `out [_, n]` (`init` the bias, or 0); the groups are split across the threads.
 fn sums(packed: &Packed, src: &[f32], init: Option<&[f32]>, n: usize, out: &mut [f32]) {
     let groups = packed.groups();
-    // Below about four million multiply-adds, waking a second thread costs more than it saves (`mnist-seed`'s 32-image
-    // steps, about two million: 282 ms an epoch split, 138 ms not).
+    // Below about four million multiply-adds, waking a second thread costs more than it saves (a small batch's
+    // steps run faster on one thread).
     let work = packed.values.len() * n;
     let tasks = if work < 1 << 22 {
         1
@@ -329,12 +329,12 @@ impl Task<'_> {
     /// The kernel for groups of `G` on this CPU.
     fn run_in<const G: usize>(self, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if super::kernels::has_avx512() {
+        if crate::cpu::has_avx512() {
             // SAFETY: the CPU supports AVX-512F (checked above).
             return unsafe { self.avx512::<G>(out) };
         }
         #[cfg(target_arch = "x86_64")]
-        if super::kernels::has_avx2() {
+        if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2 (checked above).
             return unsafe { self.avx2::<G>(out) };
         }
@@ -534,7 +534,7 @@ mod tests {
             assert_eq!(got, want, "scalar, {len}");
             #[cfg(target_arch = "x86_64")]
             {
-                use crate::fused::kernels::{has_avx2, has_avx512};
+                use crate::cpu::{has_avx2, has_avx512};
                 if has_avx2() {
                     got.fill(!0);
                     // SAFETY: the CPU supports AVX2 (checked above).

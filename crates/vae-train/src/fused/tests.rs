@@ -8,7 +8,7 @@ use candle_nn::Optimizer;
 use vae_model::{beta_elbo, iwae_bound, Activation, Vae, VaeConfig, VaeRng};
 
 use super::FusedVae;
-use crate::{Adam, AdamConfig, Loss};
+use crate::{Adam, AdamConfig, FlatAdam, Loss};
 
 /// The trainable variables of `varmap` in the model's parameter order.
 fn params(varmap: &candle_nn::VarMap, cfg: &VaeConfig) -> Vec<(String, Var)> {
@@ -73,7 +73,7 @@ fn check_gradients_at_density(cfg: &VaeConfig, rows: usize, loss: Loss, seed: u6
     .unwrap();
     let grads = terms.loss.backward().unwrap();
 
-    let mut fused = FusedVae::new(&vae, AdamConfig::default()).unwrap();
+    let mut fused = FusedVae::new(&vae).unwrap();
     let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let es = eps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let t = match loss {
@@ -202,25 +202,16 @@ fn adam_trajectory(loss: Loss, conditional: bool) {
     let mut rng = VaeRng::seed_from(9);
     let (vae, varmap) = Vae::init(&cfg, &mut rng, &dev).unwrap();
     let p = params(&varmap, &cfg);
-    let mut fused = FusedVae::new(
-        &vae,
-        AdamConfig {
-            lr: 1e-2,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut adam = Adam::new(
-        p.iter().map(|(_, v)| v.clone()).collect(),
-        AdamConfig {
-            lr: 1e-2,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let adam_cfg = AdamConfig {
+        lr: 1e-2,
+        ..Default::default()
+    };
+    let mut fused = FusedVae::new(&vae).unwrap();
+    let mut flat_adam = FlatAdam::new(adam_cfg, fused.parameter_count());
+    let mut adam = Adam::new(p.iter().map(|(_, v)| v.clone()).collect(), adam_cfg).unwrap();
     for _ in 0..20 {
         let x = rng.uniform((12, 40), 0.0, 1.0, &dev).unwrap();
-        let (ls, y) = labels(12, fused.step_count() as u32);
+        let (ls, y) = labels(12, flat_adam.step_count() as u32);
         let terms = match loss {
             Loss::Elbo { beta } => {
                 let eps = vae.noise(12, &mut rng).unwrap();
@@ -236,9 +227,9 @@ fn adam_trajectory(loss: Loss, conditional: bool) {
         adam.step(&terms.loss.backward().unwrap()).unwrap();
         let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let es = eps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        fused.train_step(&xs, &ls, &es, 12, loss);
+        fused.train_step(&mut flat_adam, &xs, &ls, &es, 12, loss);
     }
-    assert_eq!(fused.step_count(), 20);
+    assert_eq!(flat_adam.step_count(), 20);
     // Copy the fused weights out and compare with the autograd ones.
     let autograd: Vec<Vec<f32>> = p
         .iter()
@@ -256,7 +247,7 @@ fn adam_trajectory(loss: Loss, conditional: bool) {
     }
     // The Adam moments agree with the autograd optimiser's, parameter by parameter.
     let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let (mine, theirs) = (fused.adam_state().unwrap(), adam.state().unwrap());
+    let (mine, theirs) = (fused.adam_state(&flat_adam).unwrap(), adam.state().unwrap());
     assert_eq!(mine.step, theirs.step);
     for (((name, _), (m1, v1)), (m2, v2)) in p.iter().zip(&mine.moments).zip(&theirs.moments) {
         close(&format!("m.{name}"), &flat(m1), &flat(m2), 2e-3);
@@ -302,7 +293,7 @@ fn estimates_agree(cfg: VaeConfig) {
     let dev = Device::Cpu;
     let mut rng = VaeRng::seed_from(21);
     let (vae, _) = Vae::init(&cfg, &mut rng, &dev).unwrap();
-    let mut fused = FusedVae::new(&vae, AdamConfig::default()).unwrap();
+    let mut fused = FusedVae::new(&vae).unwrap();
     // 300 images make chunks of 6 samples, so k = 50 ends on a partial chunk.
     for (images, k) in [(3, 1), (300, 50), (7, 1000)] {
         let x = rng

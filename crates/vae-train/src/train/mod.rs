@@ -21,7 +21,7 @@ use crate::interrupt::{Interrupt, Interrupted};
 use crate::metrics::{append_metrics, rewrite_metrics, EpochMetrics};
 use crate::profile::{self, Profile};
 use crate::rundir::{files, RunDir};
-use crate::{charts, checkpoint, fused, images, latent, AdamConfig, Engine, RunConfig};
+use crate::{charts, checkpoint, images, latent, AdamConfig, Engine, RunConfig};
 use epoch::{run_epoch, EpochEnd, StopWhen};
 use progress::EpochProgress;
 use start::StartingPoint;
@@ -142,7 +142,7 @@ impl TrainSummary {
             history: report.history,
             engine: report.engine,
             files: report.files,
-            gemm: fused::gemm_backend(),
+            gemm: crate::gemm::backend_summary(),
             profile: report.profile,
             peak_rss_mib: crate::peak_rss_mib(),
         }
@@ -401,7 +401,7 @@ fn log_start(cfg: &RunConfig, opts: &TrainOptions, kind: Engine, train_images: u
         train_images,
         device = ?opts.device,
         engine = ?kind,
-        gemm = fused::gemm_backend(),
+        gemm = crate::gemm::backend_summary(),
         "training {} epochs of batch {}",
         cfg.training.epochs,
         cfg.training.batch_size

@@ -1,0 +1,22 @@
+//! What the CPU offers the hand-written kernels, checked once.
+
+/// Elements a thread takes at a time when an element-wise kernel is split across threads.
+pub const PARALLEL_CHUNK: usize = 1 << 14;
+
+/// Whether to take the AVX-512 paths: the CPU has them and `VAE_NO_AVX512` is not set (it forces the AVX2 paths,
+/// as on a CPU without AVX-512). Checked once.
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && has_avx2()
+            && std::env::var_os("VAE_NO_AVX512").is_none()
+    })
+}
+
+/// Whether the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}

@@ -1,0 +1,128 @@
+//! Single-precision GEMM on row-major slices, through OpenBLAS (with the `blas` feature) or the `gemm` crate (the
+//! kernel Candle's CPU matmul uses).
+//!
+//! Neither is always faster (Debian's OpenBLAS has AVX2 kernels only, the `gemm` crate AVX-512 ones; which wins
+//! depends on the shapes and on the machine's load), so an OpenBLAS build measures: a training run times a few whole
+//! steps on each ([`calibrate`]), and its step uses the faster for all its products; any other product (the
+//! estimator's thousands of rows) is timed alone the first time its shape is met ([`choose`]). Each choice takes
+//! milliseconds, is logged, and is written to a cache file ([`cache_path`]) that later runs read, so the same run
+//! gives the same numbers every time on that machine. `VAE_GEMM=openblas|gemm` forces a backend; `VAE_NO_AVX512` (as
+//! on a CPU without AVX-512) forces OpenBLAS, whose kernels the library picks for the CPU, since the `gemm` crate
+//! cannot be kept off its AVX-512 kernels.
+//!
+//! The pieces: [`scope`] (the backend a thread's products run on), [`calibrate`] (a training step's choice),
+//! [`choose`] (a lone product's choice), [`cache`] (the choices on disk), [`timing`] (the products' times when
+//! profiling), and one file per backend.
+
+mod cache;
+mod calibrate;
+mod choose;
+mod gemm_crate;
+#[cfg(feature = "blas")]
+mod openblas;
+mod scope;
+#[cfg(test)]
+mod tests;
+pub mod timing;
+
+pub use cache::cache_path;
+pub use calibrate::{calibrate, StepBackend};
+pub use choose::{backend_summary, choose};
+pub use scope::{in_trial, side_by_side, with_backend};
+
+/// A product `c[m, n] = op(a)[m, k] · op(b)[k, n]`, all row-major: its sizes, and whether `a` is stored as `[k, m]`
+/// and `b` as `[n, k]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct GemmShape {
+    /// `a` is stored transposed, as `[k, m]`.
+    pub a_transposed: bool,
+    /// `b` is stored transposed, as `[n, k]`.
+    pub b_transposed: bool,
+    /// Rows of `c`.
+    pub m: usize,
+    /// Columns of `c`.
+    pub n: usize,
+    /// The inner dimension.
+    pub k: usize,
+}
+
+impl GemmShape {
+    /// Multiply-adds of the product: `m·n·k`.
+    pub fn macs(&self) -> usize {
+        self.m * self.n * self.k
+    }
+}
+
+impl std::fmt::Display for GemmShape {
+    /// `"NT 128x400x784"`: the transposes of a and b, then m, n, k.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = |x: bool| if x { 'T' } else { 'N' };
+        let (m, n, k) = (self.m, self.n, self.k);
+        write!(
+            f,
+            "{}{} {m}x{n}x{k}",
+            t(self.a_transposed),
+            t(self.b_transposed)
+        )
+    }
+}
+
+/// The two sgemm implementations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// OpenBLAS's `cblas_sgemm` (the `blas` feature), on one thread, a large product split across ours. (Earlier
+    /// versions cached `openblas+threads`, OpenBLAS threaded beside ours.)
+    #[serde(alias = "openblas+threads")]
+    OpenBlas,
+    /// The `gemm` crate.
+    Gemm,
+}
+
+impl Backend {
+    /// The name used in logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::OpenBlas => "openblas",
+            Backend::Gemm => "gemm",
+        }
+    }
+}
+
+/// The multiply-adds from which a product is split across threads: below it, waking the threads costs more than
+/// they save.
+const SPLIT_MACS: usize = 1 << 23;
+
+/// `c = op(a) · op(b)`, or `c += op(a) · op(b)` when `accumulate`, on the backend this thread's scope or the
+/// product's measured choice names.
+///
+/// # Shapes
+/// `op(a)` is `[m, k]`, `op(b)` is `[k, n]`, `c` is `[m, n]`, all row-major and contiguous; a transposed `a` is
+/// stored as `[k, m]`, a transposed `b` as `[n, k]`.
+pub fn sgemm(shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
+    let GemmShape { m, n, k, .. } = shape;
+    // The FFI below trusts these lengths, so they are checked in release builds too.
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "sgemm: slices too short for {m}x{n}x{k}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (backend, trial) = scope::scoped(shape).unwrap_or_else(|| (choose(shape), false));
+    let start = (timing::enabled() && !trial).then(std::time::Instant::now);
+    run(backend, shape, a, b, c, accumulate);
+    if let Some(start) = start {
+        let flop = 2.0 * shape.macs() as f64;
+        timing::record(shape, backend.name(), start.elapsed(), flop);
+    }
+}
+
+/// Runs one product on `backend` (the caller checked the slices).
+fn run(backend: Backend, shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    match backend {
+        #[cfg(feature = "blas")]
+        Backend::OpenBlas => openblas::sgemm(shape, a, b, c, acc),
+        _ => gemm_crate::sgemm(shape, a, b, c, acc),
+    }
+}
