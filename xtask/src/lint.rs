@@ -1,5 +1,5 @@
-//! `cargo xtask lint`: formatting, clippy, rustdoc and packaging, each as CI holds them. `cargo xtask test` runs it
-//! first.
+//! `cargo xtask lint`: the code's structure, formatting, clippy, rustdoc and packaging, each as CI holds them.
+//! `cargo xtask test` runs it first.
 
 use anyhow::Result;
 
@@ -8,9 +8,10 @@ use crate::cmd::{cargo, features, status};
 /// The crates others depend on, in dependency order; `cargo package` checks each builds from its packaged files.
 const PUBLISHED: [&str; 3] = ["vae-model", "vae-data", "vae-train"];
 
-/// Fails on an unformatted line, a clippy warning, a rustdoc warning (a broken doc link, a missing doc) or a crate
+/// Fails on a break of the structure ([`crate::structure`]), an unformatted line, a clippy warning, a rustdoc warning (a broken doc link, a missing doc) or a crate
 /// that does not package.
 pub fn run() -> Result<()> {
+    crate::structure::check(&crate::cmd::project_root())?;
     status(cargo().args(["fmt", "--all", "--", "--check"]))?;
     status(
         cargo()

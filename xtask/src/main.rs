@@ -17,7 +17,6 @@ mod flags;
 mod fuzz;
 mod lint;
 mod man;
-#[cfg(test)]
 mod structure;
 mod summary;
 mod test;

@@ -399,7 +399,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "turned on when the restructuring lands"]
     fn the_workspace_holds_its_structure() {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         check(&workspace).unwrap();
