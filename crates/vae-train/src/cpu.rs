@@ -1,6 +1,7 @@
 //! What the CPU offers the hand-written kernels, checked once.
 
-/// Elements a thread takes at a time when an element-wise kernel is split across threads.
+/// Elements an element-wise kernel hands each thread at a time: large enough that waking a thread pays (a 128-image
+/// batch of logits is six of them), a multiple of the BCE's 4096-element blocks.
 pub const PARALLEL_CHUNK: usize = 1 << 14;
 
 /// Whether to take the AVX-512 paths: the CPU has them and `VAE_NO_AVX512` is not set (it forces the AVX2 paths,

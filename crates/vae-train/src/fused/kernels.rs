@@ -107,9 +107,6 @@ pub fn bce_and_grad(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
     sums.iter().sum()
 }
 
-/// Elements an element-wise kernel hands each thread at a time: large enough that waking a thread pays (a 128-image
-/// batch of logits is six of them), a multiple of the BCE's 4096-element blocks.
-
 fn bce_and_grad_serial(logits: &mut [f32], x: &[f32], scale: f32) -> f64 {
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {

@@ -32,7 +32,7 @@ const CANDIDATES: [Backend; 2] = [Backend::OpenBlas, Backend::Gemm];
 
 /// Chooses the backend of a training step by timing it on OpenBLAS and on the `gemm` crate: `step` (a step on a copy
 /// of the model, which must not touch the run's RNG) runs once to find its product shapes; unless this process or
-/// the cache holds a choice for that step, it then runs [`trial`]s until two agree on the backend of the fastest
+/// the cache holds a choice for that step, it then runs trials until two agree on the backend of the fastest
 /// best step. Whole steps are timed because a product inside a step is slower than the same product repeated (cold
 /// caches, threads waking up), and not by the same amount on both backends. Logged; written to the cache, where a
 /// choice another run made first wins, so that runs on one machine agree.

@@ -10,8 +10,8 @@
 //! on a CPU without AVX-512) forces OpenBLAS, whose kernels the library picks for the CPU, since the `gemm` crate
 //! cannot be kept off its AVX-512 kernels.
 //!
-//! The pieces: [`scope`] (the backend a thread's products run on), [`calibrate`] (a training step's choice),
-//! [`choose`] (a lone product's choice), [`cache`] (the choices on disk), [`timing`] (the products' times when
+//! The pieces: `scope` (the backend a thread's products run on), `calibrate` (a training step's choice),
+//! `choose` (a lone product's choice), `cache` (the choices on disk), [`timing`] (the products' times when
 //! profiling), and one file per backend.
 
 mod cache;

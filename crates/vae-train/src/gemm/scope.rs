@@ -70,7 +70,7 @@ pub(super) fn end_trials() {
 
 /// Runs `a` and `b`, independent parts of a step (a layer's weight gradient and its input gradient), side by side on
 /// the rayon pool, each in this thread's scope (its backend; in a trial, the shapes they meet are noted here), where
-/// the pass's largest product does `pass_work` multiply-adds from [`SPLIT_MACS`]: it splits across the threads, which
+/// the pass's largest product does `pass_work` multiply-adds from `SPLIT_MACS` (8M): it splits across the threads, which
 /// are then awake for the pairs (below, one after the other, since waking a sleeping thread for each pair costs more
 /// than the pair saves). When profiling, the products' overlap is counted, so that their total stays wall time.
 pub fn side_by_side(pass_work: usize, a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
