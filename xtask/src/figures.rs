@@ -302,7 +302,7 @@ fn beta_table(betas: &[(&str, Value)]) -> String {
 fn traversal_lines(traversals: &[(&str, Value)]) -> String {
     let mut t = String::new();
     for (beta, v) in traversals {
-        let kl: Vec<String> = v["kl_per_row"]
+        let kl: Vec<String> = v["kl"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_f64))
             .into_iter()
@@ -311,7 +311,7 @@ fn traversal_lines(traversals: &[(&str, Value)]) -> String {
             .collect();
         t += &format!(
             "- β = {beta} traversal: rows (dimensions, most used first) {}, KL per row {}, inactive {}\n",
-            v["rows"],
+            v["dims"],
             kl.join(" "),
             v["inactive"]
         );

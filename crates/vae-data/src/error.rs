@@ -83,7 +83,7 @@ pub enum DataError {
         msg: String,
     },
     /// A dataset file is not there; the message says how to get it.
-    #[error("{}: missing; run `cargo xtask download --dataset {dataset}` (or pass --mirror / --from)", path.display())]
+    #[error("{}: missing; run `vae-train download --dataset {dataset}` (--mirror URL or --from DIR to fetch it elsewhere), or `vae-train train --download`", path.display())]
     Missing {
         /// The expected file.
         path: PathBuf,
@@ -91,7 +91,7 @@ pub enum DataError {
         dataset: String,
     },
     /// A file in the data directory is not the published one.
-    #[error("{}: not the published file (sha256 {actual}, expected {expected}); `cargo xtask download` or `vae-train train --download` replaces it", path.display())]
+    #[error("{}: not the published file (sha256 {actual}, expected {expected}); `vae-train download` or `vae-train train --download` replaces it", path.display())]
     Unverified {
         /// The file.
         path: PathBuf,

@@ -25,7 +25,8 @@ mod load;
 pub use batch::{Batch, Batcher, Batches, Binarize};
 pub use dataset::{DataFile, Dataset, FILE_NAMES};
 pub use download::{
-    dataset_dir, download, sha256_file, verify, DownloadOptions, Outcome, Source, MIRROR_ENV,
+    dataset_dir, download, sha256_file, verify, verify_test, DownloadOptions, Outcome, Source,
+    MIRROR_ENV,
 };
 pub use error::{DataError, Result};
-pub use load::{load, load_dir, unit_grey, unit_pixels, MnistData};
+pub use load::{load, load_dir, load_test, unit_grey, unit_pixels, MnistData};

@@ -68,6 +68,29 @@ pub fn load(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
     load_dir(&dataset_dir(data_dir, dataset), dataset.name())
 }
 
+/// Loads the test split of `<data_dir>/<dataset>/` only, after checking its two files (see [`crate::verify_test`]):
+/// the training split of the answer is empty, so that the commands that read test images need nothing else.
+pub fn load_test(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
+    crate::verify_test(data_dir, dataset)?;
+    let dir = dataset_dir(data_dir, dataset);
+    let images = read_idx(&dir.join(FILE_NAMES[2]), IdxKind::Images)?;
+    let labels = read_idx(&dir.join(FILE_NAMES[3]), IdxKind::Labels)?;
+    if images.dims[0] != labels.dims[0] {
+        let (n, m) = (labels.dims[0], images.dims[0]);
+        let msg = format!("{n} labels for {m} images in {}", FILE_NAMES[2]);
+        return Err(DataError::idx(dir.join(FILE_NAMES[3]), msg));
+    }
+    let (rows, cols) = (images.dims[1], images.dims[2]);
+    Ok(MnistData {
+        train_images: Tensor::zeros((0, rows * cols), DType::U8, &Device::Cpu)?,
+        train_labels: Tensor::zeros(0, DType::U32, &Device::Cpu)?,
+        test_images: pixels(images, rows * cols)?,
+        test_labels: checked_labels(labels, &dir.join(FILE_NAMES[3]))?,
+        rows,
+        cols,
+    })
+}
+
 /// Loads the four gzipped IDX files in `dir`. `name` is used in the hint of a "missing file" error.
 ///
 /// Each file is checked and decompressed in memory (nothing is written to disk), exactly as candle-datasets' MNIST

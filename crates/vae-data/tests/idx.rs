@@ -189,7 +189,7 @@ fn a_missing_file_says_how_to_get_it() {
     let msg = err_of(load_dir(dir.path(), "mnist"));
     assert!(
         msg.contains("train-images-idx3-ubyte.gz: missing")
-            && msg.contains("cargo xtask download --dataset mnist"),
+            && msg.contains("vae-train download --dataset mnist"),
         "{msg}"
     );
 }

@@ -78,38 +78,40 @@ pub fn curves_png(history: &[EpochMetrics]) -> Result<Vec<u8>> {
 /// A named line of `(epoch, value)` points in a colour.
 type Line<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
 
-/// One panel: lines over epochs with a legend.
+/// One panel: lines over epochs with a legend, labelled at whole epochs (at most ten labels), its scale set by the
+/// epochs after the first when there are three or more (the first's loss, far above the rest, would flatten them);
+/// a value above the scale is drawn at its top edge, and the caption says so.
 fn panel(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     title: &str,
     lines: &[Line],
 ) -> Result<()> {
-    let finite = || {
-        lines
-            .iter()
-            .flat_map(|(_, l, _)| l.iter())
-            .filter(|p| p.1.is_finite())
-    };
-    let (lo, hi) = finite().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-    let pad = ((hi - lo) * 0.05).max(1e-3);
     let last = lines
         .iter()
         .flat_map(|(_, l, _)| l.iter())
         .map(|p| p.0)
         .fold(1.0, f64::max);
+    let (lo, hi) = value_range(lines, last >= 3.0);
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let top = hi + pad;
+    let clipped = lines.iter().any(|(_, l, _)| l.iter().any(|p| p.1 > top));
+    let caption = match clipped {
+        true => format!("{title} (epoch 1 above the scale)"),
+        false => title.to_string(),
+    };
+    let last = last as u32;
+    let epochs = 1..last.max(2);
     let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, 22))
+        .caption(caption, (FONT, 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(1.0..last.max(1.5), (lo - pad)..(hi + pad))
+        .build_cartesian_2d(epochs, (lo - pad)..top)
         .map_err(plot_error)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
+        .x_labels(last.clamp(2, 10) as usize)
         .y_desc("nats per image")
         .label_style((FONT, 14))
         .draw()
@@ -117,7 +119,7 @@ fn panel(
     for &(name, points, color) in lines {
         chart
             .draw_series(LineSeries::new(
-                points.iter().copied(),
+                points.iter().map(|&(e, v)| (e as u32, v.min(top))),
                 color.stroke_width(2),
             ))
             .map_err(plot_error)?
@@ -134,6 +136,53 @@ fn panel(
         .draw()
         .map_err(plot_error)?;
     Ok(())
+}
+
+/// The lowest and highest finite value of `lines`, leaving out each line's first point when `skip_first`; `(0, 1)`
+/// when there is none.
+fn value_range(lines: &[Line], skip_first: bool) -> (f64, f64) {
+    let values = lines
+        .iter()
+        .flat_map(|(_, l, _)| l.iter().skip(usize::from(skip_first)))
+        .map(|p| p.1)
+        .filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo.is_finite() {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+/// The PNG `grid`, a grid of `labels.len()` rows of tiles, with each row's label to its left.
+pub fn label_rows(grid: &[u8], labels: &[String]) -> Result<Vec<u8>> {
+    font()?;
+    anyhow::ensure!(!labels.is_empty(), "no rows to label");
+    let grid = image::load_from_memory(grid)?.to_luma8();
+    let (label_w, (grid_w, height)) = (150, grid.dimensions());
+    let width = label_w + grid_w;
+    let mut rgb = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let row = height as f64 / labels.len() as f64;
+        for (i, label) in labels.iter().enumerate() {
+            let y = (row * (i as f64 + 0.5)) as i32 - 8;
+            let text = Text::new(label.as_str(), (8, y), (FONT, 16));
+            root.draw(&text).map_err(plot_error)?;
+        }
+        root.present().map_err(plot_error)?;
+    }
+    for (x, y, p) in grid.enumerate_pixels() {
+        let at = ((y * width + label_w + x) * 3) as usize;
+        rgb[at..at + 3].fill(p.0[0]);
+    }
+    let img = image::RgbImage::from_raw(width, height, rgb).context("canvas size")?;
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    Ok(png)
 }
 
 /// Ten distinguishable colours, one per class (Tableau 10).
@@ -314,6 +363,38 @@ mod tests {
         // Two dimensions are drawn as they are.
         let flat = vec![vec![1.0, 2.0], vec![3.0, -4.0]];
         assert_eq!(principal_plane(&flat), vec![(1.0, 2.0), (3.0, -4.0)]);
+    }
+
+    #[test]
+    fn labelled_rows_keep_the_grid_to_the_right_of_their_labels() {
+        let grid = image::GrayImage::from_fn(60, 40, |x, y| image::Luma([(x + y) as u8]));
+        let mut png = Vec::new();
+        grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let out = label_rows(&png, &["z3  KL 1.20".into(), "z0  KL 0.00".into()]).unwrap();
+        let out = image::load_from_memory(&out).unwrap().to_rgb8();
+        assert_eq!(out.dimensions(), (210, 40));
+        for (x, y, p) in grid.enumerate_pixels() {
+            assert_eq!(out.get_pixel(150 + x, y).0, [p.0[0]; 3]);
+        }
+        // Some ink in the label column of each row, none in its last pixels.
+        for rows in [0..20, 20..40] {
+            let ink = rows.flat_map(|y| (0..150).map(move |x| (x, y)));
+            let ink = ink
+                .filter(|&(x, y)| out.get_pixel(x, y).0 != [255; 3])
+                .count();
+            assert!(ink > 20, "{ink} dark pixels");
+        }
+    }
+
+    #[test]
+    fn the_scale_leaves_out_the_first_epoch_when_asked() {
+        let train = [(1.0, 160.0), (2.0, 110.0), (3.0, 105.0)];
+        let test = [(1.0, 130.0), (2.0, 108.0), (3.0, f64::NAN)];
+        let lines: [Line; 2] = [("train", &train, BLUE), ("test", &test, RED)];
+        assert_eq!(value_range(&lines, true), (105.0, 110.0));
+        assert_eq!(value_range(&lines, false), (105.0, 160.0));
+        assert_eq!(value_range(&[], true), (0.0, 1.0));
     }
 
     #[test]

@@ -354,12 +354,14 @@ fn the_same_seed_gives_the_same_bytes_and_npy_holds_the_probabilities_of_the_pic
             values.iter().all(|v| (0.0..=1.0).contains(v)),
             "{cmd:?}: probabilities"
         );
-        // The picture shows those probabilities: tile k's top-left pixel (after the 2-pixel border, ×2 scale).
+        // The picture shows those probabilities: tile k's top-left pixel (after the 2-pixel border, ×2 scale), right
+        // of the row labels of a traversal.
         let png = image::open(tmp.path().join("a.png")).unwrap().to_luma8();
-        let cols = (png.width() - 2) / (2 * 28 + 2);
+        let left = if cmd[0] == "traverse" { 150 } else { 0 };
+        let cols = (png.width() - left - 2) / (2 * 28 + 2);
         for k in [0, n - 1] {
             let (r, c) = (k as u32 / cols, k as u32 % cols);
-            let px = png.get_pixel(2 + c * 58 + 2 * 14, 2 + r * 58 + 2 * 14)[0];
+            let px = png.get_pixel(left + 2 + c * 58 + 2 * 14, 2 + r * 58 + 2 * 14)[0];
             let want = (values[k * 784 + 14 * 28 + 14] * 255.0).round() as u8;
             assert_eq!(px, want, "{cmd:?}: tile {k}");
         }

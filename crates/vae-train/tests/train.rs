@@ -327,7 +327,11 @@ mod cli {
                 "--data-dir",
                 empty.to_str().unwrap(),
             ],
-            &["missing", "cargo xtask download"],
+            &[
+                "missing",
+                "vae-train download --dataset mnist",
+                "train --download",
+            ],
         );
         let corrupt = tmp.path().join("corrupt");
         std::fs::create_dir_all(corrupt.join("mnist")).unwrap();
@@ -1087,4 +1091,71 @@ mod profile {
             );
         }
     }
+}
+
+#[test]
+fn logs_written_to_a_file_or_pipe_have_no_colour_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-seed.safetensors");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vae-train"))
+        .args(["sample", "--n", "4", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(tmp.path().join("s.png"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("INFO") && stderr.contains("s.png"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "colour codes in {stderr:?}");
+}
+
+#[test]
+fn the_commands_that_read_test_images_need_only_the_test_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let only_test = tmp.path().join("data");
+    std::fs::create_dir_all(only_test.join("mnist")).unwrap();
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(
+            data_dir().join("mnist").join(f),
+            only_test.join("mnist").join(f),
+        )
+        .unwrap();
+    }
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-seed.safetensors");
+    let (model, dir) = (model.to_str().unwrap(), only_test.to_str().unwrap());
+    let out = tmp.path().join("more.png");
+    let (code, _, err) = common::vae_train(&[
+        "generate",
+        "--model",
+        model,
+        "--like",
+        "3",
+        "--n",
+        "4",
+        "--data-dir",
+        dir,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.is_file());
+    let run = tmp.path().join("run");
+    let (code, _, err) = common::vae_train(&[
+        "train",
+        "--epochs",
+        "1",
+        "--data-dir",
+        dir,
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("train-images-idx3-ubyte.gz: missing") && err.contains("vae-train download"),
+        "{err}"
+    );
 }

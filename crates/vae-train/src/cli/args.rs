@@ -151,12 +151,15 @@ pub struct EvalArgs {
     /// f32, for an independent evaluator (`bench/torch_iw_estimate.py`).
     #[arg(long)]
     pub inputs_out: Option<PathBuf>,
+    /// Seed of the importance samples (and of a dynamic binarisation's draws, which use seed 2016 unless a model
+    /// says otherwise).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
 
 #[derive(Args)]
 pub struct SampleArgs {
+    /// A model.safetensors written by `train` or `import`.
     #[arg(long)]
     pub model: PathBuf,
     /// Number of samples (laid out in a near-square grid). A conditional model without `--digit` gives one row
@@ -166,6 +169,9 @@ pub struct SampleArgs {
     /// A conditional model's class to sample under: 0-9 for MNIST and Fashion-MNIST.
     #[arg(long)]
     pub digit: Option<u32>,
+    /// Scales the prior's standard deviation: z ~ N(0, T² I).
+    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
+    pub temperature: f64,
     #[command(flatten)]
     pub draw: Draw,
     /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities, row-major as in the grid).
@@ -186,6 +192,10 @@ pub struct GenerateArgs {
     /// Number of images; sample i comes from example i mod (the number of examples).
     #[arg(long, default_value_t = 64)]
     pub n: usize,
+    /// Scales the standard deviation of each example's posterior the images are drawn from; 0 decodes the
+    /// posterior means.
+    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
+    pub temperature: f64,
     #[command(flatten)]
     pub draw: Draw,
     /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities).
@@ -267,13 +277,10 @@ pub struct ModelOnData {
     pub common: Common,
 }
 
-/// How z is drawn: every command that samples.
+/// The seed of every command that draws z.
 #[derive(Args)]
 pub struct Draw {
-    /// Scales the standard deviation z is drawn with: the prior's for `sample` (z ~ N(0, T² I)), the posterior's
-    /// for `generate` (0 decodes the posterior means).
-    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
-    pub temperature: f64,
+    /// Seed of the draws: the same seed gives the same images.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -361,7 +368,9 @@ pub struct ImportArgs {
 /// `--activation`.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ActivationArg {
+    /// max(0, x).
     Relu,
+    /// tanh(x).
     Tanh,
 }
 
@@ -389,4 +398,55 @@ pub struct PresetArgs {
     pub models_dir: PathBuf,
     #[command(flatten)]
     pub overrides: Overrides,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every problem of `cmd`'s help and its subcommands': a flag or value without a description, or rustdoc's
+    /// link syntax shown as it is.
+    fn problems(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let rustdoc =
+            |text: &str| text.contains("[`") || text.contains("`]") || text.contains("crate::");
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                out.push(format!("{path} --{id}: no description"));
+            }
+            let values = arg.get_possible_values();
+            let texts = values
+                .iter()
+                .filter_map(|v| v.get_help())
+                .map(|h| h.to_string());
+            for text in std::iter::once(help).chain(texts) {
+                if rustdoc(&text) {
+                    out.push(format!("{path} --{id}: rustdoc syntax in {text:?}"));
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let name = format!("{path} {}", sub.get_name());
+            if sub
+                .get_about()
+                .is_none_or(|a| a.to_string().trim().is_empty())
+            {
+                out.push(format!("{name}: no description"));
+            }
+            problems(sub, &name, out);
+        }
+    }
+
+    #[test]
+    fn every_flag_has_a_description_without_rustdoc_syntax() {
+        let mut found = Vec::new();
+        problems(&Cli::command(), "vae-train", &mut found);
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
 }

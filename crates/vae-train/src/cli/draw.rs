@@ -17,7 +17,7 @@ pub(super) fn sample(a: SampleArgs) -> Result<()> {
     let classes = vae.config().label_dim();
     ensure_samples_fit(&vae, a.n.max(classes))?;
     let mut rng = VaeRng::seed_from(a.draw.seed);
-    let t = a.draw.temperature;
+    let t = a.temperature;
     let images = match (a.digit, classes) {
         (Some(d), 0) => anyhow::bail!(
             "--digit {d}: {} is not a conditional model (train one with `conditional = true`, e.g. the mnist-cvae preset)",
@@ -72,7 +72,7 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
         Err(_) => (inputs::image_file(Path::new(&a.like), &vae)?, None),
     };
     let mut rng = VaeRng::seed_from(a.draw.seed);
-    let t = a.draw.temperature;
+    let t = a.temperature;
     let images = latent::posterior_samples(&vae, &examples, labels.as_ref(), a.n, t, &mut rng)?;
     write_square(&a.out, &images, &vae)
 }
@@ -104,7 +104,17 @@ pub(super) fn traverse(a: TraverseArgs) -> Result<()> {
     let steps = a.steps as usize;
     let images = latent::traverse(&vae, &x, Some(&label), &order, a.range, steps)?;
     let hw = inputs::image_side(vae.config())?;
-    images::write_images(&a.out, &images, order.len(), steps, hw, hw)?;
+    let kl: Vec<f64> = order.iter().map(|&d| kl_per_dim[d]).collect();
+    match a.out.extension().is_some_and(|e| e == "npy") {
+        true => images::write_images(&a.out, &images, order.len(), steps, hw, hw)?,
+        false => {
+            let grid = images::grid_png(&images, order.len(), steps, hw, hw)?;
+            let names: Vec<String> = (order.iter().zip(&kl))
+                .map(|(d, k)| format!("z{d}  KL {k:.2}"))
+                .collect();
+            images::write_png(&a.out, &vae_train::charts::label_rows(&grid, &names)?)?;
+        }
+    }
     let inactive: Vec<usize> = order
         .iter()
         .copied()
@@ -118,10 +128,10 @@ pub(super) fn traverse(a: TraverseArgs) -> Result<()> {
             latent::INACTIVE_KL
         );
     }
-    let kl: Vec<f64> = order.iter().map(|&d| kl_per_dim[d]).collect();
+    // The dimensions in row order, each row's average KL, and the inactive ones.
     println!(
         "{}",
-        serde_json::json!({ "out": a.out.display().to_string(), "rows": order, "kl_per_row": kl, "inactive": inactive })
+        serde_json::json!({ "out": a.out.display().to_string(), "dims": order, "kl": kl, "inactive": inactive })
     );
     tracing::info!("wrote {}", a.out.display());
     Ok(())

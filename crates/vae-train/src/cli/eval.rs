@@ -26,6 +26,12 @@ pub(super) fn run(a: EvalArgs) -> Result<()> {
         a.on.model.display(),
         avg.loss
     );
+    tracing::info!(
+        "test −ELBO {:.3}: one draw of ε per test image, from --seed {}; training's epochs drew others, so its last \
+         test figure differs by that noise",
+        avg.loss,
+        a.seed
+    );
     let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     let mut out = serde_json::json!({
         "model": a.on.model.display().to_string(),

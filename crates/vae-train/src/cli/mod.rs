@@ -16,7 +16,8 @@ use anyhow::Result;
 
 use args::{Cli, Command};
 
-/// Runs the command `cli` names, logging to stderr (`RUST_LOG` filters, `info` by default).
+/// Runs the command `cli` names, logging to stderr (`RUST_LOG` filters, `info` by default; coloured on a terminal
+/// only).
 pub fn run(cli: Cli) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -24,6 +25,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     match cli.command {

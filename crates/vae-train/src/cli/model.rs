@@ -15,11 +15,11 @@ pub(super) fn load_model(path: &Path, kind: DeviceKind) -> Result<Vae> {
     Ok(Vae::load(path, &device)?)
 }
 
-/// The model and the dataset it was trained on (or `--dataset`), checked to fit each other.
+/// The model and the test split of the dataset it was trained on (or `--dataset`), checked to fit each other.
 pub(super) fn model_and_data(on: &ModelOnData) -> Result<(Vae, vae_data::MnistData, Dataset)> {
     let vae = load_model(&on.model, on.common.device.device)?;
     let dataset = inputs::model_dataset(&vae, on.dataset, &on.model)?;
-    let data = vae_data::load(&on.common.data_dir(), dataset)?;
+    let data = vae_data::load_test(&on.common.data_dir(), dataset)?;
     inputs::ensure_fits(&vae, &data, dataset, &on.model)?;
     Ok((vae, data, dataset))
 }
