@@ -463,6 +463,74 @@ mod browser {
         js(client, &script).await;
     }
 
+    /// What of the page runs off its right edge: a horizontal scrollbar, or a shown element past the edge.
+    async fn cut_off(client: &Client) -> Value {
+        js(
+            client,
+            "const w = document.documentElement.clientWidth; \
+             const cut = [...document.querySelectorAll('section, img, canvas, pre, .legend, dl')] \
+               .filter((e) => e.offsetParent !== null && e.getBoundingClientRect().right > w + 0.5) \
+               .map((e) => `${e.id || e.tagName} ends at ${Math.round(e.getBoundingClientRect().right)}`); \
+             if (document.documentElement.scrollWidth > w) cut.push(`page ${document.documentElement.scrollWidth} wide`); \
+             return cut;",
+        )
+        .await
+    }
+
+    #[test]
+    fn the_page_fits_windows_1280_and_800_wide_with_every_part_shown() {
+        let driver = match driver() {
+            Ok(d) => d,
+            Err(reason) => {
+                eprintln!("browser test skipped: {reason}");
+                return;
+            }
+        };
+        // A 2-D model with its run's metrics beside it: the plane, its legend, the curves and the facts all show.
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().to_str().unwrap();
+        let data = data_dir();
+        let args = [
+            "train",
+            "--preset",
+            "mnist-2d",
+            "--epochs",
+            "2",
+            "--out",
+            out,
+            "--data-dir",
+        ];
+        let (code, _, err) = common::vae_train(&[&args[..], &[data.to_str().unwrap()]].concat());
+        assert_eq!(code, Some(0), "{err}");
+        let server = Server::start(&tmp.path().join("model.safetensors"));
+        let shots = std::env::var_os("VAE_EXPLORER_SHOTS")
+            .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = browser(&driver).await;
+            for width in [1280, 800] {
+                client.set_window_size(width, 3600).await.unwrap();
+                open(&client, &format!("{}/", server.url)).await;
+                let loaded = "return ['plane', 'curves', 'path'].every((id) => { \
+                    const i = document.getElementById(id); return !i.hidden && i.complete && i.naturalWidth > 0; });";
+                until(&client, loaded, "the plane, the curves and the morph").await;
+                let legend = js(&client, "return document.querySelectorAll('#plane-legend span').length;").await;
+                assert_eq!(legend, json!(10), "a legend entry per class");
+                let facts = js(&client, "return document.getElementById('facts').textContent;").await;
+                let facts = facts.as_str().unwrap();
+                assert!(facts.contains("epochs2") && facts.contains("nats per image"), "{facts}");
+                let more = js(&client, "return getComputedStyle(document.getElementById('more')).display;").await;
+                assert_eq!(more, json!("none"), "no broken image before a drawing");
+                assert_eq!(cut_off(&client).await, json!([]), "cut off at {width} px");
+                assert_eq!(errors(&client).await, json!([]), "errors at {width} px");
+                let shot = shots.join(format!("explorer-{width}.png"));
+                std::fs::write(&shot, client.screenshot().await.unwrap()).unwrap();
+                eprintln!("screenshot: {}", shot.display());
+            }
+            client.close().await.unwrap();
+        });
+    }
+
     #[test]
     fn the_page_decodes_sliders_draws_and_classes_in_a_real_browser() {
         let driver = match driver() {

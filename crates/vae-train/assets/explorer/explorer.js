@@ -157,6 +157,14 @@ async function buildPlane() {
   img.addEventListener("load", () => drawPoints(img, layout.points));
   img.src = "/api/plane.png";
   $("show-points").addEventListener("change", () => drawPoints(img, layout.points));
+  window.addEventListener("resize", () => drawPoints(img, layout.points));
+  const shown = [...new Set(layout.points.map((p) => p[2]))].sort((a, b) => a - b);
+  for (const l of shown) {
+    const key = document.createElement("span");
+    key.style.setProperty("--c", COLOURS[l % COLOURS.length]);
+    key.textContent = layout.names[l] ?? String(l);
+    $("plane-legend").append(key);
+  }
   const pick = (e) => {
     const box = img.getBoundingClientRect();
     const u = (e.clientX - box.left) / box.width;
@@ -228,10 +236,20 @@ async function encodeDrawing() {
     setZ(enc.mu);
     const more = { input: enc.input, n: 8 };
     if (conditional()) more.label = label;
-    $("more").src = URL.createObjectURL(await (await api("/api/samples", more)).blob());
+    await showImage($("more"), await (await api("/api/samples", more)).blob());
+    $("more-hint").hidden = true;
   } catch (e) {
     report(e.message);
   }
+}
+
+// A PNG answer into an <img>, shown once it has loaded (before, it is hidden: no broken-image text).
+function showImage(img, blob) {
+  return new Promise((resolve, reject) => {
+    img.addEventListener("load", () => { img.hidden = false; resolve(); }, { once: true });
+    img.addEventListener("error", () => reject(new Error(`${img.id}: the image did not load`)), { once: true });
+    img.src = URL.createObjectURL(blob);
+  });
 }
 
 // --- morph --------------------------------------------------------------------------------------------------------
@@ -249,7 +267,7 @@ async function morph() {
     const to = ends.to || await testImage($("to-index").value);
     const body = { from: from.input, to: to.input, steps: 10, slerp: $("slerp").checked };
     if (conditional()) body.labels = [from.label, to.label];
-    $("path").src = URL.createObjectURL(await (await api("/api/interpolate", body)).blob());
+    await showImage($("path"), await (await api("/api/interpolate", body)).blob());
   } catch (e) {
     report(e.message);
   }
@@ -266,6 +284,24 @@ function setupMorph() {
   }
 }
 
+// The training facts of "About this model".
+function showFacts() {
+  const t = info.training;
+  const facts = [
+    ["dataset", info.dataset || "unknown"],
+    ["epochs", t.epochs ?? "unknown (no metrics.jsonl beside the model)"],
+    ["final test −ELBO", t.final_test_loss == null ? "unknown" : `${t.final_test_loss.toFixed(2)} nats per image`],
+    ["written", t.written_unix_s == null ? "unknown" : new Date(t.written_unix_s * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC"],
+  ];
+  for (const [name, value] of facts) {
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = String(value);
+    $("facts").append(dt, dd);
+  }
+}
+
 // --- start ----------------------------------------------------------------------------------------------------------
 
 async function start() {
@@ -274,6 +310,11 @@ async function start() {
   $("summary").textContent = `${[c.input_dim, ...c.hidden_dims, c.latent_dim].join("-")} ${c.activation}` +
     `${conditional() ? ", conditional" : ""}, trained on ${info.dataset || "an unknown dataset"}`;
   $("config").textContent = JSON.stringify({ dataset: info.dataset, ...c }, null, 2);
+  showFacts();
+  if (info.kl_per_dim.length === 0) {
+    $("slider-hint").textContent = "Each slider is one dimension of z, in index order: without the test set the " +
+      "dimensions cannot be ranked by use.";
+  }
   if (info.curves) {
     $("curves").src = "/api/curves.png";
     $("curves").hidden = false;
@@ -282,7 +323,7 @@ async function start() {
   buildSliders();
   if (conditional()) {
     $("label-row").hidden = false;
-    info.classes.forEach((name, i) => $("label").append(new Option(`${i}: ${name}`, i)));
+    info.classes.forEach((name, i) => $("label").append(new Option(name, i)));
     $("label").addEventListener("change", () => { label = Number($("label").value); decode(); });
   }
   $("random").addEventListener("click", () => setZ(z.map(normal)));
@@ -291,6 +332,7 @@ async function start() {
   setupMorph();
   if (info.plane) await buildPlane();
   await decode();
+  if (info.test_images > 0) await morph();
   document.body.dataset.ready = "true";
 }
 

@@ -11,7 +11,7 @@ pub(super) fn run(a: ServeArgs) -> Result<()> {
     let vae = load_model(&a.model, DeviceKind::Cpu)?;
     // The test set orders the sliders and feeds the test-image picker; the page works without it.
     let data = match inputs::model_dataset(&vae, a.dataset, &a.model) {
-        Ok(dataset) => match vae_data::load(&a.data.data_dir(), dataset) {
+        Ok(dataset) => match vae_data::load_test(&a.data.data_dir(), dataset) {
             Ok(data) => {
                 inputs::ensure_fits(&vae, &data, dataset, &a.model)?;
                 Some((data, dataset))
@@ -32,11 +32,7 @@ pub(super) fn run(a: ServeArgs) -> Result<()> {
             a.bind
         );
     }
-    let run_dir = a
-        .model
-        .parent()
-        .filter(|d| d.join(vae_train::rundir::files::METRICS).is_file());
-    vae_train::serve::serve(vae, data, run_dir, a.bind, |addr| {
+    vae_train::serve::serve(vae, data, &a.model, a.bind, |addr| {
         println!("http://{addr}/");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })

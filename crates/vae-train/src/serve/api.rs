@@ -38,6 +38,8 @@ pub struct Explorer {
     test: Option<vae_data::MnistData>,
     manifold_png: Option<Vec<u8>>,
     curves_png: Option<Vec<u8>>,
+    /// The dataset's class names, which label the plane's dots (empty without the test set).
+    label_names: Vec<String>,
     /// Seeds for "more like this", so that each request draws new samples, reproducibly in order.
     draws: AtomicU64,
 }
@@ -61,35 +63,59 @@ pub struct ModelInfo {
     curves: bool,
     /// Test images `/api/test/{index}` serves (0 without the dataset).
     test_images: usize,
+    /// What the page says of the model's training.
+    training: TrainingFacts,
+}
+
+/// What "About this model" says of its training: from the run's `metrics.jsonl` beside the model, and the file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TrainingFacts {
+    /// Epochs trained (none without `metrics.jsonl`).
+    epochs: Option<usize>,
+    /// The last epoch's test −ELBO, in nats per image.
+    final_test_loss: Option<f64>,
+    /// Training images per second in the last epoch.
+    images_per_s: Option<f64>,
+    /// When the model file was written, in seconds since 1970-01-01 UTC.
+    written_unix_s: Option<u64>,
+}
+
+impl TrainingFacts {
+    /// The facts of the model file at `model` and the `history` of its run.
+    fn new(model: &Path, history: &[metrics::EpochMetrics]) -> Self {
+        let written = std::fs::metadata(model).and_then(|m| m.modified()).ok();
+        let since_1970 = written.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let last = history.last();
+        Self {
+            epochs: last.map(|m| m.epoch),
+            final_test_loss: last.map(|m| m.test_loss),
+            images_per_s: last.map(|m| m.images_per_s),
+            written_unix_s: since_1970.map(|d| d.as_secs()),
+        }
+    }
 }
 
 impl Explorer {
-    /// The explorer of `vae` (moved to the CPU), with the test set when the dataset is at hand and the loss curves
-    /// when `run_dir` holds a `metrics.jsonl`.
+    /// The explorer of `vae` (moved to the CPU), read from the file `model`, with the test set when the dataset is
+    /// at hand and the loss curves and training facts when the model's folder holds its run's `metrics.jsonl`.
     pub fn new(
         vae: Vae,
         data: Option<(vae_data::MnistData, vae_data::Dataset)>,
-        run_dir: Option<&Path>,
+        model: &Path,
     ) -> anyhow::Result<Self> {
         let cfg = vae.config().clone();
-        let d = cfg.latent_dim;
-        let (mut order, mut kl_per_dim) = ((0..d).collect::<Vec<_>>(), Vec::new());
-        if let Some((data, _)) = &data {
-            let binarize = vae_data::Binarize::None;
-            let test = eval::test_batcher(data, binarize, None, &Device::Cpu)?;
-            (order, kl_per_dim) = latent::usage_order(&vae, &test)?;
-        }
-        let inactive = (0..d)
-            .map(|i| kl_per_dim.get(i).is_some_and(|&k| k < latent::INACTIVE_KL))
-            .collect();
-        let classes = match (&data, cfg.label_dim()) {
-            (_, 0) => Vec::new(),
-            (Some((_, dataset)), _) => dataset
+        let (order, kl_per_dim, inactive) = usage(&vae, data.as_ref().map(|(d, _)| d))?;
+        let label_names: Vec<String> = data.as_ref().map_or(Vec::new(), |(_, dataset)| {
+            dataset
                 .class_names()
                 .iter()
                 .map(|s| s.to_string())
-                .collect(),
-            (None, n) => (0..n).map(|c| c.to_string()).collect(),
+                .collect()
+        });
+        let classes = match (cfg.label_dim(), label_names.is_empty()) {
+            (0, _) => Vec::new(),
+            (_, false) => label_names.clone(),
+            (n, true) => (0..n).map(|c| c.to_string()).collect(),
         };
         let side = inputs::image_side(&cfg)?;
         let plane = latent::has_plane(&cfg);
@@ -97,7 +123,10 @@ impl Explorer {
             true => Some(images::manifold_png(&vae, PLANE_GRID, side, side)?),
             false => None,
         };
-        let curves_png = run_dir.map(curves_png).transpose()?.flatten();
+        let history = run_history(model)?;
+        let curves_png = (!history.is_empty())
+            .then(|| charts::curves_png(&history))
+            .transpose()?;
         let info = ModelInfo {
             dataset: vae.dataset().map(str::to_string),
             config: cfg,
@@ -108,6 +137,7 @@ impl Explorer {
             plane,
             curves: curves_png.is_some(),
             test_images: data.as_ref().map_or(0, |(d, _)| d.test_images.dims()[0]),
+            training: TrainingFacts::new(model, &history),
         };
         Ok(Self {
             vae,
@@ -116,6 +146,7 @@ impl Explorer {
             test: data.map(|(d, _)| d),
             manifold_png,
             curves_png,
+            label_names,
             draws: AtomicU64::new(1),
         })
     }
@@ -182,12 +213,32 @@ impl Explorer {
     }
 }
 
-/// The loss curves of the run in `dir`, when its `metrics.jsonl` has any epoch.
-fn curves_png(dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    let history = metrics::read_metrics(&dir.join(rundir::files::METRICS))?;
-    (!history.is_empty())
-        .then(|| charts::curves_png(&history))
-        .transpose()
+/// The latent dimensions most used first (by average KL on `test`; in index order without it), each one's average KL
+/// (empty without it), and whether each is inactive.
+fn usage(
+    vae: &Vae,
+    test: Option<&vae_data::MnistData>,
+) -> anyhow::Result<(Vec<usize>, Vec<f64>, Vec<bool>)> {
+    let d = vae.config().latent_dim;
+    let (mut order, mut kl_per_dim) = ((0..d).collect::<Vec<_>>(), Vec::new());
+    if let Some(data) = test {
+        let binarize = vae_data::Binarize::None;
+        let test = eval::test_batcher(data, binarize, None, &Device::Cpu)?;
+        (order, kl_per_dim) = latent::usage_order(vae, &test)?;
+    }
+    let inactive = (0..d)
+        .map(|i| kl_per_dim.get(i).is_some_and(|&k| k < latent::INACTIVE_KL))
+        .collect();
+    Ok((order, kl_per_dim, inactive))
+}
+
+/// The epochs of the run whose folder holds `model`, from its `metrics.jsonl` (none when there is no such file).
+fn run_history(model: &Path) -> anyhow::Result<Vec<metrics::EpochMetrics>> {
+    let file = model.with_file_name(rundir::files::METRICS);
+    match file.is_file() {
+        true => metrics::read_metrics(&file),
+        false => Ok(Vec::new()),
+    }
 }
 
 /// A JSON body, read up to [`MAX_BODY_BYTES`], whose refusal is one line of JSON like every other error.
@@ -430,6 +481,8 @@ pub(super) struct Plane {
     grid: usize,
     /// `[z1, z2, label]` of the first test images.
     points: Vec<(f32, f32, u32)>,
+    /// The labels' class names, for the dots' legend.
+    names: Vec<String>,
 }
 
 /// The refusal of the plane's routes for a model without one.
@@ -472,6 +525,7 @@ pub(super) async fn plane(State(ex): State<Arc<Explorer>>) -> Result<Json<Plane>
     Ok(Json(Plane {
         grid: PLANE_GRID,
         points,
+        names: ex.label_names.clone(),
     }))
 }
 

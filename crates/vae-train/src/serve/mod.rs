@@ -92,15 +92,15 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .with_state(explorer)
 }
 
-/// Serves `vae` on `addr` until Ctrl-C; `ready` gets the bound address (port 0 picks a free one).
+/// Serves `vae`, read from the file `model`, on `addr` until Ctrl-C; `ready` gets the bound address (port 0 picks a free one).
 pub fn serve(
     vae: Vae,
     data: Option<(vae_data::MnistData, vae_data::Dataset)>,
-    run_dir: Option<&std::path::Path>,
+    model: &std::path::Path,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    let explorer = Arc::new(Explorer::new(vae, data, run_dir)?);
+    let explorer = Arc::new(Explorer::new(vae, data, model)?);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server's runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
