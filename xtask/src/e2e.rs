@@ -1,5 +1,6 @@
 //! The end-to-end check of `cargo xtask test`: a short real run through `cargo xtask train`, then `eval`,
-//! `Vae::load` from another crate, and the refusal of a file that is not a model.
+//! `Vae::load` from another crate, the refusal of a file that is not a model, and every `vae-train` command of the
+//! README.
 
 use std::path::Path;
 use std::process::Command;
@@ -41,6 +42,7 @@ pub fn end_to_end() -> Result<()> {
     check_load_model(&run.model, &mut checks)?;
     numpy_check(&run.model, &work, &mut checks)?;
     check_refusal(&run.config, &mut checks)?;
+    check_readme(&work, &mut checks)?;
 
     eprintln!("e2e: {} passed, 0 failed", checks.0);
     Ok(())
@@ -145,6 +147,24 @@ fn check_refusal(config: &Path, checks: &mut Checks) -> Result<()> {
         "a non-model is refused in one line",
         !output.status.success() && one_line,
         &stderr,
+    )
+}
+
+/// Every `vae-train` command of the README runs as written ([`crate::readme`]).
+fn check_readme(work: &Path, checks: &mut Checks) -> Result<()> {
+    let data = std::env::var_os("VAE_DATA_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::cmd::project_root().join("data"));
+    let bin = crate::readme::release_binary();
+    let (ran, skipped) = crate::readme::run_all(&bin, &work.join("readme"), &data)?;
+    for s in &skipped {
+        eprintln!("e2e: README command skipped: {s}");
+    }
+    checks.check(
+        "README commands run as written",
+        ran > 0,
+        format!("{ran} ran"),
     )
 }
 

@@ -17,6 +17,7 @@ mod flags;
 mod fuzz;
 mod lint;
 mod man;
+mod readme;
 mod structure;
 mod summary;
 mod test;
