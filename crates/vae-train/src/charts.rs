@@ -91,7 +91,7 @@ fn panel(
         .flat_map(|(_, l, _)| l.iter())
         .map(|p| p.0)
         .fold(1.0, f64::max);
-    let (lo, hi) = value_range(lines, last >= 3.0);
+    let (lo, hi) = drawable_range(title, lines, last >= 3.0)?;
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let top = hi + pad;
     let clipped = lines.iter().any(|(_, l, _)| l.iter().any(|p| p.1 > top));
@@ -136,6 +136,17 @@ fn panel(
         .draw()
         .map_err(plot_error)?;
     Ok(())
+}
+
+/// [`value_range`], refused where it spans more than a chart can draw: a span past f64 (losses of ±1e308) would
+/// leave plotters looking for ticks forever.
+fn drawable_range(title: &str, lines: &[Line], skip_first: bool) -> Result<(f64, f64)> {
+    let (lo, hi) = value_range(lines, skip_first);
+    anyhow::ensure!(
+        (hi - lo).is_finite() && hi.abs() < 1e15 && lo.abs() < 1e15,
+        "{title}: values from {lo:e} to {hi:e} are too large to draw"
+    );
+    Ok((lo, hi))
 }
 
 /// The lowest and highest finite value of `lines`, leaving out each line's first point when `skip_first`; `(0, 1)`

@@ -14,14 +14,31 @@ const INK: f32 = 0.1;
 
 /// Reads an image file (PNG or JPEG, any size, colour or grey) and returns its 28×28 pixels in [0, 1], row-major.
 pub fn load(path: &Path) -> Result<Vec<f32>> {
-    let img = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
         .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .decode()
-        .with_context(|| format!("{}: not a PNG or JPEG image", path.display()))?;
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    // Checked against the header before anything is decoded: a small file may claim a huge picture.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_PICTURE_SIDE);
+    limits.max_image_height = Some(MAX_PICTURE_SIDE);
+    limits.max_alloc = Some(MAX_PICTURE_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => anyhow::anyhow!(
+            "{}: a picture may be at most {MAX_PICTURE_SIDE} × {MAX_PICTURE_SIDE} pixels ({} MB decoded)",
+            path.display(),
+            MAX_PICTURE_BYTES >> 20
+        ),
+        e => anyhow::Error::new(e).context(format!("{}: not a PNG or JPEG image", path.display())),
+    })?;
     digitize(&img.to_luma8()).with_context(|| path.display().to_string())
 }
+
+/// The widest and tallest picture read as a digit.
+pub const MAX_PICTURE_SIDE: u32 = 10_000;
+/// The most memory decoding a picture may take.
+const MAX_PICTURE_BYTES: u64 = 512 << 20;
 
 /// MNIST's preprocessing of a grey picture. Dark ink on a light background (a scan, a drawing) is inverted first,
 /// judged by the border: MNIST's digits are white on black.

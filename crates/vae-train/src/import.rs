@@ -50,6 +50,16 @@ pub fn import(path: &Path, activation: Activation) -> Result<(Vae, &'static str)
         .with_context(|| format!("{}: not a VAE this command knows", path.display()))?;
     let vae = Vae::from_tensors(&config, renamed, &Device::Cpu)
         .with_context(|| format!("{}: the tensors do not form a {layout} VAE", path.display()))?;
+    // A model with a NaN or an infinity would be written, then refused by every command that loads it.
+    for (name, t) in vae.named_tensors() {
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            anyhow::bail!(
+                "{}: tensor `{name}` holds {v}; a model's weights must be finite",
+                path.display()
+            );
+        }
+    }
     Ok((vae, layout))
 }
 
@@ -57,6 +67,12 @@ pub fn import(path: &Path, activation: Activation) -> Result<(Vae, &'static str)
 /// with it under `state_dict` or `model_state_dict`.
 fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if path.exists() && !path.is_file() {
+        anyhow::bail!(
+            "{}: --from must be a regular file, and this is not one",
+            path.display()
+        );
+    }
     let tensors: Vec<(String, Tensor)> = match ext {
         "safetensors" => candle_core::safetensors::load(path, &Device::Cpu)
             .with_context(|| format!("{}: not a safetensors file", path.display()))?

@@ -98,6 +98,7 @@ pub fn image_file(path: &Path, vae: &Vae) -> Result<Tensor> {
         "{}: a conditional model needs each image's label, which a file lacks; give a test-set digit or index",
         path.display()
     );
+    crate::outputs::check_input(path, "a picture")?;
     let px = crate::digitize::load(path)?;
     Ok(Tensor::from_vec(px, (1, 784), vae.device())?)
 }

@@ -115,8 +115,9 @@ fn path_weights(za: &Tensor, zb: &Tensor, steps: usize, slerp: bool) -> Result<V
     Ok((0..steps)
         .flat_map(|i| {
             let t = t(i);
-            // Nearly parallel means: the great circle is the line.
-            if angle < 1e-6 {
+            // Nearly parallel means: the great circle is the line; nearly opposite ones have no one great circle
+            // (sin θ ≈ 0 would blow the weights up), so the line too.
+            if angle < 1e-6 || std::f64::consts::PI - angle < 1e-6 {
                 [(1.0 - t) as f32, t as f32]
             } else {
                 let s = angle.sin();
@@ -362,6 +363,16 @@ mod tests {
         }
         let lerp = path_weights(&za, &zb, 5, false).unwrap();
         assert_eq!(&lerp[4..6], &[0.5, 0.5]);
+    }
+
+    #[test]
+    fn slerp_between_opposite_means_falls_back_to_the_line() {
+        let dev = Device::Cpu;
+        let za = Tensor::new(&[[1.5f32]], &dev).unwrap();
+        let zb = Tensor::new(&[[-1.5f32]], &dev).unwrap();
+        let w = path_weights(&za, &zb, 5, true).unwrap();
+        assert_eq!(w, path_weights(&za, &zb, 5, false).unwrap());
+        assert_eq!(&w[4..6], &[0.5, 0.5]);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub mod interrupt;
 pub mod latent;
 pub mod metrics;
 pub mod npy;
+pub mod outputs;
 pub mod profile;
 pub mod rundir;
 #[cfg(feature = "serve")]

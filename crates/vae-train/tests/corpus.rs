@@ -68,6 +68,28 @@ fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// A PNG whose header claims `w × h` 8-bit grey pixels, with a few bytes of image data: decoding it whole would take
+/// `w·h` bytes.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend((data.len() as u32).to_be_bytes());
+        png.extend(kind);
+        png.extend(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend(crc.sum().to_be_bytes());
+    };
+    let header: Vec<u8> = [w.to_be_bytes(), h.to_be_bytes()].concat();
+    chunk(b"IHDR", &[&header[..], &[8, 0, 0, 0, 0]].concat());
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&[0u8; 64]).unwrap();
+    chunk(b"IDAT", &z.finish().unwrap());
+    chunk(b"IEND", &[]);
+    png
+}
+
 #[test]
 fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -195,6 +217,36 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
     let epochs_line = base.lines().position(|l| l.starts_with("epochs")).unwrap() + 1;
     let lr_line = base.lines().position(|l| l.starts_with("lr")).unwrap() + 1;
 
+    // Outputs that must not replace what is there, and inputs that are not regular files.
+    let model_png = root.join("m.png");
+    std::fs::copy(&model, &model_png).unwrap();
+    let fifo = |name: &str| {
+        let p = root.join(name);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {}", p.display());
+        p
+    };
+    let (fifo_png, fifo_model) = (fifo("fifo.png"), fifo("fifo.safetensors"));
+    let huge_run = root.join("huge-run");
+    std::fs::create_dir_all(&huge_run).unwrap();
+    let huge = |e: usize, v: f64| {
+        format!(
+            "{{\"epoch\":{e},\"train_loss\":{v:e},\"train_recon\":1,\"train_kl\":1,\"test_loss\":{:e},\"test_recon\":1,\"test_kl\":1,\"epoch_s\":1,\"images_per_s\":1}}\n",
+            -v
+        )
+    };
+    std::fs::write(
+        huge_run.join("metrics.jsonl"),
+        huge(1, 1e308) + &huge(2, 1e308),
+    )
+    .unwrap();
+
+    let huge_png = root.join("huge.png");
+    std::fs::write(&huge_png, png_claiming(20_000, 20_000)).unwrap();
+
     // A run directory that another process (this test) holds.
     let locked = root.join("locked");
     let _held = vae_train::rundir::RunDir::acquire(&locked).unwrap();
@@ -222,6 +274,13 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("{nope}", root.join("nope.toml")),
         ("{locked}", locked),
         ("{png}", root.join("out.png")),
+        ("{jpg}", root.join("out.jpg")),
+        ("{same}", root.join("same.npy")),
+        ("{model_png}", model_png),
+        ("{fifo_png}", fifo_png),
+        ("{fifo_model}", fifo_model),
+        ("{huge_run}", huge_run),
+        ("{huge_png}", huge_png),
     ];
     let small = "--hidden-dims 16 --latent-dim 4 --train-subset 2000";
     let argv = |template: &str| -> Vec<String> {
@@ -263,6 +322,19 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("a batch larger than the data", "train --batch-size 18446744073709551615 --data-dir {data} --out {fresh}", vec!["batch_size 18446744073709551615", "60000 training images"]),
         ("a billion hidden units", "train --hidden-dims 1000000000 --data-dir {data} --out {fresh}", vec!["parameters"]),
         ("a 1e8-wide latent", "train --latent-dim 100000000 --data-dir {data} --out {fresh}", vec!["parameters"]),
+        ("reconstruct over a model", "reconstruct --model {model} --out {model} --data-dir {data}", vec!["model.safetensors", "--out writes .png or .npy"]),
+        ("reconstruct into a .jpg", "reconstruct --model {model} --out {jpg} --data-dir {data}", vec!["out.jpg", "--out writes .png or .npy"]),
+        ("a model named .png as --out", "sample --model {model} --out {model_png}", vec!["m.png", "something other than a .png"]),
+        ("eval --inputs-out over a model", "eval --model {model} --inputs-out {model} --data-dir {data}", vec!["--inputs-out writes .npy"]),
+        ("encode's two outputs one file", "encode --model {model} --out {same} --inputs-out {same} --data-dir {data}", vec!["same.npy", "--out and --inputs-out name the same file"]),
+        ("a FIFO as --out", "sample --model {model} --out {fifo_png}", vec!["fifo.png", "must be a regular file"]),
+        ("a FIFO as --model", "sample --model {fifo_model} --out {png}", vec!["fifo.safetensors", "must be a regular file"]),
+        ("a FIFO as a picture", "generate --model {model} --like {fifo_png} --out {png} --data-dir {data}", vec!["fifo.png", "must be a regular file"]),
+        ("a device as --out", "sample --model {model} --out /dev/null", vec!["/dev/null", "--out writes .png or .npy"]),
+        ("reconstruct past the test set", "reconstruct --model {model} --n 20000 --out {png} --data-dir {data}", vec!["--n 20000", "the test set has 10000 images"]),
+        ("encode past the test set", "encode --model {model} --n 20000 --out {same} --data-dir {data}", vec!["--n 20000", "the test set has 10000 images"]),
+        ("a PNG claiming 20000²", "generate --model {model} --like {huge_png} --out {png} --data-dir {data}", vec!["huge.png", "at most 10000 × 10000 pixels"]),
+        ("curves of ±1e308", "curves --run {huge_run} --out {png}", vec!["metrics.jsonl", "too large to draw"]),
         ("a learning rate that diverges", "train --lr 0.99 --epochs 1 --data-dir {data} --out {fresh}", vec!["loss became"]),
     ];
     let fresh = root.join("fresh");

@@ -145,6 +145,21 @@ fn what_is_not_a_known_vae_is_refused_in_one_line() {
     .unwrap();
     refused(&partial, "layout without `hid_2mu.weight`");
     refused(Path::new("nothing.pt"), "nothing.pt: no such file");
+    // A known layout with a NaN weight: refused at import, not written for every later command to refuse.
+    let good = tmp.path().join("good.safetensors");
+    let (vae, _) = imported(
+        &fixture("ours-tanh.pt"),
+        tmp.path(),
+        &["--activation", "tanh"],
+    );
+    let mut tensors: std::collections::HashMap<String, Tensor> =
+        vae.named_tensors().into_iter().collect();
+    let bias = tensors.get_mut("decoder.out.bias").unwrap();
+    let mut v = bias.to_vec1::<f32>().unwrap();
+    v[5] = f32::NAN;
+    *bias = Tensor::new(v, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&tensors, &good).unwrap();
+    refused(&good, "tensor `decoder.out.bias` holds NaN");
     refused(
         Path::new("model.onnx"),
         "expected a .pt, .pth or .safetensors file",

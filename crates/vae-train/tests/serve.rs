@@ -138,6 +138,15 @@ fn every_bad_request_gets_a_4xx_with_one_line_of_json() {
             "the test set has 10000 images",
         ),
         ("GET", "/api/test/-1", None, 400, "is not an index"),
+        ("GET", "/api/test/+5", None, 400, "is not an index"),
+        ("GET", "/api/test/0005", None, 400, "is not an index"),
+        (
+            "POST",
+            "/api/decode",
+            Some(format!("{{\"z\": {}, \"label\": 3}}", zeros(20))),
+            400,
+            "not conditional and takes no label",
+        ),
         (
             "GET",
             "/api/plane",
@@ -323,6 +332,25 @@ fn fifty_concurrent_clients_for_ten_seconds_get_every_answer() {
         &failures[..failures.len().min(5)]
     );
     assert!(latencies.len() >= 50, "{} requests", latencies.len());
+}
+
+#[test]
+fn a_run_whose_losses_cannot_be_drawn_is_served_without_curves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model.safetensors");
+    std::fs::copy(shipped_model(), &model).unwrap();
+    let line = |e: usize| {
+        format!(
+            "{{\"epoch\":{e},\"train_loss\":1e308,\"train_recon\":1,\"train_kl\":1,\"test_loss\":-1e308,\"test_recon\":1,\"test_kl\":1,\"epoch_s\":1,\"images_per_s\":1}}\n"
+        )
+    };
+    std::fs::write(tmp.path().join("metrics.jsonl"), line(1) + &line(2)).unwrap();
+    let server = Server::start(&model);
+    let (status, body) = request("GET", &format!("{}/api/model", server.url), None);
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["curves"], false);
+    assert_eq!(info["training"]["epochs"], 2);
 }
 
 mod browser {

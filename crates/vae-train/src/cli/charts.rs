@@ -1,6 +1,6 @@
 //! The chart commands: `scatter` (the test set's posterior means) and `curves` (a run's loss curves).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use vae_train::{charts, latent, metrics, rundir};
 
 use super::args::{CurvesArgs, ScatterArgs};
@@ -8,6 +8,7 @@ use super::model::{model_and_data, test_set, write_chart};
 
 /// `vae-train scatter`.
 pub(super) fn scatter(a: ScatterArgs) -> Result<()> {
+    vae_train::outputs::check_output(&a.out, "--out", &["png"])?;
     let (vae, data, dataset) = model_and_data(&a.on)?;
     let test = test_set(&vae, &data, &a.on.model)?;
     write_chart(&a.out, &latent::scatter_figure(&vae, &test, dataset)?)
@@ -23,5 +24,7 @@ pub(super) fn curves(a: CurvesArgs) -> Result<()> {
         path.display()
     );
     let out = a.out.unwrap_or_else(|| a.run.join(rundir::files::CURVES));
-    write_chart(&out, &charts::curves_png(&history)?)
+    vae_train::outputs::check_output(&out, "--out", &["png"])?;
+    let png = charts::curves_png(&history).with_context(|| path.display().to_string())?;
+    write_chart(&out, &png)
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use vae_model::{Vae, VaeRng};
+use vae_train::outputs::check_output;
 use vae_train::{images, inputs, latent, npy};
 
 use super::args::{
@@ -13,6 +14,7 @@ use super::model::{load_model, model_and_data, test_set};
 
 pub(super) fn sample(a: SampleArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
+    check_output(&a.out, "--out", &["png", "npy"])?;
     let vae = load_model(&a.model, a.device.device)?;
     let classes = vae.config().label_dim();
     ensure_samples_fit(&vae, a.n.max(classes))?;
@@ -44,6 +46,7 @@ pub(super) fn sample(a: SampleArgs) -> Result<()> {
 
 pub(super) fn generate(a: GenerateArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
+    check_output(&a.out, "--out", &["png", "npy"])?;
     let (vae, data, _) = model_and_data(&a.on)?;
     ensure_samples_fit(&vae, a.n)?;
     let (examples, labels) = match a.like.parse::<i64>() {
@@ -78,6 +81,7 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 pub(super) fn interpolate(a: InterpolateArgs) -> Result<()> {
+    check_output(&a.out, "--out", &["png", "npy"])?;
     let (vae, data, _) = model_and_data(&a.on)?;
     let (from, from_label) = example(&data, &a.from, "--from", &vae)?;
     let (to, to_label) = example(&data, &a.to, "--to", &vae)?;
@@ -95,6 +99,7 @@ pub(super) fn interpolate(a: InterpolateArgs) -> Result<()> {
 }
 
 pub(super) fn traverse(a: TraverseArgs) -> Result<()> {
+    check_output(&a.out, "--out", &["png", "npy"])?;
     let (vae, data, _) = model_and_data(&a.on)?;
     let (x, label) = inputs::test_image(&data, a.index, vae.device())
         .with_context(|| format!("--index {}", a.index))?;
@@ -139,7 +144,9 @@ pub(super) fn traverse(a: TraverseArgs) -> Result<()> {
 
 pub(super) fn reconstruct(a: ReconstructArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
+    check_output(&a.out, "--out", &["png", "npy"])?;
     let (vae, data, _) = model_and_data(&a.on)?;
+    ensure_test_images(&data, a.n)?;
     let originals = data.first_test_images(a.n, vae.device())?;
     let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
     let recon = vae.reconstruct(&originals, Some(&labels.to_device(vae.device())?))?;
@@ -153,14 +160,13 @@ pub(super) fn reconstruct(a: ReconstructArgs) -> Result<()> {
 
 pub(super) fn encode(a: EncodeArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    for path in std::iter::once(&a.out).chain(&a.inputs_out) {
-        anyhow::ensure!(
-            path.extension().is_some_and(|e| e == "npy"),
-            "{}: encode writes .npy",
-            path.display()
-        );
+    check_output(&a.out, "--out", &["npy"])?;
+    if let Some(path) = &a.inputs_out {
+        check_output(path, "--inputs-out", &["npy"])?;
+        vae_train::outputs::check_distinct(&a.out, "--out", path, "--inputs-out")?;
     }
     let (vae, data, _) = model_and_data(&a.on)?;
+    ensure_test_images(&data, a.n)?;
     let originals = data.first_test_images(a.n, vae.device())?;
     let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
     let (mu, _) = vae.encode(&originals, Some(&labels.to_device(vae.device())?))?;
@@ -178,6 +184,13 @@ fn write_square(out: &Path, images: &candle_core::Tensor, vae: &Vae) -> Result<(
     let cols = grid_columns(n);
     images::write_images(out, images, n.div_ceil(cols), cols, hw, hw)?;
     tracing::info!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Refuses an `--n` past the test set's images, rather than writing fewer without a word.
+fn ensure_test_images(data: &vae_data::MnistData, n: usize) -> Result<()> {
+    let have = data.test_images.dim(0)?;
+    anyhow::ensure!(n <= have, "--n {n}: the test set has {have} images");
     Ok(())
 }
 

@@ -6,11 +6,7 @@ use super::args::{ActivationArg, ImportArgs};
 
 /// `vae-train import`.
 pub(super) fn run(a: ImportArgs) -> Result<()> {
-    anyhow::ensure!(
-        a.out.extension().is_some_and(|e| e == "safetensors"),
-        "{}: the model is written as .safetensors",
-        a.out.display()
-    );
+    vae_train::outputs::check_output(&a.out, "--out", &["safetensors"])?;
     let activation = match a.activation {
         ActivationArg::Relu => vae_model::Activation::Relu,
         ActivationArg::Tanh => vae_model::Activation::Tanh,

@@ -11,6 +11,7 @@ use super::args::ModelOnData;
 
 /// The model at `path`, on the device of `--device`.
 pub(super) fn load_model(path: &Path, kind: DeviceKind) -> Result<Vae> {
+    vae_train::outputs::check_input(path, "--model")?;
     let device = open_device(kind)?;
     Ok(Vae::load(path, &device)?)
 }

@@ -124,9 +124,13 @@ impl Explorer {
             false => None,
         };
         let history = run_history(model)?;
-        let curves_png = (!history.is_empty())
-            .then(|| charts::curves_png(&history))
-            .transpose()?;
+        let curves_png = match (!history.is_empty()).then(|| charts::curves_png(&history)) {
+            Some(Err(e)) => {
+                tracing::warn!("{}: no loss curves ({e:#})", model.display());
+                None
+            }
+            drawn => drawn.transpose()?,
+        };
         let info = ModelInfo {
             dataset: vae.dataset().map(str::to_string),
             config: cfg,
@@ -177,11 +181,15 @@ impl Explorer {
         Ok(Tensor::from_vec(z, (1, d), &Device::Cpu)?)
     }
 
-    /// The labels of `n` rows for a conditional model (which needs `label`); `None` for a plain model.
+    /// The labels of `n` rows for a conditional model (which needs `label`); `None` for a plain model (which
+    /// refuses one rather than ignore it).
     fn labels(&self, label: Option<u32>, n: usize) -> Result<Option<Tensor>, ApiError> {
         let classes = self.info.config.label_dim();
         match (classes, label) {
-            (0, _) => Ok(None),
+            (0, None) => Ok(None),
+            (0, Some(c)) => Err(ApiError::bad(format!(
+                "label {c}: this model is not conditional and takes no label"
+            ))),
             (_, None) => Err(ApiError::bad(format!(
                 "this model is conditional: give a label 0-{}",
                 classes - 1
@@ -460,9 +468,14 @@ pub(super) async fn test_image(
             "the server has no test set (start it with the dataset at hand)",
         ));
     };
+    // Digits only, without a sign or leading zeros: one index has one spelling.
+    let canonical =
+        index.bytes().all(|b| b.is_ascii_digit()) && (index == "0" || !index.starts_with('0'));
     let i: usize = index
         .parse()
-        .map_err(|_| ApiError::bad(format!("{index:?} is not an index")))?;
+        .ok()
+        .filter(|_| canonical)
+        .ok_or_else(|| ApiError::bad(format!("{index:?} is not an index")))?;
     inputs::check_test_index(data, i).map_err(|e| ApiError::bad(format!("index {i}: {e}")))?;
     let pixels = row(&data.test_pixels(i, 1, &candle_core::Device::Cpu)?)?;
     let label = data
