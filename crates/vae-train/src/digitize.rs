@@ -32,19 +32,43 @@ pub fn load(path: &Path) -> Result<Vec<f32>> {
         ),
         e => anyhow::Error::new(e).context(format!("{}: not a PNG or JPEG image", path.display())),
     })?;
-    digitize(&img.to_luma8()).with_context(|| path.display().to_string())
+    digitize(&grey_of(&img)).with_context(|| path.display().to_string())
 }
+
+/// The least span of grey levels in which a digit is looked for: a uniform picture has none.
+const MIN_CONTRAST: f32 = 0.2;
 
 /// The widest and tallest picture read as a digit.
 pub const MAX_PICTURE_SIDE: u32 = 10_000;
 /// The most memory decoding a picture may take.
 const MAX_PICTURE_BYTES: u64 = 512 << 20;
 
+/// The grey levels of a picture: its luminance, or, where its alpha varies (a digit drawn on transparency), the alpha
+/// itself as the ink's coverage, light ink on dark.
+pub fn grey_of(img: &image::DynamicImage) -> GrayImage {
+    if img.color().has_alpha() {
+        let rgba = img.to_rgba8();
+        if rgba.pixels().any(|p| p[3] != 255) {
+            let (w, h) = rgba.dimensions();
+            return GrayImage::from_fn(w, h, |x, y| image::Luma([rgba.get_pixel(x, y)[3]]));
+        }
+    }
+    img.to_luma8()
+}
+
 /// MNIST's preprocessing of a grey picture. Dark ink on a light background (a scan, a drawing) is inverted first,
 /// judged by the border: MNIST's digits are white on black.
 pub fn digitize(grey: &GrayImage) -> Result<Vec<f32>> {
     let (w, h) = grey.dimensions();
     let mut ink: Vec<f32> = grey.pixels().map(|p| p[0] as f32 / 255.0).collect();
+    let (lo, hi) = ink
+        .iter()
+        .fold((1f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    anyhow::ensure!(
+        hi - lo >= MIN_CONTRAST,
+        "no digit found: the picture is blank (its grey levels span {:.2} of 1)",
+        hi - lo
+    );
     let border: Vec<f32> = (0..w * h)
         .filter(|i| {
             let (x, y) = (i % w, i / w);
@@ -90,6 +114,32 @@ pub fn digitize(grey: &GrayImage) -> Result<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uniform_picture_is_blank_and_alpha_is_ink() {
+        let grey = GrayImage::from_pixel(40, 40, image::Luma([128]));
+        let err = digitize(&grey).unwrap_err().to_string();
+        assert!(err.contains("blank") && err.contains("span 0.00"), "{err}");
+        // A black bar drawn on transparency: its alpha is the ink, in the middle of the 28×28 input.
+        let rgba = image::RgbaImage::from_fn(40, 40, |x, _| match (18..22).contains(&x) {
+            true => image::Rgba([0, 0, 0, 255]),
+            false => image::Rgba([0, 0, 0, 0]),
+        });
+        let px = digitize(&grey_of(&image::DynamicImage::ImageRgba8(rgba))).unwrap();
+        let column = |x: usize| (0..28).map(|y| px[y * 28 + x]).sum::<f32>();
+        assert!(
+            column(14) > 10.0 && column(2) == 0.0,
+            "{} {}",
+            column(14),
+            column(2)
+        );
+        // An opaque picture is read by its luminance, as before.
+        let opaque = image::RgbaImage::from_pixel(4, 4, image::Rgba([200, 200, 200, 255]));
+        assert_eq!(
+            grey_of(&image::DynamicImage::ImageRgba8(opaque)).get_pixel(0, 0)[0],
+            200
+        );
+    }
 
     /// Where the ink of a 28×28 picture is: its bounding box and centre of mass.
     fn ink_box(px: &[f32]) -> ((usize, usize, usize, usize), (f32, f32)) {

@@ -351,8 +351,8 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         for n in needles {
             assert!(lines[0].contains(n), "{name}: `{n}` not in {err}");
         }
-        // A refused run may leave only its own (empty) run directory and lock behind.
-        let _ = std::fs::remove_dir_all(&fresh);
+        // A refused run leaves no run directory behind.
+        assert!(!fresh.exists(), "{name}: {} left behind", fresh.display());
         let after: Vec<_> = watched.iter().map(|w| snapshot(w)).collect();
         assert_eq!(before, after, "{name}: files changed");
     }

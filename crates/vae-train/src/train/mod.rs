@@ -149,8 +149,20 @@ impl TrainSummary {
     }
 }
 
-/// Trains a model as `cfg` says, writing everything into `opts.out_dir`.
+/// Trains a model as `cfg` says, writing everything into `opts.out_dir`. A run refused before it had anything to
+/// keep (no checkpoint) removes the run directory it created, so that a failed first try leaves no empty folder.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainReport> {
+    let created = !opts.out_dir.exists();
+    let result = train_into(cfg, opts);
+    let kept = opts.out_dir.join(crate::rundir::files::CHECKPOINT).exists();
+    if result.is_err() && created && !kept {
+        let _ = std::fs::remove_dir_all(&opts.out_dir);
+    }
+    result
+}
+
+/// [`train`], leaving the run directory as it is.
+fn train_into(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainReport> {
     let engine = resolve_engine(cfg.training.engine, &cfg.model, &opts.device)?;
     let mut run = Run::prepare(cfg, opts, engine)?;
     for epoch in run.first_epoch..=cfg.training.epochs {
