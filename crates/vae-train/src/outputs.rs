@@ -6,12 +6,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// The kinds of file a command writes, by extension, with the first bytes a file of that kind starts with.
-const KINDS: [(&str, &[u8]); 3] = [
-    ("png", b"\x89PNG\r\n\x1a\n"),
-    ("npy", b"\x93NUMPY"),
-    ("safetensors", b""),
-];
+/// The picture and array kinds a command writes, by extension, with the first bytes a file of that kind starts
+/// with (a model, `.safetensors`, is recognised by loading it).
+const KINDS: [(&str, &[u8]); 2] = [("png", b"\x89PNG\r\n\x1a\n"), ("npy", b"\x93NUMPY")];
 
 /// Checks `path`, the output of `flag`, before anything is computed: it ends in one of `kinds` (`"png"`, `"npy"`,
 /// `"safetensors"`), and where a file is there already it is a regular file of that kind, so that a model, a

@@ -408,6 +408,13 @@ mod browser {
         Ok(driver)
     }
 
+    /// [`driver`], or `None` after saying why the browser test is skipped.
+    fn driver_or_skip() -> Option<Driver> {
+        driver()
+            .map_err(|reason| eprintln!("browser test skipped: {reason}"))
+            .ok()
+    }
+
     /// A headless Chromium session that does not try to reach the network (these machines have none).
     async fn browser(driver: &Driver) -> Client {
         let profile = driver._profile.path().to_str().unwrap().to_string();
@@ -507,12 +514,8 @@ mod browser {
 
     #[test]
     fn the_page_fits_windows_1280_and_800_wide_with_every_part_shown() {
-        let driver = match driver() {
-            Ok(d) => d,
-            Err(reason) => {
-                eprintln!("browser test skipped: {reason}");
-                return;
-            }
+        let Some(driver) = driver_or_skip() else {
+            return;
         };
         // A 2-D model with its run's metrics beside it: the plane, its legend, the curves and the facts all show.
         let tmp = tempfile::tempdir().unwrap();
@@ -561,12 +564,8 @@ mod browser {
 
     #[test]
     fn the_page_decodes_sliders_draws_and_classes_in_a_real_browser() {
-        let driver = match driver() {
-            Ok(d) => d,
-            Err(reason) => {
-                eprintln!("browser test skipped: {reason}");
-                return;
-            }
+        let Some(driver) = driver_or_skip() else {
+            return;
         };
         let tmp = tempfile::tempdir().unwrap();
         let cvae_model = conditional_model(tmp.path());
