@@ -1,7 +1,8 @@
 //! `cargo xtask fuzz`: each cargo-fuzz target in `fuzz/` for N seconds, one after the other.
 //!
 //! The corpora are seeded here rather than committed: the downloaded datasets' gzips cut short (and a few tiny IDX
-//! files, which the `idx_reader` target also gzips itself), the presets in `models/`, and for the two safetensors
+//! files, which the `idx_reader` target also gzips itself), the presets in `models/`, the PyTorch fixtures of the
+//! import test, and for the two safetensors
 //! targets a tiny valid model and checkpoint that the targets themselves write when `VAE_FUZZ_WRITE_SEED` is set,
 //! so the seeds always follow the current file formats.
 
@@ -15,8 +16,9 @@ use anyhow::{bail, Context, Result};
 use crate::cmd;
 
 /// The targets (`fuzz/fuzz_targets/<name>.rs`) and the longest input each is given.
-const TARGETS: [(&str, usize); 4] = [
+const TARGETS: [(&str, usize); 5] = [
     ("idx_reader", 65_536),
+    ("import", 65_536),
     ("model_load", 65_536),
     ("checkpoint_load", 65_536),
     ("preset_parser", 16_384),
@@ -71,6 +73,7 @@ fn fuzz_target(
     match target {
         "idx_reader" => seed_idx(&corpus)?,
         "preset_parser" => seed_presets(&root.join("models"), &corpus)?,
+        "import" => seed_torch(&root.join("crates/vae-train/tests/fixtures/torch"), &corpus)?,
         // Written by the target's own init, before libFuzzer reads the corpus.
         _ => {
             run.env("VAE_FUZZ_WRITE_SEED", corpus.join("seed-tiny.safetensors"));
@@ -178,6 +181,18 @@ fn run_target(target: &'static str, run: &mut Command, log: &Path) -> Result<Out
         artifacts,
         log: log.to_path_buf(),
     })
+}
+
+/// The committed PyTorch fixtures (`torch.save` files of small VAEs), as they are.
+fn seed_torch(fixtures: &Path, corpus: &Path) -> Result<()> {
+    for file in fs::read_dir(fixtures).with_context(|| fixtures.display().to_string())? {
+        let path = file?.path();
+        if path.extension().is_some_and(|e| e == "pt" || e == "pth") {
+            let name = path.file_name().expect("a file name");
+            fs::copy(&path, corpus.join(name)).with_context(|| path.display().to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// The datasets' gzips cut short (their headers, then a stream that ends early), and tiny valid IDX files, which the

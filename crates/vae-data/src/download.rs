@@ -227,6 +227,7 @@ fn fetch_verified(
         .suffix(".part")
         .tempfile_in(dir)
         .map_err(DataError::io(dir))?;
+    let _pending = vae_model::Pending::new(tmp.path());
     let (mut reader, len): (Box<dyn Read>, Option<u64>) = match &opts.source {
         Source::LocalDir(_) => {
             let f = File::open(url).map_err(DataError::io(url))?;

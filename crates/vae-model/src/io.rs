@@ -19,6 +19,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     let mut tmp = temp_file_builder().tempfile_in(dir)?;
+    let _pending = Pending::new(tmp.path());
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -36,6 +37,40 @@ pub fn temp_file_builder() -> tempfile::Builder<'static, 'static> {
         b.permissions(std::fs::Permissions::from_mode(0o666));
     }
     b
+}
+
+/// Temporary files being written now, for [`remove_pending`] to delete when a signal ends the process (which
+/// runs no destructor).
+static PENDING: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A temporary file named for [`remove_pending`] from its creation until this guard is dropped (after the rename
+/// that publishes it, or its removal).
+pub struct Pending(std::path::PathBuf);
+
+impl Pending {
+    /// Names `path` as being written.
+    pub fn new(path: &Path) -> Self {
+        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        pending.push(path.to_path_buf());
+        Self(path.to_path_buf())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = pending.iter().position(|p| *p == self.0) {
+            pending.swap_remove(i);
+        }
+    }
+}
+
+/// Removes every temporary file still being written: what a signal handler does before it exits.
+pub fn remove_pending() {
+    let pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    for path in pending.iter() {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Safetensors bytes whose header is in a fixed order (keys sorted), so that the same tensors and metadata are

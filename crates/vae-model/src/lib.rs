@@ -45,7 +45,7 @@ pub use config::{
     Activation, Block, LayerPlan, LayerSpec, Likelihood, ScaleHead, VaeConfig, DEFAULT_NUM_CLASSES,
     MAX_PARAMETERS,
 };
-pub use io::{safetensors_bytes, temp_file_builder, write_atomic, FORMAT};
+pub use io::{remove_pending, safetensors_bytes, temp_file_builder, write_atomic, Pending, FORMAT};
 pub use loss::{
     bce_with_logits, beta_elbo, elbo, iwae_bound, kl_divergence, log_importance_weights, ElboTerms,
 };

@@ -45,6 +45,20 @@ impl Interrupt {
     }
 }
 
+/// For a command that is not a training run: on SIGINT, SIGTERM or SIGHUP, removes the temporary files being
+/// written ([`vae_model::Pending`]) and exits with 128 + the signal, so that no `.tmp-*` file stays behind.
+pub fn remove_pending_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            vae_model::remove_pending();
+            std::process::exit(128 + sig);
+        }
+    });
+    Ok(())
+}
+
 /// The error a stopped run ends with, after its checkpoint is written.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("interrupted in epoch {epoch} after step {step}; the checkpoint holds that step: run the same command with --resume to continue")]

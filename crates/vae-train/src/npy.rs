@@ -16,6 +16,7 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
         .suffix(".npy")
         .tempfile_in(dir)
         .map_err(|e| fail(&e))?;
+    let _pending = vae_model::Pending::new(tmp.path());
     t.to_device(&candle_core::Device::Cpu)?
         .write_npy(tmp.path())
         .map_err(|e| fail(&e))?;

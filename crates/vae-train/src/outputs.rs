@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 const KINDS: [(&str, &[u8]); 2] = [("png", b"\x89PNG\r\n\x1a\n"), ("npy", b"\x93NUMPY")];
 
 /// Checks `path`, the output of `flag`, before anything is computed: it ends in one of `kinds` (`"png"`, `"npy"`,
-/// `"safetensors"`), and where a file is there already it is a regular file of that kind, so that a model, a
-/// checkpoint, a folder, a FIFO or a device is never replaced by a picture.
-pub fn check_output(path: &Path, flag: &str, kinds: &[&str]) -> Result<()> {
+/// `"safetensors"`), and where a file is there already it is a regular file of that kind (of any kind with
+/// `force`, `--force`), so that a model, a checkpoint, a folder, a FIFO or a device is never replaced by a picture.
+pub fn check_output(path: &Path, flag: &str, kinds: &[&str], force: bool) -> Result<()> {
     let shown = path.display();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !kinds.contains(&ext) {
@@ -31,6 +31,9 @@ pub fn check_output(path: &Path, flag: &str, kinds: &[&str]) -> Result<()> {
     if !meta.is_file() {
         bail!("{shown}: {flag} must be a regular file (or absent), and this is not one");
     }
+    if force {
+        return Ok(());
+    }
     let magic = KINDS
         .iter()
         .find(|(k, _)| *k == ext)
@@ -39,10 +42,10 @@ pub fn check_output(path: &Path, flag: &str, kinds: &[&str]) -> Result<()> {
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut start));
     if ext == "safetensors" {
         if vae_model::Vae::load(path, &candle_core::Device::Cpu).is_err() {
-            bail!("{shown}: holds something other than a model; {flag} would replace it, so remove it first");
+            bail!("{shown}: holds something other than a model; {flag} would replace it (--force does)");
         }
     } else if meta.len() > 0 && (read.is_err() || start != magic) {
-        bail!("{shown}: holds something other than a .{ext} file; {flag} would replace it, so remove it first");
+        bail!("{shown}: holds something other than a .{ext} file; {flag} would replace it (--force does)");
     }
     Ok(())
 }
@@ -94,23 +97,28 @@ mod tests {
             p
         };
         let png = at("a.png", b"\x89PNG\r\n\x1a\nrest");
-        assert!(check_output(&png, "--out", &["png", "npy"]).is_ok());
-        assert!(check_output(&dir.path().join("new.npy"), "--out", &["png", "npy"]).is_ok());
+        assert!(check_output(&png, "--out", &["png", "npy"], false).is_ok());
+        assert!(check_output(&dir.path().join("new.npy"), "--out", &["png", "npy"], false).is_ok());
         let model_as_png = at("m.png", b"\x08\x00\x00\x00{}");
-        let err = check_output(&model_as_png, "--out", &["png"])
+        let err = check_output(&model_as_png, "--out", &["png"], false)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("m.png") && err.contains("something other than a .png"),
             "{err}"
         );
-        let err = check_output(&dir.path().join("x.jpg"), "--out", &["png", "npy"]).unwrap_err();
+        assert!(
+            check_output(&model_as_png, "--out", &["png"], true).is_ok(),
+            "--force"
+        );
+        let err =
+            check_output(&dir.path().join("x.jpg"), "--out", &["png", "npy"], false).unwrap_err();
         assert!(err.to_string().contains("writes .png or .npy"), "{err}");
-        let err = check_output(dir.path(), "--out", &["png", "npy"]).unwrap_err();
+        let err = check_output(dir.path(), "--out", &["png", "npy"], false).unwrap_err();
         assert!(err.to_string().contains("writes .png or .npy"), "{err}");
         let folder = dir.path().join("folder.png");
         std::fs::create_dir(&folder).unwrap();
-        let err = check_output(&folder, "--out", &["png"])
+        let err = check_output(&folder, "--out", &["png"], false)
             .unwrap_err()
             .to_string();
         assert!(err.contains("not one"), "{err}");

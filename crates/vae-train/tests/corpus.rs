@@ -190,6 +190,23 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         vae.set_dataset("mnist");
         vae.save(&narrow_model).unwrap();
     }
+    // A model of 12 inputs, as an imported tabular VAE would be: no image to draw.
+    let vector_model = root.join("vector.safetensors");
+    {
+        let cfg = vae_model::VaeConfig {
+            input_dim: 12,
+            hidden_dims: vec![6],
+            latent_dim: 3,
+            ..vae_model::VaeConfig::mnist()
+        };
+        let (vae, _) = vae_model::Vae::init(
+            &cfg,
+            &mut vae_model::VaeRng::seed_from(1),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        vae.save(&vector_model).unwrap();
+    }
     let run_with = |name: &str, ckpt: &[u8]| -> PathBuf {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -267,6 +284,7 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("{cut}", cut_model),
         ("{text}", text_model),
         ("{narrow}", narrow_model),
+        ("{vector}", vector_model),
         ("{corrupt_run}", corrupt_run),
         ("{done_run}", done_run),
         ("{typed}", typed),
@@ -335,6 +353,8 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("encode past the test set", "encode --model {model} --n 20000 --out {same} --data-dir {data}", vec!["--n 20000", "the test set has 10000 images"]),
         ("a PNG claiming 20000²", "generate --model {model} --like {huge_png} --out {png} --data-dir {data}", vec!["huge.png", "at most 10000 × 10000 pixels"]),
         ("curves of ±1e308", "curves --run {huge_run} --out {png}", vec!["metrics.jsonl", "too large to draw"]),
+        ("serve a model of 12 inputs", "serve --model {vector} --bind 127.0.0.1:0 --dataset mnist --data-dir {data}", vec!["vector.safetensors", "input_dim 12 does not fit"]),
+        ("sample a model of 12 inputs", "sample --model {vector} --out {png}", vec!["input_dim 12 is not a square image"]),
         ("a learning rate that diverges", "train --lr 0.99 --epochs 1 --data-dir {data} --out {fresh}", vec!["loss became"]),
     ];
     let fresh = root.join("fresh");
@@ -355,5 +375,110 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         assert!(!fresh.exists(), "{name}: {} left behind", fresh.display());
         let after: Vec<_> = watched.iter().map(|w| snapshot(w)).collect();
         assert_eq!(before, after, "{name}: files changed");
+    }
+}
+
+#[test]
+fn hostile_pytorch_files_are_refused_in_one_line_without_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("imported.safetensors");
+    for (name, file, needle) in common::torch::hostile_files(tmp.path()) {
+        let (code, _, err) = vae_train(&[
+            "import",
+            "--from",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(1), "{name}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{name}: {err}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains("archive.pt"),
+            "{name}: {err}"
+        );
+        assert!(lines[0].contains(needle), "{name}: `{needle}` not in {err}");
+        assert!(!out.exists(), "{name}: wrote {}", out.display());
+    }
+}
+
+fn shipped_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-seed.safetensors")
+}
+
+#[test]
+fn force_replaces_an_output_that_holds_another_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_png = tmp.path().join("m.png");
+    let model = shipped_model();
+    std::fs::copy(&model, &model_png).unwrap();
+    let args = [
+        "sample",
+        "--model",
+        model.to_str().unwrap(),
+        "--n",
+        "4",
+        "--out",
+        model_png.to_str().unwrap(),
+    ];
+    let (code, _, err) = vae_train(&args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--force does"), "{err}");
+    let (code, _, err) = vae_train(&[&args[..], &["--force"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(std::fs::read(&model_png)
+        .unwrap()
+        .starts_with(b"\x89PNG\r\n\x1a\n"));
+}
+
+#[test]
+fn a_signal_during_an_output_write_leaves_no_temporary_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("inputs.npy");
+    let temporary = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+    };
+    for sig in ["TERM", "INT", "HUP"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vae-train"))
+            .args(["encode", "--n", "10000", "--model"])
+            .arg(shipped_model())
+            .arg("--out")
+            .arg(tmp.path().join("means.npy"))
+            .arg("--inputs-out")
+            .arg(&out)
+            .args(["--data-dir", data_dir().to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The signal goes as soon as a temporary file shows, while its 31 MB are being written.
+        let started = std::time::Instant::now();
+        while !temporary() && child.try_wait().unwrap().is_none() {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "no output within a minute"
+            );
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let pid = child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status();
+        let status = child.wait().unwrap();
+        assert!(!temporary(), "SIG{sig} ({status:?}) left a temporary file");
+        if status.success() {
+            // Finished before the signal: then the output is whole.
+            let t = candle_core::Tensor::read_npy(&out).unwrap();
+            assert_eq!(t.dims(), [10000, 784]);
+        } else {
+            assert!(
+                status.code().is_some_and(|c| c > 128) || status.signal().is_some(),
+                "{status:?}"
+            );
+        }
+        let _ = std::fs::remove_file(&out);
     }
 }

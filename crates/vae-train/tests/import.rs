@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use common::torch;
 use vae_model::{ScaleHead, Vae};
 
 fn fixture(name: &str) -> PathBuf {
@@ -108,6 +109,18 @@ fn each_known_layout_imports_and_computes_what_torch_computed() {
 }
 
 #[test]
+fn a_checkpoint_dict_and_any_archive_name_import_as_the_state_dict() {
+    // torch.save({"epoch": 3, "model_state_dict": sd}), and sd under a 21-character archive name, whose zip64
+    // record the zip crate's search for prepended data once took for a shifted archive.
+    let tmp = tempfile::tempdir().unwrap();
+    for file in ["teaching-checkpoint.pt", "teaching-archive-name.pt"] {
+        let (vae, said) = imported(&fixture(file), tmp.path(), &[]);
+        assert!(said.contains("teaching code"), "{file}: {said}");
+        matches_torch(&vae, "teaching", None);
+    }
+}
+
+#[test]
 fn what_is_not_a_known_vae_is_refused_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("m.safetensors");
@@ -164,4 +177,46 @@ fn what_is_not_a_known_vae_is_refused_in_one_line() {
         Path::new("model.onnx"),
         "expected a .pt, .pth or .safetensors file",
     );
+}
+
+#[test]
+fn a_state_dict_reads_as_its_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = torch::pt_file(
+        dir.path(),
+        "archive",
+        &torch::one_tensor(&[2, 3], 6),
+        &[("0", torch::six_floats())],
+    );
+    let tensors = vae_train::import::pytorch::read(&path).unwrap();
+    assert_eq!(tensors.len(), 1);
+    assert_eq!(tensors[0].0, "w");
+    let values = tensors[0].1.to_vec2::<f32>().unwrap();
+    assert_eq!(values, [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]);
+}
+
+#[test]
+fn a_state_dict_under_either_checkpoint_key_is_found() {
+    for key in ["state_dict", "model_state_dict"] {
+        let pickle = torch::Pickle::new()
+            .op(b"}(")
+            .text("epoch")
+            .int(3)
+            .text(key)
+            .op(b"}(")
+            .text("w")
+            .tensor("0", 6, &[2, 3], &[3, 1], 6)
+            .op(b"uu")
+            .stop();
+        let dir = tempfile::tempdir().unwrap();
+        let path = torch::pt_file(
+            dir.path(),
+            "archive",
+            &pickle,
+            &[("0", torch::six_floats())],
+        );
+        let tensors =
+            vae_train::import::pytorch::read(&path).unwrap_or_else(|e| panic!("{key}: {e:#}"));
+        assert_eq!(tensors[0].1.dims(), [2, 3], "{key}");
+    }
 }

@@ -19,9 +19,15 @@ struct Server {
 impl Server {
     /// Serves `model` on a free port of 127.0.0.1 and waits for the URL it prints.
     fn start(model: &Path) -> Self {
+        Self::start_with(model, &[])
+    }
+
+    /// [`Server::start`] with more flags of `serve`.
+    fn start_with(model: &Path, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vae-train"))
             .args(["serve", "--bind", "127.0.0.1:0", "--model"])
             .arg(model)
+            .args(flags)
             .args(["--data-dir", data_dir().to_str().unwrap()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -275,6 +281,210 @@ fn every_bad_request_gets_a_4xx_with_one_line_of_json() {
 }
 
 /// 50 clients decode as fast as they can for 10 s: every request answered, none refused.
+/// The address `host:port` of a server's URL.
+fn address(server: &Server) -> String {
+    server.url.trim_start_matches("http://").to_string()
+}
+
+/// What the server sends on a fresh connection given `bytes`, until it closes the connection (at most 20 s).
+fn raw_exchange(server: &Server, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address(server)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The server may answer and close before a long request is all written.
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status and the JSON `error` of a whole HTTP response.
+fn status_and_error(answer: &str) -> (u16, String) {
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let json: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("not one line of JSON ({e}): {answer:?}"));
+    assert!(!body.contains('\n'), "{body:?}");
+    (
+        status,
+        json["error"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn what_hyper_refuses_before_any_route_is_json_too() {
+    let server = Server::start(&shipped_model());
+    let long_path = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000));
+    let headers: String = (0..500).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let many_headers = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+    let cases: [(&[u8], u16, &str); 6] = [
+        (b"GARBAGE\r\n\r\n", 400, "not an HTTP/1.1 request"),
+        (long_path.as_bytes(), 414, "target is longer"),
+        (many_headers.as_bytes(), 431, "too many headers"),
+        (b"POST /api/decode HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nabc", 400, "Content-Length"),
+        (b"POST /api/decode HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "Content-Length"),
+        (b"GET /api/test/%ff%fe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400, "not a valid UTF-8"),
+    ];
+    for (bytes, want_status, want) in cases {
+        let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).into_owned();
+        let (status, error) = status_and_error(&raw_exchange(&server, bytes));
+        assert_eq!(status, want_status, "{shown:?}: {error}");
+        assert!(error.contains(want), "{shown:?}: {error}");
+    }
+    // The server still answers.
+    assert_eq!(
+        request("GET", &format!("{}/api/model", server.url), None).0,
+        200
+    );
+}
+
+#[test]
+fn idle_and_slow_clients_are_closed_while_a_normal_request_is_answered() {
+    use std::io::{Read, Write};
+    let server = Server::start_with(&shipped_model(), &["--timeout", "2"]);
+    // A hundred connections of each kind: nothing sent, half the headers, the headers and half the body.
+    let starts: [&[u8]; 3] = [
+        b"",
+        b"GET /api/model HTTP/1.1\r\nHo",
+        b"POST /api/decode HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\n{\"z\": [",
+    ];
+    let mut flood = Vec::new();
+    for start in starts {
+        for _ in 0..100 {
+            let mut stream = std::net::TcpStream::connect(address(&server)).unwrap();
+            stream.write_all(start).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            flood.push((start, stream));
+        }
+    }
+    let (status, body) = request("GET", &format!("{}/api/model", server.url), None);
+    assert_eq!(status, 200, "{body}");
+    // Each is closed by the server within its timeout; the one inside a body is told so.
+    for (start, mut stream) in flood {
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        assert!(read.is_ok(), "not closed by the server: {read:?}");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        match start.len() > 40 {
+            true => assert_eq!(status_and_error(&answer).0, 408, "{answer}"),
+            false => assert_eq!(
+                answer, "",
+                "a connection that sent no whole head gets no answer"
+            ),
+        }
+    }
+}
+
+#[test]
+fn connections_past_the_limit_are_refused_with_503_and_the_rest_served() {
+    let server = Server::start_with(&shipped_model(), &["--max-connections", "20"]);
+    let held: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(address(&server)).unwrap())
+        .collect();
+    // Let the server accept all twenty before the next one arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, error) = status_and_error(&raw_exchange(
+        &server,
+        b"GET /api/model HTTP/1.1\r\nHost: x\r\n\r\n",
+    ));
+    assert_eq!(status, 503, "{error}");
+    assert!(error.contains("20 connections, its limit"), "{error}");
+    drop(held);
+    let mut answered = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if try_request("GET", &format!("{}/api/model", server.url), None)
+            .is_ok_and(|(s, _)| s == 200)
+        {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "served again once the held connections closed");
+}
+
+#[test]
+fn ctrl_c_ends_the_server_within_its_deadline_though_a_client_holds_a_request_open() {
+    use std::io::Write;
+    let mut server = Server::start(&shipped_model());
+    let mut stream = std::net::TcpStream::connect(address(&server)).unwrap();
+    stream.write_all(b"GET /api/model HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still serving 20 s after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The deadline is 5 s; the client, still connected, does not hold the server past it.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    drop(stream);
+}
+
+#[test]
+fn a_burst_of_large_sample_requests_leaves_threads_and_memory_bounded() {
+    let server = Server::start(&shipped_model());
+    let status = |key: &str| {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .to_string();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let body = format!("{{\"input\": [{}0.5], \"n\": 100}}", "0.5,".repeat(783));
+    let url = format!("{}/api/samples", server.url);
+    let _ = request("POST", &url, Some(&body));
+    let before = status("VmRSS:");
+    // A hundred clients at once: unbounded, the blocking pool grew a thread (and an allocator arena) for each,
+    // 115 threads and 147 MB on 2 cores.
+    std::thread::scope(|s| {
+        for _ in 0..100 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    assert_eq!(request("POST", &url, Some(&body)).0, 200);
+                }
+            });
+        }
+    });
+    let (after, threads) = (status("VmRSS:"), status("Threads:"));
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert!(
+        threads <= 4 * cores + 4,
+        "{threads} threads on {cores} cores"
+    );
+    assert!(
+        after < before + 50_000,
+        "RSS {before} kB before 500 requests, {after} kB after"
+    );
+}
+
 #[test]
 fn fifty_concurrent_clients_for_ten_seconds_get_every_answer() {
     let server = Server::start(&shipped_model());

@@ -151,6 +151,8 @@ pub struct EvalArgs {
     /// f32, for an independent evaluator (`bench/torch_iw_estimate.py`).
     #[arg(long)]
     pub inputs_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub replace: Replace,
     /// Seed of the importance samples (and of a dynamic binarisation's draws, which use seed 2016 unless a model
     /// says otherwise).
     #[arg(long, default_value_t = 1)]
@@ -178,6 +180,8 @@ pub struct SampleArgs {
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]
+    pub replace: Replace,
+    #[command(flatten)]
     pub device: DeviceArg,
 }
 
@@ -201,6 +205,8 @@ pub struct GenerateArgs {
     /// Output: .png (a grid) or .npy (`[n, 28, 28]` f32 probabilities).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub replace: Replace,
 }
 
 #[derive(Args)]
@@ -222,6 +228,8 @@ pub struct InterpolateArgs {
     /// Output: .png (one row) or .npy (`[steps, 28, 28]` f32 probabilities).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub replace: Replace,
 }
 
 #[derive(Args)]
@@ -243,6 +251,8 @@ pub struct TraverseArgs {
     /// Output: .png (a row per dimension) or .npy (`[dims·steps, 28, 28]` f32 probabilities).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub replace: Replace,
 }
 
 #[derive(Args)]
@@ -252,6 +262,8 @@ pub struct ScatterArgs {
     /// Output PNG.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub replace: Replace,
 }
 
 #[derive(Args)]
@@ -262,6 +274,8 @@ pub struct CurvesArgs {
     /// Output PNG [default: <RUN>/curves.png].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub replace: Replace,
 }
 
 /// A model and the test set it is used on: every command that reads both.
@@ -275,6 +289,14 @@ pub struct ModelOnData {
     pub dataset: Option<Dataset>,
     #[command(flatten)]
     pub common: Common,
+}
+
+/// `--force`, for every command that writes a file.
+#[derive(Args)]
+pub struct Replace {
+    /// Replace an output file even when it holds something other than what the command writes (a model, say).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The seed of every command that draws z.
@@ -316,6 +338,8 @@ pub struct ReconstructArgs {
     /// probabilities, decoded from the posterior means).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub replace: Replace,
 }
 
 #[derive(Args)]
@@ -328,6 +352,8 @@ pub struct EncodeArgs {
     /// Output .npy: the posterior means, `[n, latent_dim]` f32.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub replace: Replace,
     /// Also write the images encoded (grey levels, `[n, input_dim]` f32) to this .npy.
     #[arg(long)]
     pub inputs_out: Option<PathBuf>,
@@ -345,6 +371,12 @@ pub struct ServeArgs {
     /// Dataset whose test set the page uses [default: the one in the model's metadata].
     #[arg(long)]
     pub dataset: Option<Dataset>,
+    /// Connections served at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+    /// Seconds a client may take to send a request (headers or body) or leave its connection idle.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub timeout: u32,
     #[command(flatten)]
     pub data: DataDir,
 }
@@ -357,6 +389,8 @@ pub struct ImportArgs {
     /// The model file to write (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub replace: Replace,
     /// The dataset the model was trained on, recorded in the file.
     #[arg(long, default_value = "mnist")]
     pub dataset: Dataset,

@@ -8,7 +8,7 @@ use super::model::{model_and_data, test_set, write_chart};
 
 /// `vae-train scatter`.
 pub(super) fn scatter(a: ScatterArgs) -> Result<()> {
-    vae_train::outputs::check_output(&a.out, "--out", &["png"])?;
+    vae_train::outputs::check_output(&a.out, "--out", &["png"], a.replace.force)?;
     let (vae, data, dataset) = model_and_data(&a.on)?;
     let test = test_set(&vae, &data, &a.on.model)?;
     write_chart(&a.out, &latent::scatter_figure(&vae, &test, dataset)?)
@@ -24,7 +24,7 @@ pub(super) fn curves(a: CurvesArgs) -> Result<()> {
         path.display()
     );
     let out = a.out.unwrap_or_else(|| a.run.join(rundir::files::CURVES));
-    vae_train::outputs::check_output(&out, "--out", &["png"])?;
+    vae_train::outputs::check_output(&out, "--out", &["png"], a.replace.force)?;
     let png = charts::curves_png(&history).with_context(|| path.display().to_string())?;
     write_chart(&out, &png)
 }

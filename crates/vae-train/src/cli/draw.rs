@@ -14,7 +14,7 @@ use super::model::{load_model, model_and_data, test_set};
 
 pub(super) fn sample(a: SampleArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    check_output(&a.out, "--out", &["png", "npy"])?;
+    check_output(&a.out, "--out", &["png", "npy"], a.replace.force)?;
     let vae = load_model(&a.model, a.device.device)?;
     let classes = vae.config().label_dim();
     ensure_samples_fit(&vae, a.n.max(classes))?;
@@ -46,7 +46,7 @@ pub(super) fn sample(a: SampleArgs) -> Result<()> {
 
 pub(super) fn generate(a: GenerateArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    check_output(&a.out, "--out", &["png", "npy"])?;
+    check_output(&a.out, "--out", &["png", "npy"], a.replace.force)?;
     let (vae, data, _) = model_and_data(&a.on)?;
     ensure_samples_fit(&vae, a.n)?;
     let (examples, labels) = match a.like.parse::<i64>() {
@@ -81,7 +81,7 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 pub(super) fn interpolate(a: InterpolateArgs) -> Result<()> {
-    check_output(&a.out, "--out", &["png", "npy"])?;
+    check_output(&a.out, "--out", &["png", "npy"], a.replace.force)?;
     let (vae, data, _) = model_and_data(&a.on)?;
     let (from, from_label) = example(&data, &a.from, "--from", &vae)?;
     let (to, to_label) = example(&data, &a.to, "--to", &vae)?;
@@ -99,7 +99,7 @@ pub(super) fn interpolate(a: InterpolateArgs) -> Result<()> {
 }
 
 pub(super) fn traverse(a: TraverseArgs) -> Result<()> {
-    check_output(&a.out, "--out", &["png", "npy"])?;
+    check_output(&a.out, "--out", &["png", "npy"], a.replace.force)?;
     let (vae, data, _) = model_and_data(&a.on)?;
     let (x, label) = inputs::test_image(&data, a.index, vae.device())
         .with_context(|| format!("--index {}", a.index))?;
@@ -144,7 +144,7 @@ pub(super) fn traverse(a: TraverseArgs) -> Result<()> {
 
 pub(super) fn reconstruct(a: ReconstructArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    check_output(&a.out, "--out", &["png", "npy"])?;
+    check_output(&a.out, "--out", &["png", "npy"], a.replace.force)?;
     let (vae, data, _) = model_and_data(&a.on)?;
     ensure_test_images(&data, a.n)?;
     let originals = data.first_test_images(a.n, vae.device())?;
@@ -160,9 +160,9 @@ pub(super) fn reconstruct(a: ReconstructArgs) -> Result<()> {
 
 pub(super) fn encode(a: EncodeArgs) -> Result<()> {
     anyhow::ensure!(a.n > 0, "--n must be at least 1");
-    check_output(&a.out, "--out", &["npy"])?;
+    check_output(&a.out, "--out", &["npy"], a.replace.force)?;
     if let Some(path) = &a.inputs_out {
-        check_output(path, "--inputs-out", &["npy"])?;
+        check_output(path, "--inputs-out", &["npy"], a.replace.force)?;
         vae_train::outputs::check_distinct(&a.out, "--out", path, "--inputs-out")?;
     }
     let (vae, data, _) = model_and_data(&a.on)?;

@@ -10,7 +10,7 @@ use super::model::model_and_data;
 /// `vae-train eval`.
 pub(super) fn run(a: EvalArgs) -> Result<()> {
     if let Some(path) = &a.inputs_out {
-        vae_train::outputs::check_output(path, "--inputs-out", &["npy"])?;
+        vae_train::outputs::check_output(path, "--inputs-out", &["npy"], a.replace.force)?;
     }
     let (vae, data, dataset) = model_and_data(&a.on)?;
     let binarize = inputs::recorded_binarize(&vae, a.binarize, &a.on.model)?;

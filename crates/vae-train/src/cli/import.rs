@@ -6,7 +6,7 @@ use super::args::{ActivationArg, ImportArgs};
 
 /// `vae-train import`.
 pub(super) fn run(a: ImportArgs) -> Result<()> {
-    vae_train::outputs::check_output(&a.out, "--out", &["safetensors"])?;
+    vae_train::outputs::check_output(&a.out, "--out", &["safetensors"], a.replace.force)?;
     let activation = match a.activation {
         ActivationArg::Relu => vae_model::Activation::Relu,
         ActivationArg::Tanh => vae_model::Activation::Tanh,

@@ -29,6 +29,12 @@ pub fn run(cli: Cli) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    // Training stops at a checkpoint on a signal, and the server on Ctrl-C; any other command is ended at once,
+    // without the temporary file it may be writing.
+    let stops_itself = matches!(cli.command, Command::Train(_)) || is_serve(&cli.command);
+    if !stops_itself {
+        vae_train::interrupt::remove_pending_on_signals()?;
+    }
     match cli.command {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
@@ -51,4 +57,13 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Man { out } => shell::write_man_pages(&out),
     }
+}
+
+fn is_serve(command: &Command) -> bool {
+    #[cfg(feature = "serve")]
+    if matches!(command, Command::Serve(_)) {
+        return true;
+    }
+    let _ = command;
+    false
 }

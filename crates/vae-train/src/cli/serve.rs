@@ -32,7 +32,12 @@ pub(super) fn run(a: ServeArgs) -> Result<()> {
             a.bind
         );
     }
-    vae_train::serve::serve(vae, data, &a.model, a.bind, |addr| {
+    let limits = vae_train::serve::Limits {
+        max_connections: a.max_connections as usize,
+        timeout: std::time::Duration::from_secs(a.timeout.into()),
+        ..Default::default()
+    };
+    vae_train::serve::serve(vae, data, &a.model, (a.bind, limits), |addr| {
         println!("http://{addr}/");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })

@@ -461,8 +461,11 @@ pub(super) struct TestImage {
 /// `GET /api/test/{index}`: a test image and its label.
 pub(super) async fn test_image(
     State(ex): State<Arc<Explorer>>,
-    UrlPath(index): UrlPath<String>,
+    index: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<TestImage>, ApiError> {
+    // A path that does not decode (`%ff%fe` is no UTF-8) is refused in JSON like the rest, not in axum's plain text.
+    let UrlPath(index) =
+        index.map_err(|_| ApiError::bad("the index is not a valid UTF-8 path segment"))?;
     let Some(data) = &ex.test else {
         return Err(ApiError::bad(
             "the server has no test set (start it with the dataset at hand)",

@@ -7,6 +7,7 @@
 //! pool, so requests are served in parallel.
 
 mod api;
+mod conn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use axum::Router;
 use vae_model::Vae;
 
 pub use api::{Explorer, MAX_BODY_BYTES};
+pub use conn::Limits;
 
 /// The page and its assets, as they ship in the repository.
 const INDEX_HTML: &str = include_str!("../../assets/explorer/index.html");
@@ -92,26 +94,33 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .with_state(explorer)
 }
 
-/// Serves `vae`, read from the file `model`, on `addr` until Ctrl-C; `ready` gets the bound address (port 0 picks a free one).
+/// Serves `vae`, read from the file `model`, on `addr` within `limits` until Ctrl-C; `ready` gets the bound address
+/// (port 0 picks a free one).
 pub fn serve(
     vae: Vae,
     data: Option<(vae_data::MnistData, vae_data::Dataset)>,
     model: &std::path::Path,
-    addr: SocketAddr,
+    (addr, limits): (SocketAddr, Limits),
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     let explorer = Arc::new(Explorer::new(vae, data, model)?);
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the server's runtime")?;
+    // Model calls run on the blocking pool: as many threads as cores, not Tokio's 512, so that a burst of large
+    // requests neither oversubscribes the CPU nor leaves hundreds of threads' allocator arenas holding memory.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cores)
+        .build()
+        .context("cannot start the server's runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         ready(listener.local_addr()?);
-        axum::serve(listener, router(explorer))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("the server stopped")
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        conn::serve(listener, router(explorer), limits, stop).await;
+        Ok(())
     })
 }

@@ -1,6 +1,8 @@
 //! What the vae-train test binaries share: the data directory and running the binary.
 #![allow(dead_code)]
 
+pub mod torch;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

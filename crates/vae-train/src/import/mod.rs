@@ -1,6 +1,7 @@
 //! `vae-train import`: a PyTorch VAE's weights as one of our models, recognised by its tensor names.
 //!
-//! PyTorch files (`.pt`, `.pth`: a zip of pickles) are read by Candle's own unpickler, so no Python is needed.
+//! PyTorch files (`.pt`, `.pth`: a zip of pickles) are read by Candle's own unpickler behind our bounds
+//! ([`pytorch`]), so no Python is needed and no file can take the process down.
 //! Three layouts are known; each tensor keeps its values, only its name changes:
 //!
 //! | layout | encoder | heads | decoder |
@@ -8,6 +9,9 @@
 //! | the teaching code | `img_2hid` | `hid_2mu`, `hid_2sigma` (σ itself) | `z_2hid`, `hid_2img` |
 //! | pytorch/examples `vae` | `fc1` | `fc21`, `fc22` (log σ²) | `fc3`, `fc4` |
 //! | ours | `encoder.hidden.{i}` | `encoder.mu`, `encoder.logvar` or `encoder.std` | `decoder.hidden.{i}`, `decoder.out` |
+
+pub mod pytorch;
+mod scan;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,16 +84,7 @@ fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
             .collect(),
         "pt" | "pth" => {
             anyhow::ensure!(path.is_file(), "{}: no such file", path.display());
-            let mut found = Vec::new();
-            for key in [None, Some("state_dict"), Some("model_state_dict")] {
-                found = candle_core::pickle::read_all_with_key(path, key).with_context(|| {
-                    format!("{}: not a PyTorch file (a zip of pickles)", path.display())
-                })?;
-                if !found.is_empty() {
-                    break;
-                }
-            }
-            found
+            pytorch::read(path).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?
         }
         _ => bail!(
             "{}: expected a .pt, .pth or .safetensors file",
