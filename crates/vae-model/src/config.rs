@@ -21,17 +21,66 @@ pub enum Activation {
     Tanh,
 }
 
-/// The decoder's output distribution p(x | z), which fixes the reconstruction term of the ELBO.
-///
-/// Only the Bernoulli decoder exists today; the enum is non-exhaustive so that a Gaussian decoder can be added
-/// without breaking callers that match on it.
+/// The decoder's output distribution p(x | z), which fixes the reconstruction term of the ELBO. Each is a true
+/// (log-)density of values in [0, 1], so −ELBO stays in nats per example; see [`crate::log_likelihood`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Likelihood {
-    /// Each pixel is an independent Bernoulli whose logit the decoder outputs; the reconstruction term is the
-    /// binary cross-entropy, which also accepts grey levels in [0, 1] as targets.
+    /// Each value is an independent Bernoulli whose logit the decoder outputs; the reconstruction term is the
+    /// binary cross-entropy, which also accepts grey levels in [0, 1] as targets (though it is then no density).
     Bernoulli,
+    /// A normal density per value, its mean the decoder's output; σ is [`VaeConfig::sigma`] when set, else the
+    /// decoder predicts log σ per value too (a second half of its output layer).
+    Gaussian,
+    /// The continuous Bernoulli of Loaiza-Ganem & Cunningham (2019): the Bernoulli's form normalised into a density
+    /// on [0, 1], for grey levels.
+    ContinuousBernoulli,
+    /// The discretised logistic of Kingma et al. (2016) and Salimans et al. (2017) for 8-bit values k/255: the
+    /// mass of a logistic (mean and log-scale predicted per value) over each value's bin, the edges open-ended.
+    Logistic,
+}
+
+impl Likelihood {
+    /// Its name in a preset and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Likelihood::Bernoulli => "bernoulli",
+            Likelihood::Gaussian => "gaussian",
+            Likelihood::ContinuousBernoulli => "continuous-bernoulli",
+            Likelihood::Logistic => "logistic",
+        }
+    }
+
+    /// The decoder's outputs per value under a Gaussian's fixed `sigma` (if any): 2 where it predicts a log-scale
+    /// beside the mean, 1 otherwise.
+    pub fn outputs_per_value(self, sigma: Option<f64>) -> usize {
+        match (self, sigma) {
+            (Likelihood::Gaussian, None) | (Likelihood::Logistic, _) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Every likelihood, for errors that list them.
+    pub const ALL: [Likelihood; 4] = [
+        Likelihood::Bernoulli,
+        Likelihood::Gaussian,
+        Likelihood::ContinuousBernoulli,
+        Likelihood::Logistic,
+    ];
+}
+
+impl std::str::FromStr for Likelihood {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|l| l.name()).collect();
+                format!("unknown likelihood {s:?}; one of {}", names.join(", "))
+            })
+    }
 }
 
 /// What the encoder's second head predicts: the spread of q(z|x) = N(mu, σ²).
@@ -71,7 +120,7 @@ impl ScaleHead {
 /// assert_eq!(cfg.hidden_dims, vec![400]);
 /// cfg.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaeConfig {
     /// Pixels per image (784 for 28×28).
@@ -84,6 +133,9 @@ pub struct VaeConfig {
     pub activation: Activation,
     /// Decoder output distribution.
     pub likelihood: Likelihood,
+    /// A Gaussian decoder's fixed σ; absent, the decoder predicts log σ per value. Only with `gaussian`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
     /// What the encoder's second head predicts. Absent (and not written) for `logvar`, what every older file meant.
     #[serde(default, skip_serializing_if = "ScaleHead::is_logvar")]
     pub scale_head: ScaleHead,
@@ -106,10 +158,17 @@ impl VaeConfig {
             latent_dim: 20,
             activation: Activation::Relu,
             likelihood: Likelihood::Bernoulli,
+            sigma: None,
             scale_head: ScaleHead::Logvar,
             conditional: false,
             num_classes: None,
         }
+    }
+
+    /// The decoder's outputs per value: 2 where it predicts a log-scale beside the mean (a Gaussian of no fixed σ,
+    /// the logistic), 1 otherwise.
+    pub fn outputs_per_value(&self) -> usize {
+        self.likelihood.outputs_per_value(self.sigma)
     }
 
     /// Width of the label input: the number of classes for a conditional model, 0 otherwise.
@@ -145,6 +204,20 @@ impl VaeConfig {
                 ))
             }
             _ => {}
+        }
+        match (self.likelihood, self.sigma) {
+            (Likelihood::Gaussian, Some(s)) if !(s.is_finite() && s > 0.0) => {
+                return bad(format!(
+                    "sigma is {s}; a Gaussian's σ must be positive and finite"
+                ))
+            }
+            (Likelihood::Gaussian, _) | (_, None) => {}
+            (other, Some(_)) => {
+                return bad(format!(
+                    "sigma is set but the likelihood is {}, not gaussian",
+                    other.name()
+                ))
+            }
         }
         if self.checked_num_parameters().is_none() {
             return bad(format!(
@@ -190,7 +263,8 @@ impl VaeConfig {
             ));
             fan_in = h;
         }
-        let out = LayerSpec::new(Block::Decoder, "out".into(), fan_in, self.input_dim, None);
+        let outputs = self.input_dim * self.outputs_per_value();
+        let out = LayerSpec::new(Block::Decoder, "out".into(), fan_in, outputs, None);
         LayerPlan {
             encoder,
             mu,
@@ -408,6 +482,7 @@ mod tests {
             latent_dim: 4,
             activation: Activation::Tanh,
             likelihood: Likelihood::Bernoulli,
+            sigma: None,
             scale_head: ScaleHead::Logvar,
             conditional: false,
             num_classes: None,

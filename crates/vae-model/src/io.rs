@@ -8,8 +8,20 @@ use crate::reader::SafetensorsReader;
 use crate::{Error, Result, Vae, VaeConfig};
 use candle_core::{DType, Device, Tensor};
 
-/// The `format` metadata value this build writes and reads.
+/// The `format` of a model of the first format's kind (a Bernoulli decoder): what every such model is written as,
+/// so that it keeps its bytes.
 pub const FORMAT: &str = "vae-candle/1";
+
+/// The `format` of a model the first format cannot describe (another likelihood, its `sigma`).
+pub const FORMAT_V2: &str = "vae-candle/2";
+
+/// The format `cfg` is written in: [`FORMAT`] for a Bernoulli decoder, else [`FORMAT_V2`].
+pub fn format_of(cfg: &VaeConfig) -> &'static str {
+    match cfg.likelihood {
+        crate::Likelihood::Bernoulli => FORMAT,
+        _ => FORMAT_V2,
+    }
+}
 
 /// Writes `bytes` to `path` so that `path` holds either its old content or all of the new, never a part: a temporary
 /// file in the same directory, fsync, then rename over the target.
@@ -118,7 +130,7 @@ impl Vae {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let mut metadata = BTreeMap::new();
-        metadata.insert("format".to_string(), FORMAT.to_string());
+        metadata.insert("format".to_string(), format_of(self.config()).to_string());
         metadata.insert(
             "config".to_string(),
             serde_json::to_string(self.config()).expect("config serialises"),
@@ -196,10 +208,12 @@ fn checked_config(path: &Path, md: &HashMap<String, String>) -> Result<VaeConfig
     let format = md
         .get("format")
         .ok_or_else(|| format_error(path, "no `format` in metadata: not a vae-candle model"))?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_V2 {
         return Err(format_error(
             path,
-            format!("unknown format version {format:?} (this build reads {FORMAT:?})"),
+            format!(
+                "unknown format version {format:?} (this build reads {FORMAT:?} and {FORMAT_V2:?})"
+            ),
         ));
     }
     let config_json = md
@@ -210,5 +224,12 @@ fn checked_config(path: &Path, md: &HashMap<String, String>) -> Result<VaeConfig
     config
         .validate()
         .map_err(|e| format_error(path, e.to_string()))?;
+    if format != format_of(&config) {
+        let (want, likelihood) = (format_of(&config), config.likelihood.name());
+        return Err(format_error(
+            path,
+            format!("a {likelihood} decoder is format {want:?}, not {format:?}"),
+        ));
+    }
     Ok(config)
 }

@@ -35,6 +35,7 @@
 
 mod config;
 mod io;
+pub mod likelihood;
 mod loss;
 mod model;
 mod product;
@@ -45,10 +46,12 @@ pub use config::{
     Activation, Block, LayerPlan, LayerSpec, Likelihood, ScaleHead, VaeConfig, DEFAULT_NUM_CLASSES,
     MAX_PARAMETERS,
 };
-pub use io::{remove_pending, safetensors_bytes, temp_file_builder, write_atomic, Pending, FORMAT};
-pub use loss::{
-    bce_with_logits, beta_elbo, elbo, iwae_bound, kl_divergence, log_importance_weights, ElboTerms,
+pub use io::{
+    format_of, remove_pending, safetensors_bytes, temp_file_builder, write_atomic, Pending, FORMAT,
+    FORMAT_V2,
 };
+pub use likelihood::{bce_with_logits, log_density, log_likelihood};
+pub use loss::{beta_elbo, elbo, iwae_bound, kl_divergence, log_importance_weights, ElboTerms};
 pub use model::{Decoder, Dense, Encoder, Vae, VaeOutput};
 pub use product::linear_product;
 pub use reader::{first_non_finite, CheckedTensors, SafetensorsReader, TensorProblem};

@@ -6,6 +6,7 @@
 
 use candle_core::{Result, Tensor, D};
 
+use crate::likelihood::{bce_with_logits, log_density, log_likelihood};
 use crate::{Likelihood, Vae, VaeOutput};
 
 /// The terms of −ELBO for a batch, each a scalar tensor in nats per image.
@@ -29,6 +30,7 @@ pub fn beta_elbo(x: &Tensor, out: &VaeOutput, beta: f64) -> Result<ElboTerms> {
     let batch = x.dim(0)? as f64;
     let recon = match out.likelihood {
         Likelihood::Bernoulli => (bce_summed(&out.logits, x, Tensor::sum_all)? / batch)?,
+        other => (log_density(other, out.sigma, &out.logits, x)?.sum_all()? / -batch)?,
     };
     let kl = (kl_divergence(&out.mu, &out.logvar)?.sum_all()? / batch)?;
     let loss = if beta == 1.0 {
@@ -37,15 +39,6 @@ pub fn beta_elbo(x: &Tensor, out: &VaeOutput, beta: f64) -> Result<ElboTerms> {
         (&recon + (&kl * beta)?)?
     };
     Ok(ElboTerms { recon, kl, loss })
-}
-
-/// Element-wise binary cross-entropy of `targets` under Bernoulli `logits`: −[t·log σ(l) + (1−t)·log(1−σ(l))].
-///
-/// Computed as `max(l, 0) − l·t + log(1 + exp(−|l|))`, which never takes the log of 0 nor exponentiates a large
-/// number, so it is finite and exact for logits of ±100 where the naive form gives inf or NaN.
-pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let softplus_tail = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    (logits.relu()? - logits.mul(targets)?)? + softplus_tail
 }
 
 /// `sum(bce_with_logits(logits, targets))`, where `sum` reduces over all elements or over each row, with its
@@ -84,6 +77,7 @@ pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
 pub fn log_importance_weights(x: &Tensor, out: &VaeOutput, eps: &Tensor) -> Result<Tensor> {
     let log_px_z = match out.likelihood {
         Likelihood::Bernoulli => bce_summed(&out.logits, x, |t| t.sum(D::Minus1))?.neg()?,
+        other => log_likelihood(other, out.sigma, &out.logits, x)?,
     };
     let log_p_over_q = ((out.logvar.broadcast_add(&eps.sqr()?)?.sum(D::Minus1)?
         - out.z.sqr()?.sum(D::Minus1)?)?
@@ -129,13 +123,15 @@ pub fn iwae_bound(
         logvar,
         z,
         likelihood: vae.config().likelihood,
+        sigma: vae.config().sigma,
     };
     let log_w = log_importance_weights(&x, &out, eps)?.reshape((k, batch))?;
     // log-sum-exp over the samples, shifted by a constant (hence detached) maximum.
     let max = log_w.max_keepdim(0)?.detach();
     let lse = (log_w.broadcast_sub(&max)?.exp()?.sum_keepdim(0)?.log()? + &max)?;
     let loss = ((lse.mean_all()? - (k as f64).ln())? * -1.0)?;
-    let recon = (bce_with_logits(&out.logits, &x)?.sum_all()? / rows as f64)?;
+    let log_px = log_density(out.likelihood, out.sigma, &out.logits, &x)?;
+    let recon = (log_px.sum_all()? / -(rows as f64))?;
     let kl = ((log_w.sum_all()? / rows as f64)? * -1.0 - &recon)?;
     Ok(ElboTerms { recon, kl, loss })
 }

@@ -149,7 +149,8 @@ fn dense_layers(specs: &[LayerSpec], vb: &VarBuilder) -> Result<Vec<Dense>> {
 /// Everything one forward pass produces; [`crate::elbo`] turns it into the loss.
 #[derive(Debug, Clone)]
 pub struct VaeOutput {
-    /// Decoder logits `[B, input_dim]`.
+    /// The decoder's output `[B, k·input_dim]`: logits, or means and then log-scales (see
+    /// [`VaeConfig::outputs_per_value`]).
     pub logits: Tensor,
     /// Posterior means `[B, latent_dim]`.
     pub mu: Tensor,
@@ -159,6 +160,8 @@ pub struct VaeOutput {
     pub z: Tensor,
     /// The decoder distribution the logits parameterise; it picks the reconstruction term of [`crate::elbo`].
     pub likelihood: Likelihood,
+    /// A Gaussian decoder's fixed σ ([`VaeConfig::sigma`]).
+    pub sigma: Option<f64>,
 }
 
 /// A variational auto-encoder (Kingma & Welling, 2014) with an MLP encoder and decoder.
@@ -345,14 +348,17 @@ impl Vae {
         mu + std.mul(eps)?
     }
 
-    /// p(x | z) as pixel logits, under `labels` for a conditional model.
+    /// p(x | z) as the decoder's raw output (pixel logits for the Bernoulli decoder; see [`VaeOutput::logits`]),
+    /// under `labels` for a conditional model.
     pub fn decode(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         self.decoder.forward(&self.with_labels(z, labels)?)
     }
 
-    /// p(x | z) as pixel probabilities (the sigmoid of the logits): what a picture shows.
+    /// The mean of p(x | z) `[B, input_dim]` in [0, 1] (for the Bernoulli decoder, the sigmoid of the logits):
+    /// what a picture shows.
     pub fn decode_probs(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
-        candle_nn::ops::sigmoid(&self.decode(z, labels)?)
+        let cfg = &self.config;
+        crate::likelihood::mean(cfg.likelihood, cfg.sigma, &self.decode(z, labels)?)
     }
 
     /// Encode, sample z with noise `eps` of shape `[B, latent_dim]`, decode.
@@ -371,6 +377,7 @@ impl Vae {
             logvar,
             z,
             likelihood: self.config.likelihood,
+            sigma: self.config.sigma,
         })
     }
 

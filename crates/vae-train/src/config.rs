@@ -206,6 +206,12 @@ pub struct Overrides {
     /// Dimension of z.
     #[cfg_attr(feature = "cli", arg(long))]
     pub latent_dim: Option<usize>,
+    /// The decoder's distribution: bernoulli, gaussian, continuous-bernoulli or logistic.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub likelihood: Option<vae_model::Likelihood>,
+    /// A Gaussian decoder's fixed σ [default: the decoder predicts σ per value].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub sigma: Option<f64>,
     /// Seed of the run's one RNG.
     #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
@@ -302,6 +308,14 @@ impl RunConfig {
             self.model.hidden_dims = h.clone();
         }
         self.model.latent_dim = o.latent_dim.unwrap_or(self.model.latent_dim);
+        if let Some(likelihood) = o.likelihood {
+            self.model.likelihood = likelihood;
+            // A preset's σ belongs to its Gaussian; another likelihood has none.
+            if likelihood != vae_model::Likelihood::Gaussian {
+                self.model.sigma = None;
+            }
+        }
+        self.model.sigma = o.sigma.or(self.model.sigma);
         self.validate().context("invalid command-line override")?;
         Ok(self)
     }

@@ -191,6 +191,7 @@ fn log_weight(
         logvar: logvar.clone(),
         z,
         likelihood: vae.config().likelihood,
+        sigma: vae.config().sigma,
     };
     log_importance_weights(x, &out, eps)?.to_dtype(candle_core::DType::F64)
 }
@@ -266,6 +267,7 @@ mod tests {
             latent_dim,
             activation: Activation::Relu,
             likelihood: Likelihood::Bernoulli,
+            sigma: None,
             scale_head: vae_model::ScaleHead::Logvar,
             conditional: false,
             num_classes: None,

@@ -355,6 +355,9 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("curves of ±1e308", "curves --run {huge_run} --out {png}", vec!["metrics.jsonl", "too large to draw"]),
         ("serve a model of 12 inputs", "serve --model {vector} --bind 127.0.0.1:0 --dataset mnist --data-dir {data}", vec!["vector.safetensors", "input_dim 12 does not fit"]),
         ("sample a model of 12 inputs", "sample --model {vector} --out {png}", vec!["input_dim 12 is not a square image"]),
+        ("the fused engine on a Gaussian decoder", "train --engine fused --likelihood gaussian --data-dir {data} --out {fresh}", vec!["fused engine does not support this model", "--engine autograd"]),
+        ("a σ without a Gaussian", "train --sigma 0.1 --data-dir {data} --out {fresh}", vec!["sigma is set but the likelihood is bernoulli"]),
+        ("a σ of zero", "train --likelihood gaussian --sigma 0 --data-dir {data} --out {fresh}", vec!["sigma is 0", "positive and finite"]),
         ("a learning rate that diverges", "train --lr 0.99 --epochs 1 --data-dir {data} --out {fresh}", vec!["loss became"]),
     ];
     let fresh = root.join("fresh");

@@ -1159,3 +1159,98 @@ fn the_commands_that_read_test_images_need_only_the_test_files() {
         "{err}"
     );
 }
+
+#[test]
+fn every_likelihood_trains_evaluates_and_draws_and_writes_format_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir().to_str().unwrap();
+    let cases: [&[&str]; 4] = [
+        &["--likelihood", "gaussian"],
+        &["--likelihood", "gaussian", "--sigma", "0.2"],
+        &["--likelihood", "continuous-bernoulli"],
+        &["--likelihood", "logistic"],
+    ];
+    for flags in cases {
+        let out = tmp.path().join(flags.join("-"));
+        let (code, _, err) = common::quick_train(&out, 4, 2000, flags);
+        assert_eq!(code, Some(0), "{flags:?}: {err}");
+        let model = out.join("model.safetensors");
+        let vae = Vae::load(&model, &Device::Cpu).unwrap();
+        assert_eq!(vae.config().likelihood.name(), flags[1]);
+        let bytes = std::fs::read(&model).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(
+            meta.metadata().as_ref().unwrap()["format"],
+            "vae-candle/2",
+            "{flags:?}"
+        );
+
+        let m = model.to_str().unwrap();
+        let eval = [
+            "eval",
+            "--model",
+            m,
+            "--data-dir",
+            data,
+            "--test-subset",
+            "300",
+            "--iw-samples",
+            "20",
+        ];
+        let (code, stdout, err) = common::vae_train(&eval);
+        assert_eq!(code, Some(0), "{flags:?}: {err}");
+        let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let (elbo, iw) = (
+            json["test_loss"].as_f64().unwrap(),
+            json["test_nll_iw"].as_f64().unwrap(),
+        );
+        assert!(
+            elbo.is_finite() && iw.is_finite() && iw <= elbo + 1.0,
+            "{flags:?}: {json}"
+        );
+        assert_eq!(json["likelihood"], flags[1]);
+        // Bits per dimension for the 8-bit likelihood only: −log p(x) over 784 values, in bits.
+        match flags[1] == "logistic" {
+            true => {
+                let bits = json["bits_per_dim"].as_f64().unwrap();
+                assert!(
+                    (bits - elbo / (784.0 * std::f64::consts::LN_2)).abs() < 1e-9,
+                    "{json}"
+                );
+                assert!(bits > 0.0 && bits < 8.0, "{json}");
+            }
+            false => assert!(json.get("bits_per_dim").is_none(), "{json}"),
+        }
+
+        // Pictures show the distribution's mean, in [0, 1].
+        let npy = out.join("samples.npy");
+        let sample = [
+            "sample",
+            "--model",
+            m,
+            "--n",
+            "16",
+            "--out",
+            npy.to_str().unwrap(),
+        ];
+        let (code, _, err) = common::vae_train(&sample);
+        assert_eq!(code, Some(0), "{flags:?}: {err}");
+        let values = candle_core::Tensor::read_npy(&npy).unwrap();
+        assert_eq!(values.dims(), [16, 28, 28]);
+        let values = values.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "{flags:?}");
+    }
+}
+
+#[test]
+fn a_bernoulli_model_keeps_format_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (code, _, err) = common::quick_train(&out, 4, 1000, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let md = meta.metadata().clone().unwrap();
+    assert_eq!(md["format"], "vae-candle/1");
+    assert!(!md["config"].contains("sigma"), "{}", md["config"]);
+}

@@ -47,22 +47,48 @@ pub(super) fn run(a: EvalArgs) -> Result<()> {
         "active_units": usage.active_units,
         "kl_per_dim": usage.kl_per_dim,
         "mean_variance_per_dim": usage.mean_variance,
+        "likelihood": vae.config().likelihood.name(),
     });
+    if let Some(bits) = bits_per_dim(&vae, avg.loss) {
+        out["bits_per_dim"] = bits.into();
+    }
     if a.iw_samples > 0 {
-        let k = a.iw_samples as usize;
-        let start = std::time::Instant::now();
-        let iw = eval::iw_nll(&vae, &test, k, &mut VaeRng::seed_from(a.seed))?;
-        out["iw_seconds"] = start.elapsed().as_secs_f64().into();
-        anyhow::ensure!(
-            iw.nll.is_finite(),
-            "{}: the importance-weighted estimate is {}",
-            a.on.model.display(),
-            iw.nll
-        );
-        out["iw_samples"] = a.iw_samples.into();
-        out["test_nll_iw"] = iw.nll.into();
-        out["test_nll_iw_se"] = iw.se.into();
+        importance_weighted(&a, &vae, &test, &mut out)?;
     }
     println!("{out}");
     Ok(())
+}
+
+/// Adds the importance-weighted estimate of −log p(x) with `--iw-samples` to `out`.
+fn importance_weighted(
+    a: &EvalArgs,
+    vae: &vae_model::Vae,
+    test: &vae_data::Batcher,
+    out: &mut serde_json::Value,
+) -> Result<()> {
+    let k = a.iw_samples as usize;
+    let start = std::time::Instant::now();
+    let iw = eval::iw_nll(vae, test, k, &mut VaeRng::seed_from(a.seed))?;
+    out["iw_seconds"] = start.elapsed().as_secs_f64().into();
+    anyhow::ensure!(
+        iw.nll.is_finite(),
+        "{}: the importance-weighted estimate is {}",
+        a.on.model.display(),
+        iw.nll
+    );
+    out["iw_samples"] = a.iw_samples.into();
+    out["test_nll_iw"] = iw.nll.into();
+    out["test_nll_iw_se"] = iw.se.into();
+    if let Some(bits) = bits_per_dim(vae, iw.nll) {
+        out["test_nll_iw_bits_per_dim"] = bits.into();
+    }
+    Ok(())
+}
+
+/// `nats` per example in bits per dimension, the unit 8-bit image likelihoods are published in; `None` for a
+/// likelihood whose −log p(x) is a density's, not a code length.
+fn bits_per_dim(vae: &vae_model::Vae, nats: f64) -> Option<f64> {
+    let cfg = vae.config();
+    (cfg.likelihood == vae_model::Likelihood::Logistic)
+        .then(|| nats / (cfg.input_dim as f64 * std::f64::consts::LN_2))
 }
