@@ -2,8 +2,10 @@
 //! through `bench/torch_reference.py` both eager and compiled (`torch.compile` and fused Adam), alternated in one
 //! run, with medians and ratios against the faster PyTorch; then the same for the importance-weighted likelihood
 //! estimate ([`likelihood`]). `--variants` adds our other configurations (each sgemm backend forced, the AVX2 paths
-//! forced, the autograd engine); `--profile` adds where our epoch's time goes.
+//! forced, the autograd engine); `--profile` adds where our epoch's time goes; `--folder` the reading of MNIST as
+//! a folder of pictures ([`folder`]).
 
+mod folder;
 mod likelihood;
 
 use std::path::{Path, PathBuf};
@@ -208,6 +210,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut doc = serde_json::json!({ "machine": machine, "results": report });
     if !args.no_likelihood {
         doc["likelihood"] = likelihood_row(&exe, &work, args, torch)?;
+    }
+    if args.folder {
+        doc["folder"] = folder::run(&exe, &work, args.rounds)?;
     }
     std::fs::create_dir_all(args.json.parent().unwrap_or(Path::new(".")))?;
     std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;

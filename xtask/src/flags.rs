@@ -127,6 +127,10 @@ pub struct BenchArgs {
     /// Test images for the likelihood row.
     #[arg(long, default_value_t = 1000)]
     pub likelihood_images: usize,
+    /// Also time MNIST as a folder of PNGs: the first read (decoded, cached), the cached one, and an epoch from it
+    /// beside one from the IDX files.
+    #[arg(long)]
+    pub folder: bool,
     /// Where the JSON report goes.
     #[arg(long, default_value = "target/bench/bench.json")]
     pub json: PathBuf,

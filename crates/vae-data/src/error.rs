@@ -106,8 +106,16 @@ pub enum DataError {
         /// The path.
         path: PathBuf,
     },
-    /// A dataset name that is not one of [`crate::Dataset::ALL`].
-    #[error("unknown dataset `{0}` (expected mnist or fashion-mnist)")]
+    /// A folder, picture or cache whose content cannot be used.
+    #[error("{}: {msg}", path.display())]
+    Invalid {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A dataset name that is not one of [`crate::Dataset::ALL`], `folder:PATH` or `npy:PATH`.
+    #[error("unknown dataset `{0}` (expected mnist, fashion-mnist, folder:PATH or npy:PATH)")]
     UnknownDataset(String),
     /// A binarisation name that is not `none`, `static` or `dynamic`.
     #[error("unknown binarisation `{0}` (expected none, static or dynamic)")]
@@ -121,6 +129,13 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
         let path = path.into();
         move |error| DataError::Io { path, error }
+    }
+
+    pub(crate) fn invalid(path: impl Into<PathBuf>, msg: impl Into<String>) -> DataError {
+        DataError::Invalid {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 
     pub(crate) fn idx(path: impl Into<PathBuf>, msg: impl Into<String>) -> DataError {

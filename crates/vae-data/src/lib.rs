@@ -1,5 +1,6 @@
-//! MNIST-style datasets for the VAE: download with SHA-256 verification, checked loading (the IDX files are
-//! decoded in memory), and seeded mini-batches.
+//! Datasets for the VAE: MNIST and Fashion-MNIST (download with SHA-256 verification, checked loading of the IDX
+//! files in memory), folders of pictures of any size ([`load_folder`], decoded once and cached), NumPy arrays
+//! ([`load_arrays`]), and seeded mini-batches.
 //!
 //! The `http` feature (on by default) brings the HTTP client for mirrors; without it, [`download`] copies from a
 //! local folder only ([`Source::LocalDir`]).
@@ -15,13 +16,17 @@
 
 #![warn(missing_docs)]
 
+mod arrays;
 mod batch;
 mod dataset;
 mod download;
 mod error;
+mod folder;
 pub mod idx;
 mod load;
+mod source;
 
+pub use arrays::{load_arrays, MAX_ARRAY_BYTES, MAX_CLASSES};
 pub use batch::{Batch, Batcher, Batches, Binarize};
 pub use dataset::{DataFile, Dataset, FILE_NAMES};
 pub use download::{
@@ -29,4 +34,9 @@ pub use download::{
     MIRROR_ENV,
 };
 pub use error::{DataError, Result};
-pub use load::{load, load_dir, load_test, unit_grey, unit_pixels, MnistData};
+pub use folder::{
+    cache_dir, ensure_empty_folder, export_folder, load_folder, read_picture, ExportSplit,
+    FolderData, FolderOptions, MAX_SIDE,
+};
+pub use load::{load, load_dir, load_test, unit_grey, unit_pixels, Data};
+pub use source::DataSource;

@@ -7,26 +7,45 @@ use candle_core::{DType, Device, Tensor};
 use crate::idx::{read_idx, Idx, IdxKind};
 use crate::{dataset_dir, DataError, Dataset, Result, FILE_NAMES};
 
-/// A dataset in memory, on the CPU: images `[N, rows·cols]` as the files store them (u8 grey levels 0-255, a
-/// quarter of the memory of f32) and labels `[N]` u32 in 0..=9. [`unit_grey`] is what a model sees of a byte;
-/// [`MnistData::test_pixels`] and the [`crate::Batcher`] make f32 rows from the bytes as they are needed.
+/// The class names of an IDX folder of unknown origin: its labels' digits.
+fn digit_names() -> Vec<String> {
+    (0..10).map(|d| d.to_string()).collect()
+}
+
+/// A dataset in memory, on the CPU: examples `[N, C·H·W]` as the files store them (u8 levels 0-255, a quarter of
+/// the memory of f32; channel planes one after another) and labels `[N]` u32 below the number of classes.
+/// [`unit_grey`] is what a model sees of a byte; [`Data::test_pixels`] and the [`crate::Batcher`] make f32 rows
+/// from the bytes as they are needed.
 #[derive(Debug, Clone)]
-pub struct MnistData {
-    /// Training images, `[60000, 784]` u8 for MNIST.
+pub struct Data {
+    /// Training examples, `[60000, 784]` u8 for MNIST.
     pub train_images: Tensor,
-    /// Training labels.
+    /// Training labels (all 0 where the data has no classes).
     pub train_labels: Tensor,
-    /// Test images, `[10000, 784]` u8 for MNIST.
+    /// Test examples, `[10000, 784]` u8 for MNIST.
     pub test_images: Tensor,
     /// Test labels.
     pub test_labels: Tensor,
-    /// Image height.
-    pub rows: usize,
-    /// Image width.
-    pub cols: usize,
+    /// An example's shape: `[channels, height, width]` for images, `[D]` for vectors.
+    pub shape: Vec<usize>,
+    /// What each label means, by label; empty for data without classes.
+    pub class_names: Vec<String>,
 }
 
-impl MnistData {
+impl Data {
+    /// Values per example, `C·H·W` (or `D`).
+    pub fn dim(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The examples' `[channels, height, width]`, or `None` for vectors.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        match self.shape[..] {
+            [c, h, w] => Some([c, h, w]),
+            _ => None,
+        }
+    }
+
     /// The first `n` test images (fewer if there are fewer), f32 in [0, 1], `[n, rows·cols]` on `device`.
     pub fn first_test_images(&self, n: usize, device: &Device) -> Result<Tensor> {
         let n = n.min(self.test_images.dim(0)?);
@@ -63,14 +82,16 @@ pub fn unit_pixels(images: &Tensor) -> Result<Tensor> {
 }
 
 /// Loads `<data_dir>/<dataset>/`, after checking each file against its published SHA-256 (see [`crate::verify`]).
-pub fn load(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
+pub fn load(data_dir: &Path, dataset: Dataset) -> Result<Data> {
     crate::verify(data_dir, dataset)?;
-    load_dir(&dataset_dir(data_dir, dataset), dataset.name())
+    let mut data = load_dir(&dataset_dir(data_dir, dataset), dataset.name())?;
+    data.class_names = dataset.class_names().map(String::from).to_vec();
+    Ok(data)
 }
 
 /// Loads the test split of `<data_dir>/<dataset>/` only, after checking its two files (see [`crate::verify_test`]):
 /// the training split of the answer is empty, so that the commands that read test images need nothing else.
-pub fn load_test(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
+pub fn load_test(data_dir: &Path, dataset: Dataset) -> Result<Data> {
     crate::verify_test(data_dir, dataset)?;
     let dir = dataset_dir(data_dir, dataset);
     let images = read_idx(&dir.join(FILE_NAMES[2]), IdxKind::Images)?;
@@ -81,13 +102,13 @@ pub fn load_test(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
         return Err(DataError::idx(dir.join(FILE_NAMES[3]), msg));
     }
     let (rows, cols) = (images.dims[1], images.dims[2]);
-    Ok(MnistData {
+    Ok(Data {
         train_images: Tensor::zeros((0, rows * cols), DType::U8, &Device::Cpu)?,
         train_labels: Tensor::zeros(0, DType::U32, &Device::Cpu)?,
         test_images: pixels(images, rows * cols)?,
         test_labels: checked_labels(labels, &dir.join(FILE_NAMES[3]))?,
-        rows,
-        cols,
+        shape: vec![1, rows, cols],
+        class_names: dataset.class_names().map(String::from).to_vec(),
     })
 }
 
@@ -95,7 +116,7 @@ pub fn load_test(data_dir: &Path, dataset: Dataset) -> Result<MnistData> {
 ///
 /// Each file is checked and decompressed in memory (nothing is written to disk), exactly as candle-datasets' MNIST
 /// reader would turn it into tensors. Counts must agree between images and labels, and labels must be digits 0–9.
-pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
+pub fn load_dir(dir: &Path, name: &str) -> Result<Data> {
     for f in FILE_NAMES {
         let p = dir.join(f);
         if p.is_dir() {
@@ -146,13 +167,13 @@ pub fn load_dir(dir: &Path, name: &str) -> Result<MnistData> {
     let train_labels = checked_labels(next(), &dir.join(FILE_NAMES[1]))?;
     let test_images = pixels(next(), rows * cols)?;
     let test_labels = checked_labels(next(), &dir.join(FILE_NAMES[3]))?;
-    Ok(MnistData {
+    Ok(Data {
         train_images,
         train_labels,
         test_images,
         test_labels,
-        rows,
-        cols,
+        shape: vec![1, rows, cols],
+        class_names: digit_names(),
     })
 }
 

@@ -59,7 +59,7 @@ fn a_good_synthetic_set_loads_exactly() {
     let dir = tempfile::tempdir().unwrap();
     write_set(dir.path(), good_files());
     let d = load_dir(dir.path(), "synthetic").unwrap();
-    assert_eq!((d.rows, d.cols), (2, 3));
+    assert_eq!(d.shape, [1, 2, 3]);
     assert_eq!(d.train_images.dims(), &[4, 6]);
     let px = d.train_images.to_vec2::<u8>().unwrap();
     assert_eq!(px[1][2], 80);

@@ -33,7 +33,7 @@ fn both_datasets_download_through_the_mirror_variable_and_load_with_published_co
     for dataset in Dataset::ALL {
         download(dataset, &opts).unwrap();
         let d = load(tmp.path(), dataset).unwrap();
-        assert_eq!((d.rows, d.cols), (28, 28));
+        assert_eq!(d.shape, [1, 28, 28]);
         assert_eq!(d.train_images.dims(), &[60000, 784]);
         assert_eq!(d.test_images.dims(), &[10000, 784]);
         for images in [&d.train_images, &d.test_images] {

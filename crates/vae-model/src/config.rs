@@ -123,8 +123,13 @@ impl ScaleHead {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaeConfig {
-    /// Pixels per image (784 for 28×28).
+    /// Values per example (784 for 28×28 grey pixels).
     pub input_dim: usize,
+    /// The example's shape, `[C, H, W]` for images or `[D]` for vectors, its product `input_dim`. Absent (and not
+    /// written) for the square grey images of the first format, whose side is √`input_dim`; see
+    /// [`VaeConfig::image_shape`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Vec<usize>>,
     /// Widths of the encoder's hidden layers, first to last; the decoder uses them in reverse.
     pub hidden_dims: Vec<usize>,
     /// Dimension of the latent code z.
@@ -154,6 +159,7 @@ impl VaeConfig {
     pub fn mnist() -> Self {
         Self {
             input_dim: 784,
+            input_shape: None,
             hidden_dims: vec![400],
             latent_dim: 20,
             activation: Activation::Relu,
@@ -169,6 +175,30 @@ impl VaeConfig {
     /// the logistic), 1 otherwise.
     pub fn outputs_per_value(&self) -> usize {
         self.likelihood.outputs_per_value(self.sigma)
+    }
+
+    /// The images' `[channels, height, width]`: [`VaeConfig::input_shape`] when it is an image's, a square grey
+    /// image when the shape is absent and `input_dim` a square, `None` for vectors.
+    ///
+    /// ```
+    /// let mut cfg = vae_model::VaeConfig::mnist();
+    /// assert_eq!(cfg.image_shape(), Some([1, 28, 28]));
+    /// cfg.input_dim = 3 * 32 * 32;
+    /// cfg.input_shape = Some(vec![3, 32, 32]);
+    /// assert_eq!(cfg.image_shape(), Some([3, 32, 32]));
+    /// cfg.input_dim = 10;
+    /// cfg.input_shape = Some(vec![10]);
+    /// assert_eq!(cfg.image_shape(), None);
+    /// ```
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        match self.input_shape.as_deref() {
+            Some(&[c, h, w]) => Some([c, h, w]),
+            Some(_) => None,
+            None => {
+                let side = (self.input_dim as f64).sqrt().round() as usize;
+                (side * side == self.input_dim).then_some([1, side, side])
+            }
+        }
     }
 
     /// Width of the label input: the number of classes for a conditional model, 0 otherwise.
@@ -187,6 +217,9 @@ impl VaeConfig {
         }
         if self.latent_dim == 0 {
             return bad("latent_dim must be at least 1".into());
+        }
+        if let Some(shape) = &self.input_shape {
+            self.validate_shape(shape)?;
         }
         if self.hidden_dims.is_empty() {
             return bad("hidden_dims needs at least one hidden layer".into());
@@ -225,6 +258,25 @@ impl VaeConfig {
             ));
         }
         Ok(())
+    }
+
+    fn validate_shape(&self, shape: &[usize]) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        let product = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        match shape {
+            [c, _, _] if *c != 1 && *c != 3 => bad(format!(
+                "input_shape {shape:?}: images have 1 or 3 channels, not {c}"
+            )),
+            [_] | [_, _, _] if product != Some(self.input_dim) => bad(format!(
+                "input_shape {shape:?} holds {} values but input_dim is {}",
+                product.map_or("too many".to_string(), |p| p.to_string()),
+                self.input_dim
+            )),
+            [_] | [_, _, _] => Ok(()),
+            _ => bad(format!(
+                "input_shape {shape:?} is neither [C, H, W] (images) nor [D] (vectors)"
+            )),
+        }
     }
 
     /// The model's layers, the one place that walks `hidden_dims`: every shape, name, initialisation, module and
@@ -478,6 +530,7 @@ mod tests {
     fn the_plan_mirrors_the_encoder_into_the_decoder_with_state_dict_names() {
         let cfg = VaeConfig {
             input_dim: 30,
+            input_shape: None,
             hidden_dims: vec![17, 9],
             latent_dim: 4,
             activation: Activation::Tanh,

@@ -15,10 +15,11 @@ pub const FORMAT: &str = "vae-candle/1";
 /// The `format` of a model the first format cannot describe (another likelihood, its `sigma`).
 pub const FORMAT_V2: &str = "vae-candle/2";
 
-/// The format `cfg` is written in: [`FORMAT`] for a Bernoulli decoder, else [`FORMAT_V2`].
+/// The format `cfg` is written in: [`FORMAT`] for a Bernoulli decoder of square grey images (no `input_shape`),
+/// else [`FORMAT_V2`].
 pub fn format_of(cfg: &VaeConfig) -> &'static str {
-    match cfg.likelihood {
-        crate::Likelihood::Bernoulli => FORMAT,
+    match (cfg.likelihood, &cfg.input_shape) {
+        (crate::Likelihood::Bernoulli, None) => FORMAT,
         _ => FORMAT_V2,
     }
 }
@@ -124,8 +125,8 @@ fn format_error(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 impl Vae {
-    /// Saves the weights as f32 safetensors, with `format`, `config`, `dataset` and (when recorded) `binarize` in
-    /// the metadata. The write is
+    /// Saves the weights as f32 safetensors, with `format`, `config`, `dataset` and (when recorded) `binarize` and
+    /// `data` in the metadata. The write is
     /// atomic, so a crash never leaves a half-written model in place of a good one.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
@@ -141,6 +142,9 @@ impl Vae {
         );
         if let Some(b) = self.binarize() {
             metadata.insert("binarize".to_string(), b.to_string());
+        }
+        if let Some(d) = self.data_options() {
+            metadata.insert("data".to_string(), d.to_string());
         }
         let tensors = self
             .named_tensors()
@@ -171,7 +175,11 @@ impl Vae {
             .map(|(name, t)| Ok((name, t.to_device(device)?)))
             .collect::<Result<HashMap<_, _>>>()?;
         let vae = Vae::from_tensors(&config, tensors, device)?;
-        Ok(vae.with_provenance(md.get("dataset").cloned(), md.get("binarize").cloned()))
+        let mut vae = vae.with_provenance(md.get("dataset").cloned(), md.get("binarize").cloned());
+        if let Some(d) = md.get("data") {
+            vae.set_data_options(d.clone());
+        }
+        Ok(vae)
     }
 }
 
@@ -226,9 +234,13 @@ fn checked_config(path: &Path, md: &HashMap<String, String>) -> Result<VaeConfig
         .map_err(|e| format_error(path, e.to_string()))?;
     if format != format_of(&config) {
         let (want, likelihood) = (format_of(&config), config.likelihood.name());
+        let shape = match &config.input_shape {
+            Some(s) => format!(" of input_shape {s:?}"),
+            None => String::new(),
+        };
         return Err(format_error(
             path,
-            format!("a {likelihood} decoder is format {want:?}, not {format:?}"),
+            format!("a {likelihood} decoder{shape} is format {want:?}, not {format:?}"),
         ));
     }
     Ok(config)

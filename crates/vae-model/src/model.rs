@@ -175,6 +175,7 @@ pub struct Vae {
     device: Device,
     dataset: Option<String>,
     binarize: Option<String>,
+    data_options: Option<String>,
 }
 
 impl Vae {
@@ -190,6 +191,7 @@ impl Vae {
             device: vb.device().clone(),
             dataset: None,
             binarize: None,
+            data_options: None,
         })
     }
 
@@ -271,6 +273,17 @@ impl Vae {
     /// Records the training binarisation; [`Vae::save`] writes it to the file's metadata as `binarize`.
     pub fn set_binarize(&mut self, name: impl Into<String>) {
         self.binarize = Some(name.into());
+    }
+
+    /// How the training data was made from its source (a folder's image size, channels and split, as JSON), as
+    /// recorded in its file's `data`; `None` for the built-in datasets, which need none.
+    pub fn data_options(&self) -> Option<&str> {
+        self.data_options.as_deref()
+    }
+
+    /// Records how the training data was made; [`Vae::save`] writes it to the file's metadata as `data`.
+    pub fn set_data_options(&mut self, json: impl Into<String>) {
+        self.data_options = Some(json.into());
     }
 
     /// Every parameter with its `state_dict` name, in the order of [`VaeConfig::parameter_shapes`].

@@ -230,7 +230,7 @@ fn read_tensors(
         .map(|(n, t)| Ok((n, t.to_device(device)?)))
         .collect::<Result<_>>()?;
     let mut model = Vae::from_tensors(&cfg.model, params, device)?;
-    model.set_dataset(cfg.dataset.name());
+    model.set_dataset(cfg.dataset.to_string());
     Ok((model, moments))
 }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use vae_data::{Binarize, Dataset};
+use vae_data::{Binarize, DataSource};
 use vae_model::VaeConfig;
 
 /// The presets shipped in `models/`, built into the binary so it also runs outside the repository.
@@ -143,12 +143,37 @@ impl TrainingConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// The dataset (`mnist` or `fashion-mnist` in the file).
-    pub dataset: Dataset,
+    /// The dataset: `mnist`, `fashion-mnist` or `folder:PATH` in the file.
+    pub dataset: DataSource,
+    /// How a folder's pictures become examples (`[data]`); absent for the built-in datasets.
+    #[serde(default, skip_serializing_if = "DataConfig::is_unset")]
+    pub data: DataConfig,
     /// The architecture.
     pub model: VaeConfig,
     /// The optimisation.
     pub training: TrainingConfig,
+}
+
+/// How a `folder:` dataset's pictures become examples: a preset's `[data]`, or `--image-size`, `--channels` and
+/// `--test-fraction`. Training fills every field in from the folder, so `config.json` records what was used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The examples' side [default: the shorter side of the first picture].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    /// 1 (grey) or 3 (RGB) [default: those of the first picture].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
+    /// The share held out for testing where the folder has no `train/` and `test/` [default: 0.1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
+}
+
+impl DataConfig {
+    fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `` `table.key`, line N: `` for the byte offset `at` of a TOML text: the table header above it and the key on its
@@ -191,6 +216,9 @@ fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Overrides {
+    /// The dataset: mnist, fashion-mnist or folder:PATH.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub dataset: Option<DataSource>,
     /// Passes over the training set.
     #[cfg_attr(feature = "cli", arg(long))]
     pub epochs: Option<usize>,
@@ -215,6 +243,15 @@ pub struct Overrides {
     /// Seed of the run's one RNG.
     #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
+    /// A folder's examples' side (pictures are resized and centre-cropped to it).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub image_size: Option<usize>,
+    /// A folder's examples' channels: 1 (grey) or 3 (RGB).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub channels: Option<usize>,
+    /// The share of a folder without train/ and test/ held out for testing [default: 0.1].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub test_fraction: Option<f64>,
     /// KL weight in the training objective.
     #[cfg_attr(feature = "cli", arg(long))]
     pub beta: Option<f64>,
@@ -246,8 +283,12 @@ impl RunConfig {
             anyhow::anyhow!("{origin}: {at}{}", e.message().trim().replace('\n', "; "))
         })?;
         // A conditional model has as many classes as its dataset, recorded so that its file says so.
-        if cfg.model.conditional && cfg.model.num_classes.is_none() {
-            cfg.model.num_classes = Some(cfg.dataset.class_names().len());
+        if let (true, None, Some(d)) = (
+            cfg.model.conditional,
+            cfg.model.num_classes,
+            cfg.dataset.builtin(),
+        ) {
+            cfg.model.num_classes = Some(d.class_names().len());
         }
         cfg.validate().map_err(|e| {
             let msg = format!("{e:#}");
@@ -304,6 +345,17 @@ impl RunConfig {
         t.engine = o.engine.unwrap_or(t.engine);
         t.objective = o.objective.unwrap_or(t.objective);
         t.k = o.k.unwrap_or(t.k);
+        if let Some(source) = &o.dataset {
+            self.dataset = source.clone();
+            // A conditional model has its dataset's classes: a built-in one's now, a folder's once read.
+            if self.model.conditional {
+                self.model.num_classes = source.builtin().map(|d| d.class_names().len());
+            }
+        }
+        let d = &mut self.data;
+        d.image_size = o.image_size.or(d.image_size);
+        d.channels = o.channels.or(d.channels);
+        d.test_fraction = o.test_fraction.or(d.test_fraction);
         if let Some(h) = &o.hidden_dims {
             self.model.hidden_dims = h.clone();
         }
@@ -323,14 +375,7 @@ impl RunConfig {
     /// Checks every value is in range.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
-        let classes = self.dataset.class_names().len();
-        if self.model.conditional && self.model.label_dim() != classes {
-            bail!(
-                "model.num_classes is {} but {} has {classes} classes",
-                self.model.label_dim(),
-                self.dataset
-            );
-        }
+        self.validate_data()?;
         let t = &self.training;
         if t.epochs == 0 {
             bail!("training.epochs must be at least 1");
@@ -364,6 +409,46 @@ impl RunConfig {
                 )
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// The dataset's side of [`RunConfig::validate`]: a built-in dataset's classes, a folder's `[data]`.
+    fn validate_data(&self) -> Result<()> {
+        let d = &self.data;
+        if let (DataSource::Arrays(_), true) = (
+            &self.dataset,
+            d.image_size.is_some() || d.channels.is_some(),
+        ) {
+            bail!("data.image_size and data.channels apply to folder: datasets; an array's examples keep their shape");
+        }
+        let Some(builtin) = self.dataset.builtin() else {
+            if let Some(f) = d.test_fraction.filter(|f| !(*f > 0.0 && *f < 1.0)) {
+                bail!("data.test_fraction must be in (0, 1), got {f}");
+            }
+            if let Some(c) = d.channels.filter(|c| *c != 1 && *c != 3) {
+                bail!("data.channels must be 1 (grey) or 3 (RGB), got {c}");
+            }
+            if let Some(s) = d
+                .image_size
+                .filter(|s| !(1..=vae_data::MAX_SIDE as usize).contains(s))
+            {
+                bail!(
+                    "data.image_size must be in 1-{}, got {s}",
+                    vae_data::MAX_SIDE
+                );
+            }
+            return Ok(());
+        };
+        if !d.is_unset() {
+            bail!("data (image_size, channels, test_fraction) applies to folder: datasets, not {builtin}, whose examples are as published");
+        }
+        let classes = builtin.class_names().len();
+        if self.model.conditional && self.model.label_dim() != classes {
+            bail!(
+                "model.num_classes is {} but {builtin} has {classes} classes",
+                self.model.label_dim(),
+            );
         }
         Ok(())
     }
@@ -411,7 +496,10 @@ mod tests {
             ),
             (vec![200], 32, 3e-4)
         );
-        assert_eq!(get("fashion-mnist").dataset, Dataset::FashionMnist);
+        assert_eq!(
+            get("fashion-mnist").dataset,
+            vae_data::Dataset::FashionMnist.into()
+        );
         let d = get("mnist-2d");
         assert_eq!((d.model.latent_dim, d.training.epochs), (2, 20));
         let iwae = get("mnist-iwae");
@@ -446,7 +534,10 @@ mod tests {
         let fashion = get("fashion-mnist-cvae");
         assert_eq!(
             (fashion.dataset, &fashion.model),
-            (Dataset::FashionMnist, &cvae.model)
+            (
+                vae_data::DataSource::Builtin(vae_data::Dataset::FashionMnist),
+                &cvae.model
+            )
         );
     }
 

@@ -74,7 +74,7 @@ pub const TEST_BINARIZE_SEED: u64 = 2016;
 /// The first `subset` test images (all when `None`) in batches of 1000, binarised as `binarize` says; a dynamic
 /// binarisation is drawn once from [`TEST_BINARIZE_SEED`].
 pub fn test_batcher(
-    data: &vae_data::MnistData,
+    data: &vae_data::Data,
     binarize: vae_data::Binarize,
     subset: Option<usize>,
     device: &candle_core::Device,
@@ -263,6 +263,7 @@ mod tests {
     fn config(input_dim: usize, hidden: usize, latent_dim: usize) -> VaeConfig {
         VaeConfig {
             input_dim,
+            input_shape: None,
             hidden_dims: vec![hidden],
             latent_dim,
             activation: Activation::Relu,

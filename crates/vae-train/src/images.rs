@@ -5,42 +5,60 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
-use image::{GrayImage, Luma};
+use image::{ImageBuffer, Pixel};
 
 const PAD: u32 = 2;
-const SCALE: u32 = 2;
+/// A grid's tiles are at least this many pixels on their longer side (a whole multiple of the image's).
+const TILE_MIN: usize = 56;
 
-/// Lays out `images [n, h·w]` (values in [0, 1]) as a `rows × cols` grid, each tile scaled ×2 with a 2-pixel
-/// border, and encodes it as PNG.
-pub fn grid_png(images: &Tensor, rows: usize, cols: usize, h: usize, w: usize) -> Result<Vec<u8>> {
+/// An example's `[channels, height, width]` as a picture: 1 channel grey, 3 RGB, channel planes one after another.
+pub type Shape = [usize; 3];
+
+/// Lays out `images [n, C·H·W]` (values in [0, 1], `shape` each) as a `rows × cols` grid with a 2-pixel border,
+/// each tile scaled by a whole factor to at least 56 pixels on its longer side (×2 for 28×28, ×7 for 8×8), and
+/// encodes it as a grey or RGB PNG.
+pub fn grid_png(images: &Tensor, rows: usize, cols: usize, shape: Shape) -> Result<Vec<u8>> {
     let px = images
         .to_device(&candle_core::Device::Cpu)?
         .to_dtype(candle_core::DType::F32)?
         .to_vec2::<f32>()?;
-    let (tw, th) = (w as u32 * SCALE, h as u32 * SCALE);
+    let mut bytes = Vec::new();
+    let out = &mut std::io::Cursor::new(&mut bytes);
+    match shape[0] {
+        1 => draw_grid::<image::Luma<u8>>(&px, rows, cols, shape)
+            .write_to(out, image::ImageFormat::Png)?,
+        _ => draw_grid::<image::Rgb<u8>>(&px, rows, cols, shape)
+            .write_to(out, image::ImageFormat::Png)?,
+    }
+    Ok(bytes)
+}
+
+fn draw_grid<P: Pixel<Subpixel = u8>>(
+    px: &[Vec<f32>],
+    rows: usize,
+    cols: usize,
+    [channels, h, w]: Shape,
+) -> ImageBuffer<P, Vec<u8>> {
+    let scale = TILE_MIN.div_ceil(h.max(w).max(1)).max(1) as u32;
+    let (tw, th) = (w as u32 * scale, h as u32 * scale);
     let width = cols as u32 * (tw + PAD) + PAD;
     let height = rows as u32 * (th + PAD) + PAD;
-    let mut img = GrayImage::from_pixel(width, height, Luma([40]));
+    let mut img =
+        ImageBuffer::<P, Vec<u8>>::from_pixel(width, height, *P::from_slice(&[40; 3][..channels]));
+    let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
     for (k, tile) in px.iter().enumerate().take(rows * cols) {
         let (r, c) = ((k / cols) as u32, (k % cols) as u32);
         let (x0, y0) = (PAD + c * (tw + PAD), PAD + r * (th + PAD));
         for y in 0..th {
             for x in 0..tw {
-                let v = tile[(y / SCALE) as usize * w + (x / SCALE) as usize];
-                img.put_pixel(
-                    x0 + x,
-                    y0 + y,
-                    Luma([(v.clamp(0.0, 1.0) * 255.0).round() as u8]),
-                );
+                let at = (y / scale) as usize * w + (x / scale) as usize;
+                let mut v = [0u8; 3];
+                (0..channels).for_each(|ch| v[ch] = level(tile[ch * h * w + at]));
+                img.put_pixel(x0 + x, y0 + y, *P::from_slice(&v[..channels]));
             }
         }
     }
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )?;
-    Ok(bytes)
+    img
 }
 
 /// Writes a grid PNG atomically.
@@ -49,10 +67,9 @@ pub fn write_grid(
     images: &Tensor,
     rows: usize,
     cols: usize,
-    h: usize,
-    w: usize,
+    shape: Shape,
 ) -> Result<()> {
-    write_png(path, &grid_png(images, rows, cols, h, w)?)
+    write_png(path, &grid_png(images, rows, cols, shape)?)
 }
 
 /// Writes PNG bytes atomically.
@@ -61,20 +78,35 @@ pub fn write_png(path: &Path, png: &[u8]) -> Result<()> {
         .with_context(|| format!("{}: cannot write figure", path.display()))
 }
 
-/// Writes images `[n, h·w]` by the file's extension: `.png`, a grid of `rows × cols` tiles; `.npy`, the
-/// probabilities themselves as `[n, h, w]` f32 (what `numpy.load` reads), for use as data. Either way the file is
-/// replaced only once it is whole.
+/// Writes images `[n, C·H·W]` by the file's extension: `.png`, a grid of `rows × cols` tiles; `.npy`, the values
+/// themselves as `[n, …dims]` f32 (what `numpy.load` reads), for use as data. `dims` is `[H, W]` for the square
+/// grey models of the first format and `[C, H, W]` otherwise (see [`crate::inputs::npy_dims`]). Either way the
+/// file is replaced only once it is whole.
 pub fn write_images(
     path: &Path,
     images: &Tensor,
     rows: usize,
     cols: usize,
-    h: usize,
-    w: usize,
+    dims: &[usize],
 ) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("png") => write_grid(path, images, rows, cols, h, w),
-        Some("npy") => crate::npy::write_npy(path, &images.reshape((images.dim(0)?, h, w))?),
+        Some("png") => {
+            let shape = match *dims {
+                [h, w] => [1, h, w],
+                [c, h, w] => [c, h, w],
+                _ => anyhow::bail!(
+                    "{}: vectors of {dims:?} values are not pictures; write .npy",
+                    path.display()
+                ),
+            };
+            write_grid(path, images, rows, cols, shape)
+        }
+        Some("npy") => {
+            let dims: Vec<usize> = std::iter::once(images.dim(0)?)
+                .chain(dims.iter().copied())
+                .collect();
+            crate::npy::write_npy(path, &images.reshape(dims)?)
+        }
         _ => anyhow::bail!(
             "{}: the output must end in .png (a picture) or .npy (the raw probabilities)",
             path.display()
@@ -87,12 +119,11 @@ pub fn write_reconstructions(
     path: &Path,
     originals: &Tensor,
     reconstructions: &Tensor,
-    h: usize,
-    w: usize,
+    shape: Shape,
 ) -> Result<()> {
     let n = originals.dim(0)?;
     let both = Tensor::cat(&[originals, reconstructions], 0)?;
-    write_grid(path, &both, 2, n, h, w)
+    write_grid(path, &both, 2, n, shape)
 }
 
 /// The inverse CDF of N(0, 1) (Acklam's rational approximation, relative error < 1.2e-9), for `p` in (0, 1).
@@ -146,18 +177,12 @@ pub fn normal_quantile(p: f64) -> f64 {
 /// For a model with a 2-D latent space: the decoded images of an `n × n` grid of z whose coordinates are the
 /// Gaussian quantiles of evenly spaced probabilities (Kingma & Welling's Figure 4), so each tile covers the same
 /// prior mass. z₁ runs left to right, z₂ top to bottom.
-pub fn write_manifold(
-    path: &Path,
-    vae: &vae_model::Vae,
-    n: usize,
-    h: usize,
-    w: usize,
-) -> Result<()> {
-    write_png(path, &manifold_png(vae, n, h, w)?)
+pub fn write_manifold(path: &Path, vae: &vae_model::Vae, n: usize, shape: Shape) -> Result<()> {
+    write_png(path, &manifold_png(vae, n, shape)?)
 }
 
 /// The PNG of [`write_manifold`]'s figure.
-pub fn manifold_png(vae: &vae_model::Vae, n: usize, h: usize, w: usize) -> Result<Vec<u8>> {
+pub fn manifold_png(vae: &vae_model::Vae, n: usize, shape: Shape) -> Result<Vec<u8>> {
     anyhow::ensure!(
         vae.config().latent_dim == 2,
         "the manifold figure needs a 2-D latent space"
@@ -170,7 +195,7 @@ pub fn manifold_png(vae: &vae_model::Vae, n: usize, h: usize, w: usize) -> Resul
         .flat_map(|&z2| q.iter().flat_map(move |&z1| [z1 as f32, z2 as f32]))
         .collect();
     let z = Tensor::from_vec(z, (n * n, 2), vae.device())?;
-    grid_png(&vae.decode_probs(&z, None)?, n, n, h, w)
+    grid_png(&vae.decode_probs(&z, None)?, n, n, shape)
 }
 
 #[cfg(test)]
@@ -182,13 +207,35 @@ mod tests {
         let dev = candle_core::Device::Cpu;
         // Two 2×2 tiles: all white, then all black.
         let t = Tensor::new(&[[1f32, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]], &dev).unwrap();
-        let png = grid_png(&t, 1, 2, 2, 2).unwrap();
+        let png = grid_png(&t, 1, 2, [1, 2, 2]).unwrap();
         let img = image::load_from_memory(&png).unwrap().to_luma8();
-        assert_eq!(img.dimensions(), (2 * (4 + PAD) + PAD, 4 + 2 * PAD));
+        // 2×2 tiles are scaled ×28 to 56 pixels.
+        assert_eq!(img.dimensions(), (2 * (56 + PAD) + PAD, 56 + 2 * PAD));
         assert_eq!(img.get_pixel(PAD, PAD).0[0], 255);
-        assert_eq!(img.get_pixel(PAD + 3, PAD + 3).0[0], 255);
-        assert_eq!(img.get_pixel(2 * PAD + 4, PAD).0[0], 0);
+        assert_eq!(img.get_pixel(PAD + 55, PAD + 55).0[0], 255);
+        assert_eq!(img.get_pixel(2 * PAD + 56, PAD).0[0], 0);
         assert_eq!(img.get_pixel(0, 0).0[0], 40);
+    }
+
+    #[test]
+    fn colour_grids_read_channel_planes() {
+        let dev = candle_core::Device::Cpu;
+        // One 1×2 RGB tile: a red pixel, then a blue one, as planes R = [1, 0], G = [0, 0], B = [0, 1].
+        let t = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 1.0]], &dev).unwrap();
+        let png = grid_png(&t, 1, 1, [3, 1, 2]).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (56 + 2 * PAD, 28 + 2 * PAD));
+        assert_eq!(img.get_pixel(PAD, PAD).0, [255, 0, 0]);
+        assert_eq!(img.get_pixel(PAD + 28, PAD).0, [0, 0, 255]);
+        assert_eq!(img.get_pixel(0, 0).0, [40, 40, 40]);
+    }
+
+    #[test]
+    fn mnist_tiles_stay_at_twice_their_size() {
+        let t =
+            Tensor::zeros((1, 784), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let img = image::load_from_memory(&grid_png(&t, 1, 1, [1, 28, 28]).unwrap()).unwrap();
+        assert_eq!((img.width(), img.height()), (56 + 2 * PAD, 56 + 2 * PAD));
     }
 
     #[test]

@@ -5,27 +5,26 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
-use vae_data::{Binarize, Dataset, MnistData};
+use vae_data::{Binarize, Data};
 use vae_model::{Vae, VaeConfig};
 
-/// The side of a model's square images, or an error for an input that is not a square.
-pub fn image_side(cfg: &VaeConfig) -> Result<usize> {
-    let d = cfg.input_dim;
-    let s = (d as f64).sqrt().round() as usize;
-    ensure!(s * s == d, "input_dim {d} is not a square image");
-    Ok(s)
+/// A model's images' `[channels, height, width]`, or an error for a model of vectors, which has no pictures.
+pub fn image_shape(cfg: &VaeConfig) -> Result<[usize; 3]> {
+    cfg.image_shape().with_context(|| {
+        format!(
+            "the model's examples are vectors of {} values, not images, so there is no picture to draw",
+            cfg.input_dim
+        )
+    })
 }
 
-/// `flag` if given, else the dataset the model's metadata names; `path` names the model in the error.
-pub fn model_dataset(vae: &Vae, flag: Option<Dataset>, path: &Path) -> Result<Dataset> {
-    match flag {
-        Some(d) => Ok(d),
-        None => vae.dataset().and_then(|d| d.parse().ok()).with_context(|| {
-            format!(
-                "{}: no known dataset in the metadata; pass --dataset",
-                path.display()
-            )
-        }),
+/// The per-example dimensions of a model's `.npy` outputs: `[H, W]` for the square grey models of the first format
+/// (as they always were), else the model's `input_shape` (`[C, H, W]` or `[D]`).
+pub fn npy_dims(cfg: &VaeConfig) -> Result<Vec<usize>> {
+    match (&cfg.input_shape, cfg.image_shape()) {
+        (Some(shape), _) => Ok(shape.clone()),
+        (None, Some([_, h, w])) => Ok(vec![h, w]),
+        (None, None) => Ok(vec![cfg.input_dim]),
     }
 }
 
@@ -41,16 +40,22 @@ pub fn recorded_binarize(vae: &Vae, flag: Option<Binarize>, path: &Path) -> Resu
 }
 
 /// The model's input must be the dataset's images, and a conditional model's classes the dataset's.
-pub fn ensure_fits(vae: &Vae, data: &MnistData, dataset: Dataset, path: &Path) -> Result<()> {
-    let pixels = data.rows * data.cols;
-    if pixels != vae.config().input_dim {
+pub fn ensure_fits(
+    vae: &Vae,
+    data: &Data,
+    dataset: &vae_data::DataSource,
+    path: &Path,
+) -> Result<()> {
+    let values = data.dim();
+    if values != vae.config().input_dim {
         bail!(
-            "{}: model input_dim {} does not fit {dataset} images of {pixels} pixels",
+            "{}: model input_dim {} does not fit {dataset}'s examples of {values} values ({:?})",
             path.display(),
-            vae.config().input_dim
+            vae.config().input_dim,
+            data.shape
         );
     }
-    let (classes, labels) = (vae.config().label_dim(), dataset.class_names().len());
+    let (classes, labels) = (vae.config().label_dim(), data.class_names.len());
     if classes != 0 && classes != labels {
         bail!(
             "{}: a conditional model of {classes} classes does not fit {dataset}'s {labels}",
@@ -72,7 +77,7 @@ pub fn check_class(cfg: &VaeConfig, class: u32) -> Result<()> {
 }
 
 /// Checks a test-set index; the error reads after the flag or field that gave it.
-pub fn check_test_index(data: &MnistData, index: usize) -> Result<()> {
+pub fn check_test_index(data: &Data, index: usize) -> Result<()> {
     let n = data.test_images.dim(0)?;
     ensure!(
         index < n,
@@ -83,32 +88,48 @@ pub fn check_test_index(data: &MnistData, index: usize) -> Result<()> {
 }
 
 /// Test image `index` as `[1, input_dim]` on `device`, with its label `[1]`.
-pub fn test_image(data: &MnistData, index: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+pub fn test_image(data: &Data, index: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     check_test_index(data, index)?;
     let labels = data.test_labels.narrow(0, index, 1)?.to_device(device)?;
     Ok((data.test_pixels(index, 1, device)?, labels))
 }
 
-/// A picture file made into the model's input, `[1, 784]`. A file has no label, so a conditional model, which
+/// A picture file made into the model's input, `[1, input_dim]`: a 28×28 grey model's as a drawing is digitised
+/// (see [`crate::digitize`]), any other image model's as its folder's pictures are read (resized, centre-cropped,
+/// converted to its channels; see [`vae_data::read_picture`]). A file has no label, so a conditional model, which
 /// needs one, refuses it.
 pub fn image_file(path: &Path, vae: &Vae) -> Result<Tensor> {
-    ensure_digitizable(vae.config()).with_context(|| path.display().to_string())?;
+    let cfg = vae.config();
+    let shape = image_shape(cfg).with_context(|| path.display().to_string())?;
     ensure!(
-        !vae.config().conditional,
-        "{}: a conditional model needs each image's label, which a file lacks; give a test-set digit or index",
+        !cfg.conditional,
+        "{}: a conditional model needs each image's label, which a file lacks; give a test-set class or index",
         path.display()
     );
     crate::outputs::check_input(path, "a picture")?;
-    let px = crate::digitize::load(path)?;
-    Ok(Tensor::from_vec(px, (1, 784), vae.device())?)
+    let px = match (shape, &cfg.input_shape) {
+        ([1, 28, 28], None) => crate::digitize::load(path)?,
+        ([c, h, w], _) => {
+            ensure!(
+                h == w,
+                "{}: the model's pictures are {h}×{w}, not square",
+                path.display()
+            );
+            let bytes = vae_data::read_picture(path, h, c)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            bytes.into_iter().map(vae_data::unit_grey).collect()
+        }
+    };
+    Ok(Tensor::from_vec(px, (1, cfg.input_dim), vae.device())?)
 }
 
-/// Pictures are made into 28×28 inputs (see [`crate::digitize`]): the model must take those.
+/// Pictures drawn on the explorer's pad are made into 28×28 inputs (see [`crate::digitize`]): the model must take
+/// those.
 pub fn ensure_digitizable(cfg: &VaeConfig) -> Result<()> {
     ensure!(
-        cfg.input_dim == 784,
-        "pictures are made into 28×28 inputs, and this model takes {}",
-        cfg.input_dim
+        cfg.input_dim == 784 && cfg.image_shape() == Some([1, 28, 28]),
+        "pictures are made into 28×28 grey inputs, and this model takes {:?}",
+        npy_dims(cfg)?
     );
     Ok(())
 }

@@ -192,15 +192,10 @@ pub fn posterior_means(vae: &Vae, data: &vae_data::Batcher) -> Result<(Vec<Vec<f
 pub fn scatter_figure(
     vae: &Vae,
     data: &vae_data::Batcher,
-    dataset: vae_data::Dataset,
+    class_names: &[String],
 ) -> anyhow::Result<Vec<u8>> {
     let (means, labels) = posterior_means(vae, data)?;
     let d = vae.config().latent_dim;
-    let names: Vec<String> = dataset
-        .class_names()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     let (axes, title) = if d <= 2 {
         (
             ("z1", "z2"),
@@ -218,7 +213,7 @@ pub fn scatter_figure(
     crate::charts::scatter_png(
         &crate::charts::principal_plane(&means),
         &labels,
-        &names,
+        class_names,
         axes,
         &title,
     )

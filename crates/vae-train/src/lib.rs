@@ -34,6 +34,7 @@ pub mod charts;
 pub mod checkpoint;
 mod config;
 mod cpu;
+pub mod data;
 pub mod digitize;
 pub mod engine;
 pub mod eval;

@@ -23,7 +23,7 @@ struct Classifier {
 }
 
 impl Classifier {
-    fn train(data: &vae_data::MnistData) -> Self {
+    fn train(data: &vae_data::Data) -> Self {
         let dev = Device::Cpu;
         // Initialised from our seeded generator (PyTorch's default, U(±1/√fan_in)), so the fixture is the same
         // every run: Candle's own initialisers draw from an unseeded generator.
@@ -75,7 +75,7 @@ impl Classifier {
     }
 }
 
-fn test_labels(data: &vae_data::MnistData) -> Vec<u32> {
+fn test_labels(data: &vae_data::Data) -> Vec<u32> {
     data.test_labels
         .to_dtype(DType::U32)
         .unwrap()
@@ -418,7 +418,7 @@ fn bad_requests_get_one_clear_line() {
     let refused = |args: &[&str], needle: &str| refused_by(&model, args, needle);
     refused(
         &["generate", "--like", "10", "--data-dir", dir],
-        "--like 10: a digit is 0-9",
+        "--like 10: the classes are 0-9",
     );
     refused(
         &["generate", "--like", "3", "--n", "0", "--data-dir", dir],

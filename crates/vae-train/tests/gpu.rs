@@ -38,6 +38,7 @@ fn one_epoch(device: Device, out: &Path) -> EpochMetrics {
         overwrite: false,
         progress: false,
         interrupt: vae_train::Interrupt::none(),
+        strict: false,
         stop_after_steps: None,
     };
     train(&cfg, &opts).unwrap().history.remove(0)

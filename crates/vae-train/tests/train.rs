@@ -54,6 +54,7 @@ fn run_until(
         overwrite: false,
         progress: false,
         interrupt: vae_train::Interrupt::none(),
+        strict: false,
         stop_after_steps: stop,
     };
     train(cfg, &opts).map(|report| report.history)
@@ -816,6 +817,7 @@ mod cli {
             "vae-train-download.1",
             "vae-train-encode.1",
             "vae-train-eval.1",
+            "vae-train-export-images.1",
             "vae-train-generate.1",
             "vae-train-import.1",
             "vae-train-interpolate.1",
@@ -831,7 +833,15 @@ mod cli {
         assert_eq!(pages, expected);
         let train = std::fs::read_to_string(tmp.path().join("vae-train-train.1")).unwrap();
         assert!(train.starts_with(".ie"), "roff");
-        for flag in ["epochs", "resume", "overwrite", "hidden\\-dims"] {
+        for flag in [
+            "epochs",
+            "resume",
+            "overwrite",
+            "hidden\\-dims",
+            "dataset",
+            "image\\-size",
+            "strict",
+        ] {
             assert!(train.contains(&format!("\\-\\-{flag}")), "{flag}");
         }
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use vae_data::{Binarize, Dataset};
+use vae_data::{Binarize, DataSource, Dataset};
 use vae_train::{DeviceKind, Overrides};
 
 #[derive(Parser)]
@@ -48,6 +48,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Fetch and verify a dataset's four files.
     Download(DownloadArgs),
+    /// Write a dataset's examples as PNG files in class folders: a folder that `--dataset folder:DIR` reads.
+    ExportImages(ExportImagesArgs),
     /// Print a preset, resolved with any overrides, as the JSON of `config.json`.
     Preset(PresetArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
@@ -128,6 +130,9 @@ pub struct TrainArgs {
     /// Fetch the dataset first if it is missing (from $VAE_DATA_MIRROR or the built-in mirrors).
     #[arg(long)]
     pub download: bool,
+    /// Refuse a folder with an unreadable picture, rather than skip it.
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -189,8 +194,9 @@ pub struct SampleArgs {
 pub struct GenerateArgs {
     #[command(flatten)]
     pub on: ModelOnData,
-    /// What to make more of: a digit 0-9 (its first test examples), or an image file (PNG or JPEG, any size,
-    /// made into a 28×28 input as MNIST was: grey, fitted into 20×20, centred by its centre of mass).
+    /// What to make more of: a class, by index (a digit 0-9) or name (its first test examples), or an image file
+    /// (PNG or JPEG, any size; for a 28×28 grey model made into an input as MNIST was: grey, fitted into 20×20,
+    /// centred by its centre of mass; for another, resized and cropped as its folder's pictures were).
     #[arg(long)]
     pub like: String,
     /// Number of images; sample i comes from example i mod (the number of examples).
@@ -284,9 +290,9 @@ pub struct ModelOnData {
     /// A model.safetensors written by `train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Dataset [default: the one in the model's metadata].
+    /// Dataset: mnist, fashion-mnist or folder:PATH [default: the one in the model's metadata].
     #[arg(long)]
-    pub dataset: Option<Dataset>,
+    pub dataset: Option<DataSource>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -370,7 +376,7 @@ pub struct ServeArgs {
     pub bind: std::net::SocketAddr,
     /// Dataset whose test set the page uses [default: the one in the model's metadata].
     #[arg(long)]
-    pub dataset: Option<Dataset>,
+    pub dataset: Option<DataSource>,
     /// Connections served at once; one more is answered 503 and closed.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
@@ -421,6 +427,32 @@ pub struct DownloadArgs {
     pub from: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataDir,
+}
+
+#[derive(Args)]
+pub struct ExportImagesArgs {
+    /// The dataset: mnist, fashion-mnist or folder:PATH.
+    #[arg(long)]
+    pub dataset: DataSource,
+    /// The folder to write (new or empty); written whole or not at all.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Which examples: train or test (class folders directly under --out), or both (under train/ and test/).
+    #[arg(long, value_enum, default_value = "both")]
+    pub split: SplitArg,
+    #[command(flatten)]
+    pub data: DataDir,
+}
+
+/// `--split`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SplitArg {
+    /// The training examples.
+    Train,
+    /// The test examples.
+    Test,
+    /// Both, under train/ and test/.
+    Both,
 }
 
 #[derive(Args)]

@@ -9,9 +9,12 @@ use super::model::{model_and_data, test_set, write_chart};
 /// `vae-train scatter`.
 pub(super) fn scatter(a: ScatterArgs) -> Result<()> {
     vae_train::outputs::check_output(&a.out, "--out", &["png"], a.replace.force)?;
-    let (vae, data, dataset) = model_and_data(&a.on)?;
+    let (vae, data, _) = model_and_data(&a.on)?;
     let test = test_set(&vae, &data, &a.on.model)?;
-    write_chart(&a.out, &latent::scatter_figure(&vae, &test, dataset)?)
+    write_chart(
+        &a.out,
+        &latent::scatter_figure(&vae, &test, &data.class_names)?,
+    )
 }
 
 /// `vae-train curves`.

@@ -1,10 +1,10 @@
-//! The commands about data and presets: `download` and `preset`.
+//! The commands about data and presets: `download`, `export-images` and `preset`.
 
 use anyhow::Result;
-use vae_data::{Dataset, DownloadOptions, Source};
+use vae_data::{DataSource, Dataset, DownloadOptions, ExportSplit, Source};
 use vae_train::RunConfig;
 
-use super::args::{DownloadArgs, PresetArgs};
+use super::args::{DownloadArgs, ExportImagesArgs, PresetArgs, SplitArg};
 
 /// `vae-train download`.
 pub(super) fn download(a: DownloadArgs) -> Result<()> {
@@ -42,5 +42,34 @@ fn parse_datasets(s: &str) -> Result<Vec<Dataset>> {
 pub(super) fn preset(a: PresetArgs) -> Result<()> {
     let (preset, _) = RunConfig::load_preset(&a.name, &a.models_dir)?;
     println!("{}", serde_json::to_string(&preset.apply(&a.overrides)?)?);
+    Ok(())
+}
+
+/// `vae-train export-images`.
+pub(super) fn export_images(a: ExportImagesArgs) -> Result<()> {
+    vae_data::ensure_empty_folder(&a.out)?;
+    let data_dir = a.data.data_dir();
+    let data = match &a.dataset {
+        DataSource::Builtin(d) => vae_data::load(&data_dir, *d)?,
+        DataSource::Folder(p) => {
+            let options = vae_data::FolderOptions::default();
+            vae_data::load_folder(p, &options, &vae_data::cache_dir(&data_dir), false)?.data
+        }
+        DataSource::Arrays(p) => {
+            let options = vae_data::FolderOptions::default();
+            vae_data::load_arrays(p, options.test_fraction, options.seed)?
+        }
+    };
+    let split = match a.split {
+        SplitArg::Train => ExportSplit::Train,
+        SplitArg::Test => ExportSplit::Test,
+        SplitArg::Both => ExportSplit::Both,
+    };
+    let n = vae_data::export_folder(&data, &a.out, split)?;
+    tracing::info!(
+        "wrote {n} pictures of {} into {}",
+        a.dataset,
+        a.out.display()
+    );
     Ok(())
 }

@@ -35,8 +35,8 @@ pub(super) fn sample(a: SampleArgs) -> Result<()> {
             let per_class = a.n.div_ceil(classes);
             let labels = latent::class_rows(classes, per_class, vae.device())?;
             let images = latent::prior_samples(&vae, labels.dim(0)?, Some(&labels), t, &mut rng)?;
-            let hw = inputs::image_side(vae.config())?;
-            images::write_images(&a.out, &images, classes, per_class, hw, hw)?;
+            let dims = inputs::npy_dims(vae.config())?;
+            images::write_images(&a.out, &images, classes, per_class, &dims)?;
             tracing::info!("wrote {}: a row per class, 0 to {}", a.out.display(), classes - 1);
             return Ok(());
         }
@@ -49,11 +49,18 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
     check_output(&a.out, "--out", &["png", "npy"], a.replace.force)?;
     let (vae, data, _) = model_and_data(&a.on)?;
     ensure_samples_fit(&vae, a.n)?;
-    let (examples, labels) = match a.like.parse::<i64>() {
-        Ok(digit) => {
+    let (examples, labels) = match like_class(&a.like, &data) {
+        Some(digit) => {
+            let classes = data.class_names.len();
             anyhow::ensure!(
-                (0..=9).contains(&digit),
-                "--like {digit}: a digit is 0-9 (or give an image file)"
+                classes > 0,
+                "--like {digit}: the dataset has no classes; give an image file"
+            );
+            anyhow::ensure!(
+                (0..classes as i64).contains(&digit),
+                "--like {digit}: the classes are 0-{} (or a class name: {}; or an image file)",
+                classes.saturating_sub(1),
+                data.class_names.join(", ")
             );
             let labels = data
                 .test_labels
@@ -72,7 +79,12 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
             let images = vae_data::unit_pixels(&take(&data.test_images)?)?;
             (images, Some(take(&data.test_labels)?))
         }
-        Err(_) => (inputs::image_file(Path::new(&a.like), &vae)?, None),
+        None if !Path::new(&a.like).exists() => anyhow::bail!(
+            "--like {}: neither a class ({}) nor a picture file",
+            a.like,
+            data.class_names.join(", ")
+        ),
+        None => (inputs::image_file(Path::new(&a.like), &vae)?, None),
     };
     let mut rng = VaeRng::seed_from(a.draw.seed);
     let t = a.temperature;
@@ -92,8 +104,7 @@ pub(super) fn interpolate(a: InterpolateArgs) -> Result<()> {
     };
     let steps = a.steps as usize;
     let images = latent::interpolate(&vae, (&from, &to), labels.as_ref(), steps, a.slerp)?;
-    let hw = inputs::image_side(vae.config())?;
-    images::write_images(&a.out, &images, 1, steps, hw, hw)?;
+    images::write_images(&a.out, &images, 1, steps, &inputs::npy_dims(vae.config())?)?;
     tracing::info!("wrote {}", a.out.display());
     Ok(())
 }
@@ -108,12 +119,18 @@ pub(super) fn traverse(a: TraverseArgs) -> Result<()> {
     order.truncate(a.dims.map_or(order.len(), |n| n as usize));
     let steps = a.steps as usize;
     let images = latent::traverse(&vae, &x, Some(&label), &order, a.range, steps)?;
-    let hw = inputs::image_side(vae.config())?;
     let kl: Vec<f64> = order.iter().map(|&d| kl_per_dim[d]).collect();
     match a.out.extension().is_some_and(|e| e == "npy") {
-        true => images::write_images(&a.out, &images, order.len(), steps, hw, hw)?,
+        true => images::write_images(
+            &a.out,
+            &images,
+            order.len(),
+            steps,
+            &inputs::npy_dims(vae.config())?,
+        )?,
         false => {
-            let grid = images::grid_png(&images, order.len(), steps, hw, hw)?;
+            let shape = inputs::image_shape(vae.config())?;
+            let grid = images::grid_png(&images, order.len(), steps, shape)?;
             let names: Vec<String> = (order.iter().zip(&kl))
                 .map(|(d, k)| format!("z{d}  KL {k:.2}"))
                 .collect();
@@ -151,8 +168,13 @@ pub(super) fn reconstruct(a: ReconstructArgs) -> Result<()> {
     let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
     let recon = vae.reconstruct(&originals, Some(&labels.to_device(vae.device())?))?;
     match a.out.extension().is_some_and(|e| e == "npy") {
-        true => images::write_images(&a.out, &recon, 1, a.n, data.rows, data.cols)?,
-        false => images::write_reconstructions(&a.out, &originals, &recon, data.rows, data.cols)?,
+        true => images::write_images(&a.out, &recon, 1, a.n, &inputs::npy_dims(vae.config())?)?,
+        false => images::write_reconstructions(
+            &a.out,
+            &originals,
+            &recon,
+            inputs::image_shape(vae.config())?,
+        )?,
     }
     tracing::info!("wrote {}", a.out.display());
     Ok(())
@@ -180,15 +202,31 @@ pub(super) fn encode(a: EncodeArgs) -> Result<()> {
 
 /// `images` in a near-square grid (or as `.npy`), by the extension of `out`.
 fn write_square(out: &Path, images: &candle_core::Tensor, vae: &Vae) -> Result<()> {
-    let (n, hw) = (images.dim(0)?, inputs::image_side(vae.config())?);
+    let n = images.dim(0)?;
     let cols = grid_columns(n);
-    images::write_images(out, images, n.div_ceil(cols), cols, hw, hw)?;
+    images::write_images(
+        out,
+        images,
+        n.div_ceil(cols),
+        cols,
+        &inputs::npy_dims(vae.config())?,
+    )?;
     tracing::info!("wrote {}", out.display());
     Ok(())
 }
 
+/// `--like` as a class: its index, or the index of the class of that name (a folder `6-Shirt` that
+/// `export-images` wrote is also `Shirt`); `None` for a picture file.
+fn like_class(like: &str, data: &vae_data::Data) -> Option<i64> {
+    let named = |(i, n): (usize, &String)| {
+        n == like || n.split_once('-') == Some((i.to_string().as_str(), like))
+    };
+    let by_name = data.class_names.iter().enumerate().position(named);
+    by_name.map(|i| i as i64).or_else(|| like.parse().ok())
+}
+
 /// Refuses an `--n` past the test set's images, rather than writing fewer without a word.
-fn ensure_test_images(data: &vae_data::MnistData, n: usize) -> Result<()> {
+fn ensure_test_images(data: &vae_data::Data, n: usize) -> Result<()> {
     let have = data.test_images.dim(0)?;
     anyhow::ensure!(n <= have, "--n {n}: the test set has {have} images");
     Ok(())
@@ -207,7 +245,7 @@ fn ensure_samples_fit(vae: &Vae, n: usize) -> Result<()> {
 
 /// `spec` as a test-set index, else as an image file; with the label of a test image.
 fn example(
-    data: &vae_data::MnistData,
+    data: &vae_data::Data,
     spec: &str,
     flag: &str,
     vae: &Vae,

@@ -38,7 +38,7 @@ pub(super) fn run(a: EvalArgs) -> Result<()> {
     let usage = eval::latent_usage(&vae, &test, &mut VaeRng::seed_from(a.seed))?;
     let mut out = serde_json::json!({
         "model": a.on.model.display().to_string(),
-        "dataset": dataset.name(),
+        "dataset": dataset.to_string(),
         "binarize": binarize.name(),
         "test_images": test.len(),
         "test_loss": avg.loss,

@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> Result<()> {
         #[cfg(feature = "serve")]
         Command::Serve(a) => serve::run(a),
         Command::Download(a) => data::download(a),
+        Command::ExportImages(a) => data::export_images(a),
         Command::Preset(a) => data::preset(a),
         Command::Completions { shell } => {
             print!("{}", shell::completions(shell));

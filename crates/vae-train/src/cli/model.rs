@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use vae_data::Dataset;
+use vae_data::DataSource;
 use vae_model::Vae;
 use vae_train::{eval, images, inputs, open_device, DeviceKind};
 
@@ -17,20 +17,16 @@ pub(super) fn load_model(path: &Path, kind: DeviceKind) -> Result<Vae> {
 }
 
 /// The model and the test split of the dataset it was trained on (or `--dataset`), checked to fit each other.
-pub(super) fn model_and_data(on: &ModelOnData) -> Result<(Vae, vae_data::MnistData, Dataset)> {
+pub(super) fn model_and_data(on: &ModelOnData) -> Result<(Vae, vae_data::Data, DataSource)> {
     let vae = load_model(&on.model, on.common.device.device)?;
-    let dataset = inputs::model_dataset(&vae, on.dataset, &on.model)?;
-    let data = vae_data::load_test(&on.common.data_dir(), dataset)?;
-    inputs::ensure_fits(&vae, &data, dataset, &on.model)?;
-    Ok((vae, data, dataset))
+    let source = vae_train::data::model_source(&vae, on.dataset.as_ref(), &on.model)?;
+    let data = vae_train::data::load_for_model(&vae, &source, &on.common.data_dir(), &on.model)?;
+    inputs::ensure_fits(&vae, &data, &source, &on.model)?;
+    Ok((vae, data, source))
 }
 
 /// The whole test set, binarised as the model was trained.
-pub(super) fn test_set(
-    vae: &Vae,
-    data: &vae_data::MnistData,
-    path: &Path,
-) -> Result<vae_data::Batcher> {
+pub(super) fn test_set(vae: &Vae, data: &vae_data::Data, path: &Path) -> Result<vae_data::Batcher> {
     let binarize = inputs::recorded_binarize(vae, None, path)?;
     Ok(eval::test_batcher(data, binarize, None, vae.device())?)
 }

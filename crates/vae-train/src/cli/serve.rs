@@ -10,17 +10,19 @@ use super::model::load_model;
 pub(super) fn run(a: ServeArgs) -> Result<()> {
     let vae = load_model(&a.model, DeviceKind::Cpu)?;
     // The test set orders the sliders and feeds the test-image picker; the page works without it.
-    let data = match inputs::model_dataset(&vae, a.dataset, &a.model) {
-        Ok(dataset) => match vae_data::load_test(&a.data.data_dir(), dataset) {
-            Ok(data) => {
-                inputs::ensure_fits(&vae, &data, dataset, &a.model)?;
-                Some((data, dataset))
+    let data = match vae_train::data::model_source(&vae, a.dataset.as_ref(), &a.model) {
+        Ok(source) => {
+            match vae_train::data::load_for_model(&vae, &source, &a.data.data_dir(), &a.model) {
+                Ok(data) => {
+                    inputs::ensure_fits(&vae, &data, &source, &a.model)?;
+                    Some(data)
+                }
+                Err(e) => {
+                    tracing::warn!("no test set ({e:#}): sliders in index order, no test images");
+                    None
+                }
             }
-            Err(e) => {
-                tracing::warn!("no test set ({e:#}): sliders in index order, no test images");
-                None
-            }
-        },
+        }
         Err(e) => {
             tracing::warn!("{e:#}: sliders in index order, no test images");
             None

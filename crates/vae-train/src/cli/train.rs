@@ -19,8 +19,8 @@ pub(super) fn run(a: TrainArgs) -> Result<()> {
     let out_dir = a.out.unwrap_or_else(|| Path::new("runs").join(&name));
     let data_dir = a.common.data_dir();
     let device = open_device(a.common.device.device)?;
-    if a.download {
-        vae_data::download(cfg.dataset, &DownloadOptions::new(&data_dir))?;
+    if let (true, Some(d)) = (a.download, cfg.dataset.builtin()) {
+        vae_data::download(d, &DownloadOptions::new(&data_dir))?;
     }
     tracing::info!(preset = %origin.display(), out = %out_dir.display(), "config {}", serde_json::to_string(&cfg)?);
     let opts = TrainOptions {
@@ -31,6 +31,7 @@ pub(super) fn run(a: TrainArgs) -> Result<()> {
         overwrite: a.overwrite,
         progress: true,
         interrupt: vae_train::Interrupt::on_signals()?,
+        strict: a.strict,
         stop_after_steps: None,
     };
     let report = train(&cfg, &opts)?;

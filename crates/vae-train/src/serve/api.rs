@@ -35,7 +35,7 @@ pub struct Explorer {
     info: ModelInfo,
     /// The side of the model's square images.
     side: usize,
-    test: Option<vae_data::MnistData>,
+    test: Option<vae_data::Data>,
     manifold_png: Option<Vec<u8>>,
     curves_png: Option<Vec<u8>>,
     /// The dataset's class names, which label the plane's dots (empty without the test set).
@@ -98,29 +98,25 @@ impl TrainingFacts {
 impl Explorer {
     /// The explorer of `vae` (moved to the CPU), read from the file `model`, with the test set when the dataset is
     /// at hand and the loss curves and training facts when the model's folder holds its run's `metrics.jsonl`.
-    pub fn new(
-        vae: Vae,
-        data: Option<(vae_data::MnistData, vae_data::Dataset)>,
-        model: &Path,
-    ) -> anyhow::Result<Self> {
+    pub fn new(vae: Vae, data: Option<vae_data::Data>, model: &Path) -> anyhow::Result<Self> {
         let cfg = vae.config().clone();
-        let (order, kl_per_dim, inactive) = usage(&vae, data.as_ref().map(|(d, _)| d))?;
-        let label_names: Vec<String> = data.as_ref().map_or(Vec::new(), |(_, dataset)| {
-            dataset
-                .class_names()
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        });
+        let (order, kl_per_dim, inactive) = usage(&vae, data.as_ref())?;
+        let label_names: Vec<String> = data.as_ref().map_or(Vec::new(), |d| d.class_names.clone());
         let classes = match (cfg.label_dim(), label_names.is_empty()) {
             (0, _) => Vec::new(),
             (_, false) => label_names.clone(),
             (n, true) => (0..n).map(|c| c.to_string()).collect(),
         };
-        let side = inputs::image_side(&cfg)?;
+        let shape = inputs::image_shape(&cfg)?;
+        anyhow::ensure!(
+            shape[0] == 1,
+            "{}: the explorer draws grey models; this one's pictures are colour ({shape:?})",
+            model.display()
+        );
+        let side = shape[1];
         let plane = latent::has_plane(&cfg);
         let manifold_png = match plane {
-            true => Some(images::manifold_png(&vae, PLANE_GRID, side, side)?),
+            true => Some(images::manifold_png(&vae, PLANE_GRID, shape)?),
             false => None,
         };
         let history = run_history(model)?;
@@ -140,14 +136,14 @@ impl Explorer {
             classes,
             plane,
             curves: curves_png.is_some(),
-            test_images: data.as_ref().map_or(0, |(d, _)| d.test_images.dims()[0]),
+            test_images: data.as_ref().map_or(0, |d| d.test_images.dims()[0]),
             training: TrainingFacts::new(model, &history),
         };
         Ok(Self {
             vae,
             info,
             side,
-            test: data.map(|(d, _)| d),
+            test: data,
             manifold_png,
             curves_png,
             label_names,
@@ -158,7 +154,7 @@ impl Explorer {
     /// `images [n, input_dim]` as one row of tiles, the PNG answer of the image routes.
     fn png_row(&self, images: &Tensor, n: usize) -> Result<Response, ApiError> {
         let side = self.side;
-        let bytes = images::grid_png(images, 1, n, side, side)
+        let bytes = images::grid_png(images, 1, n, [1, side, side])
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(png(bytes))
     }
@@ -225,7 +221,7 @@ impl Explorer {
 /// (empty without it), and whether each is inactive.
 fn usage(
     vae: &Vae,
-    test: Option<&vae_data::MnistData>,
+    test: Option<&vae_data::Data>,
 ) -> anyhow::Result<(Vec<usize>, Vec<f64>, Vec<bool>)> {
     let d = vae.config().latent_dim;
     let (mut order, mut kl_per_dim) = ((0..d).collect::<Vec<_>>(), Vec::new());

@@ -98,7 +98,7 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
 /// (port 0 picks a free one).
 pub fn serve(
     vae: Vae,
-    data: Option<(vae_data::MnistData, vae_data::Dataset)>,
+    data: Option<vae_data::Data>,
     model: &std::path::Path,
     (addr, limits): (SocketAddr, Limits),
     ready: impl FnOnce(SocketAddr),

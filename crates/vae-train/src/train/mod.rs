@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
-use vae_data::{Batcher, MnistData};
-use vae_model::{RngState, VaeRng};
+use vae_data::{Batcher, Data};
+use vae_model::{RngState, Vae, VaeRng};
 
 use crate::checkpoint::Partial;
 use crate::engine::{resolve_engine, TrainEngine};
@@ -43,6 +43,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Asks the run to stop after its current step, checkpointing the partial epoch.
     pub interrupt: Interrupt,
+    /// Refuse a folder with an unreadable picture rather than skip it.
+    pub strict: bool,
     /// Stop as on an interrupt once this many optimiser steps are done in all (time-boxed runs, tests).
     pub stop_after_steps: Option<u64>,
 }
@@ -54,12 +56,12 @@ fn eval_seed(seed: u64, epoch: usize) -> u64 {
 }
 
 /// Builds the train (shuffled) and test batchers of `cfg` over `data`.
-pub fn batchers(cfg: &RunConfig, data: &MnistData, device: &Device) -> Result<(Batcher, Batcher)> {
+pub fn batchers(cfg: &RunConfig, data: &Data, device: &Device) -> Result<(Batcher, Batcher)> {
     let t = &cfg.training;
-    let dim = data.rows * data.cols;
+    let dim = data.dim();
     if dim != cfg.model.input_dim {
         bail!(
-            "model.input_dim is {} but {} images have {dim} pixels",
+            "model.input_dim is {} but {} examples have {dim} values",
             cfg.model.input_dim,
             cfg.dataset
         );
@@ -163,8 +165,10 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainReport> {
 
 /// [`train`], leaving the run directory as it is.
 fn train_into(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainReport> {
+    let (cfg, data) = crate::data::load_for_run(cfg, &opts.data_dir, opts.strict)?;
+    let cfg = &cfg;
     let engine = resolve_engine(cfg.training.engine, &cfg.model, &opts.device)?;
-    let mut run = Run::prepare(cfg, opts, engine)?;
+    let mut run = Run::prepare(cfg, opts, engine, data)?;
     for epoch in run.first_epoch..=cfg.training.epochs {
         run.epoch(epoch)?;
     }
@@ -184,8 +188,8 @@ struct Run<'a> {
     opts: &'a TrainOptions,
     /// The first test images and their labels, for the reconstructions figure.
     originals: (Tensor, Tensor),
-    /// Image height and width.
-    shape: (usize, usize),
+    /// What each label means (none for data without classes).
+    class_names: Vec<String>,
     train_data: Batcher,
     test_data: Batcher,
     rng: VaeRng,
@@ -202,21 +206,23 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// Loads the data, and builds the engine from a fresh seeded model or from the run directory's checkpoint.
-    fn prepare(cfg: &'a RunConfig, opts: &'a TrainOptions, kind: Engine) -> Result<Self> {
+    fn prepare(
+        cfg: &'a RunConfig,
+        opts: &'a TrainOptions,
+        kind: Engine,
+        data: Data,
+    ) -> Result<Self> {
         let out = &opts.out_dir;
         let dir = RunDir::acquire(out)?;
         if !opts.resume {
             dir.start_fresh(opts.overwrite)?;
         }
-        let data = vae_data::load(&opts.data_dir, cfg.dataset)?;
         let (train_data, test_data) = batchers(cfg, &data, &opts.device)?;
         // The batchers hold the pixels now; of the dataset, the run keeps only the figures' originals.
         let originals = data.first_test_images(8, &opts.device)?;
         let labels = data.test_labels.narrow(0, 0, originals.dim(0)?)?;
-        let (originals, shape) = (
-            (originals, labels.to_device(&opts.device)?),
-            (data.rows, data.cols),
-        );
+        let originals = (originals, labels.to_device(&opts.device)?);
+        let class_names = data.class_names.clone();
         drop(data);
         let adam = AdamConfig {
             lr: cfg.training.lr,
@@ -234,7 +240,7 @@ impl<'a> Run<'a> {
             _dir: dir,
             opts,
             originals,
-            shape,
+            class_names,
             train_data,
             test_data,
             rng: start.rng,
@@ -361,47 +367,57 @@ impl<'a> Run<'a> {
 
     /// The final model and its figures; returns every file of the run directory.
     fn write_artefacts(&self) -> Result<Vec<&'static str>> {
-        let (out, device) = (&self.opts.out_dir, &self.opts.device);
-        let (h, w) = self.shape;
+        let out = &self.opts.out_dir;
         let mut vae = self.engine.model()?;
-        vae.set_dataset(self.cfg.dataset.name());
+        vae.set_dataset(self.cfg.dataset.to_string());
         vae.set_binarize(self.cfg.training.binarize.name());
+        if let Some(options) = crate::data::recorded_options(self.cfg) {
+            vae.set_data_options(options);
+        }
         vae.save(out.join(files::MODEL))?;
-        let mut fig_rng = VaeRng::seed_from(self.cfg.training.seed);
-        // A conditional model's samples: a row of 8 per class.
-        let (rows, labels) = match vae.config().label_dim() {
-            0 => (8, None),
-            classes => (classes, Some(latent::class_rows(classes, 8, device)?)),
-        };
-        let samples = vae.sample(rows * 8, labels.as_ref(), &mut fig_rng)?;
-        let path = out.join(files::SAMPLES);
-        images::write_grid(&path, &samples, rows, 8, h, w)?;
-        let (originals, labels) = &self.originals;
-        let recon = vae.reconstruct(originals, Some(labels))?;
-        let path = out.join(files::RECONSTRUCTIONS);
-        images::write_reconstructions(&path, originals, &recon, h, w)?;
-        images::write_png(
-            &out.join(files::CURVES),
-            &charts::curves_png(&self.history)?,
-        )?;
-        let scatter = latent::scatter_figure(&vae, &self.test_data, self.cfg.dataset)?;
-        images::write_png(&out.join(files::SCATTER), &scatter)?;
         let mut written = vec![
             files::CONFIG,
             files::CHECKPOINT,
             files::METRICS,
             files::MODEL,
-            files::SAMPLES,
-            files::RECONSTRUCTIONS,
-            files::CURVES,
-            files::SCATTER,
         ];
-        if latent::has_plane(&self.cfg.model) {
-            images::write_manifold(&out.join(files::MANIFOLD), &vae, 20, h, w)?;
+        match vae.config().image_shape() {
+            Some(shape) => written.extend(self.write_pictures(&vae, shape)?),
+            None => tracing::info!(
+                "the examples are vectors of {} values: no samples, reconstructions or manifold to draw",
+                vae.config().input_dim
+            ),
+        }
+        images::write_png(
+            &out.join(files::CURVES),
+            &charts::curves_png(&self.history)?,
+        )?;
+        let scatter = latent::scatter_figure(&vae, &self.test_data, &self.class_names)?;
+        images::write_png(&out.join(files::SCATTER), &scatter)?;
+        written.extend([files::CURVES, files::SCATTER]);
+        if latent::has_plane(&self.cfg.model) && vae.config().image_shape().is_some() {
+            let shape = vae.config().image_shape().expect("checked");
+            images::write_manifold(&out.join(files::MANIFOLD), &vae, 20, shape)?;
             written.push(files::MANIFOLD);
         }
         tracing::info!("wrote {}", out.display());
         Ok(written)
+    }
+
+    /// The samples (a row of 8 per class for a conditional model) and the reconstructions figures.
+    fn write_pictures(&self, vae: &Vae, shape: images::Shape) -> Result<[&'static str; 2]> {
+        let (out, device) = (&self.opts.out_dir, &self.opts.device);
+        let mut fig_rng = VaeRng::seed_from(self.cfg.training.seed);
+        let (rows, labels) = match vae.config().label_dim() {
+            0 => (8, None),
+            classes => (classes, Some(latent::class_rows(classes, 8, device)?)),
+        };
+        let samples = vae.sample(rows * 8, labels.as_ref(), &mut fig_rng)?;
+        images::write_grid(&out.join(files::SAMPLES), &samples, rows, 8, shape)?;
+        let (originals, labels) = &self.originals;
+        let recon = vae.reconstruct(originals, Some(labels))?;
+        images::write_reconstructions(&out.join(files::RECONSTRUCTIONS), originals, &recon, shape)?;
+        Ok([files::SAMPLES, files::RECONSTRUCTIONS])
     }
 }
 

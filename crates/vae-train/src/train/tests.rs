@@ -74,9 +74,11 @@ fn a_non_finite_test_loss_stops_before_anything_of_the_epoch_is_written() {
         overwrite: false,
         progress: false,
         interrupt: Interrupt::none(),
+        strict: false,
         stop_after_steps: None,
     };
-    let mut run = Run::prepare(&cfg, &opts, Engine::Fused).unwrap();
+    let (cfg, data) = crate::data::load_for_run(&cfg, &opts.data_dir, false).unwrap();
+    let mut run = Run::prepare(&cfg, &opts, Engine::Fused, data).unwrap();
     run.epoch(1).unwrap();
     let checkpoint = opts.out_dir.join(files::CHECKPOINT);
     let metrics = opts.out_dir.join(files::METRICS);
