@@ -12,7 +12,10 @@
 //!
 //! Then `eval` (with a 1000-sample importance-weighted estimate of −log p(x) for `beta-1` and `dynamic`), `sample`,
 //! `reconstruct`, `scatter`, `traverse` and `generate` on those models. Every draw is seeded, so a rerun on the same
-//! machine gives the same numbers.
+//! machine gives the same numbers. [`likelihoods`] adds the decoder's distribution on Fashion-MNIST
+//! (`--only likelihoods` runs that section alone).
+
+mod likelihoods;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +25,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::cmd::{project_root, stdout, summary, target_dir, vae_train};
+use crate::flags::FiguresArgs;
 use crate::summary::TrainSummary;
 
 /// The teaching code's model.
@@ -56,14 +60,22 @@ impl Dirs {
     }
 }
 
-/// Trains every run, writes every picture, and prints the tables.
-pub fn run() -> Result<()> {
+/// Trains every run (or those of `--only`), writes every picture, and prints the tables.
+pub fn run(args: &FiguresArgs) -> Result<()> {
     let start = Instant::now();
     let dirs = Dirs {
         runs: target_dir().join("figures"),
         pictures: project_root().join("docs").join("concepts"),
     };
     std::fs::create_dir_all(&dirs.pictures)?;
+    let likelihoods = likelihoods::runs(&dirs)?;
+    println!(
+        "### The decoder's distribution on Fashion-MNIST\n\n{}",
+        likelihoods::table(&likelihoods)
+    );
+    if args.only.is_some() {
+        return Ok(());
+    }
     let betas = beta_runs(&dirs)?;
     let traversals = latent_figures(&dirs)?;
     let dynamic = dynamic_run(&dirs)?;

@@ -54,7 +54,7 @@ pub enum Task {
     /// Time training epochs of each preset, ours and (where importable) PyTorch's, side by side.
     Bench(BenchArgs),
     /// Train the runs behind docs/concepts.md, write its figures into docs/concepts/, print its tables.
-    Figures,
+    Figures(FiguresArgs),
     /// Run each cargo-fuzz target (IDX reader, Vae::load, checkpoint, preset parser) for N seconds.
     Fuzz {
         #[arg(long, default_value_t = 60)]
@@ -87,6 +87,13 @@ pub struct BuildArgs {
     /// For cuda: the GPU's compute capability (e.g. 90), when nvidia-smi cannot tell.
     #[arg(long)]
     pub compute_cap: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct FiguresArgs {
+    /// Only one section: `likelihoods` (the decoder's distribution on Fashion-MNIST's grey levels).
+    #[arg(long, value_parser = ["likelihoods"])]
+    pub only: Option<String>,
 }
 
 #[derive(clap::Args)]

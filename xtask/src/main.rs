@@ -51,6 +51,6 @@ fn run(cli: Cli) -> Result<()> {
         Task::Man => man::run().map(drop),
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Figures => figures::run(),
+        Task::Figures(args) => figures::run(&args),
     }
 }
