@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use crate::DataError;
 
-/// One of the four gzipped IDX files of a dataset, with its published SHA-256.
+/// A file of a dataset as published (a gzipped IDX file, or CIFAR-10's archive), with its SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataFile {
     /// File name, e.g. `train-images-idx3-ubyte.gz`.
@@ -14,7 +14,8 @@ pub struct DataFile {
     pub sha256: &'static str,
 }
 
-/// A supported dataset. Both use the MNIST layout: 28×28 grey images and labels 0–9.
+/// A built-in dataset: MNIST and Fashion-MNIST (four IDX files each: 28×28 grey images, labels 0–9) and CIFAR-10
+/// (one archive of binary batches: 32×32 colour images, ten classes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum Dataset {
@@ -22,9 +23,18 @@ pub enum Dataset {
     Mnist,
     /// Zalando's Fashion-MNIST, a drop-in replacement with clothing items.
     FashionMnist,
+    /// Krizhevsky's CIFAR-10, the binary version (`cifar-10-binary.tar.gz`).
+    Cifar10,
 }
 
-/// The four file names every dataset uses.
+/// CIFAR-10's published archive, the binary version, and its SHA-256 (the MD5 the dataset's page gives is
+/// `c32a1d4ab5d03f1284b67883e8d87530`).
+const CIFAR10_ARCHIVE: DataFile = DataFile {
+    name: "cifar-10-binary.tar.gz",
+    sha256: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+};
+
+/// The four file names every IDX dataset uses.
 pub const FILE_NAMES: [&str; 4] = [
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -34,17 +44,35 @@ pub const FILE_NAMES: [&str; 4] = [
 
 impl Dataset {
     /// Every dataset, for `--dataset all`.
-    pub const ALL: [Dataset; 2] = [Dataset::Mnist, Dataset::FashionMnist];
+    pub const ALL: [Dataset; 3] = [Dataset::Mnist, Dataset::FashionMnist, Dataset::Cifar10];
+
+    /// The datasets of four IDX files (MNIST's layout), which the tests read.
+    pub const IDX: [Dataset; 2] = [Dataset::Mnist, Dataset::FashionMnist];
+
+    /// Whether the dataset is four IDX files of 28×28 grey images (MNIST's layout).
+    pub fn is_idx(self) -> bool {
+        Dataset::IDX.contains(&self)
+    }
+
+    /// An example's `[channels, height, width]`.
+    pub fn shape(self) -> [usize; 3] {
+        match self {
+            Dataset::Mnist | Dataset::FashionMnist => [1, 28, 28],
+            Dataset::Cifar10 => [3, 32, 32],
+        }
+    }
 
     /// The name used on the command line, in presets and as the folder under the data directory.
     pub fn name(self) -> &'static str {
         match self {
             Dataset::Mnist => "mnist",
             Dataset::FashionMnist => "fashion-mnist",
+            Dataset::Cifar10 => "cifar10",
         }
     }
 
-    /// What each label means, by label: the digits, or Fashion-MNIST's ten garment classes.
+    /// What each label means, by label: the digits, Fashion-MNIST's ten garment classes or CIFAR-10's ten (as its
+    /// archive's `batches.meta.txt` names them; the loader reads that file).
     pub fn class_names(self) -> [&'static str; 10] {
         match self {
             Dataset::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
@@ -60,11 +88,23 @@ impl Dataset {
                 "Bag",
                 "Ankle boot",
             ],
+            Dataset::Cifar10 => [
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ],
         }
     }
 
-    /// The four files with their checksums, in [`FILE_NAMES`] order.
-    pub fn files(self) -> [DataFile; 4] {
+    /// The files with their checksums: an IDX dataset's four in [`FILE_NAMES`] order, CIFAR-10's archive.
+    pub fn files(self) -> Vec<DataFile> {
         let sums = match self {
             Dataset::Mnist => [
                 "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
@@ -78,11 +118,23 @@ impl Dataset {
                 "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
                 "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
             ],
+            Dataset::Cifar10 => return vec![CIFAR10_ARCHIVE],
         };
-        std::array::from_fn(|i| DataFile {
-            name: FILE_NAMES[i],
-            sha256: sums[i],
-        })
+        (0..4)
+            .map(|i| DataFile {
+                name: FILE_NAMES[i],
+                sha256: sums[i],
+            })
+            .collect()
+    }
+
+    /// The files the test split needs: an IDX dataset's two `t10k` files, CIFAR-10's one archive.
+    pub fn test_files(self) -> Vec<DataFile> {
+        let mut files = self.files();
+        if self.is_idx() {
+            files.drain(..2);
+        }
+        files
     }
 
     /// Public mirrors, tried in order. Each holds the files directly: `<mirror><file name>`.
@@ -95,6 +147,7 @@ impl Dataset {
             Dataset::FashionMnist => {
                 &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
             }
+            Dataset::Cifar10 => &["https://www.cs.toronto.edu/~kriz/"],
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Fetching the gzipped IDX files: mirrors or a local folder, SHA-256 verification, atomic placement.
+//! Fetching a dataset's published files: mirrors or a local folder, SHA-256 verification, atomic placement.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -112,15 +112,15 @@ pub fn dataset_dir(data_dir: &Path, dataset: Dataset) -> PathBuf {
     data_dir.join(dataset.name())
 }
 
-/// Checks that all four files of `dataset` are in `<data_dir>/<dataset>/` with their published SHA-256, fetching
+/// Checks that all the files of `dataset` are in `<data_dir>/<dataset>/` with their published SHA-256, fetching
 /// nothing. The first problem is the error: a missing file, or one whose bytes are not the published ones.
 pub fn verify(data_dir: &Path, dataset: Dataset) -> Result<()> {
     verify_files(data_dir, dataset, &dataset.files())
 }
 
-/// [`verify`] for the test split's two files only, for the commands that read nothing else.
+/// [`verify`] for the test split's files only ([`Dataset::test_files`]), for the commands that read nothing else.
 pub fn verify_test(data_dir: &Path, dataset: Dataset) -> Result<()> {
-    verify_files(data_dir, dataset, &dataset.files()[2..])
+    verify_files(data_dir, dataset, &dataset.test_files())
 }
 
 /// Checks `files` of `dataset` as [`verify`] describes.
@@ -149,7 +149,7 @@ fn verify_files(data_dir: &Path, dataset: Dataset, files: &[DataFile]) -> Result
     Ok(())
 }
 
-/// Makes sure all four files of `dataset` are in `<data_dir>/<dataset>/` with their published checksums, fetching
+/// Makes sure all the files of `dataset` are in `<data_dir>/<dataset>/` with their published checksums, fetching
 /// whatever is missing or wrong. Each file is written to a temporary file, verified, then renamed into place, so a
 /// failed or interrupted download never leaves a bad file under the real name.
 pub fn download(dataset: Dataset, opts: &DownloadOptions) -> Result<Vec<(DataFile, Outcome)>> {

@@ -101,7 +101,7 @@ pub enum DataError {
         actual: String,
     },
     /// A directory stands where a dataset file should be.
-    #[error("{}: is a directory, expected the gzipped IDX file", path.display())]
+    #[error("{}: is a directory, expected the dataset's published file", path.display())]
     NotAFile {
         /// The path.
         path: PathBuf,
@@ -115,7 +115,9 @@ pub enum DataError {
         msg: String,
     },
     /// A dataset name that is not one of [`crate::Dataset::ALL`], `folder:PATH` or `npy:PATH`.
-    #[error("unknown dataset `{0}` (expected mnist, fashion-mnist, folder:PATH or npy:PATH)")]
+    #[error(
+        "unknown dataset `{0}` (expected mnist, fashion-mnist, cifar10, folder:PATH or npy:PATH)"
+    )]
     UnknownDataset(String),
     /// A binarisation name that is not `none`, `static` or `dynamic`.
     #[error("unknown binarisation `{0}` (expected none, static or dynamic)")]

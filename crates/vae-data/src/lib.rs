@@ -1,5 +1,5 @@
-//! Datasets for the VAE: MNIST and Fashion-MNIST (download with SHA-256 verification, checked loading of the IDX
-//! files in memory), folders of pictures of any size ([`load_folder`], decoded once and cached), NumPy arrays
+//! Datasets for the VAE: MNIST, Fashion-MNIST and CIFAR-10 (download with SHA-256 verification, checked loading of
+//! the IDX files and of CIFAR-10's archive in memory), folders of pictures of any size ([`load_folder`], decoded once and cached), NumPy arrays
 //! ([`load_arrays`]), and seeded mini-batches.
 //!
 //! The `http` feature (on by default) brings the HTTP client for mirrors; without it, [`download`] copies from a
@@ -18,6 +18,7 @@
 
 mod arrays;
 mod batch;
+mod cifar;
 mod dataset;
 mod download;
 mod error;
@@ -38,5 +39,5 @@ pub use folder::{
     cache_dir, ensure_empty_folder, export_folder, load_folder, read_picture, ExportSplit,
     FolderData, FolderOptions, MAX_SIDE,
 };
-pub use load::{load, load_dir, load_test, unit_grey, unit_pixels, Data};
+pub use load::{load, load_cifar_archive, load_dir, load_test, unit_grey, unit_pixels, Data};
 pub use source::DataSource;

@@ -84,6 +84,9 @@ pub fn unit_pixels(images: &Tensor) -> Result<Tensor> {
 /// Loads `<data_dir>/<dataset>/`, after checking each file against its published SHA-256 (see [`crate::verify`]).
 pub fn load(data_dir: &Path, dataset: Dataset) -> Result<Data> {
     crate::verify(data_dir, dataset)?;
+    if !dataset.is_idx() {
+        return load_cifar_archive(&archive_path(data_dir, dataset), true);
+    }
     let mut data = load_dir(&dataset_dir(data_dir, dataset), dataset.name())?;
     data.class_names = dataset.class_names().map(String::from).to_vec();
     Ok(data)
@@ -93,6 +96,9 @@ pub fn load(data_dir: &Path, dataset: Dataset) -> Result<Data> {
 /// the training split of the answer is empty, so that the commands that read test images need nothing else.
 pub fn load_test(data_dir: &Path, dataset: Dataset) -> Result<Data> {
     crate::verify_test(data_dir, dataset)?;
+    if !dataset.is_idx() {
+        return load_cifar_archive(&archive_path(data_dir, dataset), false);
+    }
     let dir = dataset_dir(data_dir, dataset);
     let images = read_idx(&dir.join(FILE_NAMES[2]), IdxKind::Images)?;
     let labels = read_idx(&dir.join(FILE_NAMES[3]), IdxKind::Labels)?;
@@ -110,6 +116,34 @@ pub fn load_test(data_dir: &Path, dataset: Dataset) -> Result<Data> {
         shape: vec![1, rows, cols],
         class_names: dataset.class_names().map(String::from).to_vec(),
     })
+}
+
+/// Reads a CIFAR-10 binary archive at `path` (the published one, or any `.tar.gz` of the same layout with batches
+/// of any whole number of records) into examples `[N, 3072]` u8 of shape `[3, 32, 32]`, labels below the number
+/// of class names in `batches.meta.txt`. With `train` false the training batches are skipped (the split is
+/// empty), for the commands that read the test set only. The checksum is [`load`]'s business, not this.
+///
+/// ```no_run
+/// let data = vae_data::load_cifar_archive("data/cifar10/cifar-10-binary.tar.gz".as_ref(), true)?;
+/// assert_eq!(data.shape, vec![3, 32, 32]);
+/// assert_eq!(data.class_names[0], "airplane");
+/// # Ok::<(), vae_data::DataError>(())
+/// ```
+pub fn load_cifar_archive(path: &Path, train: bool) -> Result<Data> {
+    let archive = crate::cifar::read_archive(path, train)?;
+    Ok(Data {
+        train_images: archive.train.0,
+        train_labels: archive.train.1,
+        test_images: archive.test.0,
+        test_labels: archive.test.1,
+        shape: vec![3, 32, 32],
+        class_names: archive.class_names,
+    })
+}
+
+/// The one file of a dataset that is an archive (CIFAR-10's).
+fn archive_path(data_dir: &Path, dataset: Dataset) -> std::path::PathBuf {
+    dataset_dir(data_dir, dataset).join(dataset.files()[0].name)
 }
 
 /// Loads the four gzipped IDX files in `dir`. `name` is used in the hint of a "missing file" error.

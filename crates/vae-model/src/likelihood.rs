@@ -9,6 +9,9 @@ use candle_core::{Result, Tensor, D};
 
 use crate::Likelihood;
 
+mod sample;
+pub use sample::sample;
+
 /// The smallest log-scale the decoder may predict (PixelCNN++'s bound): σ and s stay above e⁻⁷.
 pub const MIN_LOG_SCALE: f64 = -7.0;
 
@@ -17,6 +20,9 @@ const HALF_BIN: f64 = 0.5 / 255.0;
 
 /// Below this |logit|, the continuous Bernoulli's normaliser is its Taylor series (the closed form is 0/0 at 0).
 const CB_TAYLOR_BELOW: f64 = 1e-2;
+
+/// Below this |logit|, the continuous Bernoulli's mean is its Taylor series (the closed form cancels in f32).
+const CB_MEAN_SERIES_BELOW: f64 = 0.1;
 
 /// log p(x | out) of each value, in nats.
 ///
@@ -110,12 +116,16 @@ fn continuous_bernoulli(l: &Tensor, x: &Tensor) -> Result<Tensor> {
 }
 
 /// E[x] under CB(λ): `λ / (2λ − 1) + 1 / (2 artanh(1 − 2λ))`, which in the logit is `σ(l) / tanh(l/2) − 1/l`,
-/// and `½ + l/12 − l³/720` near l = 0.
+/// and `½ + l/12 − l³/720 + l⁵/30240` below |l| = [`CB_MEAN_SERIES_BELOW`], where the two terms of about 1/l
+/// would cancel in f32 (the series' next term is under 1e-13 there).
 fn continuous_bernoulli_mean(l: &Tensor) -> Result<Tensor> {
-    let small = l.abs()?.lt(CB_TAYLOR_BELOW)?;
+    let small = l.abs()?.lt(CB_MEAN_SERIES_BELOW)?;
     let safe = small.where_cond(&l.ones_like()?, l)?;
     let direct = (candle_nn::ops::sigmoid(&safe)?.div(&(&safe * 0.5)?.tanh()?)? - safe.recip()?)?;
-    let taylor = (((l / 12.0)? - (l.sqr()?.mul(l)? / 720.0)?)? + 0.5)?;
+    let l2 = l.sqr()?;
+    // ((l⁴/30240 − l²/720) + 1/12)·l + ½, by Horner.
+    let inner = (((&l2 / 30240.0)? - (1.0 / 720.0))?.mul(&l2)? + (1.0 / 12.0))?;
+    let taylor = (inner.mul(l)? + 0.5)?;
     small.where_cond(&taylor, &direct)
 }
 

@@ -374,6 +374,18 @@ impl Vae {
         crate::likelihood::mean(cfg.likelihood, cfg.sigma, &self.decode(z, labels)?)
     }
 
+    /// One draw of each value from p(x | z) `[B, input_dim]` in [0, 1] (see [`crate::likelihood::sample`]): what
+    /// `--sample-pixels` shows in place of the mean.
+    pub fn decode_sample(
+        &self,
+        z: &Tensor,
+        labels: Option<&Tensor>,
+        rng: &mut crate::VaeRng,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        crate::likelihood::sample(cfg.likelihood, cfg.sigma, &self.decode(z, labels)?, rng)
+    }
+
     /// Encode, sample z with noise `eps` of shape `[B, latent_dim]`, decode.
     pub fn forward_with_noise(
         &self,

@@ -14,7 +14,17 @@ use crate::RunConfig;
 pub fn load_for_run(cfg: &RunConfig, data_dir: &Path, strict: bool) -> Result<(RunConfig, Data)> {
     let mut cfg = cfg.clone();
     let (data, path) = match &cfg.dataset {
-        DataSource::Builtin(d) => return Ok((cfg.clone(), vae_data::load(data_dir, *d)?)),
+        // MNIST's layout is what a preset's model takes as it is (format /1, no input_shape): same bytes as ever.
+        DataSource::Builtin(d) if d.is_idx() => {
+            return Ok((cfg.clone(), vae_data::load(data_dir, *d)?))
+        }
+        DataSource::Builtin(d) => {
+            let data = vae_data::load(data_dir, *d)?;
+            cfg.model.input_dim = data.dim();
+            cfg.model.input_shape = Some(data.shape.clone());
+            cfg.validate()?;
+            return Ok((cfg, data));
+        }
         DataSource::Folder(p) => {
             let cache = vae_data::cache_dir(data_dir);
             let read = vae_data::load_folder(p, &folder_options(&cfg), &cache, strict)?;

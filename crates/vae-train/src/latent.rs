@@ -11,6 +11,31 @@ use vae_model::{Vae, VaeRng};
 /// Average KL below which a latent dimension counts as inactive (unused by the model), in nats.
 pub const INACTIVE_KL: f64 = 0.01;
 
+/// What a decoded image shows: the mean of p(x | z) (what every figure shows), or one draw from it
+/// (`--sample-pixels`: a Bernoulli decoder's black-and-white pixels, a logistic's 8-bit levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pixels {
+    /// The distribution's mean.
+    #[default]
+    Mean,
+    /// One draw from the distribution, by the run's generator.
+    Drawn,
+}
+
+/// z `[n, latent_dim]` decoded under `labels [n]` (a conditional model's), each image showing `pixels`.
+pub fn decode_pixels(
+    vae: &Vae,
+    z: &Tensor,
+    labels: Option<&Tensor>,
+    pixels: Pixels,
+    rng: &mut VaeRng,
+) -> Result<Tensor> {
+    match pixels {
+        Pixels::Mean => vae.decode_probs(z, labels),
+        Pixels::Drawn => vae.decode_sample(z, labels, rng),
+    }
+}
+
 /// `n` images decoded from z ~ q(z|x) of the examples `x [m, input_dim]`, with the posterior's standard deviation
 /// scaled by `temperature` (0 decodes the posterior means). Sample `i` comes from example `i mod m`, so each
 /// example gets `n / m` samples, in turn.
@@ -25,6 +50,22 @@ pub fn posterior_samples(
     temperature: f64,
     rng: &mut VaeRng,
 ) -> Result<Tensor> {
+    let (z, labels) = posterior_z(vae, x, labels, n, temperature, rng)?;
+    vae.decode_probs(&z, labels.as_ref())
+}
+
+/// The z of [`posterior_samples`] and the label of each, before decoding.
+///
+/// # Shapes
+/// `x [m, input_dim]`, `labels [m]` → `[n, latent_dim]`, `[n]`.
+pub fn posterior_z(
+    vae: &Vae,
+    x: &Tensor,
+    labels: Option<&Tensor>,
+    n: usize,
+    temperature: f64,
+    rng: &mut VaeRng,
+) -> Result<(Tensor, Option<Tensor>)> {
     let (mu, logvar) = vae.encode(x, labels)?;
     let m = x.dim(0)? as u32;
     let rows: Vec<u32> = (0..n as u32).map(|i| i % m).collect();
@@ -32,19 +73,21 @@ pub fn posterior_samples(
     let (mu, logvar) = (mu.index_select(&rows, 0)?, logvar.index_select(&rows, 0)?);
     let labels = labels.map(|l| l.index_select(&rows, 0)).transpose()?;
     let eps = (vae.noise(n, rng)? * temperature)?;
-    vae.decode_probs(&Vae::reparameterize(&mu, &logvar, &eps)?, labels.as_ref())
+    Ok((Vae::reparameterize(&mu, &logvar, &eps)?, labels))
 }
 
 /// `n` images from the prior with its standard deviation scaled by `temperature`: z ~ N(0, temperature² I)
-/// (decoded under `labels [n]`, for a conditional model).
+/// (decoded under `labels [n]`, for a conditional model), each showing `pixels`.
 pub fn prior_samples(
     vae: &Vae,
     n: usize,
     labels: Option<&Tensor>,
     temperature: f64,
+    pixels: Pixels,
     rng: &mut VaeRng,
 ) -> Result<Tensor> {
-    vae.decode_probs(&(vae.noise(n, rng)? * temperature)?, labels)
+    let z = (vae.noise(n, rng)? * temperature)?;
+    decode_pixels(vae, &z, labels, pixels, rng)
 }
 
 /// Labels for one row per class: `per_class` copies of class 0, then of class 1, and so on up to `classes − 1`.

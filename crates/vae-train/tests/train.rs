@@ -1249,7 +1249,48 @@ fn every_likelihood_trains_evaluates_and_draws_and_writes_format_2() {
         assert_eq!(values.dims(), [16, 28, 28]);
         let values = values.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "{flags:?}");
+
+        let drawn = drawn_pixels(m, &out, &["sample", "--n", "16"]);
+        assert_ne!(
+            drawn, values,
+            "{flags:?}: --sample-pixels shows draws, not the mean"
+        );
+        if flags[1] == "logistic" {
+            let off_level = drawn
+                .iter()
+                .find(|v| ((*v * 255.0) - (*v * 255.0).round()).abs() > 1e-3);
+            assert!(
+                off_level.is_none(),
+                "a logistic draw is an 8-bit level: {off_level:?}"
+            );
+        }
     }
+}
+
+/// `--sample-pixels` output of `command` on `model` as f32 values, checked in [0, 1] and the same for the same seed.
+fn drawn_pixels(model: &str, dir: &Path, command: &[&str]) -> Vec<f32> {
+    let read = |name: &str| {
+        let npy = dir.join(name);
+        let more = [
+            "--sample-pixels",
+            "--seed",
+            "5",
+            "--model",
+            model,
+            "--out",
+            npy.to_str().unwrap(),
+        ];
+        let args: Vec<&str> = command.iter().chain(&more).copied().collect();
+        let (code, _, err) = common::vae_train(&args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        std::fs::read(&npy).unwrap()
+    };
+    let (a, b) = (read("drawn-a.npy"), read("drawn-b.npy"));
+    assert_eq!(a, b, "the same seed draws the same pixels");
+    let values = candle_core::Tensor::read_npy(dir.join("drawn-a.npy")).unwrap();
+    let values = values.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+    values
 }
 
 #[test]
@@ -1258,6 +1299,16 @@ fn a_bernoulli_model_keeps_format_1() {
     let out = tmp.path().join("run");
     let (code, _, err) = common::quick_train(&out, 4, 1000, &[]);
     assert_eq!(code, Some(0), "{err}");
+    // Its drawn pixels are black or white, from the prior and from a class's posteriors alike.
+    let model = out.join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let data = data_dir().to_str().unwrap();
+    let like_3 = ["generate", "--like", "3", "--n", "9", "--data-dir", data];
+    for command in [&["sample", "--n", "9"][..], &like_3] {
+        let drawn = drawn_pixels(m, &out, command);
+        assert!(drawn.iter().all(|v| *v == 0.0 || *v == 1.0), "{command:?}");
+        assert!(drawn.contains(&0.0) && drawn.contains(&1.0), "{command:?}");
+    }
     let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let md = meta.metadata().clone().unwrap();

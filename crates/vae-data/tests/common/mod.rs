@@ -79,14 +79,14 @@ impl Drop for TestServer {
 }
 
 /// The product's data directory (`$VAE_DATA_DIR`, else `data/` at the workspace root) with both datasets verified
-/// in it, as `cargo xtask download --dataset all` leaves it; `cargo xtask test` fills it before the tests run.
+/// in it, as `cargo xtask download` leaves it; `cargo xtask test` fills it before the tests run.
 pub fn data_dir() -> PathBuf {
     let dir = std::env::var_os("VAE_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    for dataset in vae_data::Dataset::ALL {
+    for dataset in vae_data::Dataset::IDX {
         if let Err(e) = vae_data::verify(&dir, dataset) {
-            panic!("{e}\n(the tests read the datasets the product downloaded: run `cargo xtask download --dataset all`, or `cargo xtask test`, which does)");
+            panic!("{e}\n(the tests read the datasets the product downloaded: run `cargo xtask download --dataset {dataset}`, or `cargo xtask test`, which does)");
         }
     }
     dir

@@ -46,7 +46,7 @@ pub enum Command {
     /// Convert a PyTorch VAE's weights (.pt, .pth or .safetensors: the teaching code's layout, pytorch/examples',
     /// or ours) into a model file.
     Import(ImportArgs),
-    /// Fetch and verify a dataset's four files.
+    /// Fetch and verify a dataset's published files.
     Download(DownloadArgs),
     /// Write a dataset's examples as PNG files in class folders: a folder that `--dataset folder:DIR` reads.
     ExportImages(ExportImagesArgs),
@@ -290,7 +290,7 @@ pub struct ModelOnData {
     /// A model.safetensors written by `train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Dataset: mnist, fashion-mnist or folder:PATH [default: the one in the model's metadata].
+    /// Dataset: mnist, fashion-mnist, cifar10, folder:PATH or npy:PATH [default: the one in the model's metadata].
     #[arg(long)]
     pub dataset: Option<DataSource>,
     #[command(flatten)]
@@ -311,6 +311,21 @@ pub struct Draw {
     /// Seed of the draws: the same seed gives the same images.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Draw each value from the decoder's distribution instead of showing its mean (a Bernoulli decoder's pixels
+    /// come out black or white, a logistic's as 8-bit levels).
+    #[arg(long)]
+    pub sample_pixels: bool,
+}
+
+impl Draw {
+    /// What the images show.
+    pub fn pixels(&self) -> vae_train::latent::Pixels {
+        if self.sample_pixels {
+            vae_train::latent::Pixels::Drawn
+        } else {
+            vae_train::latent::Pixels::Mean
+        }
+    }
 }
 
 /// `--temperature`: a finite number in [0, 100].
@@ -416,7 +431,7 @@ pub enum ActivationArg {
 
 #[derive(Args)]
 pub struct DownloadArgs {
-    /// mnist, fashion-mnist or all.
+    /// mnist, fashion-mnist, cifar10 or all (the three).
     #[arg(long, default_value = "mnist")]
     pub dataset: String,
     /// Base URL(s), comma-separated, replacing the built-in mirrors; files at <URL>/<dataset>/<file>.
@@ -431,7 +446,7 @@ pub struct DownloadArgs {
 
 #[derive(Args)]
 pub struct ExportImagesArgs {
-    /// The dataset: mnist, fashion-mnist or folder:PATH.
+    /// The dataset: mnist, fashion-mnist, cifar10, folder:PATH or npy:PATH.
     #[arg(long)]
     pub dataset: DataSource,
     /// The folder to write (new or empty); written whole or not at all.

@@ -21,7 +21,8 @@ pub(super) fn download(a: DownloadArgs) -> Result<()> {
             .filter(|(_, o)| matches!(o, vae_data::Outcome::Fetched(_)))
             .count();
         tracing::info!(
-            "{d}: 4 files verified in {} ({fetched} fetched)",
+            "{d}: {} files verified in {} ({fetched} fetched)",
+            report.len(),
             vae_data::dataset_dir(&data_dir, d).display()
         );
     }

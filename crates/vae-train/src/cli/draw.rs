@@ -19,7 +19,7 @@ pub(super) fn sample(a: SampleArgs) -> Result<()> {
     let classes = vae.config().label_dim();
     ensure_samples_fit(&vae, a.n.max(classes))?;
     let mut rng = VaeRng::seed_from(a.draw.seed);
-    let t = a.temperature;
+    let (t, px) = (a.temperature, a.draw.pixels());
     let images = match (a.digit, classes) {
         (Some(d), 0) => anyhow::bail!(
             "--digit {d}: {} is not a conditional model (train one with `conditional = true`, e.g. the mnist-cvae preset)",
@@ -28,13 +28,13 @@ pub(super) fn sample(a: SampleArgs) -> Result<()> {
         (Some(d), _) => {
             inputs::check_class(vae.config(), d).with_context(|| format!("--digit {d}"))?;
             let labels = candle_core::Tensor::full(d, a.n, vae.device())?;
-            latent::prior_samples(&vae, a.n, Some(&labels), t, &mut rng)?
+            latent::prior_samples(&vae, a.n, Some(&labels), t, px, &mut rng)?
         }
-        (None, 0) => latent::prior_samples(&vae, a.n, None, t, &mut rng)?,
+        (None, 0) => latent::prior_samples(&vae, a.n, None, t, px, &mut rng)?,
         (None, _) => {
             let per_class = a.n.div_ceil(classes);
             let labels = latent::class_rows(classes, per_class, vae.device())?;
-            let images = latent::prior_samples(&vae, labels.dim(0)?, Some(&labels), t, &mut rng)?;
+            let images = latent::prior_samples(&vae, labels.dim(0)?, Some(&labels), t, px, &mut rng)?;
             let dims = inputs::npy_dims(vae.config())?;
             images::write_images(&a.out, &images, classes, per_class, &dims)?;
             tracing::info!("wrote {}: a row per class, 0 to {}", a.out.display(), classes - 1);
@@ -88,7 +88,8 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
     };
     let mut rng = VaeRng::seed_from(a.draw.seed);
     let t = a.temperature;
-    let images = latent::posterior_samples(&vae, &examples, labels.as_ref(), a.n, t, &mut rng)?;
+    let (z, labels) = latent::posterior_z(&vae, &examples, labels.as_ref(), a.n, t, &mut rng)?;
+    let images = latent::decode_pixels(&vae, &z, labels.as_ref(), a.draw.pixels(), &mut rng)?;
     write_square(&a.out, &images, &vae)
 }
 

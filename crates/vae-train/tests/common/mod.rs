@@ -16,9 +16,9 @@ pub fn data_dir() -> &'static Path {
         let dir = std::env::var_os("VAE_DATA_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-        for d in vae_data::Dataset::ALL {
+        for d in vae_data::Dataset::IDX {
             if let Err(e) = vae_data::verify(&dir, d) {
-                panic!("{e}\n(run `cargo xtask download --dataset all`, or `cargo xtask test`, which does)");
+                panic!("{e}\n(run `cargo xtask download --dataset {d}`, or `cargo xtask test`, which does)");
             }
         }
         dir
@@ -87,4 +87,28 @@ pub fn quick_train_env(
         out,
     ];
     vae_train_env(&[&args[..], extra].concat(), env)
+}
+
+/// `per_class` RGB pictures of `side × side` pixels in two class folders under `root` (the ImageFolder layout of
+/// `--dataset folder:`): a red square on a blue field in `red/`, the colours swapped in `blue/`, the square a
+/// third of the side and placed differently in each picture.
+pub fn colour_pictures(root: &Path, per_class: usize, side: u32) {
+    let (red, blue) = (image::Rgb([230, 30, 20]), image::Rgb([20, 40, 220]));
+    let square = side / 3;
+    for (class, ink, field) in [("red", red, blue), ("blue", blue, red)] {
+        let dir = root.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class as u32 {
+            let (x0, y0) = (i % (side - square), (i * 7) % (side - square));
+            let img = image::RgbImage::from_fn(side, side, |x, y| {
+                let inside = (x0..x0 + square).contains(&x) && (y0..y0 + square).contains(&y);
+                if inside {
+                    ink
+                } else {
+                    field
+                }
+            });
+            img.save(dir.join(format!("{i:03}.png"))).unwrap();
+        }
+    }
 }
