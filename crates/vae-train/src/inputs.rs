@@ -94,20 +94,28 @@ pub fn test_image(data: &Data, index: usize, device: &Device) -> Result<(Tensor,
     Ok((data.test_pixels(index, 1, device)?, labels))
 }
 
-/// A picture file made into the model's input, `[1, input_dim]`: a 28×28 grey model's as a drawing is digitised
-/// (see [`crate::digitize`]), any other image model's as its folder's pictures are read (resized, centre-cropped,
-/// converted to its channels; see [`vae_data::read_picture`]). A file has no label, so a conditional model, which
-/// needs one, refuses it.
+/// A picture file made into the model's input, `[1, input_dim]` (see [`picture_values`]). A file has no label, so a
+/// conditional model, which needs one, refuses it.
 pub fn image_file(path: &Path, vae: &Vae) -> Result<Tensor> {
     let cfg = vae.config();
-    let shape = image_shape(cfg).with_context(|| path.display().to_string())?;
+    image_shape(cfg).with_context(|| path.display().to_string())?;
     ensure!(
         !cfg.conditional,
         "{}: a conditional model needs each image's label, which a file lacks; give a test-set class or index",
         path.display()
     );
     crate::outputs::check_input(path, "a picture")?;
-    let px = match (shape, &cfg.input_shape) {
+    let px = picture_values(path, cfg)?;
+    Ok(Tensor::from_vec(px, (1, cfg.input_dim), vae.device())?)
+}
+
+/// The picture file at `path` as the `input_dim` values a model of `cfg` takes, as `generate --like` and the
+/// explorer's drawing pad make it: a 28×28 grey model's of format `/1` is digitised as MNIST was made (see
+/// [`crate::digitize`]), any other square image model's read as its folder's pictures were (resized,
+/// centre-cropped, converted to its channels; see [`vae_data::read_picture`]).
+pub fn picture_values(path: &Path, cfg: &VaeConfig) -> Result<Vec<f32>> {
+    let shape = image_shape(cfg).with_context(|| path.display().to_string())?;
+    Ok(match (shape, &cfg.input_shape) {
         ([1, 28, 28], None) => crate::digitize::load(path)?,
         ([c, h, w], _) => {
             ensure!(
@@ -119,17 +127,16 @@ pub fn image_file(path: &Path, vae: &Vae) -> Result<Tensor> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             bytes.into_iter().map(vae_data::unit_grey).collect()
         }
-    };
-    Ok(Tensor::from_vec(px, (1, cfg.input_dim), vae.device())?)
+    })
 }
 
-/// Pictures drawn on the explorer's pad are made into 28×28 inputs (see [`crate::digitize`]): the model must take
-/// those.
-pub fn ensure_digitizable(cfg: &VaeConfig) -> Result<()> {
+/// Drawings on the explorer's pad are grey pictures made into the model's input by [`picture_values`]: the model
+/// must take grey, square pictures.
+pub fn ensure_drawable(cfg: &VaeConfig) -> Result<()> {
+    let shape = image_shape(cfg)?;
     ensure!(
-        cfg.input_dim == 784 && cfg.image_shape() == Some([1, 28, 28]),
-        "pictures are made into 28×28 grey inputs, and this model takes {:?}",
-        npy_dims(cfg)?
+        shape[0] == 1 && shape[1] == shape[2],
+        "the drawing pad makes grey, square pictures, and this model takes {shape:?}"
     );
     Ok(())
 }

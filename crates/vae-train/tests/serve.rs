@@ -22,13 +22,17 @@ impl Server {
         Self::start_with(model, &[])
     }
 
-    /// [`Server::start`] with more flags of `serve`.
+    /// [`Server::start`] with more flags of `serve` (the MNIST data directory unless they give `--data-dir`).
     fn start_with(model: &Path, flags: &[&str]) -> Self {
+        let data = match flags.contains(&"--data-dir") {
+            true => Vec::new(),
+            false => vec!["--data-dir", data_dir().to_str().unwrap()],
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_vae-train"))
             .args(["serve", "--bind", "127.0.0.1:0", "--model"])
             .arg(model)
             .args(flags)
-            .args(["--data-dir", data_dir().to_str().unwrap()])
+            .args(data)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -64,6 +68,52 @@ fn conditional_model(dir: &Path) -> PathBuf {
     let (code, _, err) = common::quick_train(dir, 3, 1000, &["--preset", "mnist-cvae"]);
     assert_eq!(code, Some(0), "{err}");
     dir.join("model.safetensors")
+}
+
+/// A tiny model of 8×8 pictures (one epoch, 16 hidden units, a 2-D latent space) trained on a folder of `side × side`
+/// RGB pictures in `dir`, read with `channels` (3: a colour model, 1: a grey one). The folder's cache is kept in
+/// `dir/data`, the data directory to serve it with.
+fn folder_model(dir: &Path, channels: &str) -> PathBuf {
+    let pictures = dir.join("pictures");
+    common::colour_pictures(&pictures, 20, 10);
+    let (data, run) = (dir.join("data"), dir.join(format!("run-{channels}")));
+    let dataset = format!("folder:{}", pictures.display());
+    let args = [
+        "train",
+        "--dataset",
+        &dataset,
+        "--image-size",
+        "8",
+        "--channels",
+        channels,
+        "--hidden-dims",
+        "16",
+        "--latent-dim",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let (code, _, err) = common::vae_train(&args);
+    assert_eq!(code, Some(0), "{err}");
+    run.join("model.safetensors")
+}
+
+/// The PNG answer of a POST.
+fn post_png(url: &str, body: &str) -> image::DynamicImage {
+    let res = ureq::post(url)
+        .set("content-type", "application/json")
+        .send_string(body)
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    assert_eq!(res.content_type(), "image/png", "{url}");
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut res.into_reader(), &mut bytes).unwrap();
+    image::load_from_memory(&bytes).unwrap()
 }
 
 /// `(status, body)` of a request; `body` is sent as JSON when given.
@@ -563,6 +613,156 @@ fn a_run_whose_losses_cannot_be_drawn_is_served_without_curves() {
     assert_eq!(info["training"]["epochs"], 2);
 }
 
+#[test]
+fn a_colour_model_is_served_in_rgb_at_its_size_and_decodes_as_sample_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = folder_model(tmp.path(), "3");
+    let data = tmp.path().join("data");
+    let server = Server::start_with(&model, &["--data-dir", data.to_str().unwrap()]);
+    let url = |path: &str| format!("{}{path}", server.url);
+    let (status, body) = request("GET", &url("/api/model"), None);
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let shape = serde_json::json!({"channels": 3, "height": 8, "width": 8});
+    assert_eq!((&info["shape"], &info["pad"]), (&shape, &false.into()));
+    assert!(info["test_images"].as_u64().unwrap() > 0, "{body}");
+
+    // z = 0 decoded by the server is `sample --temperature 0`'s picture: RGB, 8×8 tiles drawn ×7.
+    let served = post_png(&url("/api/decode"), r#"{"z": [0, 0]}"#);
+    let out = tmp.path().join("z0.png");
+    let m = model.to_str().unwrap();
+    let args = ["sample", "--model", m, "--n", "1", "--temperature", "0"];
+    let (code, _, err) =
+        common::vae_train(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    let sampled = image::open(&out).unwrap();
+    assert_eq!(served.color(), image::ColorType::Rgb8);
+    assert_eq!((served.width(), served.height()), (56 + 4, 56 + 4));
+    let (served, sampled) = (served.to_rgb8(), sampled.to_rgb8());
+    assert_eq!(served.dimensions(), sampled.dimensions());
+    for (a, b) in served.pixels().zip(sampled.pixels()) {
+        let off = (0..3).map(|c| a[c].abs_diff(b[c])).max().unwrap();
+        assert!(off <= 1, "served {a:?}, sampled {b:?}");
+    }
+    assert!(
+        served.pixels().any(|p| p[0] != p[1] || p[1] != p[2]),
+        "the decoded picture has colour"
+    );
+
+    // A test image is C·H·W values in [0, 1]; its samples, a path and the plane are RGB rows of 8×8 tiles.
+    let (status, test) = request("GET", &url("/api/test/0"), None);
+    assert_eq!(status, 200, "{test}");
+    let test: serde_json::Value = serde_json::from_str(&test).unwrap();
+    let px = test["pixels"].as_array().unwrap();
+    assert_eq!(px.len(), 3 * 8 * 8);
+    assert!(px
+        .iter()
+        .all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap())));
+    let input = test["pixels"].to_string();
+    let rows = [
+        (
+            "/api/samples",
+            format!(r#"{{"input": {input}, "n": 4}}"#),
+            4,
+        ),
+        (
+            "/api/interpolate",
+            format!(r#"{{"from": {input}, "to": {input}, "steps": 3}}"#),
+            3,
+        ),
+    ];
+    for (path, body, n) in rows {
+        let png = post_png(&url(path), &body);
+        assert_eq!(png.color(), image::ColorType::Rgb8, "{path}");
+        assert_eq!((png.width(), png.height()), (n * 58 + 2, 60), "{path}");
+    }
+    let plane = ureq::get(&url("/api/plane.png")).call().unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut plane.into_reader(), &mut bytes).unwrap();
+    let plane = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(plane.color(), image::ColorType::Rgb8);
+    assert_eq!(plane.width(), 20 * 58 + 2);
+
+    // The pad makes grey pictures: a colour model refuses a drawing in one line.
+    let drawing = r#"{"width": 3, "height": 3, "pixels": [0,1,0, 0,1,0, 0,1,0]}"#;
+    let (status, text) = request("POST", &url("/api/encode"), Some(drawing));
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.starts_with("{\"error\":") && !text.contains('\n') && text.contains("grey, square"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_grey_model_of_8x8_pictures_keeps_the_pad_and_reads_drawings_as_generate_like_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = folder_model(tmp.path(), "1");
+    let data = tmp.path().join("data");
+    let server = Server::start_with(&model, &["--data-dir", data.to_str().unwrap()]);
+    let (status, body) = request("GET", &format!("{}/api/model", server.url), None);
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let shape = serde_json::json!({"channels": 1, "height": 8, "width": 8});
+    assert_eq!((&info["shape"], &info["pad"]), (&shape, &true.into()));
+
+    // A 40×40 drawing of a bar becomes the 64 values `generate --like` makes of the same picture as a file.
+    let pixels: Vec<f64> = (0..40 * 40)
+        .map(|i| f64::from(u8::from((10..20).contains(&(i % 40)))))
+        .collect();
+    let body = serde_json::json!({"width": 40, "height": 40, "pixels": pixels}).to_string();
+    let (status, text) = request("POST", &format!("{}/api/encode", server.url), Some(&body));
+    assert_eq!(status, 200, "{text}");
+    let encoded: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let input: Vec<f64> = serde_json::from_value(encoded["input"].clone()).unwrap();
+    assert_eq!(input.len(), 64);
+    assert_eq!(encoded["recon"].as_array().unwrap().len(), 64);
+    let file = tmp.path().join("bar.png");
+    image::GrayImage::from_fn(40, 40, |x, _| {
+        image::Luma([255 * u8::from((10..20).contains(&x))])
+    })
+    .save(&file)
+    .unwrap();
+    let vae = vae_model::Vae::load(&model, &candle_core::Device::Cpu).unwrap();
+    let like = vae_train::inputs::picture_values(&file, vae.config()).unwrap();
+    let off = input
+        .iter()
+        .zip(&like)
+        .map(|(a, &b)| (a - f64::from(b)).abs());
+    assert!(off.fold(0.0, f64::max) < 1e-6, "{input:?} vs {like:?}");
+    assert!(like.iter().any(|&v| v > 0.5), "the bar is in the input");
+}
+
+#[test]
+fn a_model_of_vectors_is_refused_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = candle_core::Device::Cpu;
+    let rows: Vec<f32> = (0..200 * 6)
+        .map(|i| ((i * 37) % 11) as f32 / 11.0)
+        .collect();
+    let x = candle_core::Tensor::from_vec(rows, (200, 6), &dev).unwrap();
+    let (train, test) = (x.narrow(0, 0, 160).unwrap(), x.narrow(0, 160, 40).unwrap());
+    let table = tmp.path().join("table.npz");
+    candle_core::Tensor::write_npz(&[("x_train", &train), ("x_test", &test)], &table).unwrap();
+    let (dataset, run) = (format!("npy:{}", table.display()), tmp.path().join("run"));
+    let (data, run) = (tmp.path().join("data"), run.to_str().unwrap());
+    let data = data.to_str().unwrap();
+    let args = ["train", "--dataset", &dataset, "--likelihood", "gaussian"];
+    let sizes = ["--hidden-dims", "8", "--latent-dim", "2", "--epochs", "1"];
+    let dirs = ["--batch-size", "40", "--data-dir", data, "--out", run];
+    let (code, _, err) = common::vae_train(&[&args[..], &sizes, &dirs].concat());
+    assert_eq!(code, Some(0), "{err}");
+    let model = format!("{run}/model.safetensors");
+    let serve = ["serve", "--model", &model, "--bind", "127.0.0.1:0"];
+    let (code, out, err) = common::vae_train(&[&serve[..], &["--data-dir", data]].concat());
+    assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| !l.contains("WARN")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains(&model) && errors[0].contains("vectors of 6 values"),
+        "{err}"
+    );
+}
+
 mod browser {
     use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
     use fantoccini::{Client, ClientBuilder, Locator};
@@ -827,6 +1027,49 @@ mod browser {
             let changed: f64 = before.iter().zip(&after).map(|(a, b)| (a - b).abs()).sum::<f64>() / 255.0;
             assert!(changed > 5.0, "the class hardly changed the image: {changed}");
             assert_eq!(errors(&client).await, json!([]));
+            client.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_colour_models_page_draws_rgb_without_the_pad_and_a_grey_8x8_model_keeps_it() {
+        let Some(driver) = driver_or_skip() else {
+            return;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let (colour, grey) = (folder_model(tmp.path(), "3"), folder_model(tmp.path(), "1"));
+        let data = tmp.path().join("data");
+        let flags = ["--data-dir", data.to_str().unwrap()];
+        let (colour, grey) = (
+            Server::start_with(&colour, &flags),
+            Server::start_with(&grey, &flags),
+        );
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = browser(&driver).await;
+            open(&client, &format!("{}/", colour.url)).await;
+            let shown = |id: &str| format!("return document.getElementById('{id}').offsetParent !== null;");
+            assert_eq!(js(&client, &shown("pad")).await, json!(false), "the pad is hidden");
+            assert_eq!(js(&client, &shown("draw")).await, json!(false), "its section is hidden");
+            assert_eq!(js(&client, &shown("use-a")).await, json!(false), "its morph buttons are hidden");
+            let size = "const c = document.getElementById('decoded'); return [c.width, c.height];";
+            assert_eq!(js(&client, size).await, json!([224, 224]), "8×8 drawn ×28");
+            let coloured = "const c = document.getElementById('decoded'); \
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+                let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] !== d[i + 1] || d[i + 1] !== d[i + 2]) n++; \
+                return n;";
+            let n = js(&client, coloured).await.as_u64().unwrap();
+            assert!(n > 0, "the decoded canvas is grey");
+            let path = "const i = document.getElementById('path'); return !i.hidden && i.complete && i.naturalWidth > 0;";
+            until(&client, path, "the morph between two test images").await;
+            assert_eq!(cut_off(&client).await, json!([]), "cut off");
+            assert_eq!(errors(&client).await, json!([]), "errors on the colour page");
+
+            open(&client, &format!("{}/", grey.url)).await;
+            assert_eq!(js(&client, &shown("pad")).await, json!(true), "a grey model keeps the pad");
+            let size = "const c = document.getElementById('recon'); return [c.width, c.height];";
+            assert_eq!(js(&client, size).await, json!([112, 112]), "8×8 drawn ×14");
+            assert_eq!(errors(&client).await, json!([]), "errors on the grey page");
             client.close().await.unwrap();
         });
     }

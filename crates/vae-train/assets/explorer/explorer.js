@@ -11,9 +11,8 @@ function report(msg) {
 window.addEventListener("error", (e) => report(e.message));
 window.addEventListener("unhandledrejection", (e) => report(e.reason && e.reason.message ? e.reason.message : e.reason));
 
-const SIDE = 28;
 const PAD = 2; // the border of the server's PNG tiles
-let info = null;
+let info = null; // /api/model; info.shape is the model's images' { channels, height, width }
 let z = [];
 let label = 0;
 const conditional = () => info.classes.length > 0;
@@ -42,15 +41,27 @@ async function drawTile(canvas, blob) {
   ctx.drawImage(bitmap, PAD, PAD, bitmap.width - 2 * PAD, bitmap.height - 2 * PAD, 0, 0, canvas.width, canvas.height);
 }
 
-// 28×28 grey levels in [0, 1] onto a canvas.
+// Sizes a canvas to the model's images scaled by a whole factor to at least `least` pixels on the longer side, as the
+// server's tiles are.
+function sizeCanvas(canvas, least) {
+  const { height, width } = info.shape;
+  const scale = Math.max(1, Math.ceil(least / Math.max(height, width)));
+  canvas.width = width * scale;
+  canvas.height = height * scale;
+}
+
+// An image in the model's layout (values in [0, 1], grey or RGB channel planes one after another) onto a canvas.
 function drawPixels(canvas, pixels) {
+  const { channels, height, width } = info.shape;
   const small = document.createElement("canvas");
-  small.width = small.height = SIDE;
-  const img = small.getContext("2d").createImageData(SIDE, SIDE);
-  pixels.forEach((v, i) => {
-    const g = Math.round(Math.max(0, Math.min(1, v)) * 255);
-    img.data.set([g, g, g, 255], 4 * i);
-  });
+  small.width = width;
+  small.height = height;
+  const img = small.getContext("2d").createImageData(width, height);
+  const level = (v) => Math.round(Math.max(0, Math.min(1, v)) * 255);
+  for (let i = 0; i < width * height; i++) {
+    const rgb = [0, 1, 2].map((c) => level(pixels[Math.min(c, channels - 1) * width * height + i]));
+    img.data.set([...rgb, 255], 4 * i);
+  }
   small.getContext("2d").putImageData(img, 0, 0);
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = false;
@@ -273,14 +284,36 @@ async function morph() {
   }
 }
 
+// The drawing pad, for grey models: the sections that need a drawing are hidden for the others.
+function setupDrawing() {
+  for (const id of ["input", "recon"]) sizeCanvas($(id), 112);
+  if (!info.pad) {
+    $("draw").hidden = true;
+    $("morph-hint").textContent = "Two test images, picked by index, and the path between their posterior means.";
+    $("morph").hidden = info.test_images === 0;
+    return;
+  }
+  if (info.config.input_shape) {
+    const { height, width } = info.shape;
+    $("draw-title").textContent = "Draw a picture";
+    $("draw-hint").textContent = `Draw with the mouse or a finger. It is made into the model's input as its ` +
+      `pictures were (resized to ${width}×${height}), encoded, and its posterior mean is put on the sliders.`;
+  }
+  setupPad();
+}
+
 function setupMorph() {
   $("use-a").addEventListener("click", () => { ends.from = drawing; });
   $("use-b").addEventListener("click", () => { ends.to = drawing; });
   $("from-index").addEventListener("input", () => { ends.from = null; });
   $("to-index").addEventListener("input", () => { ends.to = null; });
   $("morph-go").addEventListener("click", morph);
-  if (info.test_images === 0) {
-    for (const id of ["from-index", "to-index"]) $(id).disabled = true;
+  const last = Math.max(0, info.test_images - 1);
+  for (const [id, fallback] of [["from-index", 0], ["to-index", last]]) {
+    if (info.test_images === 0) $(id).disabled = true;
+    // A test set too small for the default index: its first and last images instead.
+    $(id).max = last;
+    if (Number($(id).value) > last) $(id).value = fallback;
   }
 }
 
@@ -307,8 +340,10 @@ function showFacts() {
 async function start() {
   info = await (await api("/api/model")).json();
   const c = info.config;
+  const { channels, height, width } = info.shape;
   $("summary").textContent = `${[c.input_dim, ...c.hidden_dims, c.latent_dim].join("-")} ${c.activation}` +
-    `${conditional() ? ", conditional" : ""}, trained on ${info.dataset || "an unknown dataset"}`;
+    `${conditional() ? ", conditional" : ""}, ${width}×${height} ${channels === 3 ? "RGB" : "grey"} pictures, ` +
+    `trained on ${info.dataset || "an unknown dataset"}`;
   $("config").textContent = JSON.stringify({ dataset: info.dataset, ...c }, null, 2);
   showFacts();
   if (info.kl_per_dim.length === 0) {
@@ -328,7 +363,8 @@ async function start() {
   }
   $("random").addEventListener("click", () => setZ(z.map(normal)));
   $("reset").addEventListener("click", () => setZ(z.map(() => 0)));
-  setupPad();
+  sizeCanvas($("decoded"), 224);
+  setupDrawing();
   setupMorph();
   if (info.plane) await buildPlane();
   await decode();

@@ -1,9 +1,10 @@
 //! The JSON API of the explorer: what the server knows of its model, and the handlers that use it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path as UrlPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -14,7 +15,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use vae_model::{Vae, VaeConfig, VaeRng};
 
 use super::ApiError;
-use crate::{charts, digitize, eval, images, inputs, latent, metrics, rundir};
+use crate::{charts, eval, images, inputs, latent, metrics, rundir};
 
 /// The largest request body accepted: a 512×512 drawing as JSON numbers fits.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -33,8 +34,8 @@ const PLANE_GRID: usize = 20;
 pub struct Explorer {
     vae: Vae,
     info: ModelInfo,
-    /// The side of the model's square images.
-    side: usize,
+    /// The model's images' `[channels, height, width]`.
+    shape: images::Shape,
     test: Option<vae_data::Data>,
     manifold_png: Option<Vec<u8>>,
     curves_png: Option<Vec<u8>>,
@@ -49,6 +50,10 @@ pub struct Explorer {
 pub struct ModelInfo {
     config: VaeConfig,
     dataset: Option<String>,
+    /// The model's images, which every image route answers in: grey (1 channel) or RGB (3), `height × width`.
+    shape: ImageShape,
+    /// Whether `/api/encode` takes drawings: the pad makes grey, square pictures (see [`inputs::ensure_drawable`]).
+    pad: bool,
     /// Latent dimensions, most used first (by average KL on the test set; in index order without it).
     order: Vec<usize>,
     /// Average KL of each dimension on the test set, in nats (empty without the test set).
@@ -65,6 +70,36 @@ pub struct ModelInfo {
     test_images: usize,
     /// What the page says of the model's training.
     training: TrainingFacts,
+}
+
+/// The `[channels, height, width]` of a model's images, by name.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ImageShape {
+    channels: usize,
+    height: usize,
+    width: usize,
+}
+
+impl From<images::Shape> for ImageShape {
+    fn from([channels, height, width]: images::Shape) -> Self {
+        Self {
+            channels,
+            height,
+            width,
+        }
+    }
+}
+
+/// The `[channels, height, width]` of the pictures of the model of `cfg`, read from `model`; a model of vectors,
+/// which has none to draw, is refused.
+fn picture_shape(cfg: &VaeConfig, model: &Path) -> anyhow::Result<images::Shape> {
+    cfg.image_shape().with_context(|| {
+        format!(
+            "{}: the explorer draws pictures, and this model's examples are vectors of {} values",
+            model.display(),
+            cfg.input_dim
+        )
+    })
 }
 
 /// What "About this model" says of its training: from the run's `metrics.jsonl` beside the model, and the file.
@@ -100,6 +135,7 @@ impl Explorer {
     /// at hand and the loss curves and training facts when the model's folder holds its run's `metrics.jsonl`.
     pub fn new(vae: Vae, data: Option<vae_data::Data>, model: &Path) -> anyhow::Result<Self> {
         let cfg = vae.config().clone();
+        let shape = picture_shape(&cfg, model)?;
         let (order, kl_per_dim, inactive) = usage(&vae, data.as_ref())?;
         let label_names: Vec<String> = data.as_ref().map_or(Vec::new(), |d| d.class_names.clone());
         let classes = match (cfg.label_dim(), label_names.is_empty()) {
@@ -107,13 +143,6 @@ impl Explorer {
             (_, false) => label_names.clone(),
             (n, true) => (0..n).map(|c| c.to_string()).collect(),
         };
-        let shape = inputs::image_shape(&cfg)?;
-        anyhow::ensure!(
-            shape[0] == 1,
-            "{}: the explorer draws grey models; this one's pictures are colour ({shape:?})",
-            model.display()
-        );
-        let side = shape[1];
         let plane = latent::has_plane(&cfg);
         let manifold_png = match plane {
             true => Some(images::manifold_png(&vae, PLANE_GRID, shape)?),
@@ -129,6 +158,8 @@ impl Explorer {
         };
         let info = ModelInfo {
             dataset: vae.dataset().map(str::to_string),
+            shape: ImageShape::from(shape),
+            pad: inputs::ensure_drawable(&cfg).is_ok(),
             config: cfg,
             order,
             kl_per_dim,
@@ -142,7 +173,7 @@ impl Explorer {
         Ok(Self {
             vae,
             info,
-            side,
+            shape,
             test: data,
             manifold_png,
             curves_png,
@@ -151,10 +182,10 @@ impl Explorer {
         })
     }
 
-    /// `images [n, input_dim]` as one row of tiles, the PNG answer of the image routes.
+    /// `images [n, input_dim]` as one row of tiles of the model's shape (grey or RGB), the PNG answer of the image
+    /// routes.
     fn png_row(&self, images: &Tensor, n: usize) -> Result<Response, ApiError> {
-        let side = self.side;
-        let bytes = images::grid_png(images, 1, n, [1, side, side])
+        let bytes = images::grid_png(images, 1, n, self.shape)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(png(bytes))
     }
@@ -339,7 +370,8 @@ pub(super) struct Encoded {
 }
 
 /// `POST /api/encode {width, height, pixels, label?}`: a drawing (grey levels in [0, 1], row-major) made into the
-/// model's input as `generate --like` makes a picture, and what the model makes of it.
+/// model's input as `generate --like` makes a picture file (see [`inputs::picture_values`]), and what the model
+/// makes of it.
 pub(super) async fn encode(
     State(ex): State<Arc<Explorer>>,
     ApiJson(req): ApiJson<EncodeRequest>,
@@ -354,13 +386,15 @@ pub(super) async fn encode(
     if req.pixels.iter().any(|v| !(0.0..=1.0).contains(v)) {
         return Err(ApiError::bad("pixels: every value must be in [0, 1]"));
     }
-    inputs::ensure_digitizable(&ex.info.config).map_err(|e| ApiError::bad(e.to_string()))?;
+    inputs::ensure_drawable(&ex.info.config).map_err(|e| ApiError::bad(e.to_string()))?;
     blocking(move || {
         let grey = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
             image::Luma([(req.pixels[y as usize * w + x as usize] * 255.0).round() as u8])
         });
-        let input = digitize::digitize(&grey).map_err(|e| ApiError::bad(e.to_string()))?;
-        let x = Tensor::from_vec(input.clone(), (1, 784), &Device::Cpu)?;
+        let file = DrawingFile::write(&grey)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let input = file.input(&ex.info.config).map_err(ApiError::bad)?;
+        let x = Tensor::from_vec(input.clone(), (1, input.len()), &Device::Cpu)?;
         let labels = ex.labels(req.label, 1)?;
         let (mu, logvar) = ex.vae.encode(&x, labels.as_ref())?;
         let recon = ex.vae.decode_probs(&mu, labels.as_ref())?;
@@ -372,6 +406,44 @@ pub(super) async fn encode(
         }))
     })
     .await
+}
+
+/// A drawing as a grey PNG in the temporary folder, for as long as [`inputs::picture_values`] reads it (the
+/// preprocessing of `generate --like` reads files); removed when dropped.
+struct DrawingFile(PathBuf);
+
+impl DrawingFile {
+    /// Writes `grey` to a new file of its own (never one already there).
+    fn write(grey: &image::GrayImage) -> Result<Self, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "vae-explorer-{}-{}.png",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        let mut png = Vec::new();
+        grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| format!("the drawing: {e}"))?;
+        let mut file = std::fs::File::create_new(&path)
+            .map_err(|e| format!("{}: cannot write the drawing ({e})", path.display()))?;
+        let written = Self(path);
+        std::io::Write::write_all(&mut file, &png)
+            .map_err(|e| format!("{}: cannot write the drawing ({e})", written.0.display()))?;
+        Ok(written)
+    }
+
+    /// The drawing as the input of a model of `cfg`; an error names "the drawing", not the temporary file.
+    fn input(&self, cfg: &VaeConfig) -> Result<Vec<f32>, String> {
+        inputs::picture_values(&self.0, cfg)
+            .map_err(|e| format!("{e:#}").replace(&self.0.display().to_string(), "the drawing"))
+    }
+}
+
+impl Drop for DrawingFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The body of `/api/samples`.
