@@ -168,9 +168,18 @@ fn check_readme(work: &Path, checks: &mut Checks) -> Result<()> {
     )
 }
 
+/// The decoders besides the mnist run's Bernoulli that [`numpy_check`] trains a tiny model of, as `train` flags.
+const LIKELIHOODS: [&[&str]; 4] = [
+    &["--likelihood", "gaussian"],
+    &["--likelihood", "gaussian", "--sigma", "0.2"],
+    &["--likelihood", "continuous-bernoulli"],
+    &["--likelihood", "logistic"],
+];
+
 /// Our export read without us: `crates/vae-model/scripts/numpy_forward.py` recomputes, in numpy from the file
-/// alone, the posterior means and reconstructions that `vae-train` wrote. The Python is `$VAE_NUMPY_PYTHON` (CI
-/// makes a venv with numpy and safetensors), else `python3`; without the two packages the check is skipped, saying so.
+/// alone, the posterior means and reconstructions that `vae-train` wrote, for the mnist model and a tiny model of
+/// each other likelihood. The Python is `$VAE_NUMPY_PYTHON` (CI makes a venv with numpy and safetensors), else
+/// `python3`; without the two packages the check is skipped, saying so.
 fn numpy_check(model: &Path, work: &Path, checks: &mut Checks) -> Result<()> {
     let python = std::env::var("VAE_NUMPY_PYTHON").unwrap_or_else(|_| "python3".into());
     let has_packages = Command::new(&python)
@@ -181,8 +190,38 @@ fn numpy_check(model: &Path, work: &Path, checks: &mut Checks) -> Result<()> {
         eprintln!("e2e: numpy check skipped: {python} cannot import numpy and safetensors (set VAE_NUMPY_PYTHON)");
         return Ok(());
     }
-    let file = |name: &str| work.join(name);
-    let (inputs, means, recon) = (file("x.npy"), file("mu.npy"), file("recon.npy"));
+    numpy_compare(&python, model, &work.join("numpy"), "", checks)?;
+    for flags in LIKELIHOODS {
+        let name = flags[1..].join(" ");
+        let dir = work.join(format!(
+            "numpy-{}",
+            name.replace("--", "").replace(' ', "-")
+        ));
+        let mut train = vae_train("cpu");
+        train
+            .args(["train", "--epochs", "1", "--train-subset", "500"])
+            .args(["--hidden-dims", "32", "--latent-dim", "4"])
+            .args(flags)
+            .arg("--out")
+            .arg(&dir);
+        stdout(&mut train)?;
+        let model = dir.join("model.safetensors");
+        numpy_compare(&python, &model, &dir, &format!(" ({name})"), checks)?;
+    }
+    Ok(())
+}
+
+/// Writes `model`'s posterior means and reconstructions of the first 64 test images into `dir`, then checks them
+/// with the numpy script; `what` ends the check's name.
+fn numpy_compare(
+    python: &str,
+    model: &Path,
+    dir: &Path,
+    what: &str,
+    checks: &mut Checks,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let (inputs, means, recon) = (dir.join("x.npy"), dir.join("mu.npy"), dir.join("recon.npy"));
     let on_model = |cmd: &str| {
         let mut c = vae_train("cpu");
         c.args([cmd, "--n", "64", "--model"]).arg(model);
@@ -197,7 +236,7 @@ fn numpy_check(model: &Path, work: &Path, checks: &mut Checks) -> Result<()> {
     )?;
     status(on_model("reconstruct").arg("--out").arg(&recon))?;
     let script = crate::cmd::project_root().join("crates/vae-model/scripts/numpy_forward.py");
-    let mut check = Command::new(&python);
+    let mut check = Command::new(python);
     check.arg(script).arg("--model").arg(model);
     for (flag, path) in [
         ("--inputs", &inputs),
@@ -208,7 +247,7 @@ fn numpy_check(model: &Path, work: &Path, checks: &mut Checks) -> Result<()> {
     }
     let output = check.output()?;
     checks.check(
-        "numpy forward pass agrees within 1e-5",
+        &format!("numpy forward pass agrees within 1e-5{what}"),
         output.status.success(),
         format!(
             "{}{}",

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Our model file read without us: a numpy-only forward pass of a `vae-candle/1` model.safetensors.
+"""Our model file read without us: a numpy-only forward pass of a `vae-candle/1` or `vae-candle/2` model.safetensors.
 
 It reads the file with the `safetensors` package, rebuilds the MLP from the `config` metadata alone, and checks what
-`vae-train` wrote for the same images: the encoder's posterior means, and the decoder's probabilities at those
-means. It exits 1 if any value differs by more than the tolerance. Needs `pip install numpy safetensors`.
+`vae-train` wrote for the same examples: the encoder's posterior means, and the mean of the decoder's distribution at
+those means, clamped to [0, 1] (what `reconstruct` and `sample` write), for each `likelihood` (bernoulli, gaussian of
+fixed or learned σ, continuous-bernoulli, logistic; see docs/decoders.md). The reconstructions are `[n, *input_shape]`,
+or `[n, H, W]` for a square grey model without one. It exits 1 if any value differs by more than the tolerance, or a
+shape is not the model's. Needs `pip install numpy safetensors`.
 
     vae-train encode --model M --n 16 --out mu.npy --inputs-out x.npy
     vae-train reconstruct --model M --n 16 --out recon.npy
@@ -16,13 +19,18 @@ import sys
 import numpy as np
 from safetensors import safe_open
 
+FORMATS = ("vae-candle/1", "vae-candle/2")
+
+# Below this |logit| the continuous Bernoulli's mean is its series (crates/vae-model/src/likelihood.rs).
+CB_MEAN_SERIES_BELOW = 0.1
+
 
 def load(path):
     with safe_open(path, framework="numpy") as f:
-        meta = f.metadata()
+        meta = f.metadata() or {}
         tensors = {name: f.get_tensor(name).astype(np.float64) for name in f.keys()}
-    if meta.get("format") != "vae-candle/1":
-        sys.exit(f"{path}: format {meta.get('format')!r}, expected 'vae-candle/1'")
+    if meta.get("format") not in FORMATS:
+        sys.exit(f"{path}: format {meta.get('format')!r}, expected one of {FORMATS}")
     return json.loads(meta["config"]), tensors
 
 
@@ -31,36 +39,93 @@ def dense(t, name, x, activation):
     return {"relu": lambda v: np.maximum(v, 0.0), "tanh": np.tanh, None: lambda v: v}[activation](y)
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", required=True)
-    p.add_argument("--inputs", required=True, help="the images encoded, [n, input_dim]")
-    p.add_argument("--means", required=True, help="vae-train's posterior means, [n, latent_dim]")
-    p.add_argument("--recon", required=True, help="vae-train's decoded probabilities at the means, [n, 28, 28]")
-    p.add_argument("--tolerance", type=float, default=1e-5)
-    args = p.parse_args()
-    cfg, t = load(args.model)
-    if cfg.get("conditional"):
-        sys.exit(f"{args.model}: a conditional model needs labels; this check covers plain models")
+def outputs_per_value(cfg):
+    """2 where the decoder predicts a log-scale beside each mean (gaussian without `sigma`, logistic), else 1."""
+    likelihood = cfg.get("likelihood", "bernoulli")
+    two = likelihood == "logistic" or (likelihood == "gaussian" and cfg.get("sigma") is None)
+    return 2 if two else 1
+
+
+def sigmoid(l):
+    return 0.5 * (1.0 + np.tanh(0.5 * l))
+
+
+def continuous_bernoulli_mean(l):
+    """E[x] under CB(σ(l)): σ(l)/tanh(l/2) − 1/l, and ½ + l/12 − l³/720 + l⁵/30240 below |l| = 0.1."""
+    small = np.abs(l) < CB_MEAN_SERIES_BELOW
+    safe = np.where(small, 1.0, l)
+    direct = sigmoid(safe) / np.tanh(0.5 * safe) - 1.0 / safe
+    taylor = 0.5 + l / 12.0 - l**3 / 720.0 + l**5 / 30240.0
+    return np.where(small, taylor, direct)
+
+
+def distribution_mean(cfg, out):
+    """The decoder distribution's mean of each value from its output `out [n, k·D]`, clamped to [0, 1]."""
+    likelihood = cfg.get("likelihood", "bernoulli")
+    d = out.shape[1] // outputs_per_value(cfg)
+    if likelihood == "bernoulli":
+        return sigmoid(out)
+    if likelihood in ("gaussian", "logistic"):
+        m = out[:, :d]
+    elif likelihood == "continuous-bernoulli":
+        m = continuous_bernoulli_mean(out)
+    else:
+        sys.exit(f"unknown likelihood {likelihood!r}")
+    return np.clip(m, 0.0, 1.0)
+
+
+def output_shape(cfg, n):
+    """The shape vae-train writes n outputs in: `[n, *input_shape]`, `[n, H, W]` if square and grey, else `[n, D]`."""
+    if cfg.get("input_shape") is not None:
+        return [n, *cfg["input_shape"]]
+    side = int(round(cfg["input_dim"] ** 0.5))
+    return [n, side, side] if side * side == cfg["input_dim"] else [n, cfg["input_dim"]]
+
+
+def forward(cfg, t, x):
+    """(posterior means, decoded distribution means) for inputs `x [n, input_dim]`."""
     act, layers = cfg["activation"], len(cfg["hidden_dims"])
-    h = np.load(args.inputs).astype(np.float64)
+    h = x
     for i in range(layers):
         h = dense(t, f"encoder.hidden.{i}", h, act)
     mu = dense(t, "encoder.mu", h, None)
     g = mu
     for i in range(layers):
         g = dense(t, f"decoder.hidden.{i}", g, act)
-    recon = 1.0 / (1.0 + np.exp(-dense(t, "decoder.out", g, None)))
+    out = dense(t, "decoder.out", g, None)
+    if out.shape[1] != cfg["input_dim"] * outputs_per_value(cfg):
+        sys.exit(f"decoder.out gives {out.shape[1]} values per example for input_dim {cfg['input_dim']}")
+    return mu, distribution_mean(cfg, out)
 
-    worst = 0.0
-    for what, ours, theirs in [("means", mu, np.load(args.means)), ("recon", recon, np.load(args.recon))]:
-        theirs = theirs.reshape(ours.shape)
-        diff = float(np.max(np.abs(ours - theirs)))
-        print(json.dumps({"check": what, "shape": list(ours.shape), "max_abs_diff": diff}))
-        worst = max(worst, diff)
-    if worst > args.tolerance:
-        sys.exit(f"numpy and vae-train differ by {worst} > {args.tolerance}")
 
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--inputs", required=True, help="the examples encoded, [n, input_dim]")
+    p.add_argument("--means", required=True, help="vae-train's posterior means, [n, latent_dim]")
+    p.add_argument("--recon", required=True, help="vae-train's reconstructions, [n, *input_shape] (or [n, H, W])")
+    p.add_argument("--tolerance", type=float, default=1e-5)
+    args = p.parse_args()
+    cfg, t = load(args.model)
+    if cfg.get("conditional"):
+        sys.exit(f"{args.model}: a conditional model needs labels; this check covers plain models")
+    x = np.load(args.inputs).astype(np.float64)
+    x = x.reshape(x.shape[0], -1)
+    mu, recon = forward(cfg, t, x)
+    theirs_recon = np.load(args.recon)
+    want = output_shape(cfg, x.shape[0])
+    if list(theirs_recon.shape) != want:
+        sys.exit(f"{args.recon}: shape {list(theirs_recon.shape)}, the model's outputs are {want}")
+
+    failed = False
+    for what, ours, theirs in [("means", mu, np.load(args.means)), ("recon", recon, theirs_recon)]:
+        line = {"check": what, "likelihood": cfg.get("likelihood", "bernoulli"), "shape": list(theirs.shape)}
+        diff = np.abs(ours - theirs.astype(np.float64).reshape(ours.shape))
+        line["max_abs_diff"] = float(np.max(diff))
+        print(json.dumps(line))
+        failed |= not np.all(diff <= args.tolerance)
+    if failed:
+        sys.exit(f"numpy and vae-train differ by more than {args.tolerance}")
 
 if __name__ == "__main__":
     main()
