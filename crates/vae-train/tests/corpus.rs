@@ -302,6 +302,7 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
     ];
     let mut paths = paths;
     paths.extend(picture_folders(&root.join("pictures")));
+    paths.extend(bad_arrays_and_archives(&root.join("arrays")));
     // A data directory outside the watched ones, for a refusal that comes once the folder is read (and cached).
     let elsewhere = tempfile::tempdir().unwrap();
     paths.push(("{elsewhere}", elsewhere.path().to_path_buf()));
@@ -372,6 +373,14 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("--channels 2", "train --channels 2 --dataset {f_ok} --data-dir {data} --out {fresh}", vec!["data.channels must be 1 (grey) or 3 (RGB), got 2"]),
         ("--image-size on MNIST", "train --image-size 32 --data-dir {data} --out {fresh}", vec!["applies to folder: datasets, not mnist"]),
         ("a conditional model of an unlabelled folder", "train --preset mnist-cvae --dataset {f_flat} --data-dir {elsewhere} --out {fresh}", vec!["flat", "needs examples of at least 2 classes"]),
+        ("an array of f64", "train --dataset {n_f64} --data-dir {data} --out {fresh}", vec!["f64.npz", "x_train", "dtype f8 is not read"]),
+        ("an array of rank 1", "train --dataset {n_rank1} --data-dir {data} --out {fresh}", vec!["rank1.npz", "expected [N, D], [N, H, W] or [N, H, W, C]"]),
+        ("an array holding NaN", "train --dataset {n_nan} --data-dir {data} --out {fresh}", vec!["nan.npz", "x_train", "NaN"]),
+        ("labels and examples that differ in count", "train --dataset {n_count} --data-dir {data} --out {fresh}", vec!["count.npz", "y_train: 2 labels for 4 examples"]),
+        ("a label past the classes", "train --dataset {n_past} --data-dir {data} --out {fresh}", vec!["past.npz", "label 10000 at index 2"]),
+        ("an array test split of zero", "train --dataset {n_empty} --data-dir {data} --out {fresh}", vec!["empty-test.npz", "the test split has no examples"]),
+        ("CIFAR-10 not downloaded", "train --dataset cifar10 --data-dir {no_cifar} --out {fresh}", vec!["cifar10/cifar-10-binary.tar.gz", "missing", "vae-train download --dataset cifar10"]),
+        ("a CIFAR-10 archive that is not the published one", "train --dataset cifar10 --data-dir {fake_cifar} --out {fresh}", vec!["cifar-10-binary.tar.gz", unpublished]),
         ("export-images into a full folder", "export-images --dataset mnist --out {good} --data-dir {data}", vec!["good", "not empty"]),
         ("the fused engine on a Gaussian decoder", "train --engine fused --likelihood gaussian --data-dir {data} --out {fresh}", vec!["fused engine does not support this model", "--engine autograd"]),
         ("a σ without a Gaussian", "train --sigma 0.1 --data-dir {data} --out {fresh}", vec!["sigma is set but the likelihood is bernoulli"]),
@@ -479,6 +488,82 @@ fn picture_folders(root: &Path) -> Vec<(&'static str, PathBuf)> {
             }),
         ),
     ]
+}
+
+/// NumPy arrays with one thing wrong each, as `npy:PATH` placeholders, and data directories with no CIFAR-10 archive
+/// and with one that is not the published file.
+fn bad_arrays_and_archives(root: &Path) -> Vec<(&'static str, PathBuf)> {
+    use candle_core::{DType, Device, Tensor};
+    std::fs::create_dir_all(root.join("fake/cifar10")).unwrap();
+    std::fs::create_dir_all(root.join("none")).unwrap();
+    std::fs::write(
+        root.join("fake/cifar10/cifar-10-binary.tar.gz"),
+        b"not CIFAR",
+    )
+    .unwrap();
+    let x = |n: usize| {
+        Tensor::arange(0f32, (n * 3) as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((n, 3))
+            .unwrap()
+    };
+    let y = |v: &[i64]| Tensor::new(v, &Device::Cpu).unwrap();
+    let nan = Tensor::new(&[[0f32, f32::NAN, 1.0], [0.5, 0.5, 0.5]], &Device::Cpu).unwrap();
+    let f64 = x(4).to_dtype(DType::F64).unwrap();
+    let rank1 = x(4).flatten_all().unwrap();
+    let files: [(&str, &str, Vec<(&str, Tensor)>); 6] = [
+        (
+            "{n_f64}",
+            "f64.npz",
+            vec![("x_train", f64), ("x_test", x(2))],
+        ),
+        (
+            "{n_rank1}",
+            "rank1.npz",
+            vec![("x_train", rank1), ("x_test", x(2))],
+        ),
+        (
+            "{n_nan}",
+            "nan.npz",
+            vec![("x_train", nan), ("x_test", x(2))],
+        ),
+        (
+            "{n_count}",
+            "count.npz",
+            vec![
+                ("x_train", x(4)),
+                ("x_test", x(2)),
+                ("y_train", y(&[0, 1])),
+                ("y_test", y(&[0, 1])),
+            ],
+        ),
+        (
+            "{n_past}",
+            "past.npz",
+            vec![
+                ("x_train", x(4)),
+                ("x_test", x(2)),
+                ("y_train", y(&[0, 1, 10000, 1])),
+                ("y_test", y(&[0, 1])),
+            ],
+        ),
+        (
+            "{n_empty}",
+            "empty-test.npz",
+            vec![("x_train", x(4)), ("x_test", x(0))],
+        ),
+    ];
+    let mut paths = vec![
+        ("{no_cifar}", root.join("none")),
+        ("{fake_cifar}", root.join("fake")),
+    ];
+    for (key, name, arrays) in files {
+        let path = root.join(name);
+        let named: Vec<(&str, &Tensor)> = arrays.iter().map(|(n, t)| (*n, t)).collect();
+        Tensor::write_npz(&named, &path).unwrap();
+        paths.push((key, PathBuf::from(format!("npy:{}", path.display()))));
+    }
+    paths
 }
 
 #[test]
