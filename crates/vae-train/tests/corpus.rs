@@ -511,7 +511,9 @@ fn bad_arrays_and_archives(root: &Path) -> Vec<(&'static str, PathBuf)> {
     let nan = Tensor::new(&[[0f32, f32::NAN, 1.0], [0.5, 0.5, 0.5]], &Device::Cpu).unwrap();
     let f64 = x(4).to_dtype(DType::F64).unwrap();
     let rank1 = x(4).flatten_all().unwrap();
-    let files: [(&str, &str, Vec<(&str, Tensor)>); 6] = [
+    // (placeholder, file name, the named arrays it holds)
+    type ArrayFile = (&'static str, &'static str, Vec<(&'static str, Tensor)>);
+    let files: [ArrayFile; 6] = [
         (
             "{n_f64}",
             "f64.npz",
