@@ -9,6 +9,8 @@ use crate::flags::BuildArgs;
 /// `cargo build --release --workspace` with the device's features, into the device's own target folder.
 pub fn run(args: &BuildArgs) -> Result<()> {
     let device = args.device.as_str();
+    // vae-train embeds the explorer's WebAssembly module for `export-web`.
+    crate::web::run()?;
     let mut cmd = device_cargo(device, args.compute_cap.as_deref())?;
     cmd.args(["build", "--release", "--workspace"])
         .args(features(device));

@@ -47,8 +47,11 @@ pub enum Task {
     },
     /// Build the cuda feature against stub libraries and type-check the metal feature for macOS: no GPU needed.
     CheckGpu,
-    /// Check formatting, clippy (-D warnings), rustdoc (-D warnings) and that the three crates package.
+    /// Check formatting, clippy (-D warnings), rustdoc (-D warnings) and that the four crates package.
     Lint,
+    /// Build the explorer's WebAssembly module into target/web/pkg/ (vae-train embeds it for `export-web`);
+    /// installs rustup's wasm32 target and the matching wasm-bindgen-cli when missing.
+    Web,
     /// Write vae-train's man pages into target/man/.
     Man,
     /// Time training epochs of each preset, ours and (where importable) PyTorch's, side by side.

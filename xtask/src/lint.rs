@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::cmd::{cargo, features, status};
 
 /// The crates others depend on, in dependency order; `cargo package` checks each builds from its packaged files.
-const PUBLISHED: [&str; 3] = ["vae-model", "vae-data", "vae-train"];
+const PUBLISHED: [&str; 4] = ["vae-model", "vae-data", "vae-web", "vae-train"];
 
 /// Fails on a break of the structure ([`crate::structure`]), an unformatted line, a clippy warning, a rustdoc warning (a broken doc link, a missing doc) or a crate
 /// that does not package.
@@ -25,7 +25,7 @@ pub fn run() -> Result<()> {
             .args(features("cpu"))
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    // All three at once: cargo verifies vae-data and vae-train against the just-packaged vae-model and vae-data
+    // All at once: cargo verifies each crate against the just-packaged ones it depends on
     // (none is on crates.io yet), so no `--no-verify` is needed. `--allow-dirty` because this checks contents, not
     // whether they are committed.
     forget_unpacked_packages()?;

@@ -22,6 +22,7 @@ mod structure;
 mod summary;
 mod test;
 mod train;
+mod web;
 
 use anyhow::Result;
 use clap::Parser;
@@ -52,5 +53,6 @@ fn run(cli: Cli) -> Result<()> {
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Figures(args) => figures::run(&args),
+        Task::Web => web::run(),
     }
 }

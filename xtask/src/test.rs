@@ -17,6 +17,8 @@ pub fn run(device: &str) -> Result<()> {
 /// Runs the lints, fetches (or verifies) the datasets where the product keeps them, runs every test in the release
 /// profile (so it reuses what `cargo xtask train` built), then the end-to-end check.
 fn test() -> Result<()> {
+    // First: the tests and the e2e check build vae-train with the module embedded.
+    crate::web::run()?;
     crate::lint::run()?;
     // The two IDX datasets the tests read; CIFAR-10's tests write their own small archives.
     for dataset in ["mnist", "fashion-mnist"] {

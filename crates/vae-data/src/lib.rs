@@ -20,11 +20,13 @@ mod arrays;
 mod batch;
 mod cifar;
 mod dataset;
+pub mod digitize;
 mod download;
 mod error;
 mod folder;
 pub mod idx;
 mod load;
+mod pictures;
 mod source;
 
 pub use arrays::{load_arrays, MAX_ARRAY_BYTES, MAX_CLASSES};
@@ -40,4 +42,5 @@ pub use folder::{
     FolderData, FolderOptions, MAX_SIDE,
 };
 pub use load::{load, load_cifar_archive, load_dir, load_test, unit_grey, unit_pixels, Data};
+pub use pictures::{grid_png, picture_input, Shape, GRID_PAD};
 pub use source::DataSource;

@@ -9,7 +9,7 @@ use crate::Error;
 pub const DEFAULT_NUM_CLASSES: usize = 10;
 
 /// The largest model [`VaeConfig::validate`] accepts: 2³² parameters (16 GiB of f32 weights alone).
-pub const MAX_PARAMETERS: usize = 1 << 32;
+pub const MAX_PARAMETERS: u64 = 1 << 32;
 
 /// The non-linearity between hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -169,7 +169,13 @@ impl Vae {
             path: path.to_path_buf(),
             error,
         })?;
-        let (tensors, config, md) = parse(path, &bytes)?;
+        Self::from_bytes(path, &bytes, device)
+    }
+
+    /// Loads a model from the bytes of a file [`Vae::save`] wrote, checked as [`Vae::load`] checks a file; errors
+    /// name `path`, where the bytes came from (a browser's download, say).
+    pub fn from_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<Vae> {
+        let (tensors, config, md) = parse(path, bytes)?;
         let tensors = tensors
             .into_iter()
             .map(|(name, t)| Ok((name, t.to_device(device)?)))

@@ -35,6 +35,7 @@
 
 mod config;
 mod io;
+pub mod latent;
 pub mod likelihood;
 mod loss;
 mod model;

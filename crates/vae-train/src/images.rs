@@ -5,60 +5,17 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
-use image::{ImageBuffer, Pixel};
 
-const PAD: u32 = 2;
-/// A grid's tiles are at least this many pixels on their longer side (a whole multiple of the image's).
-const TILE_MIN: usize = 56;
+pub use vae_data::Shape;
 
-/// An example's `[channels, height, width]` as a picture: 1 channel grey, 3 RGB, channel planes one after another.
-pub type Shape = [usize; 3];
-
-/// Lays out `images [n, C·H·W]` (values in [0, 1], `shape` each) as a `rows × cols` grid with a 2-pixel border,
-/// each tile scaled by a whole factor to at least 56 pixels on its longer side (×2 for 28×28, ×7 for 8×8), and
-/// encodes it as a grey or RGB PNG.
+/// Lays out `images [n, C·H·W]` as a `rows × cols` PNG grid (see [`vae_data::grid_png`]).
 pub fn grid_png(images: &Tensor, rows: usize, cols: usize, shape: Shape) -> Result<Vec<u8>> {
     let px = images
         .to_device(&candle_core::Device::Cpu)?
         .to_dtype(candle_core::DType::F32)?
-        .to_vec2::<f32>()?;
-    let mut bytes = Vec::new();
-    let out = &mut std::io::Cursor::new(&mut bytes);
-    match shape[0] {
-        1 => draw_grid::<image::Luma<u8>>(&px, rows, cols, shape)
-            .write_to(out, image::ImageFormat::Png)?,
-        _ => draw_grid::<image::Rgb<u8>>(&px, rows, cols, shape)
-            .write_to(out, image::ImageFormat::Png)?,
-    }
-    Ok(bytes)
-}
-
-fn draw_grid<P: Pixel<Subpixel = u8>>(
-    px: &[Vec<f32>],
-    rows: usize,
-    cols: usize,
-    [channels, h, w]: Shape,
-) -> ImageBuffer<P, Vec<u8>> {
-    let scale = TILE_MIN.div_ceil(h.max(w).max(1)).max(1) as u32;
-    let (tw, th) = (w as u32 * scale, h as u32 * scale);
-    let width = cols as u32 * (tw + PAD) + PAD;
-    let height = rows as u32 * (th + PAD) + PAD;
-    let mut img =
-        ImageBuffer::<P, Vec<u8>>::from_pixel(width, height, *P::from_slice(&[40; 3][..channels]));
-    let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    for (k, tile) in px.iter().enumerate().take(rows * cols) {
-        let (r, c) = ((k / cols) as u32, (k % cols) as u32);
-        let (x0, y0) = (PAD + c * (tw + PAD), PAD + r * (th + PAD));
-        for y in 0..th {
-            for x in 0..tw {
-                let at = (y / scale) as usize * w + (x / scale) as usize;
-                let mut v = [0u8; 3];
-                (0..channels).for_each(|ch| v[ch] = level(tile[ch * h * w + at]));
-                img.put_pixel(x0 + x, y0 + y, *P::from_slice(&v[..channels]));
-            }
-        }
-    }
-    img
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    Ok(vae_data::grid_png(&px, rows, cols, shape)?)
 }
 
 /// Writes a grid PNG atomically.
@@ -201,6 +158,7 @@ pub fn manifold_png(vae: &vae_model::Vae, n: usize, shape: Shape) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vae_data::GRID_PAD as PAD;
 
     #[test]
     fn grid_places_tiles_and_decodes_back() {

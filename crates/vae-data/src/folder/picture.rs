@@ -67,15 +67,20 @@ pub fn read_picture(path: &Path, size: usize, channels: usize) -> Result<Vec<u8>
         .map_err(|e| e.to_string())?;
     check_side(w, h)?;
     let img = reader(path)?.decode().map_err(|e| e.to_string())?;
+    Ok(picture_bytes(img, size, channels))
+}
+
+/// A decoded picture as `channels × size × size` bytes, as [`read_picture`] makes a file's.
+pub fn picture_bytes(img: DynamicImage, size: usize, channels: usize) -> Vec<u8> {
     let img = match channels {
         1 => DynamicImage::ImageLuma8(img.to_luma8()),
         _ => DynamicImage::ImageRgb8(img.to_rgb8()),
     };
     let img = fit(img, size as u32);
-    Ok(match channels {
+    match channels {
         1 => img.to_luma8().into_raw(),
         _ => planar(&img.to_rgb8().into_raw(), size * size),
-    })
+    }
 }
 
 /// Shorter side to `size`, then the centre `size × size`.

@@ -17,14 +17,37 @@ let z = [];
 let label = 0;
 const conditional = () => info.classes.length > 0;
 
-// fetch, with the server's one-line JSON error turned into an exception.
-async function api(path, body) {
-  const init = body === undefined ? {} : {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
+// The backend behind the page: the server's JSON API (`vae-train serve`), or, in a static site that
+// `vae-train export-web` wrote, the same calls answered by the model in WebAssembly. `site.json` says which. GET
+// routes are files either way (the static site holds them under api/); only the POST calls differ.
+let post = null;
+async function connect() {
+  const site = await (await fetch("site.json")).json();
+  if (site.backend !== "wasm") {
+    post = (path, body) => fetch(path, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+    return;
+  }
+  const wasm = await import("./vae_web.js");
+  await wasm.default({ module_or_path: "vae_web_bg.wasm" });
+  const res = await fetch(site.model);
+  if (!res.ok) throw new Error(`${site.model}: ${res.status} ${res.statusText}`);
+  const explorer = new wasm.WebExplorer(new Uint8Array(await res.arrayBuffer()));
+  window.__explorer = explorer;
+  post = async (path, body) => {
+    try {
+      const type = path === "api/encode" ? "application/json" : "image/png";
+      return new Response(explorer.call(`/${path}`, JSON.stringify(body)), { headers: { "content-type": type } });
+    } catch (e) {
+      return new Response(JSON.stringify({ error: e.message ?? String(e) }), { status: 400, statusText: "Bad Request" });
+    }
   };
-  const res = await fetch(path, init);
+}
+
+// A route of the backend, with its one-line JSON error turned into an exception: GET without a body, POST with one.
+async function api(path, body) {
+  const res = body === undefined ? await fetch(path) : await post(path, body);
   if (!res.ok) {
     let msg = res.statusText;
     try { msg = (await res.json()).error; } catch (_) { /* not JSON */ }
@@ -79,7 +102,7 @@ async function decode() {
       pending = false;
       const body = { z: z.slice() };
       if (conditional()) body.label = label;
-      await drawTile($("decoded"), await (await api("/api/decode", body)).blob());
+      await drawTile($("decoded"), await (await api("api/decode", body)).blob());
       const canvas = $("decoded");
       canvas.dataset.version = String(Number(canvas.dataset.version) + 1);
     } while (pending);
@@ -164,9 +187,9 @@ const COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4
 async function buildPlane() {
   $("plane-section").hidden = false;
   const img = $("plane");
-  const layout = await (await api("/api/plane")).json();
+  const layout = await (await api("api/plane")).json();
   img.addEventListener("load", () => drawPoints(img, layout.points));
-  img.src = "/api/plane.png";
+  img.src = "api/plane.png";
   $("show-points").addEventListener("change", () => drawPoints(img, layout.points));
   window.addEventListener("resize", () => drawPoints(img, layout.points));
   const shown = [...new Set(layout.points.map((p) => p[2]))].sort((a, b) => a - b);
@@ -239,7 +262,7 @@ async function encodeDrawing() {
   const body = { width: pad.width, height: pad.height, pixels };
   if (conditional()) body.label = label;
   try {
-    const enc = await (await api("/api/encode", body)).json();
+    const enc = await (await api("api/encode", body)).json();
     drawPixels($("input"), enc.input);
     drawPixels($("recon"), enc.recon);
     $("recon").dataset.version = String(Number($("recon").dataset.version || 0) + 1);
@@ -247,7 +270,7 @@ async function encodeDrawing() {
     setZ(enc.mu);
     const more = { input: enc.input, n: 8 };
     if (conditional()) more.label = label;
-    await showImage($("more"), await (await api("/api/samples", more)).blob());
+    await showImage($("more"), await (await api("api/samples", more)).blob());
     $("more-hint").hidden = true;
   } catch (e) {
     report(e.message);
@@ -268,7 +291,7 @@ function showImage(img, blob) {
 const ends = { from: null, to: null };
 
 async function testImage(index) {
-  const t = await (await api(`/api/test/${index}`)).json();
+  const t = await (await api(`api/test/${index}`)).json();
   return { input: t.pixels, label: t.label };
 }
 
@@ -278,7 +301,7 @@ async function morph() {
     const to = ends.to || await testImage($("to-index").value);
     const body = { from: from.input, to: to.input, steps: 10, slerp: $("slerp").checked };
     if (conditional()) body.labels = [from.label, to.label];
-    await showImage($("path"), await (await api("/api/interpolate", body)).blob());
+    await showImage($("path"), await (await api("api/interpolate", body)).blob());
   } catch (e) {
     report(e.message);
   }
@@ -338,7 +361,8 @@ function showFacts() {
 // --- start ----------------------------------------------------------------------------------------------------------
 
 async function start() {
-  info = await (await api("/api/model")).json();
+  await connect();
+  info = await (await api("api/model")).json();
   const c = info.config;
   const { channels, height, width } = info.shape;
   $("summary").textContent = `${[c.input_dim, ...c.hidden_dims, c.latent_dim].join("-")} ${c.activation}` +
@@ -351,7 +375,7 @@ async function start() {
       "dimensions cannot be ranked by use.";
   }
   if (info.curves) {
-    $("curves").src = "/api/curves.png";
+    $("curves").src = "api/curves.png";
     $("curves").hidden = false;
   }
   z = new Array(c.latent_dim).fill(0);

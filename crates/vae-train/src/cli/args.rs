@@ -43,6 +43,10 @@ pub enum Command {
     /// Explore a model in the browser: a local page to move through its latent space, draw and morph digits.
     #[cfg(feature = "serve")]
     Serve(ServeArgs),
+    /// Write the explorer of a model as a static site (HTML, JS, its WebAssembly module and the model) that any
+    /// static file server shows, with no vae-train behind it.
+    #[cfg(feature = "serve")]
+    ExportWeb(ExportWebArgs),
     /// Convert a PyTorch VAE's weights (.pt, .pth or .safetensors: the teaching code's layout, pytorch/examples',
     /// or ours) into a model file.
     Import(ImportArgs),
@@ -398,6 +402,25 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request (headers or body) or leave its connection idle.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub timeout: u32,
+    #[command(flatten)]
+    pub data: DataDir,
+}
+
+#[cfg(feature = "serve")]
+#[derive(Args)]
+pub struct ExportWebArgs {
+    /// A model.safetensors (its run directory's loss curves go into the site when they are beside it).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The folder to write: new or empty, or replaced whole with --overwrite.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace what --out holds (once the new site is written whole).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Dataset whose test set the page uses [default: the one in the model's metadata].
+    #[arg(long)]
+    pub dataset: Option<DataSource>,
     #[command(flatten)]
     pub data: DataDir,
 }

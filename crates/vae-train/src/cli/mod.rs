@@ -49,6 +49,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => import::run(a),
         #[cfg(feature = "serve")]
         Command::Serve(a) => serve::run(a),
+        #[cfg(feature = "serve")]
+        Command::ExportWeb(a) => serve::export_web(a),
         Command::Download(a) => data::download(a),
         Command::ExportImages(a) => data::export_images(a),
         Command::Preset(a) => data::preset(a),

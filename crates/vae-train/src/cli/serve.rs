@@ -1,33 +1,19 @@
-//! `vae-train serve`: the explorer page on a local port.
+//! `vae-train serve`, the explorer page on a local port, and `vae-train export-web`, the same page as a static site.
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use vae_model::Vae;
 use vae_train::{inputs, DeviceKind};
 
-use super::args::ServeArgs;
+use super::args::{DataDir, ExportWebArgs, ServeArgs};
 use super::model::load_model;
+use vae_data::DataSource;
 
 /// `vae-train serve`.
 pub(super) fn run(a: ServeArgs) -> Result<()> {
     let vae = load_model(&a.model, DeviceKind::Cpu)?;
-    // The test set orders the sliders and feeds the test-image picker; the page works without it.
-    let data = match vae_train::data::model_source(&vae, a.dataset.as_ref(), &a.model) {
-        Ok(source) => {
-            match vae_train::data::load_for_model(&vae, &source, &a.data.data_dir(), &a.model) {
-                Ok(data) => {
-                    inputs::ensure_fits(&vae, &data, &source, &a.model)?;
-                    Some(data)
-                }
-                Err(e) => {
-                    tracing::warn!("no test set ({e:#}): sliders in index order, no test images");
-                    None
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!("{e:#}: sliders in index order, no test images");
-            None
-        }
-    };
+    let data = test_set(&vae, a.dataset.as_ref(), &a.data, &a.model)?;
     if !a.bind.ip().is_loopback() {
         tracing::warn!(
             "listening on {}: anyone who can reach this machine can use the explorer",
@@ -43,4 +29,46 @@ pub(super) fn run(a: ServeArgs) -> Result<()> {
         println!("http://{addr}/");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })
+}
+
+/// `vae-train export-web`.
+pub(super) fn export_web(a: ExportWebArgs) -> Result<()> {
+    vae_train::serve::check_out(&a.out, a.overwrite)?;
+    let vae = load_model(&a.model, DeviceKind::Cpu)?;
+    let bytes = std::fs::read(&a.model).with_context(|| a.model.display().to_string())?;
+    let data = test_set(&vae, a.dataset.as_ref(), &a.data, &a.model)?;
+    let explorer = vae_train::serve::Explorer::new(vae, data, &a.model)?;
+    let n = vae_train::serve::export_site(&explorer, &bytes, &a.out, a.overwrite)?;
+    tracing::info!(
+        "wrote {n} files into {}: serve the folder (python3 -m http.server -d {}) and open it",
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// The test set, which orders the sliders and feeds the test-image picker: the page works without it.
+fn test_set(
+    vae: &Vae,
+    dataset: Option<&DataSource>,
+    dir: &DataDir,
+    model: &Path,
+) -> Result<Option<vae_data::Data>> {
+    let source = match vae_train::data::model_source(vae, dataset, model) {
+        Ok(source) => source,
+        Err(e) => {
+            tracing::warn!("{e:#}: sliders in index order, no test images");
+            return Ok(None);
+        }
+    };
+    match vae_train::data::load_for_model(vae, &source, &dir.data_dir(), model) {
+        Ok(data) => {
+            inputs::ensure_fits(vae, &data, &source, model)?;
+            Ok(Some(data))
+        }
+        Err(e) => {
+            tracing::warn!("no test set ({e:#}): sliders in index order, no test images");
+            Ok(None)
+        }
+    }
 }

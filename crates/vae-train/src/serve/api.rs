@@ -1,7 +1,6 @@
 //! The JSON API of the explorer: what the server knows of its model, and the handlers that use it.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,20 +10,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use candle_core::{Device, Tensor};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use vae_model::{Vae, VaeConfig, VaeRng};
+use serde::{de::DeserializeOwned, Serialize};
+use vae_model::{Vae, VaeConfig};
 
 use super::ApiError;
 use crate::{charts, eval, images, inputs, latent, metrics, rundir};
 
 /// The largest request body accepted: a 512×512 drawing as JSON numbers fits.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
-/// A coordinate of z beyond ±10 prior standard deviations is refused as absurd.
-const MAX_ABS_Z: f64 = 10.0;
-/// Most images one request may ask for.
-const MAX_IMAGES: usize = 100;
-/// Largest side of a drawing.
-const MAX_SIDE: usize = 1024;
 /// Test images whose posterior means the latent plane shows.
 const PLANE_POINTS: usize = 2000;
 /// Tiles per side of the latent plane's manifold.
@@ -32,17 +25,14 @@ const PLANE_GRID: usize = 20;
 
 /// The model and what the page shows of it, computed once.
 pub struct Explorer {
-    vae: Vae,
+    /// The model, and its calls.
+    calls: vae_web::Explorer,
     info: ModelInfo,
-    /// The model's images' `[channels, height, width]`.
-    shape: images::Shape,
     test: Option<vae_data::Data>,
     manifold_png: Option<Vec<u8>>,
     curves_png: Option<Vec<u8>>,
     /// The dataset's class names, which label the plane's dots (empty without the test set).
     label_names: Vec<String>,
-    /// Seeds for "more like this", so that each request draws new samples, reproducibly in order.
-    draws: AtomicU64,
 }
 
 /// What `GET /api/model` returns.
@@ -67,7 +57,7 @@ pub struct ModelInfo {
     /// Whether `/api/curves.png` has the run's loss curves.
     curves: bool,
     /// Test images `/api/test/{index}` serves (0 without the dataset).
-    test_images: usize,
+    pub(super) test_images: usize,
     /// What the page says of the model's training.
     training: TrainingFacts,
 }
@@ -170,81 +160,16 @@ impl Explorer {
             test_images: data.as_ref().map_or(0, |d| d.test_images.dims()[0]),
             training: TrainingFacts::new(model, &history),
         };
+        let calls =
+            vae_web::Explorer::new(vae).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
         Ok(Self {
-            vae,
+            calls,
             info,
-            shape,
             test: data,
             manifold_png,
             curves_png,
             label_names,
-            draws: AtomicU64::new(1),
         })
-    }
-
-    /// `images [n, input_dim]` as one row of tiles of the model's shape (grey or RGB), the PNG answer of the image
-    /// routes.
-    fn png_row(&self, images: &Tensor, n: usize) -> Result<Response, ApiError> {
-        let bytes = images::grid_png(images, 1, n, self.shape)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok(png(bytes))
-    }
-
-    /// Checks a z from a request: the model's length, finite, within ±[`MAX_ABS_Z`].
-    fn z(&self, z: &[f64]) -> Result<Tensor, ApiError> {
-        let d = self.info.config.latent_dim;
-        if z.len() != d {
-            return Err(ApiError::bad(format!(
-                "z has {} values; this model's latent space has {d}",
-                z.len()
-            )));
-        }
-        if let Some(v) = z.iter().find(|v| !v.is_finite() || v.abs() > MAX_ABS_Z) {
-            return Err(ApiError::bad(format!(
-                "z holds {v}; each value must be finite and within ±{MAX_ABS_Z}"
-            )));
-        }
-        let z: Vec<f32> = z.iter().map(|&v| v as f32).collect();
-        Ok(Tensor::from_vec(z, (1, d), &Device::Cpu)?)
-    }
-
-    /// The labels of `n` rows for a conditional model (which needs `label`); `None` for a plain model (which
-    /// refuses one rather than ignore it).
-    fn labels(&self, label: Option<u32>, n: usize) -> Result<Option<Tensor>, ApiError> {
-        let classes = self.info.config.label_dim();
-        match (classes, label) {
-            (0, None) => Ok(None),
-            (0, Some(c)) => Err(ApiError::bad(format!(
-                "label {c}: this model is not conditional and takes no label"
-            ))),
-            (_, None) => Err(ApiError::bad(format!(
-                "this model is conditional: give a label 0-{}",
-                classes - 1
-            ))),
-            (_, Some(c)) => {
-                inputs::check_class(&self.info.config, c)
-                    .map_err(|e| ApiError::bad(format!("label {c}: {e}")))?;
-                Ok(Some(Tensor::full(c, n, &Device::Cpu)?))
-            }
-        }
-    }
-
-    /// Checks an image in the model's input layout: `input_dim` values in [0, 1].
-    fn image(&self, what: &str, px: &[f64]) -> Result<Tensor, ApiError> {
-        let n = self.info.config.input_dim;
-        if px.len() != n {
-            return Err(ApiError::bad(format!(
-                "{what} has {} values; the model's images have {n}",
-                px.len()
-            )));
-        }
-        if px.iter().any(|v| !(0.0..=1.0).contains(v)) {
-            return Err(ApiError::bad(format!(
-                "{what}: every value must be in [0, 1]"
-            )));
-        }
-        let px: Vec<f32> = px.iter().map(|&v| v as f32).collect();
-        Ok(Tensor::from_vec(px, (1, n), &Device::Cpu)?)
     }
 }
 
@@ -329,194 +254,39 @@ pub(super) async fn model(State(ex): State<Arc<Explorer>>) -> Json<ModelInfo> {
     Json(ex.info.clone())
 }
 
-/// The body of `/api/decode`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DecodeRequest {
-    z: Vec<f64>,
-    label: Option<u32>,
-}
-
 /// `POST /api/decode {z, label?}`: the decoded image as a PNG.
 pub(super) async fn decode(
     State(ex): State<Arc<Explorer>>,
-    ApiJson(req): ApiJson<DecodeRequest>,
+    ApiJson(req): ApiJson<vae_web::DecodeRequest>,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
-        let (z, labels) = (ex.z(&req.z)?, ex.labels(req.label, 1)?);
-        let probs = ex.vae.decode_probs(&z, labels.as_ref())?;
-        ex.png_row(&probs, 1)
-    })
-    .await
-}
-
-/// The body of `/api/encode`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EncodeRequest {
-    width: usize,
-    height: usize,
-    pixels: Vec<f64>,
-    label: Option<u32>,
-}
-
-/// The answer of `/api/encode`: the input as the model sees it, its posterior, and the decoding of the mean.
-#[derive(Serialize)]
-pub(super) struct Encoded {
-    input: Vec<f32>,
-    mu: Vec<f32>,
-    logvar: Vec<f32>,
-    recon: Vec<f32>,
+    blocking(move || Ok(png(ex.calls.decode(req)?))).await
 }
 
 /// `POST /api/encode {width, height, pixels, label?}`: a drawing (grey levels in [0, 1], row-major) made into the
-/// model's input as `generate --like` makes a picture file (see [`inputs::picture_values`]), and what the model
-/// makes of it.
+/// model's input as `generate --like` makes a picture file, and what the model makes of it.
 pub(super) async fn encode(
     State(ex): State<Arc<Explorer>>,
-    ApiJson(req): ApiJson<EncodeRequest>,
-) -> Result<Json<Encoded>, ApiError> {
-    let (w, h) = (req.width, req.height);
-    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE || req.pixels.len() != w * h {
-        return Err(ApiError::bad(format!(
-            "a drawing is width × height grey levels, each side 1-{MAX_SIDE}: got {w} × {h} and {} values",
-            req.pixels.len()
-        )));
-    }
-    if req.pixels.iter().any(|v| !(0.0..=1.0).contains(v)) {
-        return Err(ApiError::bad("pixels: every value must be in [0, 1]"));
-    }
-    inputs::ensure_drawable(&ex.info.config).map_err(|e| ApiError::bad(e.to_string()))?;
-    blocking(move || {
-        let grey = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
-            image::Luma([(req.pixels[y as usize * w + x as usize] * 255.0).round() as u8])
-        });
-        let file = DrawingFile::write(&grey)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        let input = file.input(&ex.info.config).map_err(ApiError::bad)?;
-        let x = Tensor::from_vec(input.clone(), (1, input.len()), &Device::Cpu)?;
-        let labels = ex.labels(req.label, 1)?;
-        let (mu, logvar) = ex.vae.encode(&x, labels.as_ref())?;
-        let recon = ex.vae.decode_probs(&mu, labels.as_ref())?;
-        Ok(Json(Encoded {
-            input,
-            mu: row(&mu)?,
-            logvar: row(&logvar)?,
-            recon: row(&recon)?,
-        }))
-    })
-    .await
-}
-
-/// A drawing as a grey PNG in the temporary folder, for as long as [`inputs::picture_values`] reads it (the
-/// preprocessing of `generate --like` reads files); removed when dropped.
-struct DrawingFile(PathBuf);
-
-impl DrawingFile {
-    /// Writes `grey` to a new file of its own (never one already there).
-    fn write(grey: &image::GrayImage) -> Result<Self, String> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "vae-explorer-{}-{}.png",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        let mut png = Vec::new();
-        grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .map_err(|e| format!("the drawing: {e}"))?;
-        let mut file = std::fs::File::create_new(&path)
-            .map_err(|e| format!("{}: cannot write the drawing ({e})", path.display()))?;
-        let written = Self(path);
-        std::io::Write::write_all(&mut file, &png)
-            .map_err(|e| format!("{}: cannot write the drawing ({e})", written.0.display()))?;
-        Ok(written)
-    }
-
-    /// The drawing as the input of a model of `cfg`; an error names "the drawing", not the temporary file.
-    fn input(&self, cfg: &VaeConfig) -> Result<Vec<f32>, String> {
-        inputs::picture_values(&self.0, cfg)
-            .map_err(|e| format!("{e:#}").replace(&self.0.display().to_string(), "the drawing"))
-    }
-}
-
-impl Drop for DrawingFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The body of `/api/samples`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SamplesRequest {
-    input: Vec<f64>,
-    n: usize,
-    label: Option<u32>,
-    temperature: Option<f64>,
+    ApiJson(req): ApiJson<vae_web::EncodeRequest>,
+) -> Result<Json<vae_web::Encoded>, ApiError> {
+    blocking(move || Ok(Json(ex.calls.encode(req)?))).await
 }
 
 /// `POST /api/samples {input, n, label?, temperature?}`: "more like this", `n` decoded posterior samples of an
 /// input (as `/api/encode` returned it or `/api/test/{index}` gave it), as a PNG row.
 pub(super) async fn samples(
     State(ex): State<Arc<Explorer>>,
-    ApiJson(req): ApiJson<SamplesRequest>,
+    ApiJson(req): ApiJson<vae_web::SamplesRequest>,
 ) -> Result<Response, ApiError> {
-    let t = req.temperature.unwrap_or(1.0);
-    if !(1..=MAX_IMAGES).contains(&req.n) || !(0.0..=10.0).contains(&t) {
-        return Err(ApiError::bad(format!(
-            "n must be 1-{MAX_IMAGES} and temperature in [0, 10]"
-        )));
-    }
-    blocking(move || {
-        let (x, labels) = (ex.image("input", &req.input)?, ex.labels(req.label, 1)?);
-        let mut rng = VaeRng::seed_from(ex.draws.fetch_add(1, Ordering::Relaxed));
-        let images = latent::posterior_samples(&ex.vae, &x, labels.as_ref(), req.n, t, &mut rng)?;
-        ex.png_row(&images, req.n)
-    })
-    .await
-}
-
-/// The body of `/api/interpolate`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct InterpolateRequest {
-    from: Vec<f64>,
-    to: Vec<f64>,
-    steps: usize,
-    labels: Option<[u32; 2]>,
-    slerp: Option<bool>,
+    blocking(move || Ok(png(ex.calls.samples(req)?))).await
 }
 
 /// `POST /api/interpolate {from, to, steps, labels?, slerp?}`: decoded images along the path between two inputs'
 /// posterior means, as a PNG row.
 pub(super) async fn interpolate(
     State(ex): State<Arc<Explorer>>,
-    ApiJson(req): ApiJson<InterpolateRequest>,
+    ApiJson(req): ApiJson<vae_web::InterpolateRequest>,
 ) -> Result<Response, ApiError> {
-    if !(2..=50).contains(&req.steps) {
-        return Err(ApiError::bad("steps must be 2-50"));
-    }
-    blocking(move || {
-        let (a, b) = (ex.image("from", &req.from)?, ex.image("to", &req.to)?);
-        let labels = match req.labels {
-            Some([la, lb]) => match (ex.labels(Some(la), 1)?, ex.labels(Some(lb), 1)?) {
-                (Some(la), Some(lb)) => Some(Tensor::cat(&[la, lb], 0)?),
-                _ => None,
-            },
-            None => ex.labels(None, 2)?,
-        };
-        let steps = req.steps;
-        let path = latent::interpolate(
-            &ex.vae,
-            (&a, &b),
-            labels.as_ref(),
-            steps,
-            req.slerp.unwrap_or(false),
-        )?;
-        ex.png_row(&path, steps)
-    })
-    .await
+    blocking(move || Ok(png(ex.calls.interpolate(req)?))).await
 }
 
 /// The answer of `/api/test/{index}`.
@@ -548,13 +318,18 @@ pub(super) async fn test_image(
         .filter(|_| canonical)
         .ok_or_else(|| ApiError::bad(format!("{index:?} is not an index")))?;
     inputs::check_test_index(data, i).map_err(|e| ApiError::bad(format!("index {i}: {e}")))?;
+    Ok(Json(test_image_of(data, i)?))
+}
+
+/// Test image `i` of `data`, once checked.
+pub(super) fn test_image_of(data: &vae_data::Data, i: usize) -> Result<TestImage, ApiError> {
     let pixels = row(&data.test_pixels(i, 1, &candle_core::Device::Cpu)?)?;
     let label = data
         .test_labels
         .narrow(0, i, 1)?
         .to_dtype(candle_core::DType::U32)?
         .to_vec1::<u32>()?[0];
-    Ok(Json(TestImage { pixels, label }))
+    Ok(TestImage { pixels, label })
 }
 
 /// The answer of `/api/plane`: how the manifold of `/api/plane.png` is laid out, and the posterior means of test
@@ -585,32 +360,53 @@ pub(super) async fn plane(State(ex): State<Arc<Explorer>>) -> Result<Json<Plane>
         return Err(no_plane());
     }
     let ex2 = ex.clone();
-    let points = blocking(move || {
-        let Some(data) = &ex2.test else {
-            return Ok(Vec::new());
+    blocking(move || ex2.plane_layout()).await.map(Json)
+}
+
+impl Explorer {
+    /// The answer of `/api/plane`.
+    pub(super) fn plane_layout(&self) -> Result<Plane, ApiError> {
+        let points = match &self.test {
+            None => Vec::new(),
+            Some(data) => {
+                let n = PLANE_POINTS.min(self.info.test_images);
+                let (mu, _) = self
+                    .calls
+                    .vae()
+                    .encode(&data.test_pixels(0, n, &Device::Cpu)?, None)?;
+                let labels = data
+                    .test_labels
+                    .narrow(0, 0, n)?
+                    .to_dtype(candle_core::DType::U32)?
+                    .to_vec1::<u32>()?;
+                let mu = mu.to_vec2::<f32>()?;
+                mu.iter()
+                    .zip(labels)
+                    .map(|(m, l)| (m[0], m[1], l))
+                    .collect()
+            }
         };
-        let n = PLANE_POINTS.min(ex2.info.test_images);
-        let (mu, _) = ex2
-            .vae
-            .encode(&data.test_pixels(0, n, ex2.vae.device())?, None)?;
-        let labels = data
-            .test_labels
-            .narrow(0, 0, n)?
-            .to_dtype(candle_core::DType::U32)?
-            .to_vec1::<u32>()?;
-        let mu = mu.to_vec2::<f32>()?;
-        Ok(mu
-            .iter()
-            .zip(labels)
-            .map(|(m, l)| (m[0], m[1], l))
-            .collect())
-    })
-    .await?;
-    Ok(Json(Plane {
-        grid: PLANE_GRID,
-        points,
-        names: ex.label_names.clone(),
-    }))
+        Ok(Plane {
+            grid: PLANE_GRID,
+            points,
+            names: self.label_names.clone(),
+        })
+    }
+
+    /// What `/api/model` answers.
+    pub(super) fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The test set, when the explorer has it.
+    pub(super) fn test(&self) -> Option<&vae_data::Data> {
+        self.test.as_ref()
+    }
+
+    /// `/api/plane.png` and `/api/curves.png`, where the model has them.
+    pub(super) fn pngs(&self) -> [Option<&[u8]>; 2] {
+        [self.manifold_png.as_deref(), self.curves_png.as_deref()]
+    }
 }
 
 /// `GET /api/curves.png`: the run's loss curves, when the server was given the run directory.

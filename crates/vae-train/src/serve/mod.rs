@@ -8,6 +8,7 @@
 
 mod api;
 mod conn;
+mod site;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use vae_model::Vae;
 
 pub use api::{Explorer, MAX_BODY_BYTES};
 pub use conn::Limits;
+pub use site::{check_out, export_site, has_module, SITE_TEST_IMAGES};
 
 /// The page and its assets, as they ship in the repository.
 const INDEX_HTML: &str = include_str!("../../assets/explorer/index.html");
@@ -51,6 +53,15 @@ impl From<vae_data::DataError> for ApiError {
     }
 }
 
+impl From<vae_web::CallError> for ApiError {
+    fn from(e: vae_web::CallError) -> Self {
+        match e {
+            vae_web::CallError::Bad(m) => Self::bad(m),
+            vae_web::CallError::Internal(m) => Self(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
 impl From<candle_core::Error> for ApiError {
     fn from(e: candle_core::Error) -> Self {
         Self(
@@ -74,6 +85,10 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .route(
             "/explorer.css",
             asset("text/css; charset=utf-8", EXPLORER_CSS),
+        )
+        .route(
+            "/site.json",
+            asset("application/json", r#"{"backend": "server"}"#),
         )
         .route("/api/model", get(api::model))
         .route("/api/decode", post(api::decode))
