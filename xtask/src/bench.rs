@@ -3,10 +3,11 @@
 //! run, with medians and ratios against the faster PyTorch; then the same for the importance-weighted likelihood
 //! estimate ([`likelihood`]). `--variants` adds our other configurations (each sgemm backend forced, the AVX2 paths
 //! forced, the autograd engine); `--profile` adds where our epoch's time goes; `--folder` the reading of MNIST as
-//! a folder of pictures ([`folder`]).
+//! a folder of pictures ([`folder`]); `--web` the explorer's WebAssembly module in Chromium ([`web`]).
 
 mod folder;
 mod likelihood;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -191,6 +192,10 @@ fn theirs(config: &Path, epochs: usize, compiled: bool, side: &mut Side) -> Resu
 pub fn run(args: &BenchArgs) -> Result<()> {
     let work = target_dir().join("bench");
     std::fs::create_dir_all(&work)?;
+    if args.web {
+        // vae-train embeds the module it exports.
+        crate::web::run()?;
+    }
     let exe = build_and_download()?;
     let torch = !args.no_torch && torch_available();
     if !torch && !args.no_torch {
@@ -203,7 +208,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let (report, rows) = training_report(args, &timed, (torch, compile));
     let machine = machine();
-    print_training_table(args, &rows, &machine);
+    // `--rounds 0` times no training (for `--web` or `--folder` alone).
+    if args.rounds > 0 {
+        print_training_table(args, &rows, &machine);
+    }
     if args.profile {
         print_profiles(&timed);
     }
@@ -213,6 +221,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.folder {
         doc["folder"] = folder::run(&exe, &work, args.rounds)?;
+    }
+    if args.web {
+        doc["web"] = web::run(&exe, &work)?;
     }
     std::fs::create_dir_all(args.json.parent().unwrap_or(Path::new(".")))?;
     std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;

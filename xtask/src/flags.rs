@@ -104,7 +104,7 @@ pub struct BenchArgs {
     /// Epochs per run; the median epoch time is reported.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    /// Runs of each side, alternating ours and PyTorch's.
+    /// Runs of each side, alternating ours and PyTorch's (0: no training timed, for `--web` or `--folder` alone).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
     /// Presets to time.
@@ -141,6 +141,10 @@ pub struct BenchArgs {
     /// beside one from the IDX files.
     #[arg(long)]
     pub folder: bool,
+    /// Also time the explorer's WebAssembly module in headless Chromium: one decode of the `mnist` model (median
+    /// of 100) and the exported page's time to interactive.
+    #[arg(long)]
+    pub web: bool,
     /// Where the JSON report goes.
     #[arg(long, default_value = "target/bench/bench.json")]
     pub json: PathBuf,

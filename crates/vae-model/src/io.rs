@@ -56,7 +56,7 @@ pub fn temp_file_builder() -> tempfile::Builder<'static, 'static> {
 /// runs no destructor).
 static PENDING: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
 
-/// A temporary file named for [`remove_pending`] from its creation until this guard is dropped (after the rename
+/// A temporary file (or folder) named for [`remove_pending`] from its creation until this guard is dropped (after the rename
 /// that publishes it, or its removal).
 pub struct Pending(std::path::PathBuf);
 
@@ -78,11 +78,14 @@ impl Drop for Pending {
     }
 }
 
-/// Removes every temporary file still being written: what a signal handler does before it exits.
+/// Removes every temporary file (or folder) still being written: what a signal handler does before it exits.
 pub fn remove_pending() {
     let pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
     for path in pending.iter() {
-        let _ = std::fs::remove_file(path);
+        match path.is_dir() {
+            true => drop(std::fs::remove_dir_all(path)),
+            false => drop(std::fs::remove_file(path)),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::data_dir;
+use common::{conditional_model, data_dir, shipped_model};
 
 /// A running `vae-train serve`, stopped when dropped.
 struct Server {
@@ -57,17 +57,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn shipped_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-seed.safetensors")
-}
-
-/// A small conditional model (one epoch on 1000 images) in `dir`.
-fn conditional_model(dir: &Path) -> PathBuf {
-    let (code, _, err) = common::quick_train(dir, 3, 1000, &["--preset", "mnist-cvae"]);
-    assert_eq!(code, Some(0), "{err}");
-    dir.join("model.safetensors")
 }
 
 /// A tiny model of 8×8 pictures (one epoch, 16 hidden units, a 2-D latent space) trained on a folder of `side × side`
@@ -764,149 +753,11 @@ fn a_model_of_vectors_is_refused_in_one_line() {
 }
 
 mod browser {
-    use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
-    use fantoccini::{Client, ClientBuilder, Locator};
+    use fantoccini::Client;
     use serde_json::{json, Value};
 
+    use super::common::browser::*;
     use super::*;
-
-    /// chromedriver on a free port, with Chromium, or the reason there is none.
-    struct Driver {
-        child: Child,
-        port: u16,
-        _profile: tempfile::TempDir,
-    }
-
-    impl Drop for Driver {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn driver() -> Result<Driver, String> {
-        for exe in ["chromium", "chromedriver"] {
-            if Command::new(exe).arg("--version").output().is_err() {
-                return Err(format!(
-                    "no `{exe}` on PATH (Debian: apt-get install chromium chromium-driver)"
-                ));
-            }
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("chromedriver: {e}"))?;
-        let driver = Driver {
-            child,
-            port,
-            _profile: tempfile::tempdir().unwrap(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err("chromedriver did not start in 20 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(driver)
-    }
-
-    /// [`driver`], or `None` after saying why the browser test is skipped.
-    fn driver_or_skip() -> Option<Driver> {
-        driver()
-            .map_err(|reason| eprintln!("browser test skipped: {reason}"))
-            .ok()
-    }
-
-    /// A headless Chromium session that does not try to reach the network (these machines have none).
-    async fn browser(driver: &Driver) -> Client {
-        let profile = driver._profile.path().to_str().unwrap().to_string();
-        let args = [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--window-size=1100,1400",
-            &format!("--user-data-dir={profile}"),
-        ];
-        let caps = json!({ "goog:chromeOptions": { "args": args } });
-        let caps = caps.as_object().unwrap().clone();
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-            .expect("a WebDriver session")
-    }
-
-    async fn js(client: &Client, script: &str) -> Value {
-        client.execute(script, vec![]).await.unwrap()
-    }
-
-    /// Waits until `script` returns true.
-    async fn until(client: &Client, script: &str, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while js(client, script).await != Value::Bool(true) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The grey levels of a canvas, row-major.
-    async fn pixels(client: &Client, id: &str) -> Vec<f64> {
-        let script = format!(
-            "const c = document.getElementById('{id}'); \
-             return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).filter((_, i) => i % 4 == 0);"
-        );
-        js(client, &script)
-            .await
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect()
-    }
-
-    async fn version(client: &Client, id: &str) -> u64 {
-        let script =
-            format!("return Number(document.getElementById('{id}').dataset.version || 0);");
-        js(client, &script).await.as_u64().unwrap()
-    }
-
-    async fn errors(client: &Client) -> Value {
-        js(client, "return window.__errors;").await
-    }
-
-    async fn open(client: &Client, url: &str) {
-        client.goto(url).await.unwrap();
-        until(
-            client,
-            "return document.body.dataset.ready === 'true';",
-            "the page to start",
-        )
-        .await;
-        assert_eq!(errors(client).await, json!([]), "console errors on load");
-    }
-
-    /// Moves slider `nth` (0: the most used dimension) to `value` as a user's drag would end.
-    async fn move_slider(client: &Client, nth: usize, value: f64) {
-        let script = format!(
-            "const s = document.querySelectorAll('.slider')[{nth}]; s.value = {value}; \
-             s.dispatchEvent(new Event('input', {{ bubbles: true }})); return true;"
-        );
-        js(client, &script).await;
-    }
 
     /// What of the page runs off its right edge: a horizontal scrollbar, or a shown element past the edge.
     async fn cut_off(client: &Client) -> Value {
@@ -995,20 +846,9 @@ mod browser {
             assert!(changed > 5.0, "the decoded image hardly changed: {changed}");
 
             // A vertical stroke down the pad, with the mouse: the reconstruction is brightest down the middle.
-            let pad = client.find(Locator::Id("pad")).await.unwrap();
-            let stroke = MouseActions::new("mouse".into())
-                .then(PointerAction::MoveToElement { element: pad.clone(), duration: None, x: 0, y: -100 })
-                .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
-                .then(PointerAction::MoveToElement { element: pad.clone(), duration: Some(Duration::from_millis(300)), x: 0, y: 0 })
-                .then(PointerAction::MoveToElement { element: pad, duration: Some(Duration::from_millis(300)), x: 0, y: 100 })
-                .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
-            client.perform_actions(stroke).await.unwrap();
+            draw_vertical_stroke(&client).await;
             until(&client, "return Number(document.getElementById('recon').dataset.version || 0) > 0;", "the encoding").await;
-            let recon = pixels(&client, "recon").await;
-            let column = |x0: usize, x1: usize| -> f64 {
-                (0..112).flat_map(|y| (x0..x1).map(move |x| (y, x))).map(|(y, x)| recon[y * 112 + x]).sum::<f64>() / ((x1 - x0) * 112) as f64
-            };
-            let (left, middle, right) = (column(0, 36), column(40, 72), column(76, 112));
+            let (left, middle, right) = recon_columns(&client).await;
             eprintln!("reconstruction of a vertical stroke, mean grey: left {left:.1}, middle {middle:.1}, right {right:.1}");
             assert!(middle > 2.0 * left.max(right) && middle > 30.0, "{left} {middle} {right}");
             assert_eq!(errors(&client).await, json!([]), "errors after drawing");
@@ -1021,7 +861,7 @@ mod browser {
             open(&client, &format!("{}/", cvae.url)).await;
             let before = pixels(&client, "decoded").await;
             let v = version(&client, "decoded").await;
-            js(&client, "const s = document.getElementById('label'); s.value = '7'; s.dispatchEvent(new Event('change')); return true;").await;
+            pick_class(&client, 7).await;
             until(&client, &format!("return Number(document.getElementById('decoded').dataset.version) > {v};"), "a decode").await;
             let after = pixels(&client, "decoded").await;
             let changed: f64 = before.iter().zip(&after).map(|(a, b)| (a - b).abs()).sum::<f64>() / 255.0;

@@ -72,6 +72,7 @@ pub fn export_site(
         .prefix(".export-web-")
         .tempdir_in(parent)
         .with_context(|| format!("{}: cannot write there", parent.display()))?;
+    let _pending = vae_model::Pending::new(tmp.path());
     let written = write_files(explorer, model_bytes, tmp.path())?;
     let old = out.with_file_name(format!(
         ".{}.replaced-{}",

@@ -1,6 +1,8 @@
 //! What the vae-train test binaries share: the data directory and running the binary.
 #![allow(dead_code)]
 
+#[cfg(feature = "serve")]
+pub mod browser;
 pub mod torch;
 
 use std::ffi::OsStr;
@@ -87,6 +89,18 @@ pub fn quick_train_env(
         out,
     ];
     vae_train_env(&[&args[..], extra].concat(), env)
+}
+
+/// The shipped model: MNIST, a 20-D latent space, unconditional.
+pub fn shipped_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-seed.safetensors")
+}
+
+/// A small conditional model (one epoch on 1000 images, a 3-D latent space) in `dir`, with its run's metrics.
+pub fn conditional_model(dir: &Path) -> PathBuf {
+    let (code, _, err) = quick_train(dir, 3, 1000, &["--preset", "mnist-cvae"]);
+    assert_eq!(code, Some(0), "{err}");
+    dir.join("model.safetensors")
 }
 
 /// `per_class` RGB pictures of `side × side` pixels in two class folders under `root` (the ImageFolder layout of
