@@ -186,6 +186,30 @@ fn a_folder_whose_parent_is_a_file_fails_in_one_line() {
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
 
+#[test]
+fn missing_parents_are_made_and_a_model_inside_out_is_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir().to_str().unwrap().to_string();
+    let nested = tmp.path().join("a/b/site");
+    let (code, _, err) = export_web(&shipped_model(), &nested, &["--data-dir", &data]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(nested.join("index.html").is_file());
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let model = run.join("model.safetensors");
+    std::fs::copy(shipped_model(), &model).unwrap();
+    std::fs::write(run.join("metrics.jsonl"), "").unwrap();
+    let (code, stdout, err) = export_web(&model, &run, &["--overwrite", "--data-dir", &data]);
+    assert!(code.is_some() && code != Some(0), "{code:?}: {err}");
+    assert_eq!(stdout, "");
+    assert!(one_line(&err).contains("inside --out"), "{err}");
+    assert!(
+        run.join("metrics.jsonl").is_file() && model.is_file(),
+        "the run folder is kept"
+    );
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}
+
 // --- a plain static file server ---------------------------------------------------------------------------------
 
 /// One request the file server answered: method, path (without a query), status.
@@ -541,71 +565,75 @@ async fn decode_times(client: &Client) -> Value {
     js(client, script).await
 }
 
-#[test]
-fn the_sites_model_decodes_as_sample_and_reads_a_picture_as_generate_like_does() {
-    let Some(driver) = driver_or_skip() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let (out, model) = (tmp.path().join("site"), shipped_model());
-    export(&model, &out);
+/// What `vae-train` makes of the shipped model and a picture, for the page to match.
+struct Cli {
+    /// `sample --temperature 0`: z = 0 decoded.
+    sampled: Vec<f32>,
+    /// The picture's grey levels, as the pad's values.
+    pad: Vec<f64>,
+    /// The picture made into the model's input, as `generate --like` makes it.
+    input: Vec<f32>,
+    /// `generate --like` the picture `--temperature 0`: its posterior mean decoded.
+    generated: Vec<f32>,
+}
+
+/// [`Cli`] of `model`, with MNIST test image 3 of the site in `out` as the picture; files into `dir`.
+fn cli_numbers(model: &Path, out: &Path, dir: &Path) -> Cli {
     let m = model.to_str().unwrap();
-    let sampled = tmp.path().join("s.npy");
-    run_ok(&[
-        "sample",
-        "--model",
-        m,
-        "--n",
-        "1",
-        "--temperature",
-        "0",
-        "--out",
-        sampled.to_str().unwrap(),
-    ]);
-    let (picture, generated) = (tmp.path().join("digit.png"), tmp.path().join("g.npy"));
-    let pad = digit_picture(&out, 3, &picture);
+    let (sampled, picture, generated) =
+        (dir.join("s.npy"), dir.join("digit.png"), dir.join("g.npy"));
+    let zero = ["sample", "--model", m, "--n", "1", "--temperature", "0"];
+    run_ok(&[&zero[..], &["--out", sampled.to_str().unwrap()]].concat());
+    let pad = digit_picture(out, 3, &picture);
     let like = [
         "generate",
         "--model",
         m,
         "--like",
         picture.to_str().unwrap(),
-        "--n",
-        "1",
     ];
     let rest = [
+        "--n",
+        "1",
         "--temperature",
         "0",
         "--data-dir",
         data_dir().to_str().unwrap(),
-        "--out",
-        generated.to_str().unwrap(),
     ];
-    run_ok(&[&like[..], &rest].concat());
-    let vae = vae_model::Vae::load(&model, &candle_core::Device::Cpu).unwrap();
-    let input = vae_train::inputs::picture_values(&picture, vae.config()).unwrap();
+    run_ok(&[&like[..], &rest, &["--out", generated.to_str().unwrap()]].concat());
+    let vae = vae_model::Vae::load(model, &candle_core::Device::Cpu).unwrap();
+    Cli {
+        sampled: npy_values(&sampled),
+        pad,
+        input: vae_train::inputs::picture_values(&picture, vae.config()).unwrap(),
+        generated: npy_values(&generated),
+    }
+}
 
+#[test]
+fn the_sites_model_decodes_as_sample_and_reads_a_picture_as_generate_like_does() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("site");
+    export(&shipped_model(), &out);
+    let cli = cli_numbers(&shipped_model(), &out, tmp.path());
     let site = Site::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = browser(&driver).await;
         open(&client, &format!("{}/", site.url)).await;
-        let drawing = json!({"width": 112, "height": 112, "pixels": pad});
+        let drawing = json!({"width": 112, "height": 112, "pixels": cli.pad});
         let (decoded, encoded) = page_numbers(&client, drawing).await;
-        assert_close(&decoded, &npy_values(&sampled), 1e-5, "z = 0 decoded");
-        assert_close(&encoded["input"], &input, 1e-5, "the picture as input");
-        assert_close(
-            &encoded["recon"],
-            &npy_values(&generated),
-            1e-5,
-            "its posterior mean decoded",
-        );
+        assert_close(&decoded, &cli.sampled, 1e-5, "z = 0 decoded");
+        assert_close(&encoded["input"], &cli.input, 1e-5, "the picture as input");
+        let recon = "its posterior mean decoded";
+        assert_close(&encoded["recon"], &cli.generated, 1e-5, recon);
         let mu: Vec<f64> = serde_json::from_value(encoded["mu"].clone()).unwrap();
         assert!(mu.iter().any(|v| v.abs() > 0.1), "a z away from 0: {mu:?}");
-        eprintln!(
-            "decode in the page, ms (values, PNG): {}",
-            decode_times(&client).await
-        );
+        let times = decode_times(&client).await;
+        eprintln!("decode in the page, ms (values, PNG): {times}");
         assert_served(&client, &driver, &site, &START).await;
         client.close().await.unwrap();
     });

@@ -34,6 +34,14 @@ pub(super) fn run(a: ServeArgs) -> Result<()> {
 /// `vae-train export-web`.
 pub(super) fn export_web(a: ExportWebArgs) -> Result<()> {
     vae_train::serve::check_out(&a.out, a.overwrite)?;
+    if let (Ok(model), Ok(out)) = (a.model.canonicalize(), a.out.canonicalize()) {
+        anyhow::ensure!(
+            !model.starts_with(&out),
+            "{}: the model is inside --out {}, which the site would replace; export elsewhere",
+            a.model.display(),
+            a.out.display()
+        );
+    }
     let vae = load_model(&a.model, DeviceKind::Cpu)?;
     let bytes = std::fs::read(&a.model).with_context(|| a.model.display().to_string())?;
     let data = test_set(&vae, a.dataset.as_ref(), &a.data, &a.model)?;

@@ -68,10 +68,12 @@ pub fn export_site(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(".export-web-")
         .tempdir_in(parent)
-        .with_context(|| format!("{}: cannot write there", parent.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: cannot write there ({})", parent.display(), e.kind()))?;
     let _pending = vae_model::Pending::new(tmp.path());
     let written = write_files(explorer, model_bytes, tmp.path())?;
     let old = out.with_file_name(format!(
