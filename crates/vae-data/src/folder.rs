@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
 pub use export::{ensure_empty_folder, export_folder, ExportSplit};
-pub use picture::{picture_bytes, read_picture, MAX_SIDE};
+pub use picture::{decode_picture, picture_bytes, read_picture, MAX_SIDE};
 
 use crate::{Data, DataError, Result};
 

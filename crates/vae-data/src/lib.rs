@@ -38,8 +38,8 @@ pub use download::{
 };
 pub use error::{DataError, Result};
 pub use folder::{
-    cache_dir, ensure_empty_folder, export_folder, load_folder, read_picture, ExportSplit,
-    FolderData, FolderOptions, MAX_SIDE,
+    cache_dir, decode_picture, ensure_empty_folder, export_folder, load_folder, read_picture,
+    ExportSplit, FolderData, FolderOptions, MAX_SIDE,
 };
 pub use load::{load, load_cifar_archive, load_dir, load_test, unit_grey, unit_pixels, Data};
 pub use pictures::{grid_png, picture_input, Shape, GRID_PAD};

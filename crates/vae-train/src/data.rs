@@ -20,8 +20,7 @@ pub fn load_for_run(cfg: &RunConfig, data_dir: &Path, strict: bool) -> Result<(R
         }
         DataSource::Builtin(d) => {
             let data = vae_data::load(data_dir, *d)?;
-            cfg.model.input_dim = data.dim();
-            cfg.model.input_shape = Some(data.shape.clone());
+            take_shape(&mut cfg, &data);
             cfg.validate()?;
             return Ok((cfg, data));
         }
@@ -38,8 +37,7 @@ pub fn load_for_run(cfg: &RunConfig, data_dir: &Path, strict: bool) -> Result<(R
         }
     };
     cfg.data.test_fraction = Some(test_fraction(&cfg));
-    cfg.model.input_dim = data.dim();
-    cfg.model.input_shape = Some(data.shape.clone());
+    take_shape(&mut cfg, &data);
     if cfg.model.conditional {
         let classes = data.class_names.len();
         if classes < 2 {
@@ -52,6 +50,12 @@ pub fn load_for_run(cfg: &RunConfig, data_dir: &Path, strict: bool) -> Result<(R
     }
     cfg.validate()?;
     Ok((cfg, data))
+}
+
+/// The model's input becomes the examples' shape.
+fn take_shape(cfg: &mut RunConfig, data: &Data) {
+    cfg.model.input_dim = data.dim();
+    cfg.model.input_shape = Some(data.shape.clone());
 }
 
 fn test_fraction(cfg: &RunConfig) -> f64 {

@@ -98,7 +98,6 @@ pub fn test_image(data: &Data, index: usize, device: &Device) -> Result<(Tensor,
 /// conditional model, which needs one, refuses it.
 pub fn image_file(path: &Path, vae: &Vae) -> Result<Tensor> {
     let cfg = vae.config();
-    image_shape(cfg).with_context(|| path.display().to_string())?;
     ensure!(
         !cfg.conditional,
         "{}: a conditional model needs each image's label, which a file lacks; give a test-set class or index",
@@ -110,24 +109,13 @@ pub fn image_file(path: &Path, vae: &Vae) -> Result<Tensor> {
 }
 
 /// The picture file at `path` as the `input_dim` values a model of `cfg` takes, as `generate --like` and the
-/// explorer's drawing pad make it: a 28×28 grey model's of format `/1` is digitised as MNIST was made (see
-/// [`crate::digitize`]), any other square image model's read as its folder's pictures were (resized,
-/// centre-cropped, converted to its channels; see [`vae_data::read_picture`]).
+/// explorer's drawing pad make it (see [`vae_data::picture_input`]): a 28×28 grey model's of format `/1` is
+/// digitised as MNIST was made, any other square image model's read as its folder's pictures were.
 pub fn picture_values(path: &Path, cfg: &VaeConfig) -> Result<Vec<f32>> {
     let shape = image_shape(cfg).with_context(|| path.display().to_string())?;
-    Ok(match (shape, &cfg.input_shape) {
-        ([1, 28, 28], None) => crate::digitize::load(path)?,
-        ([c, h, w], _) => {
-            ensure!(
-                h == w,
-                "{}: the model's pictures are {h}×{w}, not square",
-                path.display()
-            );
-            let bytes = vae_data::read_picture(path, h, c)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            bytes.into_iter().map(vae_data::unit_grey).collect()
-        }
-    })
+    let in_file = |e: String| anyhow::anyhow!("{}: {e}", path.display());
+    let img = vae_data::decode_picture(path).map_err(in_file)?;
+    vae_data::picture_input(&img, shape, cfg.input_shape.is_none()).map_err(in_file)
 }
 
 /// Drawings on the explorer's pad are grey pictures made into the model's input by [`picture_values`]: the model

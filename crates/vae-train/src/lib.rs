@@ -35,7 +35,6 @@ pub mod checkpoint;
 mod config;
 mod cpu;
 pub mod data;
-pub mod digitize;
 pub mod engine;
 pub mod eval;
 pub mod fused;

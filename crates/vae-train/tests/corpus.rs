@@ -357,7 +357,7 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("a device as --out", "sample --model {model} --out /dev/null", vec!["/dev/null", "--out writes .png or .npy"]),
         ("reconstruct past the test set", "reconstruct --model {model} --n 20000 --out {png} --data-dir {data}", vec!["--n 20000", "the test set has 10000 images"]),
         ("encode past the test set", "encode --model {model} --n 20000 --out {same} --data-dir {data}", vec!["--n 20000", "the test set has 10000 images"]),
-        ("a PNG claiming 20000²", "generate --model {model} --like {huge_png} --out {png} --data-dir {data}", vec!["huge.png", "at most 10000 × 10000 pixels"]),
+        ("a PNG claiming 20000²", "generate --model {model} --like {huge_png} --out {png} --data-dir {data}", vec!["huge.png", "past the limit of 8192 per side"]),
         ("curves of ±1e308", "curves --run {huge_run} --out {png}", vec!["metrics.jsonl", "too large to draw"]),
         ("serve a model of 12 inputs", "serve --model {vector} --bind 127.0.0.1:0 --dataset mnist --data-dir {data}", vec!["vector.safetensors", "input_dim 12 does not fit"]),
         ("sample a model of 12 inputs", "sample --model {vector} --out {png}", vec!["vectors of [12] values are not pictures"]),

@@ -26,7 +26,7 @@ fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>,
 /// For the header alone, whose sizes [`check_side`] judges with a message of its own.
 fn unlimited(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>, String> {
     let mut reader = ImageReader::open(path)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open ({e})"))?
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
     reader.no_limits();
@@ -62,12 +62,16 @@ fn check_side(w: u32, h: u32) -> Result<(), String> {
 /// assert_eq!(px.len(), 28 * 28);
 /// ```
 pub fn read_picture(path: &Path, size: usize, channels: usize) -> Result<Vec<u8>, String> {
-    let (w, h) = unlimited(path)?
-        .into_dimensions()
-        .map_err(|e| e.to_string())?;
+    Ok(picture_bytes(decode_picture(path)?, size, channels))
+}
+
+/// The picture at `path` (PNG or JPEG, by its content), decoded under the size limits: a side past [`MAX_SIDE`] is
+/// refused from the header, before any decoding. The error says what is wrong with the file.
+pub fn decode_picture(path: &Path) -> Result<DynamicImage, String> {
+    let not_picture = |e: image::ImageError| format!("not a PNG or JPEG image ({e})");
+    let (w, h) = unlimited(path)?.into_dimensions().map_err(not_picture)?;
     check_side(w, h)?;
-    let img = reader(path)?.decode().map_err(|e| e.to_string())?;
-    Ok(picture_bytes(img, size, channels))
+    reader(path)?.decode().map_err(not_picture)
 }
 
 /// A decoded picture as `channels × size × size` bytes, as [`read_picture`] makes a file's.
