@@ -139,11 +139,98 @@ fn a_folder_that_holds_something_is_refused_and_with_overwrite_replaced_whole() 
     );
     assert_eq!(files_under(&out), before, "the folder is untouched");
 
+    // --overwrite replaces only a site export-web wrote: these files are kept too.
     let data = data_dir().to_str().unwrap();
     let (code, _, err) = export_web(&shipped_model(), &out, &["--overwrite", "--data-dir", data]);
+    assert!(code.is_some() && code != Some(0), "{code:?}: {err}");
+    assert!(one_line(&err).contains("no site.json"), "{err}");
+    assert_eq!(files_under(&out), before, "the folder is untouched");
+
+    // A site of another model, replaced whole by the shipped model's.
+    std::fs::remove_dir_all(&out).unwrap();
+    let other = conditional_model(tmp.path());
+    let (code, _, err) = export_web(&other, &out, &["--data-dir", data]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(!out.join("notes").exists(), "the old files are gone");
+    std::fs::write(
+        out.join("api/test/100"),
+        "a file the new site does not have",
+    )
+    .unwrap();
+    let (code, _, err) = export_web(&shipped_model(), &out, &["--overwrite", "--data-dir", data]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.join("api/test/100").exists(), "the old files are gone");
     assert_is_the_shipped_site(&out);
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn two_exports_into_one_new_folder_at_once_leave_one_whole_site_and_one_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other = conditional_model(&tmp.path().join("cvae"));
+    let data = data_dir().to_str().unwrap().to_string();
+    for round in 0..3 {
+        let out = tmp.path().join(format!("site-{round}"));
+        let models = [shipped_model(), other.clone()];
+        let runs: Vec<_> = models
+            .iter()
+            .map(|m| {
+                let (m, out, data) = (m.clone(), out.clone(), data.clone());
+                std::thread::spawn(move || export_web(&m, &out, &["--data-dir", &data]))
+            })
+            .collect();
+        let codes: Vec<_> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+        let won: Vec<usize> = (0..2).filter(|&i| codes[i].0 == Some(0)).collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one export wins: {codes:?}"
+        );
+        let lost = &codes[1 - won[0]];
+        assert!(
+            one_line(&lost.2).contains(out.to_str().unwrap()),
+            "{lost:?}"
+        );
+        let model = std::fs::read(out.join("model.safetensors")).unwrap();
+        assert_eq!(
+            model,
+            std::fs::read(&models[won[0]]).unwrap(),
+            "the winner's site, whole"
+        );
+        assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn without_its_test_set_a_site_is_refused_unless_asked_for_and_a_symlink_keeps_its_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("site");
+    let empty = tmp.path().join("no-data");
+    std::fs::create_dir(&empty).unwrap();
+    let no_data = ["--data-dir", empty.to_str().unwrap()];
+    let (code, stdout, err) = export_web(&shipped_model(), &out, &no_data);
+    assert!(code.is_some() && code != Some(0), "{code:?}: {err}");
+    assert_eq!(stdout, "");
+    assert!(one_line(&err).contains("--no-test-set"), "{err}");
+    assert!(!out.exists());
+    let (code, _, err) = export_web(
+        &shipped_model(),
+        &out,
+        &[&no_data[..], &["--no-test-set"]].concat(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(out.join("api/model")).unwrap()).unwrap();
+    assert_eq!(info["test_images"], json!(0));
+
+    let target = tmp.path().join("www");
+    std::fs::create_dir(&target).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let data = data_dir().to_str().unwrap();
+    let (code, _, err) = export_web(&shipped_model(), &link, &["--data-dir", data]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(link.is_symlink(), "the link is kept");
+    assert_is_the_shipped_site(&target);
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
 
@@ -199,6 +286,9 @@ fn missing_parents_are_made_and_a_model_inside_out_is_not_replaced() {
     let model = run.join("model.safetensors");
     std::fs::copy(shipped_model(), &model).unwrap();
     std::fs::write(run.join("metrics.jsonl"), "").unwrap();
+    // A site folder the model was copied into: --overwrite would take it, but not with the model inside.
+    let site_json = r#"{"backend": "wasm", "model": "model.safetensors"}"#;
+    std::fs::write(run.join("site.json"), site_json).unwrap();
     let (code, stdout, err) = export_web(&model, &run, &["--overwrite", "--data-dir", &data]);
     assert!(code.is_some() && code != Some(0), "{code:?}: {err}");
     assert_eq!(stdout, "");

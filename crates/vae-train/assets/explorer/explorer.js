@@ -22,7 +22,9 @@ const conditional = () => info.classes.length > 0;
 // routes are files either way (the static site holds them under api/); only the POST calls differ.
 let post = null;
 async function connect() {
-  const site = await (await fetch("site.json")).json();
+  const answer = await fetch("site.json");
+  if (!answer.ok) throw new Error(`site.json: ${answer.status} ${answer.statusText}`);
+  const site = await answer.json();
   if (site.backend !== "wasm") {
     post = (path, body) => fetch(path, {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),

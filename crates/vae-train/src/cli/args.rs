@@ -415,9 +415,12 @@ pub struct ExportWebArgs {
     /// The folder to write: new or empty, or replaced whole with --overwrite.
     #[arg(long)]
     pub out: PathBuf,
-    /// Replace what --out holds (once the new site is written whole).
+    /// Replace the site export-web wrote in --out before (once the new site is written whole).
     #[arg(long)]
     pub overwrite: bool,
+    /// Publish without the test set when it cannot be read: sliders in index order, no test images to morph.
+    #[arg(long)]
+    pub no_test_set: bool,
     /// Dataset whose test set the page uses [default: the one in the model's metadata].
     #[arg(long)]
     pub dataset: Option<DataSource>,

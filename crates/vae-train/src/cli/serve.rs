@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use vae_model::Vae;
 use vae_train::{inputs, DeviceKind};
 
@@ -13,7 +13,9 @@ use vae_data::DataSource;
 /// `vae-train serve`.
 pub(super) fn run(a: ServeArgs) -> Result<()> {
     let vae = load_model(&a.model, DeviceKind::Cpu)?;
-    let data = test_set(&vae, a.dataset.as_ref(), &a.data, &a.model)?;
+    let data = test_set(&vae, a.dataset.as_ref(), &a.data, &a.model)?
+        .inspect_err(|e| tracing::warn!("{e:#}: sliders in index order, no test images"))
+        .ok();
     if !a.bind.ip().is_loopback() {
         tracing::warn!(
             "listening on {}: anyone who can reach this machine can use the explorer",
@@ -44,7 +46,16 @@ pub(super) fn export_web(a: ExportWebArgs) -> Result<()> {
     }
     let vae = load_model(&a.model, DeviceKind::Cpu)?;
     let bytes = std::fs::read(&a.model).with_context(|| a.model.display().to_string())?;
-    let data = test_set(&vae, a.dataset.as_ref(), &a.data, &a.model)?;
+    let data = match test_set(&vae, a.dataset.as_ref(), &a.data, &a.model)? {
+        Ok(data) => Some(data),
+        Err(e) if a.no_test_set => {
+            tracing::warn!("{e:#}: sliders in index order, no test images");
+            None
+        }
+        Err(e) => {
+            bail!("{e:#}: the site would have no test images (give --no-test-set to publish it so)")
+        }
+    };
     let explorer = vae_train::serve::Explorer::new(vae, data, &a.model)?;
     let n = vae_train::serve::export_site(&explorer, &bytes, &a.out, a.overwrite)?;
     tracing::info!(
@@ -55,28 +66,23 @@ pub(super) fn export_web(a: ExportWebArgs) -> Result<()> {
     Ok(())
 }
 
-/// The test set, which orders the sliders and feeds the test-image picker: the page works without it.
+/// The test set, which orders the sliders and feeds the test-image picker, or why there is none (the page works
+/// without it); a test set that does not fit the model is an error.
 fn test_set(
     vae: &Vae,
     dataset: Option<&DataSource>,
     dir: &DataDir,
     model: &Path,
-) -> Result<Option<vae_data::Data>> {
+) -> Result<Result<vae_data::Data>> {
     let source = match vae_train::data::model_source(vae, dataset, model) {
         Ok(source) => source,
-        Err(e) => {
-            tracing::warn!("{e:#}: sliders in index order, no test images");
-            return Ok(None);
-        }
+        Err(e) => return Ok(Err(e)),
     };
     match vae_train::data::load_for_model(vae, &source, &dir.data_dir(), model) {
         Ok(data) => {
             inputs::ensure_fits(vae, &data, &source, model)?;
-            Ok(Some(data))
+            Ok(Ok(data))
         }
-        Err(e) => {
-            tracing::warn!("no test set ({e:#}): sliders in index order, no test images");
-            Ok(None)
-        }
+        Err(e) => Ok(Err(e.context("no test set"))),
     }
 }

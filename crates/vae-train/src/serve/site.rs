@@ -46,23 +46,42 @@ pub fn check_out(out: &Path, overwrite: bool) -> Result<()> {
         Err(_) if out.exists() => bail!("{}: is not a folder", out.display()),
         Err(_) => false,
     };
-    if holds_something && !overwrite {
-        bail!(
-            "{}: not empty; give --overwrite to replace it, or a new folder",
+    match (holds_something, overwrite) {
+        (false, _) => Ok(()),
+        (true, false) => bail!(
+            "{}: not empty; give --overwrite to replace a site export-web wrote, or a new folder",
             out.display()
-        );
+        ),
+        (true, true) if is_site(out) => Ok(()),
+        (true, true) => bail!(
+            "{}: holds files and no site.json of export-web; --overwrite replaces only a site it wrote",
+            out.display()
+        ),
     }
-    Ok(())
 }
 
-/// Writes the site of `explorer`, whose model file holds `model_bytes`, into `out`: built whole in a temporary
-/// folder beside it, then renamed into place (replacing what `out` held only then). Returns the files written.
+/// Whether `dir` holds a site [`export_site`] wrote (its `site.json`).
+fn is_site(dir: &Path) -> bool {
+    std::fs::read(dir.join("site.json")).is_ok_and(|b| b == SITE_JSON)
+}
+
+/// What tells the page it is a static site, and [`is_site`] that a folder is one.
+const SITE_JSON: &[u8] = br#"{"backend": "wasm", "model": "model.safetensors"}"#;
+
+/// Writes the site of `explorer`, whose model file holds `model_bytes`, into `out` (a symlink's target): built whole
+/// in a temporary folder beside it, then put in place by [`place`]. Returns the files written.
 pub fn export_site(
     explorer: &Explorer,
     model_bytes: &[u8],
     out: &Path,
     overwrite: bool,
 ) -> Result<usize> {
+    let out = &match out.is_symlink() {
+        true => out
+            .canonicalize()
+            .with_context(|| out.display().to_string())?,
+        false => out.to_path_buf(),
+    };
     check_out(out, overwrite)?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -74,25 +93,63 @@ pub fn export_site(
         .prefix(".export-web-")
         .tempdir_in(parent)
         .map_err(|e| anyhow::anyhow!("{}: cannot write there ({})", parent.display(), e.kind()))?;
+    // A signal removes it: the new site before it is placed, the old one after the swap.
     let _pending = vae_model::Pending::new(tmp.path());
     let written = write_files(explorer, model_bytes, tmp.path())?;
-    let old = out.with_file_name(format!(
-        ".{}.replaced-{}",
-        out.file_name()
-            .map_or("site".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    if out.exists() {
-        std::fs::rename(out, &old).with_context(|| format!("{}: cannot replace", out.display()))?;
-    }
-    let tmp = tmp.keep();
-    if let Err(e) = std::fs::rename(&tmp, out) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        let _ = std::fs::rename(&old, out);
-        return Err(e).with_context(|| format!("{}: cannot write", out.display()));
-    }
-    let _ = std::fs::remove_dir_all(&old);
+    place(tmp.path(), out, overwrite)?;
     Ok(written)
+}
+
+/// Puts the finished site `tmp` at `out`. Onto nothing or an empty folder, a plain rename, which fails where `out`
+/// holds anything (so no run replaces another's site unasked). With `overwrite`, `out` still a site, the two
+/// folders swap in one step, and the old site, now at `tmp`, goes when `tmp` does: `out` is never missing.
+fn place(tmp: &Path, out: &Path, overwrite: bool) -> Result<()> {
+    let err = match std::fs::rename(tmp, out) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if !overwrite || !out.is_dir() {
+        return Err(err).with_context(|| format!("{}: cannot put the site there", out.display()));
+    }
+    check_out(out, true)?;
+    exchange(tmp, out).with_context(|| format!("{}: cannot replace", out.display()))
+}
+
+/// Swaps two folders atomically (`renameat2` with `RENAME_EXCHANGE`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths for the duration of the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Swaps two folders by three renames, where no atomic swap is at hand: `b` is missing for a moment.
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    let aside = a.with_extension("old");
+    std::fs::rename(b, &aside)?;
+    if let Err(e) = std::fs::rename(a, b) {
+        let _ = std::fs::rename(&aside, b);
+        return Err(e);
+    }
+    std::fs::rename(&aside, a)
 }
 
 /// The site's files into `dir`.
@@ -101,10 +158,7 @@ fn write_files(explorer: &Explorer, model_bytes: &[u8], dir: &Path) -> Result<us
         ("index.html".into(), INDEX_HTML.into()),
         ("explorer.js".into(), EXPLORER_JS.into()),
         ("explorer.css".into(), EXPLORER_CSS.into()),
-        (
-            "site.json".into(),
-            br#"{"backend": "wasm", "model": "model.safetensors"}"#.to_vec(),
-        ),
+        ("site.json".into(), SITE_JSON.to_vec()),
         ("model.safetensors".into(), model_bytes.to_vec()),
     ];
     for (name, bytes) in MODULE.into_iter().flatten() {
