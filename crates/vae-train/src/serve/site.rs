@@ -69,7 +69,7 @@ fn is_site(dir: &Path) -> bool {
 const SITE_JSON: &[u8] = br#"{"backend": "wasm", "model": "model.safetensors"}"#;
 
 /// Writes the site of `explorer`, whose model file holds `model_bytes`, into `out` (a symlink's target): built whole
-/// in a temporary folder beside it, then put in place by [`place`]. Returns the files written.
+/// in a temporary folder beside it, then put in place (see `place`). Returns the files written.
 pub fn export_site(
     explorer: &Explorer,
     model_bytes: &[u8],
