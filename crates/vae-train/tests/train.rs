@@ -818,6 +818,7 @@ mod cli {
             "vae-train-encode.1",
             "vae-train-eval.1",
             "vae-train-export-images.1",
+            "vae-train-export-web.1",
             "vae-train-generate.1",
             "vae-train-import.1",
             "vae-train-interpolate.1",
