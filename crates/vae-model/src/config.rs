@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+mod conv;
+pub use conv::{ConvShape, ConvStack, LayerKind};
+
 /// Classes of a conditional model's label unless its config says otherwise: the digits 0-9 of MNIST, the ten
 /// garments of Fashion-MNIST.
 pub const DEFAULT_NUM_CLASSES: usize = 10;
@@ -13,12 +16,23 @@ pub const MAX_PARAMETERS: u64 = 1 << 32;
 
 /// The non-linearity between hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Activation {
     /// `max(0, x)`, the pytorch/examples choice.
     Relu,
     /// `tanh(x)`, the choice of the original paper.
     Tanh,
+    /// `max(0, x) + 0.01 min(0, x)`, PyTorch's `LeakyReLU()` (PyTorch-VAE's choice).
+    LeakyRelu,
+    /// `x` above 0, `exp(x) − 1` below: PyTorch's `ELU()` (α = 1).
+    Elu,
+    /// `x σ(x)`, PyTorch's `SiLU()`.
+    Silu,
+}
+
+impl Activation {
+    /// The slope of [`Activation::LeakyRelu`] below 0, PyTorch's default.
+    pub const LEAKY_SLOPE: f64 = 0.01;
 }
 
 /// The decoder's output distribution p(x | z), which fixes the reconstruction term of the ELBO. Each is a true
@@ -130,7 +144,11 @@ pub struct VaeConfig {
     /// [`VaeConfig::image_shape`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_shape: Option<Vec<usize>>,
-    /// Widths of the encoder's hidden layers, first to last; the decoder uses them in reverse.
+    /// The convolutions before the encoder's dense layers (and, transposed, after the decoder's); absent (and not
+    /// written) for a dense model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv: Option<ConvStack>,
+    /// Widths of the encoder's hidden dense layers, first to last; the decoder uses them in reverse.
     pub hidden_dims: Vec<usize>,
     /// Dimension of the latent code z.
     pub latent_dim: usize,
@@ -160,6 +178,7 @@ impl VaeConfig {
         Self {
             input_dim: 784,
             input_shape: None,
+            conv: None,
             hidden_dims: vec![400],
             latent_dim: 20,
             activation: Activation::Relu,
@@ -221,7 +240,7 @@ impl VaeConfig {
         if let Some(shape) = &self.input_shape {
             self.validate_shape(shape)?;
         }
-        if self.hidden_dims.is_empty() {
+        if self.hidden_dims.is_empty() && self.conv.is_none() {
             return bad("hidden_dims needs at least one hidden layer".into());
         }
         if let Some(i) = self.hidden_dims.iter().position(|&d| d == 0) {
@@ -252,6 +271,7 @@ impl VaeConfig {
                 ))
             }
         }
+        self.conv_shapes()?;
         if self.checked_num_parameters().is_none() {
             return bad(format!(
                 "the model would have more than {MAX_PARAMETERS} parameters; use smaller widths"
@@ -279,12 +299,41 @@ impl VaeConfig {
         }
     }
 
-    /// The model's layers, the one place that walks `hidden_dims`: every shape, name, initialisation, module and
-    /// engine buffer is derived from this plan.
+    /// The encoder's convolutions and the decoder's transposed ones (both empty for a dense model); an error
+    /// names the layer whose sizes do not work.
+    fn conv_shapes(&self) -> Result<(Vec<ConvShape>, Vec<ConvShape>), Error> {
+        let Some(stack) = &self.conv else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let Some(image) = self.image_shape() else {
+            return Err(Error::Config(format!(
+                "conv needs images [C, H, W], and the examples are {:?}",
+                self.input_shape.as_deref().unwrap_or(&[self.input_dim])
+            )));
+        };
+        let encoder = stack.encoder_shapes(image)?;
+        let decoder = ConvStack::decoder_shapes(&encoder, image[0] * self.outputs_per_value())?;
+        Ok((encoder, decoder))
+    }
+
+    /// The model's layers, the one place that walks `hidden_dims` and `conv`: every shape, name, initialisation,
+    /// module and engine buffer is derived from this plan. The config must be valid ([`VaeConfig::validate`], which
+    /// every constructor and reader calls).
     pub fn plan(&self) -> LayerPlan {
+        let (conv_encoder, conv_decoder) = self
+            .conv_shapes()
+            .expect("validate() refuses convolutions that do not fit");
         let act = Some(self.activation);
-        let mut encoder = Vec::with_capacity(self.hidden_dims.len());
-        let mut fan_in = self.input_dim + self.label_dim();
+        let labels = self.label_dim();
+        let mut encoder: Vec<LayerSpec> = conv_encoder
+            .iter()
+            .enumerate()
+            .map(|(i, c)| LayerSpec::conv(Block::Encoder, format!("conv.{i}"), *c, false, act))
+            .collect();
+        let flat = conv_encoder
+            .last()
+            .map_or(self.input_dim, ConvShape::output_values);
+        let mut fan_in = flat + labels;
         for (i, &h) in self.hidden_dims.iter().enumerate() {
             encoder.push(LayerSpec::new(
                 Block::Encoder,
@@ -296,15 +345,10 @@ impl VaeConfig {
             fan_in = h;
         }
         let mu = LayerSpec::new(Block::Encoder, "mu".into(), fan_in, self.latent_dim, None);
-        let scale = LayerSpec::new(
-            Block::Encoder,
-            self.scale_head.name().into(),
-            fan_in,
-            self.latent_dim,
-            None,
-        );
-        let mut decoder = Vec::with_capacity(self.hidden_dims.len());
-        let mut fan_in = self.latent_dim + self.label_dim();
+        let scale_name = self.scale_head.name().into();
+        let scale = LayerSpec::new(Block::Encoder, scale_name, fan_in, self.latent_dim, None);
+        let mut decoder = Vec::with_capacity(self.hidden_dims.len() + conv_decoder.len() + 1);
+        let mut fan_in = self.latent_dim + labels;
         for (i, &h) in self.hidden_dims.iter().rev().enumerate() {
             decoder.push(LayerSpec::new(
                 Block::Decoder,
@@ -315,8 +359,27 @@ impl VaeConfig {
             ));
             fan_in = h;
         }
-        let outputs = self.input_dim * self.outputs_per_value();
-        let out = LayerSpec::new(Block::Decoder, "out".into(), fan_in, outputs, None);
+        let out = match conv_decoder.split_last() {
+            None => {
+                let outputs = self.input_dim * self.outputs_per_value();
+                LayerSpec::new(Block::Decoder, "out".into(), fan_in, outputs, None)
+            }
+            Some((last, hidden)) => {
+                let map = conv_decoder[0].input_values();
+                decoder.push(LayerSpec::new(
+                    Block::Decoder,
+                    "project".into(),
+                    fan_in,
+                    map,
+                    act,
+                ));
+                for (i, c) in hidden.iter().enumerate() {
+                    let name = format!("deconv.{i}");
+                    decoder.push(LayerSpec::conv(Block::Decoder, name, *c, true, act));
+                }
+                LayerSpec::conv(Block::Decoder, "out".into(), *last, true, None)
+            }
+        };
         LayerPlan {
             encoder,
             mu,
@@ -333,8 +396,8 @@ impl VaeConfig {
             .layers()
             .flat_map(|l| {
                 [
-                    (l.weight_name(), l.weight_shape().to_vec()),
-                    (l.bias_name(), vec![l.fan_out]),
+                    (l.weight_name(), l.weight_shape()),
+                    (l.bias_name(), vec![l.bias_len()]),
                 ]
             })
             .collect()
@@ -351,7 +414,13 @@ impl VaeConfig {
         let total: u128 = self
             .plan()
             .layers()
-            .map(|l| (l.fan_in as u128 + 1) * l.fan_out as u128)
+            .map(|l| {
+                l.weight_shape()
+                    .iter()
+                    .map(|&d| d as u128)
+                    .product::<u128>()
+                    + l.bias_len() as u128
+            })
             .sum();
         (total <= MAX_PARAMETERS as u128).then_some(total as usize)
     }
@@ -376,19 +445,22 @@ impl Block {
     }
 }
 
-/// One dense layer `y = act(x Wᵀ + b)`, with W `[fan_out, fan_in]` as PyTorch's `nn.Linear` stores it.
+/// One layer of the plan: dense, `y = act(x Wᵀ + b)` with W `[fan_out, fan_in]` as PyTorch's `nn.Linear` stores
+/// it, or a (transposed) convolution as its [`LayerKind`] says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerSpec {
     /// The half of the model it belongs to.
     pub block: Block,
     /// Its name inside the block, e.g. `hidden.0`, `mu`, `out`.
     pub local_name: String,
-    /// Input width.
+    /// Values in, per example (a feature map's `C·H·W`).
     pub fan_in: usize,
-    /// Output width.
+    /// Values out, per example.
     pub fan_out: usize,
     /// The non-linearity after it; `None` for the linear heads and the output logits.
     pub activation: Option<Activation>,
+    /// Dense or (transposed) convolution.
+    pub kind: LayerKind,
 }
 
 impl LayerSpec {
@@ -405,6 +477,25 @@ impl LayerSpec {
             fan_in,
             fan_out,
             activation,
+            kind: LayerKind::Dense,
+        }
+    }
+
+    fn conv(
+        block: Block,
+        local_name: String,
+        shape: ConvShape,
+        transposed: bool,
+        activation: Option<Activation>,
+    ) -> Self {
+        let (fan_in, fan_out) = (shape.input_values(), shape.output_values());
+        let kind = match transposed {
+            false => LayerKind::Conv(shape),
+            true => LayerKind::ConvTranspose(shape),
+        };
+        Self {
+            kind,
+            ..Self::new(block, local_name, fan_in, fan_out, activation)
         }
     }
 
@@ -423,14 +514,38 @@ impl LayerSpec {
         format!("{}.bias", self.name())
     }
 
-    /// `[fan_out, fan_in]`.
-    pub fn weight_shape(&self) -> [usize; 2] {
-        [self.fan_out, self.fan_in]
+    /// PyTorch's layout: `[fan_out, fan_in]` (`nn.Linear`), `[C_out, C_in, k, k]` (`nn.Conv2d`) or
+    /// `[C_in, C_out, k, k]` (`nn.ConvTranspose2d`).
+    pub fn weight_shape(&self) -> Vec<usize> {
+        match self.kind {
+            LayerKind::Dense => vec![self.fan_out, self.fan_in],
+            LayerKind::Conv(c) => vec![c.output[0], c.input[0], c.kernel, c.kernel],
+            LayerKind::ConvTranspose(c) => vec![c.input[0], c.output[0], c.kernel, c.kernel],
+        }
+    }
+
+    /// The bias's length: one per output (per output channel, for a convolution).
+    pub fn bias_len(&self) -> usize {
+        match self.kind {
+            LayerKind::Dense => self.fan_out,
+            LayerKind::Conv(c) | LayerKind::ConvTranspose(c) => c.output[0],
+        }
+    }
+
+    /// The bound of PyTorch's default initialisation, U(−b, b) for weights and biases: 1/√fan_in, where a
+    /// convolution's fan-in is `weight.size(1)·k²` (for a transposed one, its output channels).
+    pub fn init_bound(&self) -> f64 {
+        let fan_in = match self.kind {
+            LayerKind::Dense => self.fan_in,
+            LayerKind::Conv(c) => c.input[0] * c.kernel * c.kernel,
+            LayerKind::ConvTranspose(c) => c.output[0] * c.kernel * c.kernel,
+        };
+        1.0 / (fan_in as f64).sqrt()
     }
 
     /// Weights plus biases.
     pub fn num_parameters(&self) -> usize {
-        self.fan_out * (self.fan_in + 1)
+        self.weight_shape().iter().product::<usize>() + self.bias_len()
     }
 }
 
@@ -531,6 +646,7 @@ mod tests {
         let cfg = VaeConfig {
             input_dim: 30,
             input_shape: None,
+            conv: None,
             hidden_dims: vec![17, 9],
             latent_dim: 4,
             activation: Activation::Tanh,

@@ -15,11 +15,13 @@ pub const FORMAT: &str = "vae-candle/1";
 /// The `format` of a model the first format cannot describe (another likelihood, its `sigma`).
 pub const FORMAT_V2: &str = "vae-candle/2";
 
-/// The format `cfg` is written in: [`FORMAT`] for a Bernoulli decoder of square grey images (no `input_shape`),
-/// else [`FORMAT_V2`].
+/// The format `cfg` is written in: [`FORMAT`] for a dense Bernoulli model of square grey images (no `input_shape`)
+/// with ReLU or tanh, what the first format describes; else [`FORMAT_V2`].
 pub fn format_of(cfg: &VaeConfig) -> &'static str {
-    match (cfg.likelihood, &cfg.input_shape) {
-        (crate::Likelihood::Bernoulli, None) => FORMAT,
+    use crate::{Activation, Likelihood};
+    let first_activation = matches!(cfg.activation, Activation::Relu | Activation::Tanh);
+    match (cfg.likelihood, &cfg.input_shape, &cfg.conv) {
+        (Likelihood::Bernoulli, None, None) if first_activation => FORMAT,
         _ => FORMAT_V2,
     }
 }

@@ -34,8 +34,10 @@
 #![warn(missing_docs)]
 
 mod config;
+mod conv;
 mod io;
 pub mod latent;
+mod layers;
 pub mod likelihood;
 mod loss;
 mod model;
@@ -44,16 +46,18 @@ mod reader;
 mod rng;
 
 pub use config::{
-    Activation, Block, LayerPlan, LayerSpec, Likelihood, ScaleHead, VaeConfig, DEFAULT_NUM_CLASSES,
-    MAX_PARAMETERS,
+    Activation, Block, ConvShape, ConvStack, LayerKind, LayerPlan, LayerSpec, Likelihood,
+    ScaleHead, VaeConfig, DEFAULT_NUM_CLASSES, MAX_PARAMETERS,
 };
+pub use conv::{conv2d, conv_transpose2d};
 pub use io::{
     format_of, remove_pending, safetensors_bytes, temp_file_builder, write_atomic, Pending, FORMAT,
     FORMAT_V2,
 };
+pub use layers::{Conv, Dense};
 pub use likelihood::{bce_with_logits, log_density, log_likelihood};
 pub use loss::{beta_elbo, elbo, iwae_bound, kl_divergence, log_importance_weights, ElboTerms};
-pub use model::{Decoder, Dense, Encoder, Vae, VaeOutput};
+pub use model::{Decoder, Encoder, Vae, VaeOutput};
 pub use product::linear_product;
 pub use reader::{first_non_finite, CheckedTensors, SafetensorsReader, TensorProblem};
 pub use rng::{RngState, VaeRng};

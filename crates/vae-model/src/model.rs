@@ -1,90 +1,37 @@
 //! Encoder q(z|x), decoder p(x|z), and the VAE that joins them with the reparameterisation trick.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 
-use crate::product::linear_product;
-use crate::{Activation, Block, LayerSpec, Likelihood, ScaleHead, VaeConfig, VaeRng};
+use crate::{Block, Conv, Dense, LayerSpec, Likelihood, ScaleHead, VaeConfig, VaeRng};
 
-fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
-    match act {
-        Activation::Relu => x.relu(),
-        Activation::Tanh => x.tanh(),
-    }
-}
-
-/// One layer of the plan as a Candle module: `act(x Wᵀ + b)`, its tensors under the layer's local name.
-#[derive(Debug, Clone)]
-pub struct Dense {
-    spec: LayerSpec,
-    linear: Linear,
-}
-
-impl Dense {
-    /// Builds the layer from `vb`, which is already inside the layer's block (`encoder` or `decoder`).
-    pub fn new(spec: &LayerSpec, vb: VarBuilder) -> Result<Self> {
-        let linear = candle_nn::linear(spec.fan_in, spec.fan_out, vb.pp(&spec.local_name))?;
-        Ok(Self {
-            spec: spec.clone(),
-            linear,
-        })
-    }
-
-    /// What the layer is.
-    pub fn spec(&self) -> &LayerSpec {
-        &self.spec
-    }
-
-    fn named_tensors(&self, out: &mut Vec<(String, Tensor)>) {
-        out.push((self.spec.weight_name(), self.linear.weight().clone()));
-        if let Some(b) = self.linear.bias() {
-            out.push((self.spec.bias_name(), b.clone()));
-        }
-    }
-}
-
-impl Module for Dense {
-    /// # Shapes
-    /// `x [B, fan_in]` to `[B, fan_out]`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Leading dimensions are rows of one product, as `candle_nn::Linear` treats them.
-        let fan_in = x.dim(D::Minus1)?;
-        let mut shape = x.dims().to_vec();
-        let rows = x.elem_count() / fan_in.max(1);
-        let y = linear_product(&x.reshape((rows, fan_in))?, self.linear.weight())?;
-        let y = match self.linear.bias() {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        *shape.last_mut().expect("dim(Minus1) found one") = self.spec.fan_out;
-        let y = y.reshape(shape)?;
-        match self.spec.activation {
-            Some(act) => activate(&y, act),
-            None => Ok(y),
-        }
-    }
-}
-
-/// The recognition model q(z | x): an MLP whose last hidden layer feeds two linear heads, the mean `mu` and the
-/// spread of a diagonal Gaussian over z. The spread head predicts log σ², which keeps σ² positive without a
-/// constraint, or (imported teaching models, [`ScaleHead::Std`]) σ itself, whose log σ² the encoder computes.
+/// The recognition model q(z | x): convolutions (if any), then an MLP whose last hidden layer feeds two linear
+/// heads, the mean `mu` and the spread of a diagonal Gaussian over z. The spread head predicts log σ², which keeps
+/// σ² positive without a constraint, or (imported teaching models, [`ScaleHead::Std`]) σ itself, whose log σ² the
+/// encoder computes.
 #[derive(Debug, Clone)]
 pub struct Encoder {
+    convs: Vec<Conv>,
     hidden: Vec<Dense>,
     mu: Dense,
     scale: Dense,
     scale_head: ScaleHead,
+    input_dim: usize,
 }
 
 impl Encoder {
-    /// Builds the encoder's layers of [`VaeConfig::plan`] from `vb` (tensors `hidden.{i}`, `mu`, `logvar`).
+    /// Builds the encoder's layers of [`VaeConfig::plan`] from `vb` (tensors `conv.{i}`, `hidden.{i}`, `mu`,
+    /// `logvar`).
     pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         let plan = cfg.plan();
+        let (convs, hidden) = split_layers(&plan.encoder, &vb)?;
         Ok(Self {
-            hidden: dense_layers(&plan.encoder, &vb)?,
+            convs,
+            hidden,
             mu: Dense::new(&plan.mu, vb.clone())?,
             scale: Dense::new(&plan.scale, vb)?,
             scale_head: cfg.scale_head,
+            input_dim: cfg.input_dim,
         })
     }
 
@@ -92,10 +39,20 @@ impl Encoder {
     /// `x [B, input_dim]` (`[B, input_dim + C]`, the one-hot label of C classes appended, for a conditional model) to
     /// `(mu, logvar)`, each `[B, latent_dim]`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self
-            .hidden
-            .iter()
-            .try_fold(x.clone(), |h, l| l.forward(&h))?;
+        let h = match self.convs.is_empty() {
+            true => x.clone(),
+            // The convolutions read the image; a label joins their flattened output.
+            false => {
+                let labels = x.dim(D::Minus1)? - self.input_dim;
+                let image = x.narrow(D::Minus1, 0, self.input_dim)?;
+                let h = self.convs.iter().try_fold(image, |h, l| l.forward(&h))?;
+                match labels {
+                    0 => h,
+                    n => Tensor::cat(&[h, x.narrow(D::Minus1, self.input_dim, n)?], D::Minus1)?,
+                }
+            }
+        };
+        let h = self.hidden.iter().try_fold(h, |h, l| l.forward(&h))?;
         let scale = self.scale.forward(&h)?;
         let logvar = match self.scale_head {
             ScaleHead::Logvar => scale,
@@ -105,45 +62,63 @@ impl Encoder {
         Ok((self.mu.forward(&h)?, logvar))
     }
 
-    fn layers(&self) -> impl Iterator<Item = &Dense> {
-        self.hidden.iter().chain([&self.mu, &self.scale])
+    fn named_tensors(&self, out: &mut Vec<(String, Tensor)>) {
+        self.convs.iter().for_each(|l| l.named_tensors(out));
+        self.hidden.iter().for_each(|l| l.named_tensors(out));
+        self.mu.named_tensors(out);
+        self.scale.named_tensors(out);
     }
 }
 
-/// The generative model p(x | z): an MLP from z to one logit per pixel. Logits rather than probabilities, so the
-/// loss can use the numerically stable BCE-with-logits form.
+/// The generative model p(x | z): an MLP from z, then (for a convolutional model) transposed convolutions, to the
+/// parameters of p(x | z), e.g. one logit per pixel. Logits rather than probabilities, so the loss can use the
+/// numerically stable BCE-with-logits form.
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    hidden: Vec<Dense>,
-    out: Dense,
+    dense: Vec<Dense>,
+    convs: Vec<Conv>,
 }
 
 impl Decoder {
-    /// Builds the decoder's layers of [`VaeConfig::plan`] from `vb` (tensors `hidden.{i}`, `out`).
+    /// Builds the decoder's layers of [`VaeConfig::plan`] from `vb` (tensors `hidden.{i}`, then `out`, or
+    /// `project`, `deconv.{i}` and `out` for a convolutional model).
     pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         let plan = cfg.plan();
-        Ok(Self {
-            hidden: dense_layers(&plan.decoder, &vb)?,
-            out: Dense::new(&plan.out, vb)?,
-        })
+        let layers: Vec<LayerSpec> = plan.decoder.iter().chain([&plan.out]).cloned().collect();
+        let (convs, dense) = split_layers(&layers, &vb)?;
+        Ok(Self { dense, convs })
     }
 
-    fn layers(&self) -> impl Iterator<Item = &Dense> {
-        self.hidden.iter().chain([&self.out])
+    fn named_tensors(&self, out: &mut Vec<(String, Tensor)>) {
+        self.dense.iter().for_each(|l| l.named_tensors(out));
+        self.convs.iter().for_each(|l| l.named_tensors(out));
     }
 }
 
 impl Module for Decoder {
     /// # Shapes
-    /// `z [B, latent_dim]` (`[B, latent_dim + C]` for a conditional model) to pixel logits
-    /// `[B, input_dim]`.
+    /// `z [B, latent_dim]` (`[B, latent_dim + C]` for a conditional model) to the decoder's output
+    /// `[B, k·input_dim]` (see [`VaeOutput::logits`]).
     fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        self.layers().try_fold(z.clone(), |h, l| l.forward(&h))
+        let h = self
+            .dense
+            .iter()
+            .try_fold(z.clone(), |h, l| l.forward(&h))?;
+        self.convs.iter().try_fold(h, |h, l| l.forward(&h))
     }
 }
 
-fn dense_layers(specs: &[LayerSpec], vb: &VarBuilder) -> Result<Vec<Dense>> {
-    specs.iter().map(|s| Dense::new(s, vb.clone())).collect()
+/// The (transposed) convolutions and the dense layers of `specs`, each in plan order: in a half of the model all
+/// the convolutions come first (encoder) or last (decoder).
+fn split_layers(specs: &[LayerSpec], vb: &VarBuilder) -> Result<(Vec<Conv>, Vec<Dense>)> {
+    let (mut convs, mut dense) = (Vec::new(), Vec::new());
+    for spec in specs {
+        match Conv::new(spec, vb.clone())? {
+            Some(conv) => convs.push(conv),
+            None => dense.push(Dense::new(spec, vb.clone())?),
+        }
+    }
+    Ok((convs, dense))
 }
 
 /// Everything one forward pass produces; [`crate::elbo`] turns it into the loss.
@@ -219,10 +194,10 @@ impl Vae {
                 .expect("a fresh VarMap's lock cannot be poisoned");
             // Layer by layer in plan order, weight before bias: the order fixes which draws each tensor gets.
             for layer in cfg.plan().layers() {
-                let bound = 1.0 / (layer.fan_in as f64).sqrt();
+                let bound = layer.init_bound();
                 for (name, shape) in [
-                    (layer.weight_name(), layer.weight_shape().to_vec()),
-                    (layer.bias_name(), vec![layer.fan_out]),
+                    (layer.weight_name(), layer.weight_shape()),
+                    (layer.bias_name(), vec![layer.bias_len()]),
                 ] {
                     let t = rng.uniform_dtype(shape, -bound, bound, dtype, device)?;
                     data.insert(name, candle_core::Var::from_tensor(&t)?);
@@ -289,9 +264,8 @@ impl Vae {
     /// Every parameter with its `state_dict` name, in the order of [`VaeConfig::parameter_shapes`].
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        for layer in self.encoder.layers().chain(self.decoder.layers()) {
-            layer.named_tensors(&mut out);
-        }
+        self.encoder.named_tensors(&mut out);
+        self.decoder.named_tensors(&mut out);
         out
     }
 
@@ -311,7 +285,7 @@ impl Vae {
                 classes - 1
             )
         };
-        let dtype = self.encoder.mu.linear.weight().dtype();
+        let dtype = self.encoder.mu.weight().dtype();
         if labels.rank() == 2 {
             if labels.dim(1)? != classes {
                 candle_core::bail!(
@@ -419,7 +393,7 @@ impl Vae {
 
     /// `n` draws of `eps ~ N(0, I)` in the model's dtype and device.
     pub fn noise(&self, n: usize, rng: &mut VaeRng) -> Result<Tensor> {
-        let dtype = self.encoder.mu.linear.weight().dtype();
+        let dtype = self.encoder.mu.weight().dtype();
         rng.normal((n, self.config.latent_dim), &self.device)?
             .to_dtype(dtype)
     }

@@ -172,7 +172,7 @@ fn gradient_check(
     let mut rng = VaeRng::seed_from(11);
     let (vae, varmap) = Vae::init_with_dtype(&cfg, &mut rng, DType::F64, &dev).unwrap();
     let x = rng
-        .uniform_dtype((3, 5), 0.0, 1.0, DType::F64, &dev)
+        .uniform_dtype((3, cfg.input_dim), 0.0, 1.0, DType::F64, &dev)
         .unwrap();
     let eps = vae.noise(noise_rows, &mut rng).unwrap();
     let loss = |vae: &Vae| objective(vae, &x, &eps);
@@ -281,6 +281,45 @@ fn a_std_head_encodes_log_of_its_output_squared() {
             assert!((g - (s * s).ln()).abs() < 1e-12, "{g} vs ln({s}²)");
         }
     }
+}
+
+/// A 6×6 image through convolutions k3 s2 p1 (6 → 3 → 2) and back, the last transposed layer with output padding 1.
+fn tiny_conv(activation: Activation) -> VaeConfig {
+    VaeConfig {
+        input_dim: 36,
+        input_shape: Some(vec![1, 6, 6]),
+        conv: Some(vae_model::ConvStack {
+            channels: vec![2, 3],
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        }),
+        ..tiny(activation)
+    }
+}
+
+#[test]
+fn conv_gradients_match_finite_differences() {
+    for act in [Activation::Tanh, Activation::Elu, Activation::Silu] {
+        gradient_check(tiny_conv(act), 3, beta_elbo_loss(1.0));
+    }
+    gradient_check(tiny_conv(Activation::LeakyRelu), 12, iwae_loss);
+    let logistic = VaeConfig {
+        likelihood: vae_model::Likelihood::Logistic,
+        hidden_dims: vec![],
+        ..tiny_conv(Activation::Tanh)
+    };
+    gradient_check(logistic, 3, beta_elbo_loss(1.0));
+    let labels = Tensor::new(&[3u32, 0, 9], &cpu()).unwrap();
+    let conditional = VaeConfig {
+        conditional: true,
+        ..tiny_conv(Activation::Tanh)
+    };
+    let elbo_given = |vae: &Vae, x: &Tensor, eps: &Tensor| {
+        let out = vae.forward_with_noise(x, Some(&labels), eps).unwrap();
+        elbo(x, &out).unwrap().loss
+    };
+    gradient_check(conditional, 3, elbo_given);
 }
 
 fn tiny_conditional() -> VaeConfig {

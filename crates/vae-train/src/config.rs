@@ -8,7 +8,7 @@ use vae_data::{Binarize, DataSource};
 use vae_model::VaeConfig;
 
 /// The presets shipped in `models/`, built into the binary so it also runs outside the repository.
-pub const BUILTIN_PRESETS: [(&str, &str); 8] = [
+pub const BUILTIN_PRESETS: [(&str, &str); 11] = [
     ("mnist", include_str!("../presets/mnist.toml")),
     ("mnist-seed", include_str!("../presets/mnist-seed.toml")),
     (
@@ -26,6 +26,12 @@ pub const BUILTIN_PRESETS: [(&str, &str); 8] = [
         "fashion-mnist-cvae",
         include_str!("../presets/fashion-mnist-cvae.toml"),
     ),
+    ("mnist-conv", include_str!("../presets/mnist-conv.toml")),
+    (
+        "fashion-mnist-conv",
+        include_str!("../presets/fashion-mnist-conv.toml"),
+    ),
+    ("cifar10-conv", include_str!("../presets/cifar10-conv.toml")),
 ];
 
 /// How gradients are computed.

@@ -264,6 +264,7 @@ mod tests {
         VaeConfig {
             input_dim,
             input_shape: None,
+            conv: None,
             hidden_dims: vec![hidden],
             latent_dim,
             activation: Activation::Relu,

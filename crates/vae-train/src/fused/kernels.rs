@@ -202,6 +202,14 @@ fn activate_body(h: &mut [f32], act: Activation) {
     match act {
         Activation::Relu => h.iter_mut().for_each(|v| *v = v.max(0.0)),
         Activation::Tanh => h.iter_mut().for_each(|v| *v = tanh_fast(*v)),
+        Activation::LeakyRelu => {
+            let slope = Activation::LEAKY_SLOPE as f32;
+            h.iter_mut().for_each(|v| *v = v.max(*v * slope))
+        }
+        Activation::Elu => h
+            .iter_mut()
+            .for_each(|v| *v = if *v > 0.0 { *v } else { v.exp_m1() }),
+        Activation::Silu => h.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
     }
 }
 
@@ -267,6 +275,18 @@ fn act_backward_body(grad: &mut [f32], h: &[f32], act: Activation) {
             .zip(h)
             .for_each(|(g, &h)| *g = if h > 0.0 { *g } else { 0.0 }),
         Activation::Tanh => grad.iter_mut().zip(h).for_each(|(g, &h)| *g *= 1.0 - h * h),
+        Activation::LeakyRelu => {
+            let slope = Activation::LEAKY_SLOPE as f32;
+            grad.iter_mut()
+                .zip(h)
+                .for_each(|(g, &h)| *g *= if h > 0.0 { 1.0 } else { slope })
+        }
+        Activation::Elu => grad
+            .iter_mut()
+            .zip(h)
+            .for_each(|(g, &h)| *g *= if h > 0.0 { 1.0 } else { h + 1.0 }),
+        // SiLU is not monotonic: its output does not give its slope, so `fused::supports` refuses it.
+        Activation::Silu => unreachable!("the fused engine does not train SiLU models"),
     }
 }
 

@@ -316,10 +316,14 @@ struct Scratch {
     sparse_input: bool,
 }
 
-/// Whether the fused engine can train this model: a Bernoulli decoder and a log σ² head (a σ head, from an imported
-/// teaching model, trains through autograd).
+/// Whether the fused engine can train this model: a dense model (no `conv`), a Bernoulli decoder, a log σ² head (a σ
+/// head, from an imported teaching model, trains through autograd) and an activation whose slope its output gives
+/// (not SiLU).
 pub fn supports(cfg: &VaeConfig) -> bool {
-    matches!(cfg.likelihood, Likelihood::Bernoulli) && cfg.scale_head == ScaleHead::Logvar
+    matches!(cfg.likelihood, Likelihood::Bernoulli)
+        && cfg.scale_head == ScaleHead::Logvar
+        && cfg.conv.is_none()
+        && cfg.activation != Activation::Silu
 }
 
 impl FusedVae {

@@ -134,6 +134,7 @@ fn recognise(
         let config = VaeConfig {
             input_dim: w_enc[1],
             input_shape: None,
+            conv: None,
             hidden_dims: vec![w_enc[0]],
             latent_dim: w_mu[0],
             activation: Activation::Relu,
@@ -186,6 +187,7 @@ fn our_config(tensors: &HashMap<String, Tensor>, activation: Activation) -> Resu
     Ok(VaeConfig {
         input_dim,
         input_shape: None,
+        conv: None,
         hidden_dims: hidden,
         latent_dim,
         activation,
