@@ -176,10 +176,32 @@ const LIKELIHOODS: [&[&str]; 4] = [
     &["--likelihood", "logistic"],
 ];
 
+/// The second convolutional model [`numpy_check`] trains, a preset it writes: 28→14→7→4 with kernel 3, so the
+/// transposed layers need output padding 0 and then 1 (mnist-conv's k4 needs none), no dense hidden layer, the ELU
+/// and the continuous Bernoulli, whose means lie inside (0, 1) (an untrained logistic's are all clamped to 0, and
+/// would check nothing); trained as models/mnist-conv.toml.
+const CONV_ELU: &str = r#"dataset = "mnist"
+
+[model]
+input_dim = 784
+conv = { channels = [4, 8, 8], kernel = 3, stride = 2, padding = 1 }
+hidden_dims = []
+latent_dim = 4
+activation = "elu"
+likelihood = "continuous-bernoulli"
+
+[training]
+epochs = 10
+batch_size = 128
+lr = 1e-3
+seed = 1
+"#;
+
 /// Our export read without us: `crates/vae-model/scripts/numpy_forward.py` recomputes, in numpy from the file
-/// alone, the posterior means and reconstructions that `vae-train` wrote, for the mnist model and a tiny model of
-/// each other likelihood. The Python is `$VAE_NUMPY_PYTHON` (CI makes a venv with numpy and safetensors), else
-/// `python3`; without the two packages the check is skipped, saying so.
+/// alone, the posterior means and reconstructions that `vae-train` wrote, for the mnist model, a tiny model of
+/// each other likelihood, and two convolutional models (the mnist-conv preset and [`CONV_ELU`]). The
+/// Python is `$VAE_NUMPY_PYTHON` (CI makes a venv with numpy and safetensors), else `python3`; without the two
+/// packages the check is skipped, saying so.
 fn numpy_check(model: &Path, work: &Path, checks: &mut Checks) -> Result<()> {
     let python = std::env::var("VAE_NUMPY_PYTHON").unwrap_or_else(|_| "python3".into());
     let has_packages = Command::new(&python)
@@ -201,14 +223,35 @@ fn numpy_check(model: &Path, work: &Path, checks: &mut Checks) -> Result<()> {
         train
             .args(["train", "--epochs", "1", "--train-subset", "500"])
             .args(["--hidden-dims", "32", "--latent-dim", "4"])
-            .args(flags)
-            .arg("--out")
-            .arg(&dir);
-        stdout(&mut train)?;
-        let model = dir.join("model.safetensors");
-        numpy_compare(&python, &model, &dir, &format!(" ({name})"), checks)?;
+            .args(flags);
+        numpy_train(&python, train, &dir, &format!(" ({name})"), checks)?;
+    }
+    std::fs::create_dir_all(work)?;
+    let conv_preset = work.join("conv-elu.toml");
+    std::fs::write(&conv_preset, CONV_ELU)?;
+    for (name, preset) in [
+        ("mnist-conv", Path::new("mnist-conv")),
+        ("conv-elu", conv_preset.as_path()),
+    ] {
+        let mut train = vae_train("cpu");
+        train.args(["train", "--preset"]).arg(preset);
+        train.args(["--epochs", "1", "--train-subset", "500"]);
+        let dir = work.join(format!("numpy-{name}"));
+        numpy_train(&python, train, &dir, &format!(" (preset {name})"), checks)?;
     }
     Ok(())
+}
+
+/// Runs `train` (a `vae-train train` command) into `dir`, then [`numpy_compare`]s the model it saved.
+fn numpy_train(
+    python: &str,
+    mut train: Command,
+    dir: &Path,
+    what: &str,
+    checks: &mut Checks,
+) -> Result<()> {
+    stdout(train.arg("--out").arg(dir))?;
+    numpy_compare(python, &dir.join("model.safetensors"), dir, what, checks)
 }
 
 /// Writes `model`'s posterior means and reconstructions of the first 64 test images into `dir`, then checks them

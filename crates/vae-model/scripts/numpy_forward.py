@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Our model file read without us: a numpy-only forward pass of a `vae-candle/1` or `vae-candle/2` model.safetensors.
 
-It reads the file with the `safetensors` package, rebuilds the MLP from the `config` metadata alone, and checks what
+It reads the file with the `safetensors` package, rebuilds the model from the `config` metadata alone (the MLP, and
+the convolutions of a `conv` model: conv2d and conv_transpose2d written out below), and checks what
 `vae-train` wrote for the same examples: the encoder's posterior means, and the mean of the decoder's distribution at
 those means, clamped to [0, 1] (what `reconstruct` and `sample` write), for each `likelihood` (bernoulli, gaussian of
 fixed or learned σ, continuous-bernoulli, logistic; see docs/decoders.md). The reconstructions are `[n, *input_shape]`,
@@ -21,6 +22,9 @@ from safetensors import safe_open
 
 FORMATS = ("vae-candle/1", "vae-candle/2")
 
+# LeakyReLU's slope below 0, PyTorch's default (crates/vae-model/src/config.rs).
+LEAKY_SLOPE = 0.01
+
 # Below this |logit| the continuous Bernoulli's mean is its series (crates/vae-model/src/likelihood.rs).
 CB_MEAN_SERIES_BELOW = 0.1
 
@@ -34,9 +38,57 @@ def load(path):
     return json.loads(meta["config"]), tensors
 
 
+def elu(v):
+    """x above 0, exp(x) − 1 below (α = 1)."""
+    return np.where(v > 0.0, v, np.expm1(np.minimum(v, 0.0)))
+
+
+ACTIVATIONS = {
+    "relu": lambda v: np.maximum(v, 0.0),
+    "tanh": np.tanh,
+    "leaky-relu": lambda v: np.where(v > 0.0, v, LEAKY_SLOPE * v),
+    "elu": elu,
+    "silu": lambda v: v * sigmoid(v),
+    None: lambda v: v,
+}
+
+
+def activate(y, activation):
+    if activation not in ACTIVATIONS:
+        sys.exit(f"unknown activation {activation!r}")
+    return ACTIVATIONS[activation](y)
+
+
 def dense(t, name, x, activation):
     y = x @ t[f"{name}.weight"].T + t[f"{name}.bias"]
-    return {"relu": lambda v: np.maximum(v, 0.0), "tanh": np.tanh, None: lambda v: v}[activation](y)
+    return activate(y, activation)
+
+
+def conv2d(x, w, stride, padding):
+    """PyTorch's Conv2d: `x [n, C_in, H, W]`, `w [C_out, C_in, k, k]` to `[n, C_out, H', W']`, by im2col."""
+    _, _, h, wd = x.shape
+    k = w.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
+    # cols[n, C_in, ki, kj, ho, wo]: the input under kernel tap (ki, kj) at every output position.
+    cols = np.stack([np.stack([xp[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
+                               for j in range(k)], axis=2) for i in range(k)], axis=2)
+    return np.einsum("ncijhw,ocij->nohw", cols, w, optimize=True)
+
+
+def conv_transpose2d(x, w, stride, padding, output_padding):
+    """PyTorch's ConvTranspose2d: `x [n, C_in, H, W]`, `w [C_in, C_out, k, k]` to `[n, C_out, H', W']` with
+    H' = (H − 1)·stride − 2·padding + k + output_padding: every input scatters its kernel, then the border is cut."""
+    n, _, h, wd = x.shape
+    k = w.shape[2]
+    grow = k + output_padding
+    full = np.zeros((n, w.shape[1], (h - 1) * stride + grow, (wd - 1) * stride + grow))
+    for i in range(k):
+        for j in range(k):
+            tap = np.einsum("nchw,co->nohw", x, w[:, :, i, j], optimize=True)
+            full[:, :, i:i + stride * h:stride, j:j + stride * wd:stride] += tap
+    ho, wo = full.shape[2] - 2 * padding, full.shape[3] - 2 * padding
+    return full[:, :, padding:padding + ho, padding:padding + wo]
 
 
 def outputs_per_value(cfg):
@@ -82,17 +134,78 @@ def output_shape(cfg, n):
     return [n, side, side] if side * side == cfg["input_dim"] else [n, cfg["input_dim"]]
 
 
+def image_shape(cfg):
+    """`[C, H, W]` of the images: `input_shape`, or a square grey image without one."""
+    shape = output_shape(cfg, 1)[1:]
+    if len(shape) == 2:
+        shape = [1, *shape]
+    if len(shape) != 3:
+        sys.exit(f"conv needs images [C, H, W], and the examples are {shape}")
+    return shape
+
+
+def conv_plan(cfg):
+    """The encoder's maps, input first: `[C, H, W]` then each convolution's output (config/conv.rs)."""
+    conv = cfg["conv"]
+    k, s, p = conv["kernel"], conv["stride"], conv["padding"]
+    maps = [image_shape(cfg)]
+    for c in conv["channels"]:
+        _, h, w = maps[-1]
+        maps.append([c, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1])
+    return maps
+
+
+def conv_layer(t, name, x, shape_in, conv, transposed, output_padding, activation):
+    """One (transposed) convolution on flat, channel-major `x [n, C·H·W]` of map `shape_in`; flat out."""
+    maps = x.reshape(x.shape[0], *shape_in)
+    w, b = t[f"{name}.weight"], t[f"{name}.bias"]
+    if transposed:
+        y = conv_transpose2d(maps, w, conv["stride"], conv["padding"], output_padding)
+    else:
+        y = conv2d(maps, w, conv["stride"], conv["padding"])
+    y = y + b.reshape(1, -1, 1, 1)
+    return activate(y, activation).reshape(x.shape[0], -1)
+
+
+def encode_convs(cfg, t, x):
+    """The encoder's convolutions, if any, on flat `x`."""
+    if cfg.get("conv") is None:
+        return x
+    maps = conv_plan(cfg)
+    for i in range(len(maps) - 1):
+        x = conv_layer(t, f"encoder.conv.{i}", x, maps[i], cfg["conv"], False, 0, cfg["activation"])
+    return x
+
+
+def decode_convs(cfg, t, g):
+    """The decoder's tail from the last hidden layer's `g`: `decoder.out` (dense), or `decoder.project`, the
+    activated `decoder.deconv.{i}` and the transposed `decoder.out`, each mirroring an encoder convolution."""
+    act = cfg["activation"]
+    if cfg.get("conv") is None:
+        return dense(t, "decoder.out", g, None)
+    conv, maps = cfg["conv"], conv_plan(cfg)
+    k, s, p = conv["kernel"], conv["stride"], conv["padding"]
+    g = dense(t, "decoder.project", g, act)
+    last = len(maps) - 2
+    for j, i in enumerate(range(last, -1, -1)):
+        shape_in, target = maps[i + 1], maps[i]
+        output_padding = target[1] - ((shape_in[1] - 1) * s - 2 * p + k)
+        name, a = (f"decoder.deconv.{j}", act) if i > 0 else ("decoder.out", None)
+        g = conv_layer(t, name, g, shape_in, conv, True, output_padding, a)
+    return g
+
+
 def forward(cfg, t, x):
     """(posterior means, decoded distribution means) for inputs `x [n, input_dim]`."""
     act, layers = cfg["activation"], len(cfg["hidden_dims"])
-    h = x
+    h = encode_convs(cfg, t, x)
     for i in range(layers):
         h = dense(t, f"encoder.hidden.{i}", h, act)
     mu = dense(t, "encoder.mu", h, None)
     g = mu
     for i in range(layers):
         g = dense(t, f"decoder.hidden.{i}", g, act)
-    out = dense(t, "decoder.out", g, None)
+    out = decode_convs(cfg, t, g)
     if out.shape[1] != cfg["input_dim"] * outputs_per_value(cfg):
         sys.exit(f"decoder.out gives {out.shape[1]} values per example for input_dim {cfg['input_dim']}")
     return mu, distribution_mean(cfg, out)

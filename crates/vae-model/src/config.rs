@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 mod conv;
+mod table;
 pub use conv::{ConvShape, ConvStack, LayerKind};
 
 /// Classes of a conditional model's label unless its config says otherwise: the digits 0-9 of MNIST, the ten

@@ -548,6 +548,50 @@ mod tests {
     }
 
     #[test]
+    fn the_conv_presets_are_the_issues_nets() {
+        let get = |n: &str| {
+            RunConfig::load_preset(n, Path::new("/nonexistent"))
+                .unwrap()
+                .0
+        };
+        let conv = get("mnist-conv");
+        assert_eq!(conv.model.num_parameters(), 1_700_609);
+        assert_eq!(
+            (
+                conv.training.batch_size,
+                conv.training.lr,
+                conv.training.epochs
+            ),
+            (128, 1e-3, 10)
+        );
+        let fashion = get("fashion-mnist-conv");
+        assert_eq!(
+            (&fashion.model, &fashion.training),
+            (&conv.model, &conv.training)
+        );
+        assert_eq!(fashion.dataset, vae_data::Dataset::FashionMnist.into());
+        let cifar = get("cifar10-conv");
+        assert_eq!(cifar.dataset, vae_data::Dataset::Cifar10.into());
+        assert_eq!(
+            (cifar.model.likelihood, cifar.model.latent_dim),
+            (vae_model::Likelihood::Logistic, 128)
+        );
+        assert_eq!(cifar.model.plan().out.weight_shape(), [32, 6, 3, 3]);
+        // A conv model's unknown key is named, as any other.
+        let text = BUILTIN_PRESETS
+            .iter()
+            .find(|(n, _)| *n == "mnist-conv")
+            .unwrap()
+            .1;
+        let err = RunConfig::from_toml(
+            &text.replace("padding = 1", "padding = 1, dilation = 2"),
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("dilation"), "{err:#}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let base = BUILTIN_PRESETS[0].1;
         let err = RunConfig::from_toml(

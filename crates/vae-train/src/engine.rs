@@ -40,17 +40,19 @@ pub fn resolve_engine(
     model: &vae_model::VaeConfig,
     device: &Device,
 ) -> Result<Engine> {
-    let fused_ok = fused::supports(model);
+    let lacks = fused::unsupported(model);
     match engine {
-        Engine::Auto if device.is_cpu() && fused_ok => Ok(Engine::Fused),
+        Engine::Auto if device.is_cpu() && lacks.is_none() => Ok(Engine::Fused),
         Engine::Auto | Engine::Autograd => Ok(Engine::Autograd),
         Engine::Fused if !device.is_cpu() => {
             bail!("the fused engine runs on the CPU only; use --engine autograd")
         }
-        Engine::Fused if !fused_ok => {
-            bail!("the fused engine does not support this model; use --engine autograd")
-        }
-        Engine::Fused => Ok(Engine::Fused),
+        Engine::Fused => match lacks {
+            Some(what) => {
+                bail!("the fused engine does not support {what}; use --engine autograd")
+            }
+            None => Ok(Engine::Fused),
+        },
     }
 }
 

@@ -231,6 +231,14 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
     std::fs::write(&typed, base.replace("epochs = 10", "epochs = \"ten\"")).unwrap();
     let syntax = root.join("syntax.toml");
     std::fs::write(&syntax, base.replace("lr = 1e-3", "lr = = 1e-3")).unwrap();
+    let conv = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-conv.toml"),
+    )
+    .unwrap();
+    let conv_stride0 = root.join("conv-stride0.toml");
+    std::fs::write(&conv_stride0, conv.replace("stride = 2", "stride = 0")).unwrap();
+    let conv_kernel40 = root.join("conv-kernel40.toml");
+    std::fs::write(&conv_kernel40, conv.replace("kernel = 4", "kernel = 40")).unwrap();
     let epochs_line = base.lines().position(|l| l.starts_with("epochs")).unwrap() + 1;
     let lr_line = base.lines().position(|l| l.starts_with("lr")).unwrap() + 1;
 
@@ -288,6 +296,8 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("{corrupt_run}", corrupt_run),
         ("{done_run}", done_run),
         ("{typed}", typed),
+        ("{conv_stride0}", conv_stride0),
+        ("{conv_kernel40}", conv_kernel40),
         ("{syntax}", syntax),
         ("{nope}", root.join("nope.toml")),
         ("{locked}", locked),
@@ -382,7 +392,11 @@ fn every_bad_input_gets_one_clear_line_and_changes_nothing() {
         ("CIFAR-10 not downloaded", "train --dataset cifar10 --data-dir {no_cifar} --out {fresh}", vec!["cifar10/cifar-10-binary.tar.gz", "missing", "vae-train download --dataset cifar10"]),
         ("a CIFAR-10 archive that is not the published one", "train --dataset cifar10 --data-dir {fake_cifar} --out {fresh}", vec!["cifar-10-binary.tar.gz", unpublished]),
         ("export-images into a full folder", "export-images --dataset mnist --out {good} --data-dir {data}", vec!["good", "not empty"]),
-        ("the fused engine on a Gaussian decoder", "train --engine fused --likelihood gaussian --data-dir {data} --out {fresh}", vec!["fused engine does not support this model", "--engine autograd"]),
+        ("the fused engine on a Gaussian decoder", "train --engine fused --likelihood gaussian --data-dir {data} --out {fresh}", vec!["fused engine does not support a decoder other than the Bernoulli", "--engine autograd"]),
+        ("the fused engine on a conv model", "train --engine fused --preset mnist-conv --data-dir {data} --out {fresh}", vec!["fused engine does not support convolutions", "--engine autograd"]),
+        ("a conv stride of 0", "train --preset {conv_stride0} --data-dir {data} --out {fresh}", vec!["conv-stride0.toml", "conv.stride is 0"]),
+        ("a conv kernel larger than the images", "train --preset {conv_kernel40} --data-dir {data} --out {fresh}", vec!["conv-kernel40.toml", "encoder.conv.0", "kernel 40 is larger than its input 28×28"]),
+        ("a conv stack that reduces the images to nothing", "train --preset mnist-conv --dataset {f_ok} --image-size 2 --data-dir {elsewhere} --out {fresh}", vec!["encoder.conv.1", "reduces the 2×2 images to nothing"]),
         ("a σ without a Gaussian", "train --sigma 0.1 --data-dir {data} --out {fresh}", vec!["sigma is set but the likelihood is bernoulli"]),
         ("a σ of zero", "train --likelihood gaussian --sigma 0 --data-dir {data} --out {fresh}", vec!["sigma is 0", "positive and finite"]),
         ("a learning rate that diverges", "train --lr 0.99 --epochs 1 --data-dir {data} --out {fresh}", vec!["loss became"]),

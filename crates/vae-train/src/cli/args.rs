@@ -503,6 +503,9 @@ pub struct PresetArgs {
     /// Directory of presets.
     #[arg(long, default_value = "models")]
     pub models_dir: PathBuf,
+    /// Print the model's layers (kind, input and output shapes, weight shape, parameters) instead of the JSON.
+    #[arg(long)]
+    pub layers: bool,
     #[command(flatten)]
     pub overrides: Overrides,
 }

@@ -42,7 +42,11 @@ fn parse_datasets(s: &str) -> Result<Vec<Dataset>> {
 /// `vae-train preset`: the preset resolved with any overrides, as the JSON of `config.json`.
 pub(super) fn preset(a: PresetArgs) -> Result<()> {
     let (preset, _) = RunConfig::load_preset(&a.name, &a.models_dir)?;
-    println!("{}", serde_json::to_string(&preset.apply(&a.overrides)?)?);
+    let preset = preset.apply(&a.overrides)?;
+    match a.layers {
+        true => print!("{}", preset.model.plan()),
+        false => println!("{}", serde_json::to_string(&preset)?),
+    }
     Ok(())
 }
 

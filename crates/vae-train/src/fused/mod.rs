@@ -316,14 +316,26 @@ struct Scratch {
     sparse_input: bool,
 }
 
-/// Whether the fused engine can train this model: a dense model (no `conv`), a Bernoulli decoder, a log σ² head (a σ
-/// head, from an imported teaching model, trains through autograd) and an activation whose slope its output gives
-/// (not SiLU).
+/// Whether the fused engine can train this model: see [`unsupported`].
 pub fn supports(cfg: &VaeConfig) -> bool {
-    matches!(cfg.likelihood, Likelihood::Bernoulli)
-        && cfg.scale_head == ScaleHead::Logvar
-        && cfg.conv.is_none()
-        && cfg.activation != Activation::Silu
+    unsupported(cfg).is_none()
+}
+
+/// What the fused engine lacks for this model, if anything: it trains dense models (no `conv`) with a Bernoulli
+/// decoder, a log σ² head (a σ head, from an imported teaching model, trains through autograd) and an activation
+/// whose slope its output gives (not SiLU).
+pub fn unsupported(cfg: &VaeConfig) -> Option<&'static str> {
+    if cfg.conv.is_some() {
+        Some("convolutions")
+    } else if cfg.likelihood != Likelihood::Bernoulli {
+        Some("a decoder other than the Bernoulli")
+    } else if cfg.scale_head != ScaleHead::Logvar {
+        Some("a σ head")
+    } else if cfg.activation == Activation::Silu {
+        Some("SiLU")
+    } else {
+        None
+    }
 }
 
 impl FusedVae {
