@@ -1,17 +1,27 @@
 #!/usr/bin/env python3
 """The PyTorch reference for `cargo xtask bench`: the same VAE, optimiser, batch size and data as a preset.
 
-The model is our MLP VAE: any number of hidden layers (the decoder mirrors the encoder's widths in reverse), relu or
-tanh, an encoder whose last hidden layer feeds two separate Linear heads (mu, logvar), a Bernoulli decoder, every
-layer initialised as PyTorch's nn.Linear default. With one relu layer of 400 and a latent of 20 (the defaults) it is
-pytorch/examples' VAE; with `--classes` > 0, the conditional VAE (Sohn et al. 2015) whose encoder reads
-[x | one-hot y] and decoder [z | one-hot y]. Training images are binarised as `--binarize` (or the config) says: none
-(grey levels as BCE targets), static (thresholded at 0.5, as our trainer does) or dynamic (a fresh Bernoulli(grey
-level) draw of each training batch every time it is used).
+The model is our MLP VAE: any number of hidden layers (the decoder mirrors the encoder's widths in reverse), an
+activation of relu, tanh, leaky-relu (slope 0.01), elu or silu, an encoder whose last hidden layer feeds two separate
+Linear heads (mu, logvar), a Bernoulli decoder, every layer initialised as PyTorch's default. With one relu layer of
+400 and a latent of 20 (the defaults) it is pytorch/examples' VAE; with `--classes` > 0, the conditional VAE (Sohn et
+al. 2015) whose encoder reads [x | one-hot y] and decoder [z | one-hot y]. Training images are binarised as
+`--binarize` (or the config) says: none (grey levels as BCE targets), static (thresholded at 0.5, as our trainer
+does) or dynamic (a fresh Bernoulli(grey level) draw of each training batch every time it is used).
+
+A config whose model has `conv` (e.g. `vae-train preset mnist-conv`; plain, not conditional) adds our convolutional
+stack around that MLP, as `vae-train preset NAME --layers` lists it: nn.Conv2d layers (each + activation) on the
+1x28x28 image, flattened channel-major into the encoder's hidden layers; the decoder's hidden layers then
+`decoder.project` (Linear + activation) to the last conv's map, and nn.ConvTranspose2d layers mirroring the convs in
+reverse (each + activation but the last, `decoder.out`, which gives the logits), each with the output_padding that
+restores its mirror conv's input size. Layers are created in our state-dict order, so each keeps PyTorch's default
+init drawn in that order.
 
 Prints one JSON object per epoch (train/test -ELBO, training seconds, images/s) and a final summary with the
-peak RSS. With `--save PATH` it also writes the final model in our `vae-candle/1` safetensors format, which
-`vae-train eval` and `bench/torch_iw_estimate.py` read. Requires `pip install torch numpy`.
+peak RSS. With `--save PATH` it also writes the final model in our safetensors format under our tensor names, with
+the format our trainer would give it (`vae-candle/1` for a dense relu or tanh model, `vae-candle/2` for a conv model
+or another activation), which `vae-train eval` reads, and `bench/torch_iw_estimate.py` too for a dense relu or tanh
+model. Requires `pip install torch numpy`.
 
     python3 bench/torch_reference.py --data-dir data/mnist --hidden 400 --latent 20 --batch-size 128 --lr 1e-3 --epochs 3
 
@@ -35,7 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh}
+ACTIVATIONS = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "leaky-relu": lambda x: F.leaky_relu(x, 0.01),  # our LeakyRelu slope (crates/vae-model/src/config.rs)
+    "elu": F.elu,
+    "silu": F.silu,
+}
 
 
 def idx(path):
@@ -87,6 +103,77 @@ class VAE(nn.Module):
         for name, layer in layers:
             yield f"{name}.weight", layer.weight
             yield f"{name}.bias", layer.bias
+
+
+class ConvVAE(nn.Module):
+    """Our conv VAE (see the module docstring) for Bernoulli images of `image` = [C, H, W], unconditional. The
+    modules are created in our state-dict order: encoder.conv.{i}, encoder.hidden.{i}, encoder.mu, encoder.logvar,
+    decoder.hidden.{i}, decoder.project, decoder.deconv.{i}, decoder.out."""
+
+    def __init__(self, hidden_dims, latent, activation, conv, image=(1, 28, 28)):
+        super().__init__()
+        self.act = ACTIVATIONS[activation]
+        k, s, pad = conv["kernel"], conv["stride"], conv["padding"]
+        # The encoder's maps, input first: [C, H, W], then each conv's output.
+        self.maps = [list(image)]
+        for c in conv["channels"]:
+            _, h, w = self.maps[-1]
+            self.maps.append([c, (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1])
+        self.convs = nn.ModuleList(nn.Conv2d(a[0], b[0], k, s, pad) for a, b in zip(self.maps, self.maps[1:]))
+        flat = self.maps[-1][0] * self.maps[-1][1] * self.maps[-1][2]
+        widths = [flat, *hidden_dims]
+        self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.mu = nn.Linear(widths[-1], latent)
+        self.logvar = nn.Linear(widths[-1], latent)
+        widths = [latent, *reversed(hidden_dims)]
+        self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.project = nn.Linear(widths[-1], flat)
+        deconvs = []
+        for i in reversed(range(len(self.maps) - 1)):  # mirroring conv i: maps[i + 1] back to maps[i]
+            src, dst = self.maps[i + 1], self.maps[i]
+            op = tuple(dst[d] - ((src[d] - 1) * s - 2 * pad + k) for d in (1, 2))
+            deconvs.append(nn.ConvTranspose2d(src[0], dst[0], k, s, pad, output_padding=op))
+        self.deconvs = nn.ModuleList(deconvs[:-1])
+        self.out = deconvs[-1]
+
+    def forward(self, x, y=None):
+        h = x.reshape(x.shape[0], *self.maps[0])
+        for layer in self.convs:
+            h = self.act(layer(h))
+        h = h.flatten(1)  # NCHW, channel-major
+        for layer in self.enc:
+            h = self.act(layer(h))
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        h = z
+        for layer in self.dec:
+            h = self.act(layer(h))
+        h = self.act(self.project(h)).reshape(z.shape[0], *self.maps[-1])
+        for layer in self.deconvs:
+            h = self.act(layer(h))
+        return self.out(h).flatten(1), mu, logvar
+
+    def named_tensors(self):
+        """Our file's tensor names: the state-dict order above, each a .weight (Linear [out, in], Conv2d
+        [out, in, k, k], ConvTranspose2d [in, out, k, k], as PyTorch stores them) and a .bias [out]."""
+        layers = [(f"encoder.conv.{i}", l) for i, l in enumerate(self.convs)]
+        layers += [(f"encoder.hidden.{i}", l) for i, l in enumerate(self.enc)]
+        layers += [("encoder.mu", self.mu), ("encoder.logvar", self.logvar)]
+        layers += [(f"decoder.hidden.{i}", l) for i, l in enumerate(self.dec)]
+        layers += [("decoder.project", self.project)]
+        layers += [(f"decoder.deconv.{i}", l) for i, l in enumerate(self.deconvs)]
+        layers += [("decoder.out", self.out)]
+        for name, layer in layers:
+            yield f"{name}.weight", layer.weight
+            yield f"{name}.bias", layer.bias
+
+
+def file_format(model_config):
+    """The `format` our trainer writes this config in (crates/vae-model/src/io.rs, `format_of`): `vae-candle/1` for
+    a dense Bernoulli model without `input_shape` and with relu or tanh, else `vae-candle/2`."""
+    first = (model_config.get("likelihood", "bernoulli") == "bernoulli" and model_config.get("input_shape") is None
+             and model_config.get("conv") is None and model_config.get("activation", "relu") in ("relu", "tanh"))
+    return "vae-candle/1" if first else "vae-candle/2"
 
 
 def save_safetensors(path, tensors, metadata):
@@ -147,7 +234,7 @@ def main():
     p.add_argument("--seed", type=int, default=None, help="default: the config's seed, else 1")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--config", help="a resolved run config (`vae-train preset NAME`): sets the model, binarisation, batch size, lr, seed and dataset")
-    p.add_argument("--save", help="write the final model here, in our vae-candle/1 safetensors format")
+    p.add_argument("--save", help="write the final model here, in our safetensors format (vae-candle/1 or /2, as our trainer would)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the forward pass and loss, and use Adam(fused=True): the fastest PyTorch we know on a CPU")
     args = p.parse_args()
@@ -164,6 +251,13 @@ def main():
             raise SystemExit(f"{args.config}: the PyTorch reference reads 784-pixel MNIST-format images")
         args.hidden, args.latent = list(model_config["hidden_dims"]), model_config["latent_dim"]
         args.activation = model_config.get("activation", "relu")
+        if args.activation not in ACTIVATIONS:
+            raise SystemExit(f"{args.config}: the PyTorch reference has no activation {args.activation!r}")
+        if model_config.get("conv") is not None:
+            if model_config.get("conditional"):
+                raise SystemExit(f"{args.config}: the PyTorch reference's conv model is not conditional")
+            if model_config.get("input_shape") not in (None, [1, 28, 28]):
+                raise SystemExit(f"{args.config}: the PyTorch reference's conv model reads 1x28x28 images")
         if model_config.get("conditional"):
             args.classes = model_config.get("num_classes", 10)
         t = cfg["training"]
@@ -197,7 +291,10 @@ def main():
     if args.binarize == "static":
         train = binarized(train, "static")
     test = binarized(test, args.binarize, torch.Generator().manual_seed(args.seed + 1_000_003))
-    model = VAE(args.hidden, args.latent, args.activation, args.classes)
+    if model_config.get("conv") is not None:
+        model = ConvVAE(args.hidden, args.latent, args.activation, model_config["conv"])
+    else:
+        model = VAE(args.hidden, args.latent, args.activation, args.classes)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True if args.compile else None)
     batch_loss = torch.compile(mean_loss) if args.compile else mean_loss
     if args.compile:
@@ -236,7 +333,7 @@ def main():
             "epoch_s": secs, "images_per_s": n / secs,
         }), flush=True)
     if args.save:
-        metadata = {"format": "vae-candle/1", "config": json.dumps(model_config, separators=(",", ":")),
+        metadata = {"format": file_format(model_config), "config": json.dumps(model_config, separators=(",", ":")),
                     "dataset": dataset, "binarize": args.binarize}
         save_safetensors(args.save, model.named_tensors(), metadata)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
