@@ -114,6 +114,9 @@ impl AutogradEngine {
         // threads spin for a while after a task, so with both, twice as many threads as cores take each other's
         // time. Steps run in a one-thread rayon pool instead, which keeps the products serial (the model's products
         // take their thread count from the pool they run in) and leaves the cores to Candle's pool.
+        if initial.device().is_cpu() {
+            crate::cpu::keep_freed_buffers();
+        }
         let serial_products = match initial.device() {
             Device::Cpu => Some(Arc::new(
                 rayon::ThreadPoolBuilder::new().num_threads(1).build()?,

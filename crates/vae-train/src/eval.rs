@@ -111,6 +111,9 @@ pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<I
         true => Some(FusedVae::new(vae)?),
         false => None,
     };
+    if vae.device().is_cpu() {
+        crate::cpu::keep_freed_buffers();
+    }
     let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0usize);
     // Its own stream, so noise never correlates with the binarisation draws.
     let mut noise_rng = VaeRng::seed_from(rng.next_u64());
