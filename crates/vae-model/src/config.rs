@@ -348,8 +348,22 @@ impl VaeConfig {
         let mu = LayerSpec::new(Block::Encoder, "mu".into(), fan_in, self.latent_dim, None);
         let scale_name = self.scale_head.name().into();
         let scale = LayerSpec::new(Block::Encoder, scale_name, fan_in, self.latent_dim, None);
+        let (decoder, out) = self.decoder_plan(&conv_decoder);
+        LayerPlan {
+            encoder,
+            mu,
+            scale,
+            decoder,
+            out,
+        }
+    }
+
+    /// The decoder's dense layers (and, for a convolutional model, its projection and transposed convolutions but
+    /// the last), and its output layer.
+    fn decoder_plan(&self, conv_decoder: &[ConvShape]) -> (Vec<LayerSpec>, LayerSpec) {
+        let act = Some(self.activation);
         let mut decoder = Vec::with_capacity(self.hidden_dims.len() + conv_decoder.len() + 1);
-        let mut fan_in = self.latent_dim + labels;
+        let mut fan_in = self.latent_dim + self.label_dim();
         for (i, &h) in self.hidden_dims.iter().rev().enumerate() {
             decoder.push(LayerSpec::new(
                 Block::Decoder,
@@ -381,13 +395,7 @@ impl VaeConfig {
                 LayerSpec::conv(Block::Decoder, "out".into(), *last, true, None)
             }
         };
-        LayerPlan {
-            encoder,
-            mu,
-            scale,
-            decoder,
-            out,
-        }
+        (decoder, out)
     }
 
     /// Every parameter tensor of the model with its shape, in the `state_dict` naming of the safetensors format and
