@@ -15,6 +15,9 @@ use rayon::prelude::*;
 
 use crate::linear_product;
 
+mod fused;
+pub use fused::{conv_layer, ConvLayer};
+
 /// A 2-D convolution, no bias, with PyTorch's `nn.Conv2d` weight layout.
 ///
 /// # Shapes
@@ -33,17 +36,11 @@ use crate::linear_product;
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    let (n, c_in, h, wd) = x.dims4()?;
-    let (c_out, w_c_in, k, k_w) = w.dims4()?;
-    check("conv2d", (c_in, w_c_in), (h, wd), (k, k_w), stride)?;
-    if h + 2 * padding < k || wd + 2 * padding < k {
-        let (ph, pw) = (h + 2 * padding, wd + 2 * padding);
-        bail!("conv2d: kernel {k}x{k} is larger than the padded input {ph}x{pw}");
-    }
+    let g = conv_geometry(x, w, stride, padding)?;
     if !x.device().is_cpu() {
         return x.conv2d(w, padding, stride, 1, 1);
     }
-    let g = Geometry::new(c_in, h, wd, k, stride, padding);
+    let (n, c_out) = (x.dim(0)?, w.dim(0)?);
     // One product for the whole batch, [N Ho Wo, C_in k k] times Wᵀ, whose backward pass is one product for W's
     // gradient and none for the columns when x is data.
     let cols = x.contiguous()?.apply_op1(Im2Col(g))?; // [N, Ho Wo, C_in k k]
@@ -83,7 +80,40 @@ pub fn conv_transpose2d(
     padding: usize,
     output_padding: usize,
 ) -> Result<Tensor> {
+    let g = transposed_geometry(x, w, stride, padding, output_padding)?;
+    if !x.device().is_cpu() {
+        return x.conv_transpose2d(w, padding, output_padding, stride, 1);
+    }
     let (n, c_in, h, wd) = x.dims4()?;
+    // x as rows of channels [N H W, C_in] (an input-sized copy), times W [C_in, C_out k k] in one product: the
+    // columns [N, H W, C_out k k] that col2im sums into the output.
+    let rows = x.permute((0, 2, 3, 1))?.reshape((n * h * wd, c_in))?;
+    let cols = linear_product(&rows, &w.reshape((c_in, g.rows()))?.t()?)?;
+    cols.reshape((n, h * wd, g.rows()))?.apply_op1(Col2Im(g))
+}
+
+/// Checks a convolution's shapes; the geometry of its input `x`, the image its kernel slides over.
+fn conv_geometry(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Geometry> {
+    let (_, c_in, h, wd) = x.dims4()?;
+    let (_, w_c_in, k, k_w) = w.dims4()?;
+    check("conv2d", (c_in, w_c_in), (h, wd), (k, k_w), stride)?;
+    if h + 2 * padding < k || wd + 2 * padding < k {
+        let (ph, pw) = (h + 2 * padding, wd + 2 * padding);
+        bail!("conv2d: kernel {k}x{k} is larger than the padded input {ph}x{pw}");
+    }
+    Ok(Geometry::new(c_in, h, wd, k, stride, padding))
+}
+
+/// Checks a transposed convolution's shapes; the geometry of its output, the image whose kernel positions form
+/// the grid of `x`.
+fn transposed_geometry(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+) -> Result<Geometry> {
+    let (_, c_in, h, wd) = x.dims4()?;
     let (w_c_in, c_out, k, k_w) = w.dims4()?;
     check(
         "conv_transpose2d",
@@ -100,10 +130,6 @@ pub fn conv_transpose2d(
         (Some(ho), Some(wo)) if ho > 0 && wo > 0 => (ho, wo),
         _ => bail!("conv_transpose2d: padding {padding} leaves no output for a {h}x{wd} input"),
     };
-    if !x.device().is_cpu() {
-        return x.conv_transpose2d(w, padding, output_padding, stride, 1);
-    }
-    // The output is the image whose im2col columns, for this kernel, stride and padding, form the H × W grid of x.
     let g = Geometry::new(c_out, ho, wo, k, stride, padding);
     if (g.ho, g.wo) != (h, wd) {
         bail!(
@@ -112,11 +138,7 @@ pub fn conv_transpose2d(
             g.wo
         );
     }
-    // x as rows of channels [N H W, C_in] (an input-sized copy), times W [C_in, C_out k k] in one product: the
-    // columns [N, H W, C_out k k] that col2im sums into the output.
-    let rows = x.permute((0, 2, 3, 1))?.reshape((n * h * wd, c_in))?;
-    let cols = linear_product(&rows, &w.reshape((c_in, g.rows()))?.t()?)?;
-    cols.reshape((n, h * wd, g.rows()))?.apply_op1(Col2Im(g))
+    Ok(g)
 }
 
 /// The checks both convolutions share, each failure one line that names the problem.

@@ -6,7 +6,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::product::linear_product;
-use crate::{Activation, ConvShape, LayerKind, LayerSpec};
+use crate::{Activation, ConvLayer, ConvShape, LayerKind, LayerSpec};
 
 fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     match act {
@@ -18,7 +18,7 @@ fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     }
 }
 
-fn activate_opt(x: Tensor, act: Option<Activation>) -> Result<Tensor> {
+pub(crate) fn activate_opt(x: Tensor, act: Option<Activation>) -> Result<Tensor> {
     match act {
         Some(act) => activate(&x, act),
         None => Ok(x),
@@ -78,8 +78,8 @@ impl Module for Dense {
     }
 }
 
-/// One convolution or transposed convolution of the plan: `act(conv(x, W) + b)`, through [`crate::conv2d`] and
-/// [`crate::conv_transpose2d`].
+/// One convolution or transposed convolution of the plan: `act(conv(x, W) + b)`, one graph node through
+/// [`crate::conv_layer`].
 #[derive(Debug, Clone)]
 pub struct Conv {
     spec: LayerSpec,
@@ -126,15 +126,16 @@ impl Module for Conv {
         let [ch, h, w] = c.input;
         let rows = x.elem_count() / c.input_values().max(1);
         let maps = x.reshape((rows, ch, h, w))?;
-        let y = match self.transposed {
-            false => crate::conv2d(&maps, &self.weight, c.stride, c.padding)?,
-            true => {
-                crate::conv_transpose2d(&maps, &self.weight, c.stride, c.padding, c.output_padding)?
-            }
+        let layer = ConvLayer {
+            transposed: self.transposed,
+            stride: c.stride,
+            padding: c.padding,
+            output_padding: c.output_padding,
+            activation: self.spec.activation,
         };
-        let y = y.broadcast_add(&self.bias.reshape((1, c.output[0], 1, 1))?)?;
+        let y = crate::conv_layer(&maps, &self.weight, &self.bias, &layer)?;
         let mut shape = x.dims().to_vec();
         *shape.last_mut().unwrap_or(&mut 0) = c.output_values();
-        activate_opt(y.reshape(shape)?, self.spec.activation)
+        y.reshape(shape)
     }
 }

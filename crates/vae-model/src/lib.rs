@@ -49,7 +49,7 @@ pub use config::{
     Activation, Block, ConvShape, ConvStack, LayerKind, LayerPlan, LayerSpec, Likelihood,
     ScaleHead, VaeConfig, DEFAULT_NUM_CLASSES, MAX_PARAMETERS,
 };
-pub use conv::{conv2d, conv_transpose2d};
+pub use conv::{conv2d, conv_layer, conv_transpose2d, ConvLayer};
 pub use io::{
     format_of, remove_pending, safetensors_bytes, temp_file_builder, write_atomic, Pending, FORMAT,
     FORMAT_V2,

@@ -1,0 +1,596 @@
+//! A whole convolution layer, `act(conv(x, W) + b)`, as one graph node with one backward node.
+//!
+//! Both convolutions are built from three per-image kernels on one [`Geometry`], the image side of the
+//! convolution (x for [`conv2d`](crate::conv2d), the output for the transposed one), and a map of `ca` channels
+//! on its grid of kernel positions (the output, or x). With `Wm` the weight as a `[ca, C k k]` matrix (both
+//! PyTorch layouts are that):
+//! - `img_to_map`: `A_n = Wm im2col(I_n)ᵀ`, the convolution's forward pass and the transposed one's input gradient;
+//! - `map_to_img`: `I_n = col2im(A_nᵀ Wm)`, the transposed convolution's forward pass and the convolution's input
+//!   gradient;
+//! - `weight_grad`: `dWm = Σ_n A_n im2col(I_n)`, both weight gradients.
+//!
+//! The bias and the activation run in the same pass over each output image, and the backward pass takes the
+//! activation's slope from the output.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
+};
+use rayon::prelude::*;
+
+use super::{contiguous, conv_geometry, transposed_geometry, Geometry};
+use crate::Activation;
+
+/// One convolution layer's hyper-parameters, for [`conv_layer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvLayer {
+    /// A transposed convolution (`nn.ConvTranspose2d`'s weight layout) rather than a convolution.
+    pub transposed: bool,
+    /// The stride, on both axes.
+    pub stride: usize,
+    /// The zero padding, on every side.
+    pub padding: usize,
+    /// Extra output rows and columns of a transposed convolution (ignored for a convolution).
+    pub output_padding: usize,
+    /// The activation after the bias, if any.
+    pub activation: Option<Activation>,
+}
+
+/// `act(conv(x, w) + b)` (or with [`conv_transpose2d`](crate::conv_transpose2d)) as one graph node on the CPU for
+/// f32 and f64, whose backward pass is one node too; on other devices, Candle's own ops one after the other. SiLU,
+/// whose slope does not follow from its output, is applied after the fused node.
+///
+/// # Shapes
+/// `x [N, C_in, H, W]`, `w` as for [`conv2d`](crate::conv2d) or [`conv_transpose2d`](crate::conv_transpose2d) and
+/// `b [C_out]` to their `[N, C_out, H', W']`, contiguous.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vae_model::{conv_layer, Activation, ConvLayer};
+///
+/// let x = Tensor::arange(0f32, 9., &Device::Cpu)?.reshape((1, 1, 3, 3))?;
+/// let w = Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu)?;
+/// let b = Tensor::new(&[-10f32], &Device::Cpu)?;
+/// let layer = ConvLayer {
+///     transposed: false,
+///     stride: 1,
+///     padding: 0,
+///     output_padding: 0,
+///     activation: Some(Activation::Relu),
+/// };
+/// let y = conv_layer(&x, &w, &b, &layer)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![0., 2., 10., 14.]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn conv_layer(x: &Tensor, w: &Tensor, b: &Tensor, layer: &ConvLayer) -> Result<Tensor> {
+    let (s, p, op) = (layer.stride, layer.padding, layer.output_padding);
+    let g = match layer.transposed {
+        true => transposed_geometry(x, w, s, p, op)?,
+        false => conv_geometry(x, w, s, p)?,
+    };
+    let (ca, c_out) = match layer.transposed {
+        true => (w.dim(0)?, w.dim(1)?),
+        false => (w.dim(0)?, w.dim(0)?),
+    };
+    if b.dims() != [c_out] {
+        bail!("conv_layer: the bias is {:?}, not [{c_out}]", b.dims());
+    }
+    let fused = matches!(x.dtype(), DType::F32 | DType::F64) && x.device().is_cpu();
+    let (act, after) = match layer.activation {
+        Some(Activation::Silu) => (None, Some(Activation::Silu)),
+        act if fused => (act, None),
+        act => (None, act),
+    };
+    let y = match fused {
+        true => {
+            let op = FusedConv {
+                g,
+                ca,
+                transposed: layer.transposed,
+                act,
+            };
+            x.contiguous()?
+                .apply_op3(&w.contiguous()?, &b.contiguous()?, op)?
+        }
+        false => {
+            let y = match layer.transposed {
+                true => super::conv_transpose2d(x, w, s, p, op)?,
+                false => super::conv2d(x, w, s, p)?,
+            };
+            y.broadcast_add(&b.reshape((1, c_out, 1, 1))?)?
+        }
+    };
+    crate::layers::activate_opt(y, after)
+}
+
+/// f32 and f64, with the two functions the activations need.
+trait Real: WithDType {
+    fn exp_(self) -> Self;
+    fn tanh_(self) -> Self;
+}
+
+impl Real for f32 {
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    fn tanh_(self) -> Self {
+        self.tanh()
+    }
+}
+
+impl Real for f64 {
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    fn tanh_(self) -> Self {
+        self.tanh()
+    }
+}
+
+/// The fused layer: `g` the image side, `ca` the channels of the map on its kernel positions.
+#[derive(Debug, Clone, Copy)]
+struct FusedConv {
+    g: Geometry,
+    ca: usize,
+    transposed: bool,
+    act: Option<Activation>,
+}
+
+/// A strided `[rows, cols]` view of a slice.
+#[derive(Clone, Copy)]
+struct Mat<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Whether every element the view reaches lies in its slice.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst [a.rows, b.cols]` (row-major) `= a b`, plus what `dst` held when `accumulate`.
+fn gemm_into<T: WithDType>(
+    dst: &mut [T],
+    a: Mat<T>,
+    b: Mat<T>,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || dst.len() != m * n || !a.in_bounds() || !b.in_bounds() {
+        bail!("conv_layer: internal error, a product's shapes do not match");
+    }
+    if m * n == 0 {
+        return Ok(());
+    }
+    let (one, zero) = (T::one(), T::zero());
+    let alpha = if accumulate { one } else { zero };
+    // SAFETY: `dst` holds m×n elements, row-major; every element of `a` and `b` their strides reach was checked
+    // above (and k = 0 reads nothing).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            alpha,
+            one,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    Ok(())
+}
+
+impl Geometry {
+    /// Calls `f(entry, pixel, len)` for each kernel tap `(c, ky, kx)` and output row `oy`: `len` consecutive
+    /// entries of the columns `[c k k, ho wo]` from `entry` on read the pixels `pixel`, `pixel + s`, … of the
+    /// image `[c, h, w]`; the entries no call names are padding.
+    fn for_each_tap_run(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (k, s, p) = (self.k, self.s, self.p);
+        // The outputs o whose input o s + t − p lies in [0, n): [lo, hi).
+        let range = |t: usize, n: usize, outs: usize| {
+            let lo = p.saturating_sub(t).div_ceil(s);
+            let hi = match (n + p).checked_sub(t + 1) {
+                Some(last) => (last / s + 1).min(outs),
+                None => 0,
+            };
+            (lo, hi.max(lo))
+        };
+        for c in 0..self.c {
+            for ky in 0..k {
+                let (oy_lo, oy_hi) = range(ky, self.h, self.ho);
+                for kx in 0..k {
+                    let (ox_lo, ox_hi) = range(kx, self.w, self.wo);
+                    if ox_lo == ox_hi {
+                        continue;
+                    }
+                    let row = ((c * k + ky) * k + kx) * self.positions();
+                    for oy in oy_lo..oy_hi {
+                        let pixel = (c * self.h + oy * s + ky - p) * self.w + ox_lo * s + kx - p;
+                        f(row + oy * self.wo + ox_lo, pixel, ox_hi - ox_lo);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One image `[c, h, w]` to its columns `[c k k, ho wo]` (zeroed by the caller, for the padding).
+    fn im2row_image<T: WithDType>(&self, image: &[T], cols: &mut [T]) {
+        let s = self.s;
+        self.for_each_tap_run(|entry, pixel, len| {
+            let src = image[pixel..].iter().step_by(s);
+            cols[entry..entry + len]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, v)| *d = *v);
+        });
+    }
+
+    /// The adjoint of [`Geometry::im2row_image`]: adds each column entry into the pixel it was read from.
+    fn row2im_image<T: WithDType>(&self, cols: &[T], image: &mut [T]) {
+        let s = self.s;
+        self.for_each_tap_run(|entry, pixel, len| {
+            let dst = image[pixel..].iter_mut().step_by(s);
+            dst.zip(&cols[entry..entry + len])
+                .for_each(|(d, v)| *d += *v);
+        });
+    }
+}
+
+/// Each product on one thread when there are images enough for every thread of the pool, else on all of them.
+fn parallelism(n: usize) -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        t if t > 1 && n < t => gemm::Parallelism::Rayon(t),
+        _ => gemm::Parallelism::None,
+    }
+}
+
+/// `A_n [ca, P] = Wm [ca, R] im2col(I_n)ᵀ` for each image (the columns built as `[R, P]`), then `finish(A_n)`.
+fn img_to_map<T: Real>(
+    (g, ca): (Geometry, usize),
+    img: &[T],
+    wm: &[T],
+    out: &mut [T],
+    finish: impl Fn(&mut [T]) + Sync,
+) -> Result<()> {
+    let (p, r, img_len) = (g.positions(), g.rows(), g.c * g.h * g.w);
+    if img_len == 0 || ca * p == 0 {
+        return Ok(());
+    }
+    let par = parallelism(img.len() / img_len);
+    out.par_chunks_mut(ca * p)
+        .zip(img.par_chunks(img_len))
+        .try_for_each_init(
+            || vec![T::zero(); p * r],
+            |cols, (a, image)| {
+                g.im2row_image(image, cols);
+                let wm = Mat::row_major(wm, ca, r);
+                gemm_into(a, wm, Mat::row_major(cols, r, p), false, par)?;
+                finish(a);
+                Ok(())
+            },
+        )
+}
+
+/// `I_n = col2im((Wmᵀ [R, ca] A_n [ca, P])ᵀ)` into zeroed images, then `finish(I_n)`.
+fn map_to_img<T: Real>(
+    (g, ca): (Geometry, usize),
+    map: &[T],
+    wm: &[T],
+    out: &mut [T],
+    finish: impl Fn(&mut [T]) + Sync,
+) -> Result<()> {
+    let (p, r, img_len) = (g.positions(), g.rows(), g.c * g.h * g.w);
+    if img_len == 0 || ca * p == 0 {
+        return Ok(());
+    }
+    let par = parallelism(out.len() / img_len);
+    out.par_chunks_mut(img_len)
+        .zip(map.par_chunks(ca * p))
+        .try_for_each_init(
+            || vec![T::zero(); p * r],
+            |cols, (image, a)| {
+                let wm = Mat::row_major(wm, ca, r).t();
+                gemm_into(cols, wm, Mat::row_major(a, ca, p), false, par)?;
+                g.row2im_image(cols, image);
+                finish(image);
+                Ok(())
+            },
+        )
+}
+
+/// `dWm [ca, R] = Σ_n A_n [ca, P] im2col(I_n) [P, R]`, one partial sum per thread, added in a fixed order.
+fn weight_grad<T: Real>((g, ca): (Geometry, usize), map: &[T], img: &[T]) -> Result<Vec<T>> {
+    let (p, r, img_len) = (g.positions(), g.rows(), g.c * g.h * g.w);
+    let n = match img_len {
+        0 => 0,
+        len => img.len() / len,
+    };
+    let mut dw = vec![T::zero(); ca * r];
+    if n == 0 || ca * p * r == 0 {
+        return Ok(dw);
+    }
+    let per_chunk = n.div_ceil(rayon::current_num_threads().min(n));
+    let par = parallelism(n.div_ceil(per_chunk));
+    let partials = map
+        .par_chunks(per_chunk * ca * p)
+        .zip(img.par_chunks(per_chunk * img_len))
+        .map(|(maps, images)| {
+            let (mut part, mut cols) = (vec![T::zero(); ca * r], vec![T::zero(); p * r]);
+            for (a, image) in maps.chunks(ca * p).zip(images.chunks(img_len)) {
+                g.im2row_image(image, &mut cols);
+                let a = Mat::row_major(a, ca, p);
+                gemm_into(&mut part, a, Mat::row_major(&cols, r, p).t(), true, par)?;
+            }
+            Ok(part)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for part in partials {
+        dw.iter_mut().zip(part).for_each(|(d, p)| *d += p);
+    }
+    Ok(dw)
+}
+
+/// `v ← f(v)` over a plane.
+fn map_plane<T: Copy>(plane: &mut [T], f: impl Fn(T) -> T) {
+    plane.iter_mut().for_each(|v| *v = f(*v));
+}
+
+/// Adds each channel's bias to its plane of one image `[C, H W]` and applies the activation (not SiLU).
+fn bias_and_activation<T: Real>(image: &mut [T], bias: &[T], act: Option<Activation>) {
+    let plane = image.len() / bias.len().max(1);
+    let zero = T::zero();
+    let slope = T::from_f64(Activation::LEAKY_SLOPE);
+    for (plane, &b) in image.chunks_mut(plane.max(1)).zip(bias) {
+        match act {
+            None | Some(Activation::Silu) => map_plane(plane, |z| z + b),
+            Some(Activation::Relu) => map_plane(plane, |z| if z + b > zero { z + b } else { zero }),
+            Some(Activation::LeakyRelu) => {
+                map_plane(
+                    plane,
+                    |z| if z + b > zero { z + b } else { slope * (z + b) },
+                )
+            }
+            Some(Activation::Elu) => map_plane(plane, |z| {
+                if z + b > zero {
+                    z + b
+                } else {
+                    (z + b).exp_() - T::one()
+                }
+            }),
+            Some(Activation::Tanh) => map_plane(plane, |z| (z + b).tanh_()),
+        }
+    }
+}
+
+/// `f(g, y)` element by element.
+fn zip_map<T: Real>(g: &[T], y: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
+    g.par_iter().zip(y).map(|(&g, &y)| f(g, y)).collect()
+}
+
+/// `g ⊙ act'`, the slope taken from the output `y` (not for SiLU, which the fused op never applies).
+fn through_activation<T: Real>(g: &[T], y: &[T], act: Option<Activation>) -> Vec<T> {
+    let (zero, one) = (T::zero(), T::one());
+    let slope = T::from_f64(Activation::LEAKY_SLOPE);
+    match act {
+        None | Some(Activation::Silu) => g.to_vec(),
+        Some(Activation::Relu) => zip_map(g, y, |g, y| if y > zero { g } else { zero }),
+        Some(Activation::LeakyRelu) => zip_map(g, y, |g, y| if y > zero { g } else { slope * g }),
+        Some(Activation::Elu) => zip_map(g, y, |g, y| if y > zero { g } else { g * (y + one) }),
+        Some(Activation::Tanh) => zip_map(g, y, |g, y| g * (one - y * y)),
+    }
+}
+
+/// The gradients of x, W and b, each only where asked for.
+type Grads<T> = (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>);
+
+impl FusedConv {
+    /// Elements per image of the input and of the output.
+    fn lens(&self) -> (usize, usize) {
+        let (img, map) = (self.g.c * self.g.h * self.g.w, self.ca * self.g.positions());
+        match self.transposed {
+            true => (map, img),
+            false => (img, map),
+        }
+    }
+
+    /// The output's shape for `n` images.
+    fn out_shape(&self, n: usize) -> Shape {
+        let g = &self.g;
+        match self.transposed {
+            true => Shape::from((n, g.c, g.h, g.w)),
+            false => Shape::from((n, self.ca, g.ho, g.wo)),
+        }
+    }
+
+    fn forward<T: Real>(&self, x: &[T], w: &[T], b: &[T], n: usize) -> Result<Vec<T>> {
+        let mut out = vec![T::zero(); n * self.lens().1];
+        let finish = |image: &mut [T]| bias_and_activation(image, b, self.act);
+        match self.transposed {
+            true => map_to_img((self.g, self.ca), x, w, &mut out, finish)?,
+            false => img_to_map((self.g, self.ca), x, w, &mut out, finish)?,
+        }
+        Ok(out)
+    }
+
+    /// The backward pass on slices; `need` says which of x, W and b want a gradient.
+    fn backward<T: Real>(
+        &self,
+        [x, w, y, g]: [&[T]; 4],
+        need: (bool, bool, bool),
+    ) -> Result<Grads<T>> {
+        let gp = through_activation(g, y, self.act);
+        let c_out = match self.transposed {
+            true => self.g.c,
+            false => self.ca,
+        };
+        let db = need.2.then(|| {
+            let mut db = vec![T::zero(); c_out];
+            let plane = self.lens().1 / c_out.max(1);
+            for (i, plane) in gp.chunks(plane.max(1)).enumerate() {
+                db[i % c_out] += plane.iter().fold(T::zero(), |s, &v| s + v);
+            }
+            db
+        });
+        let geo = (self.g, self.ca);
+        let (map, img) = match self.transposed {
+            true => (x, gp.as_slice()),
+            false => (gp.as_slice(), x),
+        };
+        let dw = match need.1 {
+            true => Some(weight_grad(geo, map, img)?),
+            false => None,
+        };
+        let dx = match need.0 {
+            false => None,
+            true => {
+                let mut dx = vec![T::zero(); x.len()];
+                match self.transposed {
+                    true => img_to_map(geo, &gp, w, &mut dx, |_| ())?,
+                    false => map_to_img(geo, &gp, w, &mut dx, |_| ())?,
+                }
+                Some(dx)
+            }
+        };
+        Ok((dx, dw, db))
+    }
+
+    /// The backward pass for element type `T` on `[x, w, y, g]`, contiguous tensors on the CPU.
+    fn backward_tensors<T: Real>(
+        &self,
+        t: [&Tensor; 4],
+        need: (bool, bool, bool),
+    ) -> Result<[Option<Tensor>; 3]> {
+        let guards = t.map(|t| t.storage_and_layout());
+        let mut slices: [&[T]; 4] = [&[]; 4];
+        for (slice, (guard, layout)) in slices.iter_mut().zip(&guards) {
+            let Storage::Cpu(storage) = &**guard else {
+                bail!("conv_layer: the backward pass expects CPU tensors");
+            };
+            let len = layout.shape().elem_count();
+            *slice = contiguous(self.name(), storage.as_slice::<T>()?, layout, len)?;
+        }
+        let (dx, dw, db) = self.backward(slices, need)?;
+        drop(guards);
+        let device = t[0].device();
+        let wrap = |v: Option<Vec<T>>, shape: Shape| -> Result<Option<Tensor>> {
+            v.map(|v| Tensor::from_vec(v, shape, device)).transpose()
+        };
+        let c_out = db.as_ref().map_or(0, Vec::len);
+        Ok([
+            wrap(dx, t[0].shape().clone())?,
+            wrap(dw, t[1].shape().clone())?,
+            wrap(db, Shape::from(c_out))?,
+        ])
+    }
+}
+
+/// The elements of f32 or f64 storage as `T`, checked against `layout`.
+fn cpu_slices<'a, T: Real>(
+    op: &FusedConv,
+    [(s1, l1), (s2, l2), (s3, l3)]: [(&'a CpuStorage, &Layout); 3],
+    n: usize,
+) -> Result<[&'a [T]; 3]> {
+    let (in_len, _) = op.lens();
+    let wm_len = op.ca * op.g.rows();
+    let b_len = op.out_shape(1).dims()[1];
+    Ok([
+        contiguous(op.name(), s1.as_slice::<T>()?, l1, n * in_len)?,
+        contiguous(op.name(), s2.as_slice::<T>()?, l2, wm_len)?,
+        contiguous(op.name(), s3.as_slice::<T>()?, l3, b_len)?,
+    ])
+}
+
+impl CustomOp3 for FusedConv {
+    fn name(&self) -> &'static str {
+        match self.transposed {
+            true => "conv-transpose2d-layer",
+            false => "conv2d-layer",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = l1.shape().dims4()?.0;
+        let want = self.out_shape(n);
+        let input = [(s1, l1), (s2, l2), (s3, l3)];
+        let out = match s1 {
+            CpuStorage::F32(_) => {
+                let [x, w, b] = cpu_slices::<f32>(self, input, n)?;
+                CpuStorage::F32(self.forward(x, w, b, n)?)
+            }
+            CpuStorage::F64(_) => {
+                let [x, w, b] = cpu_slices::<f64>(self, input, n)?;
+                CpuStorage::F64(self.forward(x, w, b, n)?)
+            }
+            other => bail!("{}: {:?} is not supported", self.name(), other.dtype()),
+        };
+        Ok((out, want))
+    }
+
+    /// `dx` only when x is tracked (not for data); none of the results has a backward pass of its own.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let need = (x.track_op(), w.track_op(), b.track_op());
+        let g = g.contiguous()?;
+        let t = [x, w, y, &g];
+        let [dx, dw, db] = match x.dtype() {
+            DType::F32 => self.backward_tensors::<f32>(t, need)?,
+            DType::F64 => self.backward_tensors::<f64>(t, need)?,
+            other => bail!("{}: {other:?} is not supported", self.name()),
+        };
+        Ok((dx, dw, db))
+    }
+}
