@@ -5,6 +5,9 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 use vae_model::{conv2d, conv_transpose2d, VaeRng};
 
+mod common;
+use common::{numeric_gradient, relative_error};
+
 /// One geometry: batch, channels in and out, input height and width, kernel, stride, padding, output padding (for
 /// the transposed convolution only).
 #[derive(Debug, Clone, Copy)]
@@ -138,32 +141,6 @@ fn conv_transpose2d_forward_matches_candle() {
 /// L = Σ r ⊙ conv(x, w) for a fixed random r, so that every output element counts.
 fn loss(c: Case, transposed: bool, x: &Tensor, w: &Tensor, r: &Tensor) -> Result<Tensor> {
     (ours(c, transposed, x, w)? * r)?.sum_all()
-}
-
-/// Central differences of `f` in each element of `v`, with step 1e-6.
-fn numeric_gradient(v: &Tensor, f: impl Fn(&Tensor) -> f64) -> Vec<f64> {
-    let eps = 1e-6;
-    let base = v.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let at = |i: usize, d: f64| {
-        let mut e = base.clone();
-        e[i] += d;
-        f(&Tensor::from_vec(e, v.shape(), v.device()).unwrap())
-    };
-    (0..base.len())
-        .map(|i| (at(i, eps) - at(i, -eps)) / (2.0 * eps))
-        .collect()
-}
-
-/// max |g − fd| / max |fd|.
-fn relative_error(got: &Tensor, fd: &[f64]) -> f64 {
-    let got = got.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    assert_eq!(got.len(), fd.len());
-    let err = got
-        .iter()
-        .zip(fd)
-        .map(|(g, f)| (g - f).abs())
-        .fold(0.0, f64::max);
-    err / fd.iter().map(|f| f.abs()).fold(0.0, f64::max)
 }
 
 fn gradients_match_finite_differences(transposed: bool, cases: &[Case]) {
