@@ -6,24 +6,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::product::linear_product;
-use crate::{Activation, ConvLayer, ConvShape, LayerKind, LayerSpec};
-
-fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
-    match act {
-        Activation::Relu => x.relu(),
-        Activation::Tanh => x.tanh(),
-        Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, Activation::LEAKY_SLOPE),
-        Activation::Elu => x.elu(1.0),
-        Activation::Silu => x.silu(),
-    }
-}
-
-pub(crate) fn activate_opt(x: Tensor, act: Option<Activation>) -> Result<Tensor> {
-    match act {
-        Some(act) => activate(&x, act),
-        None => Ok(x),
-    }
-}
+use crate::{ConvLayer, ConvShape, LayerKind, LayerSpec};
 
 /// One dense layer of the plan as a Candle module: `act(x Wᵀ + b)`, its tensors under the layer's local name.
 #[derive(Debug, Clone)]
@@ -74,7 +57,7 @@ impl Module for Dense {
             None => y,
         };
         *shape.last_mut().expect("dim(Minus1) found one") = self.spec.fan_out;
-        activate_opt(y.reshape(shape)?, self.spec.activation)
+        crate::activation::apply(y.reshape(shape)?, self.spec.activation)
     }
 }
 

@@ -33,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+mod activation;
 mod config;
 mod conv;
 mod io;

@@ -100,7 +100,7 @@ pub fn conv_layer(x: &Tensor, w: &Tensor, b: &Tensor, layer: &ConvLayer) -> Resu
             y.broadcast_add(&b.reshape((1, c_out, 1, 1))?)?
         }
     };
-    crate::layers::activate_opt(y, after)
+    crate::activation::apply(y, after)
 }
 
 /// f32 and f64, with the two functions the activations need.
