@@ -161,6 +161,21 @@ fn geometry_that_does_not_fit_is_refused_naming_the_layer_and_sizes() {
     );
     assert!(with(&|c| c.channels = vec![]).contains("at least one layer"));
     assert!(with(&|c| c.channels = vec![4, 0]).contains("conv.channels[1] is 0"));
+    assert!(with(&|c| c.channels = vec![1 << 20]).contains("at most 65536"));
+    assert!(with(&|c| c.kernel = 1000).contains("at most 255"));
+    // A hostile shape: every size computed without wrapping, and refused in one line.
+    let huge = VaeConfig {
+        input_dim: 1 << 62,
+        input_shape: Some(vec![1, 1 << 31, 1 << 31]),
+        conv: Some(ConvStack {
+            channels: vec![65536],
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+        }),
+        ..mnist_conv()
+    };
+    assert!(config_error(huge).contains("too large"));
     let vectors = VaeConfig {
         input_dim: 10,
         input_shape: Some(vec![10]),

@@ -4,6 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// The largest kernel side and stride a stack may have.
+pub const MAX_KERNEL: usize = 255;
+
+/// The most channels a layer may have.
+pub const MAX_CHANNELS: usize = 1 << 16;
+
 /// Convolutions before the encoder's dense layers and their mirror, transposed, after the decoder's: the common
 /// image VAE (Keras's example, PyTorch-VAE). Each encoder layer is `Conv2d(c_in → channels[i], kernel, stride,
 /// padding)`; the decoder's dense layers end in a projection to the last feature map, and
@@ -68,7 +74,9 @@ impl ConvStack {
         let mut shapes = Vec::with_capacity(self.channels.len());
         for (i, &c) in self.channels.iter().enumerate() {
             let [_, h, w] = input;
-            if h + 2 * p < k || w + 2 * p < k {
+            // Saturating: a side near usize::MAX (a hostile input_shape) must not wrap.
+            let (hp, wp) = (h.saturating_add(2 * p), w.saturating_add(2 * p));
+            if hp < k || wp < k {
                 return Err(Error::Config(format!(
                     "conv layer encoder.conv.{i}: kernel {k} is larger than its input {h}×{w} padded by {p}; \
                      the stack reduces the {}×{} images to nothing (use fewer channels, a smaller kernel or \
@@ -76,7 +84,17 @@ impl ConvStack {
                     image[1], image[2]
                 )));
             }
-            let output = [c, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1];
+            let output = [c, (hp - k) / s + 1, (wp - k) / s + 1];
+            if output
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none()
+            {
+                return Err(Error::Config(format!(
+                    "conv layer encoder.conv.{i}: its output {c}×{}×{} is too large",
+                    output[1], output[2]
+                )));
+            }
             shapes.push(ConvShape {
                 kernel: k,
                 stride: s,
@@ -131,6 +149,16 @@ impl ConvStack {
         if let Some(i) = self.channels.iter().position(|&c| c == 0) {
             return bad(format!(
                 "conv.channels[{i}] is 0; every layer needs at least 1 channel"
+            ));
+        }
+        if let Some(i) = self.channels.iter().position(|&c| c > MAX_CHANNELS) {
+            let c = self.channels[i];
+            return bad(format!("conv.channels[{i}] is {c}; at most {MAX_CHANNELS}"));
+        }
+        if self.kernel > MAX_KERNEL || self.stride > MAX_KERNEL {
+            return bad(format!(
+                "conv.kernel {} and conv.stride {} must be at most {MAX_KERNEL}",
+                self.kernel, self.stride
             ));
         }
         if self.kernel == 0 {
