@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::linear_product;
 
 mod fused;
+mod gather;
 pub use fused::{conv_layer, ConvLayer};
 
 /// A 2-D convolution, no bias, with PyTorch's `nn.Conv2d` weight layout.

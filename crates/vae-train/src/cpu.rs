@@ -36,3 +36,16 @@ pub fn keep_freed_buffers() {
         });
     }
 }
+
+/// Spins of Candle's element-wise workers before they sleep, where Candle's own default is 25 000.
+const CANDLE_SPIN_LIMIT: &str = "2000";
+
+/// Lets Candle's element-wise workers sleep sooner after each op, unless `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set:
+/// an autograd step alternates Candle's element-wise ops with our products on the rayon pool, and on a few cores a
+/// worker spinning for the next op takes the core a product needs. Candle reads the variable once, when its pool
+/// starts, so call this first thing in `main`, before any thread exists.
+pub fn shorten_candle_spin() {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", CANDLE_SPIN_LIMIT);
+    }
+}
