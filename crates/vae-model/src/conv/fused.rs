@@ -235,12 +235,14 @@ struct Scratch<T> {
 }
 
 impl<T: Real> Scratch<T> {
-    fn new((g, ca): (Geometry, usize)) -> Self {
+    /// Buffers for chunks of at most `m` images.
+    fn new((g, ca): (Geometry, usize), m: usize) -> Self {
         let hwc = if g.c > 1 { g.c * g.h * g.w } else { 0 };
+        let m = m.min(CHUNK);
         Self {
             hwc: vec![T::zero(); hwc],
-            cols: vec![T::zero(); CHUNK * g.positions() * g.rows()],
-            map: vec![T::zero(); CHUNK * ca * g.positions()],
+            cols: vec![T::zero(); m * g.positions() * g.rows()],
+            map: vec![T::zero(); m * ca * g.positions()],
         }
     }
 
@@ -301,12 +303,16 @@ impl<T: Real> Scratch<T> {
     }
 }
 
-/// Each product on one thread when there are chunks enough for every thread of the pool, else on all of them.
-fn parallelism(chunks: usize) -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        t if t > 1 && chunks < t => gemm::Parallelism::Rayon(t),
+/// Images per thread for `n` images (each thread's run of chunks shares one [`Scratch`]), and how each product
+/// runs: on one thread when there are images enough for every thread of the pool, else on all of them.
+fn split(n: usize) -> (usize, gemm::Parallelism) {
+    let threads = rayon::current_num_threads().max(1);
+    let per_thread = n.div_ceil(threads.min(n).max(1)).max(1);
+    let par = match threads {
+        t if t > 1 && n < t => gemm::Parallelism::Rayon(t),
         _ => gemm::Parallelism::None,
-    }
+    };
+    (per_thread, par)
 }
 
 /// `A_n [ca, P] = Wm [ca, R] im2col(I_n)ᵀ` for each image, a chunk of images per product, then `finish(A_n)`;
@@ -322,12 +328,15 @@ fn img_to_map<T: Real>(
     if img_len == 0 || ca * p == 0 {
         return Ok(());
     }
-    let par = parallelism((img.len() / img_len).div_ceil(CHUNK));
-    out.par_chunks_mut(CHUNK * ca * p)
-        .zip(img.par_chunks(CHUNK * img_len))
-        .try_for_each_init(
-            || Scratch::new((g, ca)),
-            |scratch, (maps, images)| {
+    let (per_thread, par) = split(img.len() / img_len);
+    out.par_chunks_mut(per_thread * ca * p)
+        .zip(img.par_chunks(per_thread * img_len))
+        .try_for_each(|(maps, images)| {
+            let mut scratch = Scratch::new((g, ca), per_thread);
+            let chunks = maps
+                .chunks_mut(CHUNK * ca * p)
+                .zip(images.chunks(CHUNK * img_len));
+            for (maps, images) in chunks {
                 let mp = images.len() / img_len * p;
                 scratch.columns(&g, images);
                 let cols = Mat::row_major(&scratch.cols[..mp * r], mp, r).t();
@@ -335,9 +344,9 @@ fn img_to_map<T: Real>(
                 gemm_into(map, Mat::row_major(wm, ca, r), cols, false, par)?;
                 scratch.scatter_map((ca, p), maps);
                 maps.chunks_mut(ca * p).for_each(&finish);
-                Ok(())
-            },
-        )
+            }
+            Ok(())
+        })
 }
 
 /// `I_n = col2im(A_nᵀ [P, ca] Wm [ca, R])` into zeroed images, a chunk of images per product, then `finish(I_n)`;
@@ -353,12 +362,15 @@ fn map_to_img<T: Real>(
     if img_len == 0 || ca * p == 0 {
         return Ok(());
     }
-    let par = parallelism((out.len() / img_len).div_ceil(CHUNK));
-    out.par_chunks_mut(CHUNK * img_len)
-        .zip(map.par_chunks(CHUNK * ca * p))
-        .try_for_each_init(
-            || Scratch::new((g, ca)),
-            |scratch, (images, maps)| {
+    let (per_thread, par) = split(out.len() / img_len);
+    out.par_chunks_mut(per_thread * img_len)
+        .zip(map.par_chunks(per_thread * ca * p))
+        .try_for_each(|(images, maps)| {
+            let mut scratch = Scratch::new((g, ca), per_thread);
+            let chunks = images
+                .chunks_mut(CHUNK * img_len)
+                .zip(maps.chunks(CHUNK * ca * p));
+            for (images, maps) in chunks {
                 let mp = maps.len() / ca;
                 scratch.gather_map(maps, (ca, p));
                 let a = Mat::row_major(&scratch.map[..ca * mp], ca, mp).t();
@@ -366,9 +378,9 @@ fn map_to_img<T: Real>(
                 gemm_into(cols, a, Mat::row_major(wm, ca, r), false, par)?;
                 scratch.add_images(&g, images);
                 images.chunks_mut(img_len).for_each(&finish);
-                Ok(())
-            },
-        )
+            }
+            Ok(())
+        })
 }
 
 /// `dWm [ca, R] = Σ_n A_n [ca, P] im2col(I_n) [P, R]`, channel-last, a chunk of images per product and one
@@ -383,13 +395,13 @@ fn weight_grad<T: Real>((g, ca): (Geometry, usize), map: &[T], img: &[T]) -> Res
     if n == 0 || ca * p * r == 0 {
         return Ok(dw);
     }
-    let per_thread = n.div_ceil(rayon::current_num_threads().min(n));
-    let par = parallelism(n.div_ceil(per_thread));
+    let (per_thread, par) = split(n);
     let partials = map
         .par_chunks(per_thread * ca * p)
         .zip(img.par_chunks(per_thread * img_len))
         .map(|(maps, images)| {
-            let (mut part, mut scratch) = (vec![T::zero(); ca * r], Scratch::new((g, ca)));
+            let (mut part, mut scratch) =
+                (vec![T::zero(); ca * r], Scratch::new((g, ca), per_thread));
             for (maps, images) in maps
                 .chunks(CHUNK * ca * p)
                 .zip(images.chunks(CHUNK * img_len))
