@@ -1,14 +1,16 @@
 //! A whole convolution layer, `act(conv(x, W) + b)`, as one graph node with one backward node.
 //!
-//! Both convolutions are built from three per-image kernels on one [`Geometry`], the image side of the
-//! convolution (x for [`conv2d`](crate::conv2d), the output for the transposed one), and a map of `ca` channels
-//! on its grid of kernel positions (the output, or x). With `Wm` the weight as a `[ca, C k k]` matrix (both
-//! PyTorch layouts are that):
+//! Both convolutions are built from three kernels on one [`Geometry`], the image side of the convolution (x for
+//! [`conv2d`](crate::conv2d), the output for the transposed one), and a map of `ca` channels on its grid of kernel
+//! positions (the output, or x). With `Wm` the weight as a `[ca, k k C]` matrix (either PyTorch layout, its
+//! channels moved last) and the channel-last columns of [`super::gather`]:
 //! - `img_to_map`: `A_n = Wm im2col(I_n)ᵀ`, the convolution's forward pass and the transposed one's input gradient;
 //! - `map_to_img`: `I_n = col2im(A_nᵀ Wm)`, the transposed convolution's forward pass and the convolution's input
 //!   gradient;
 //! - `weight_grad`: `dWm = Σ_n A_n im2col(I_n)`, both weight gradients.
 //!
+//! Each thread takes a contiguous share of the images and runs it in chunks of [`CHUNK`] images, one product per
+//! chunk: the columns of a chunk side by side, so the weight is packed once per chunk rather than once per image.
 //! The bias and the activation run in the same pass over each output image, and the backward pass takes the
 //! activation's slope from the output.
 
