@@ -229,7 +229,7 @@ const CHUNK: usize = 16;
 
 /// One thread's buffers for a chunk of `m ≤ CHUNK` images: an image channel-last, the chunk's columns
 /// `[m ho wo, k k c]` (whose padding entries stay zero as long as only [`Scratch::columns`] writes them), and the
-/// chunk's map `[ca, m ho wo]`.
+/// chunk's map, `[ca, m ho wo]` or channel-last `[m ho wo, ca]`.
 struct Scratch<T> {
     hwc: Vec<T>,
     cols: Vec<T>,
@@ -294,13 +294,10 @@ impl<T: Real> Scratch<T> {
         }
     }
 
-    /// The map `[ca, m P]` scattered to `[m, ca, P]`.
+    /// The map, channel-last `[m, P, ca]`, turned to `[m, ca, P]`.
     fn scatter_map(&self, (ca, p): (usize, usize), maps: &mut [T]) {
-        let m = maps.len() / (ca * p);
-        for (n, map) in maps.chunks_mut(ca * p).enumerate() {
-            for (c, row) in map.chunks_mut(p).enumerate() {
-                row.copy_from_slice(&self.map[(c * m + n) * p..][..p]);
-            }
+        for (map, hwc) in maps.chunks_mut(ca * p).zip(self.map.chunks(ca * p)) {
+            transpose(hwc, (p, ca), map);
         }
     }
 }
@@ -341,9 +338,10 @@ fn img_to_map<T: Real>(
             for (maps, images) in chunks {
                 let mp = images.len() / img_len * p;
                 scratch.columns(&g, images);
-                let cols = Mat::row_major(&scratch.cols[..mp * r], mp, r).t();
+                // `A_nᵀ = im2col(I_n) Wmᵀ`, channel-last: the gemm crate runs this orientation 2-3 times faster.
+                let cols = Mat::row_major(&scratch.cols[..mp * r], mp, r);
                 let map = &mut scratch.map[..ca * mp];
-                gemm_into(map, Mat::row_major(wm, ca, r), cols, false, par)?;
+                gemm_into(map, cols, Mat::row_major(wm, ca, r).t(), false, par)?;
                 scratch.scatter_map((ca, p), maps);
                 maps.chunks_mut(ca * p).for_each(&finish);
             }
