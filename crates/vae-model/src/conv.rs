@@ -13,6 +13,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use crate::cpu_kernels::contiguous;
 use crate::linear_product;
 
 mod fused;
@@ -276,18 +277,6 @@ fn per_image<T: WithDType>(
             .for_each(|(d, s)| f(s, d));
     }
     dst
-}
-
-/// The storage's elements in `layout`'s order, which must be contiguous and hold `len` elements.
-fn contiguous<'a, T>(op: &str, data: &'a [T], layout: &Layout, len: usize) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) if end - start == len => match data.get(start..end) {
-            Some(slice) => Ok(slice),
-            None => bail!("{op}: the layout reaches past its storage"),
-        },
-        Some(_) => bail!("{op}: expected {len} elements"),
-        None => bail!("{op}: the input must be contiguous"),
-    }
 }
 
 /// Runs `per_image` with im2col (`forward`) or col2im on f32 or f64 storage; other dtypes are an error.

@@ -51,13 +51,17 @@ impl Module for Dense {
         let fan_in = x.dim(D::Minus1)?;
         let mut shape = x.dims().to_vec();
         let rows = x.elem_count() / fan_in.max(1);
-        let y = linear_product(&x.reshape((rows, fan_in))?, self.linear.weight())?;
+        let (x, w, act) = (
+            x.reshape((rows, fan_in))?,
+            self.linear.weight(),
+            self.spec.activation,
+        );
         let y = match self.linear.bias() {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+            Some(b) => crate::dense_layer(&x, w, b, act)?,
+            None => crate::activation::apply(linear_product(&x, w)?, act)?,
         };
         *shape.last_mut().expect("dim(Minus1) found one") = self.spec.fan_out;
-        crate::activation::apply(y.reshape(shape)?, self.spec.activation)
+        y.reshape(shape)
     }
 }
 

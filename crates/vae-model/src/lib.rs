@@ -36,6 +36,8 @@
 mod activation;
 mod config;
 mod conv;
+mod cpu_kernels;
+mod dense;
 mod io;
 pub mod latent;
 mod layers;
@@ -51,6 +53,7 @@ pub use config::{
     ScaleHead, VaeConfig, DEFAULT_NUM_CLASSES, MAX_PARAMETERS,
 };
 pub use conv::{conv2d, conv_layer, conv_transpose2d, ConvLayer};
+pub use dense::dense_layer;
 pub use io::{
     format_of, remove_pending, safetensors_bytes, temp_file_builder, write_atomic, Pending, FORMAT,
     FORMAT_V2,

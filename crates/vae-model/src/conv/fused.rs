@@ -15,13 +15,14 @@
 //! activation's slope from the output.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{
-    bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
-};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::gather::{permute_weight, transpose};
-use super::{contiguous, conv_geometry, transposed_geometry, Geometry};
+use super::{conv_geometry, transposed_geometry, Geometry};
+use crate::cpu_kernels::{
+    bias_and_activation, contiguous, gemm_into, through_activation, Mat, Real,
+};
 use crate::Activation;
 
 /// One convolution layer's hyper-parameters, for [`conv_layer`].
@@ -106,30 +107,6 @@ pub fn conv_layer(x: &Tensor, w: &Tensor, b: &Tensor, layer: &ConvLayer) -> Resu
     crate::activation::apply(y, after)
 }
 
-/// f32 and f64, with the two functions the activations need.
-trait Real: WithDType {
-    fn exp_(self) -> Self;
-    fn tanh_(self) -> Self;
-}
-
-impl Real for f32 {
-    fn exp_(self) -> Self {
-        self.exp()
-    }
-    fn tanh_(self) -> Self {
-        self.tanh()
-    }
-}
-
-impl Real for f64 {
-    fn exp_(self) -> Self {
-        self.exp()
-    }
-    fn tanh_(self) -> Self {
-        self.tanh()
-    }
-}
-
 /// The fused layer: `g` the image side, `ca` the channels of the map on its kernel positions.
 #[derive(Debug, Clone, Copy)]
 struct FusedConv {
@@ -137,90 +114,6 @@ struct FusedConv {
     ca: usize,
     transposed: bool,
     act: Option<Activation>,
-}
-
-/// A strided `[rows, cols]` view of a slice.
-#[derive(Clone, Copy)]
-struct Mat<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a, T> Mat<'a, T> {
-    fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    fn t(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-
-    /// Whether every element the view reaches lies in its slice.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
-    }
-}
-
-/// `dst [a.rows, b.cols]` (row-major) `= a b`, plus what `dst` held when `accumulate`.
-fn gemm_into<T: WithDType>(
-    dst: &mut [T],
-    a: Mat<T>,
-    b: Mat<T>,
-    accumulate: bool,
-    par: gemm::Parallelism,
-) -> Result<()> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || dst.len() != m * n || !a.in_bounds() || !b.in_bounds() {
-        bail!("conv_layer: internal error, a product's shapes do not match");
-    }
-    if m * n == 0 {
-        return Ok(());
-    }
-    let (one, zero) = (T::one(), T::zero());
-    let alpha = if accumulate { one } else { zero };
-    // SAFETY: `dst` holds m×n elements, row-major; every element of `a` and `b` their strides reach was checked
-    // above (and k = 0 reads nothing).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            alpha,
-            one,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-    Ok(())
 }
 
 /// Images per product: the columns of 16 `mnist-conv` images (1.6 MB) stay in a core's cache, and the weight is
@@ -420,56 +313,6 @@ fn weight_grad<T: Real>((g, ca): (Geometry, usize), map: &[T], img: &[T]) -> Res
         dw.iter_mut().zip(part).for_each(|(d, p)| *d += p);
     }
     Ok(dw)
-}
-
-/// `v ← f(v)` over a plane.
-fn map_plane<T: Copy>(plane: &mut [T], f: impl Fn(T) -> T) {
-    plane.iter_mut().for_each(|v| *v = f(*v));
-}
-
-/// Adds each channel's bias to its plane of one image `[C, H W]` and applies the activation (not SiLU).
-fn bias_and_activation<T: Real>(image: &mut [T], bias: &[T], act: Option<Activation>) {
-    let plane = image.len() / bias.len().max(1);
-    let zero = T::zero();
-    let slope = T::from_f64(Activation::LEAKY_SLOPE);
-    for (plane, &b) in image.chunks_mut(plane.max(1)).zip(bias) {
-        match act {
-            None | Some(Activation::Silu) => map_plane(plane, |z| z + b),
-            Some(Activation::Relu) => map_plane(plane, |z| if z + b > zero { z + b } else { zero }),
-            Some(Activation::LeakyRelu) => {
-                map_plane(
-                    plane,
-                    |z| if z + b > zero { z + b } else { slope * (z + b) },
-                )
-            }
-            Some(Activation::Elu) => map_plane(plane, |z| {
-                if z + b > zero {
-                    z + b
-                } else {
-                    (z + b).exp_() - T::one()
-                }
-            }),
-            Some(Activation::Tanh) => map_plane(plane, |z| (z + b).tanh_()),
-        }
-    }
-}
-
-/// `f(g, y)` element by element.
-fn zip_map<T: Real>(g: &[T], y: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
-    g.par_iter().zip(y).map(|(&g, &y)| f(g, y)).collect()
-}
-
-/// `g ⊙ act'`, the slope taken from the output `y` (not for SiLU, which the fused op never applies).
-fn through_activation<T: Real>(g: &[T], y: &[T], act: Option<Activation>) -> Vec<T> {
-    let (zero, one) = (T::zero(), T::one());
-    let slope = T::from_f64(Activation::LEAKY_SLOPE);
-    match act {
-        None | Some(Activation::Silu) => g.to_vec(),
-        Some(Activation::Relu) => zip_map(g, y, |g, y| if y > zero { g } else { zero }),
-        Some(Activation::LeakyRelu) => zip_map(g, y, |g, y| if y > zero { g } else { slope * g }),
-        Some(Activation::Elu) => zip_map(g, y, |g, y| if y > zero { g } else { g * (y + one) }),
-        Some(Activation::Tanh) => zip_map(g, y, |g, y| g * (one - y * y)),
-    }
 }
 
 /// The gradients of x, W and b, each only where asked for.

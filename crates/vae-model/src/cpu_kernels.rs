@@ -1,0 +1,186 @@
+//! The CPU kernels the fused layers share ([`crate::conv_layer`] and [`crate::dense_layer`]): the activations
+//! with their bias, forward and backward, on slices, and a product of strided views through the `gemm` crate.
+
+use candle_core::{bail, Layout, Result, WithDType};
+use rayon::prelude::*;
+
+use crate::Activation;
+
+/// f32 and f64, with the two functions the activations need.
+pub(crate) trait Real: WithDType {
+    fn exp_(self) -> Self;
+    fn tanh_(self) -> Self;
+}
+
+impl Real for f32 {
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    fn tanh_(self) -> Self {
+        self.tanh()
+    }
+}
+
+impl Real for f64 {
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    fn tanh_(self) -> Self {
+        self.tanh()
+    }
+}
+
+/// A strided `[rows, cols]` view of a slice.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    pub(crate) fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    pub(crate) fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Whether every element the view reaches lies in its slice.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst [a.rows, b.cols]` (row-major) `= a b`, plus what `dst` held when `accumulate`.
+pub(crate) fn gemm_into<T: WithDType>(
+    dst: &mut [T],
+    a: Mat<T>,
+    b: Mat<T>,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || dst.len() != m * n || !a.in_bounds() || !b.in_bounds() {
+        bail!("conv_layer: internal error, a product's shapes do not match");
+    }
+    if m * n == 0 {
+        return Ok(());
+    }
+    let (one, zero) = (T::one(), T::zero());
+    let alpha = if accumulate { one } else { zero };
+    // SAFETY: `dst` holds m×n elements, row-major; every element of `a` and `b` their strides reach was checked
+    // above (and k = 0 reads nothing).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            alpha,
+            one,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    Ok(())
+}
+
+/// `v ← f(v + b)`, `b` the bias of each plane of `plane` numbers.
+fn add_then<T: Real>(data: &mut [T], bias: &[T], plane: usize, f: impl Fn(T) -> T) {
+    match plane {
+        1 => data.iter_mut().zip(bias).for_each(|(v, &b)| *v = f(*v + b)),
+        _ => {
+            for (plane, &b) in data.chunks_mut(plane).zip(bias) {
+                plane.iter_mut().for_each(|v| *v = f(*v + b));
+            }
+        }
+    }
+}
+
+/// Adds the bias and applies the activation (not SiLU): the bias of channel `c` to the `c`-th plane of an image
+/// `[C, H W]`, or of feature `j` to the `j`-th number of a row `[fan_out]` (planes of one number).
+pub(crate) fn bias_and_activation<T: Real>(data: &mut [T], bias: &[T], act: Option<Activation>) {
+    let plane = (data.len() / bias.len().max(1)).max(1);
+    let (zero, one) = (T::zero(), T::one());
+    let slope = T::from_f64(Activation::LEAKY_SLOPE);
+    match act {
+        None | Some(Activation::Silu) => add_then(data, bias, plane, |z| z),
+        Some(Activation::Relu) => add_then(data, bias, plane, |z| if z > zero { z } else { zero }),
+        Some(Activation::LeakyRelu) => {
+            add_then(data, bias, plane, |z| if z > zero { z } else { slope * z })
+        }
+        Some(Activation::Elu) => {
+            add_then(
+                data,
+                bias,
+                plane,
+                |z| if z > zero { z } else { z.exp_() - one },
+            )
+        }
+        Some(Activation::Tanh) => add_then(data, bias, plane, |z| z.tanh_()),
+    }
+}
+
+/// `f(g, y)` element by element.
+fn zip_map<T: Real>(g: &[T], y: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
+    g.par_iter().zip(y).map(|(&g, &y)| f(g, y)).collect()
+}
+
+/// `g ⊙ act'`, the slope taken from the output `y` (not for SiLU, which the fused op never applies).
+pub(crate) fn through_activation<T: Real>(g: &[T], y: &[T], act: Option<Activation>) -> Vec<T> {
+    let (zero, one) = (T::zero(), T::one());
+    let slope = T::from_f64(Activation::LEAKY_SLOPE);
+    match act {
+        None | Some(Activation::Silu) => g.to_vec(),
+        Some(Activation::Relu) => zip_map(g, y, |g, y| if y > zero { g } else { zero }),
+        Some(Activation::LeakyRelu) => zip_map(g, y, |g, y| if y > zero { g } else { slope * g }),
+        Some(Activation::Elu) => zip_map(g, y, |g, y| if y > zero { g } else { g * (y + one) }),
+        Some(Activation::Tanh) => zip_map(g, y, |g, y| g * (one - y * y)),
+    }
+}
+
+/// The storage's elements in `layout`'s order, which must be contiguous and hold `len` elements.
+pub(crate) fn contiguous<'a, T>(
+    op: &str,
+    data: &'a [T],
+    layout: &Layout,
+    len: usize,
+) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) if end - start == len => match data.get(start..end) {
+            Some(slice) => Ok(slice),
+            None => bail!("{op}: the layout reaches past its storage"),
+        },
+        Some(_) => bail!("{op}: expected {len} elements"),
+        None => bail!("{op}: the input must be contiguous"),
+    }
+}
