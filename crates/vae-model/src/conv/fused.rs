@@ -276,9 +276,18 @@ fn map_to_img<T: Real>(
         })
 }
 
+/// The input gradient of a transposed convolution, `A'_n = Wm im2col(I_n)ᵀ`, computed by [`weight_grad`] from
+/// the columns it makes anyway: `Wm` channel-last and the maps `[N, ca, P]` to write.
+type AlsoMap<'a, T> = Option<(&'a [T], &'a mut [T])>;
+
 /// `dWm [ca, R] = Σ_n A_n [ca, P] im2col(I_n) [P, R]`, channel-last, a chunk of images per product and one
-/// partial sum per thread, added in a fixed order.
-fn weight_grad<T: Real>((g, ca): (Geometry, usize), map: &[T], img: &[T]) -> Result<Vec<T>> {
+/// partial sum per thread, added in a fixed order; and `also` from the same columns.
+fn weight_grad<T: Real>(
+    (g, ca): (Geometry, usize),
+    map: &[T],
+    img: &[T],
+    also: AlsoMap<T>,
+) -> Result<Vec<T>> {
     let (p, r, img_len) = (g.positions(), g.rows(), g.c * g.h * g.w);
     let n = match img_len {
         0 => 0,
@@ -289,15 +298,24 @@ fn weight_grad<T: Real>((g, ca): (Geometry, usize), map: &[T], img: &[T]) -> Res
         return Ok(dw);
     }
     let (per_thread, par) = split(n);
+    let (wm, outs): (_, Vec<Option<&mut [T]>>) = match also {
+        Some((wm, out)) => (
+            Some(wm),
+            out.chunks_mut(per_thread * ca * p).map(Some).collect(),
+        ),
+        None => (None, (0..n.div_ceil(per_thread)).map(|_| None).collect()),
+    };
     let partials = map
         .par_chunks(per_thread * ca * p)
         .zip(img.par_chunks(per_thread * img_len))
-        .map(|(maps, images)| {
+        .zip(outs)
+        .map(|((maps, images), mut out)| {
             let (mut part, mut scratch) =
                 (vec![T::zero(); ca * r], Scratch::new((g, ca), per_thread));
-            for (maps, images) in maps
+            for (i, (maps, images)) in maps
                 .chunks(CHUNK * ca * p)
                 .zip(images.chunks(CHUNK * img_len))
+                .enumerate()
             {
                 let mp = maps.len() / ca;
                 scratch.columns(&g, images);
@@ -305,6 +323,12 @@ fn weight_grad<T: Real>((g, ca): (Geometry, usize), map: &[T], img: &[T]) -> Res
                 let a = Mat::row_major(&scratch.map[..ca * mp], ca, mp);
                 let cols = Mat::row_major(&scratch.cols[..mp * r], mp, r);
                 gemm_into(&mut part, a, cols, true, par)?;
+                if let (Some(wm), Some(out)) = (wm, out.as_deref_mut()) {
+                    let out = &mut out[i * CHUNK * ca * p..][..ca * mp];
+                    let wm = Mat::row_major(wm, ca, r).t();
+                    gemm_into(&mut scratch.map[..ca * mp], cols, wm, false, par)?;
+                    scratch.scatter_map((ca, p), out);
+                }
             }
             Ok(part)
         })
@@ -377,25 +401,27 @@ impl FusedConv {
             true => (x, gp.as_slice()),
             false => (gp.as_slice(), x),
         };
+        let w = &self.channel_last(w);
+        let mut dx = need.0.then(|| vec![T::zero(); x.len()]);
+        // A transposed layer's dx reads the same columns as its dW: one pass makes both.
+        let shared = need.1 && self.transposed;
         let dw = match need.1 {
             true => {
-                let dw = weight_grad(geo, map, img)?;
+                let also = dx
+                    .as_deref_mut()
+                    .filter(|_| shared)
+                    .map(|dx| (w.as_slice(), dx));
+                let dw = weight_grad(geo, map, img, also)?;
                 Some(permute_weight(&dw, (self.g.c, self.g.k * self.g.k), false))
             }
             false => None,
         };
-        let w = &self.channel_last(w);
-        let dx = match need.0 {
-            false => None,
-            true => {
-                let mut dx = vec![T::zero(); x.len()];
-                match self.transposed {
-                    true => img_to_map(geo, &gp, w, &mut dx, |_| ())?,
-                    false => map_to_img(geo, &gp, w, &mut dx, |_| ())?,
-                }
-                Some(dx)
+        if let Some(dx) = dx.as_deref_mut().filter(|_| !shared) {
+            match self.transposed {
+                true => img_to_map(geo, &gp, w, dx, |_| ())?,
+                false => map_to_img(geo, &gp, w, dx, |_| ())?,
             }
-        };
+        }
         Ok((dx, dw, db))
     }
 
