@@ -18,7 +18,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::gather::{permute_weight, transpose};
+use super::gather::{permute_weight, transpose, transpose_with};
 use super::{conv_geometry, transposed_geometry, Geometry};
 use crate::cpu_kernels::{
     bias_and_activation, contiguous, gemm_into, through_activation, Mat, Real,
@@ -169,11 +169,7 @@ impl<T: Real> Scratch<T> {
             }
             self.hwc.fill(T::zero());
             g.col2im_hwc(cols, &mut self.hwc);
-            for (i, pixel) in self.hwc.chunks_exact(g.c).enumerate() {
-                for (ch, &v) in pixel.iter().enumerate() {
-                    image[ch * plane + i] += v;
-                }
-            }
+            transpose_with(&self.hwc, (plane, g.c), image, |d, v| *d += v);
         }
     }
 
