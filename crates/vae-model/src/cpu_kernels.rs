@@ -1,7 +1,7 @@
 //! The CPU kernels the fused layers share ([`crate::conv_layer`] and [`crate::dense_layer`]): the activations
 //! with their bias, forward and backward, on slices, and a product of strided views through the `gemm` crate.
 
-use candle_core::{bail, Layout, Result, WithDType};
+use candle_core::{bail, CustomOp3, DType, Layout, Result, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
 use crate::Activation;
@@ -183,4 +183,65 @@ pub(crate) fn contiguous<'a, T>(
         Some(_) => bail!("{op}: expected {len} elements"),
         None => bail!("{op}: the input must be contiguous"),
     }
+}
+
+/// The gradients of x, W and b of a fused layer, flat, each only where asked for.
+pub(crate) type Grads<T> = [Option<Vec<T>>; 3];
+
+/// A layer fused into one graph node, `y = layer(x, W, b)`, whose backward pass runs on slices.
+pub(crate) trait FusedLayer: CustomOp3 {
+    /// The gradients from `[x, W, y, ∂y]` (contiguous, of dims `dims`), each where `need` (x, W, b) asks.
+    fn grads<T: Real>(
+        &self,
+        t: [&[T]; 4],
+        dims: [&[usize]; 4],
+        need: (bool, bool, bool),
+    ) -> Result<Grads<T>>;
+}
+
+/// The gradients of a fused layer as [`CustomOp3::bwd`] returns them: for the tracked ones of x, W and b (so not for
+/// data), shaped as they are, none with a backward pass of its own.
+pub(crate) fn fused_bwd<L: FusedLayer>(
+    layer: &L,
+    [x, w, b, y, g]: [&Tensor; 5],
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let need = (x.track_op(), w.track_op(), b.track_op());
+    let g = g.contiguous()?;
+    let t = [x, w, y, &g];
+    let [dx, dw, db] = match x.dtype() {
+        DType::F32 => grads_as_tensors::<f32, L>(layer, t, need)?,
+        DType::F64 => grads_as_tensors::<f64, L>(layer, t, need)?,
+        other => bail!("{}: {other:?} is not supported", layer.name()),
+    };
+    let shaped = |v: Option<Tensor>, like: &Tensor| v.map(|v| v.reshape(like.shape())).transpose();
+    Ok((shaped(dx, x)?, shaped(dw, w)?, shaped(db, b)?))
+}
+
+/// [`FusedLayer::grads`] on the CPU storage of `[x, W, y, ∂y]`, as flat tensors.
+fn grads_as_tensors<T: Real, L: FusedLayer>(
+    layer: &L,
+    t: [&Tensor; 4],
+    need: (bool, bool, bool),
+) -> Result<[Option<Tensor>; 3]> {
+    let guards = t.map(|t| t.storage_and_layout());
+    let mut slices: [&[T]; 4] = [&[]; 4];
+    for (slice, (guard, layout)) in slices.iter_mut().zip(&guards) {
+        let Storage::Cpu(storage) = &**guard else {
+            bail!("{}: the backward pass expects CPU tensors", layer.name());
+        };
+        let len = layout.shape().elem_count();
+        *slice = contiguous(layer.name(), storage.as_slice::<T>()?, layout, len)?;
+    }
+    let grads = layer.grads(slices, t.map(Tensor::dims), need)?;
+    drop(guards);
+    let mut out = [None, None, None];
+    for (o, grad) in out.iter_mut().zip(grads) {
+        *o = grad
+            .map(|v| {
+                let len = v.len();
+                Tensor::from_vec(v, len, t[0].device())
+            })
+            .transpose()?;
+    }
+    Ok(out)
 }

@@ -6,11 +6,12 @@
 //! and the backward pass takes the activation's slope from the output.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu_kernels::{
-    bias_and_activation, contiguous, gemm_into, through_activation, Mat, Real,
+    bias_and_activation, contiguous, fused_bwd, gemm_into, through_activation, FusedLayer, Grads,
+    Mat, Real,
 };
 use crate::{linear_product, Activation};
 
@@ -92,75 +93,6 @@ impl FusedDense {
             });
         Ok(y)
     }
-
-    /// `dx = g' W`, `dW = g'ᵀ x` and `db = Σ_rows g'` with `g' = g ⊙ act'`, each only where `need` asks.
-    fn backward<T: Real>(
-        &self,
-        [x, w, y, g]: [&[T]; 4],
-        (rows, fan_in, fan_out): (usize, usize, usize),
-        need: (bool, bool, bool),
-    ) -> Result<[Option<Vec<T>>; 3]> {
-        let gp = through_activation(g, y, self.act);
-        let gm = Mat::row_major(&gp, rows, fan_out);
-        let dx = match need.0 {
-            false => None,
-            true => {
-                let mut dx = vec![T::zero(); rows * fan_in];
-                let w = Mat::row_major(w, fan_out, fan_in);
-                gemm_into(&mut dx, gm, w, false, parallelism())?;
-                Some(dx)
-            }
-        };
-        let dw = match need.1 {
-            false => None,
-            true => {
-                let mut dw = vec![T::zero(); fan_out * fan_in];
-                let x = Mat::row_major(x, rows, fan_in);
-                gemm_into(&mut dw, gm.t(), x, false, parallelism())?;
-                Some(dw)
-            }
-        };
-        let db = need.2.then(|| {
-            let mut db = vec![T::zero(); fan_out];
-            for row in gp.chunks(fan_out.max(1)) {
-                db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
-            }
-            db
-        });
-        Ok([dx, dw, db])
-    }
-
-    /// The backward pass for element type `T` on `[x, w, y, g]`, contiguous tensors on the CPU.
-    fn backward_tensors<T: Real>(
-        &self,
-        t: [&Tensor; 4],
-        need: (bool, bool, bool),
-    ) -> Result<[Option<Tensor>; 3]> {
-        let ((rows, fan_in), (fan_out, _)) = (t[0].dims2()?, t[1].dims2()?);
-        let guards = t.map(|t| t.storage_and_layout());
-        let mut slices: [&[T]; 4] = [&[]; 4];
-        for (slice, (guard, layout)) in slices.iter_mut().zip(&guards) {
-            let Storage::Cpu(storage) = &**guard else {
-                bail!("dense_layer: the backward pass expects CPU tensors");
-            };
-            let len = layout.shape().elem_count();
-            *slice = contiguous(self.name(), storage.as_slice::<T>()?, layout, len)?;
-        }
-        let grads = self.backward(slices, (rows, fan_in, fan_out), need)?;
-        drop(guards);
-        let shapes = [
-            t[0].shape().clone(),
-            t[1].shape().clone(),
-            Shape::from(fan_out),
-        ];
-        let mut out = [None, None, None];
-        for ((o, grad), shape) in out.iter_mut().zip(grads).zip(shapes) {
-            *o = grad
-                .map(|v| Tensor::from_vec(v, shape, t[0].device()))
-                .transpose()?;
-        }
-        Ok(out)
-    }
 }
 
 /// The elements of `(storage, layout)` as `T`, `len` of them, contiguous.
@@ -200,7 +132,6 @@ impl CustomOp3 for FusedDense {
         Ok((out, Shape::from((rows, fan_out))))
     }
 
-    /// `dx` only when x is tracked (not for data); none of the results has a backward pass of its own.
     fn bwd(
         &self,
         x: &Tensor,
@@ -209,14 +140,46 @@ impl CustomOp3 for FusedDense {
         y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let need = (x.track_op(), w.track_op(), b.track_op());
-        let g = g.contiguous()?;
-        let t = [x, w, y, &g];
-        let [dx, dw, db] = match x.dtype() {
-            DType::F32 => self.backward_tensors::<f32>(t, need)?,
-            DType::F64 => self.backward_tensors::<f64>(t, need)?,
-            other => bail!("{}: {other:?} is not supported", self.name()),
+        fused_bwd(self, [x, w, b, y, g])
+    }
+}
+
+impl FusedLayer for FusedDense {
+    /// `dx = g' W`, `dW = g'ᵀ x` and `db = Σ_rows g'` with `g' = g ⊙ act'`, each only where `need` asks.
+    fn grads<T: Real>(
+        &self,
+        [x, w, y, g]: [&[T]; 4],
+        [x_dims, w_dims, ..]: [&[usize]; 4],
+        need: (bool, bool, bool),
+    ) -> Result<Grads<T>> {
+        let (rows, fan_in, fan_out) = (x_dims[0], x_dims[1], w_dims[0]);
+        let gp = through_activation(g, y, self.act);
+        let gm = Mat::row_major(&gp, rows, fan_out);
+        let dx = match need.0 {
+            false => None,
+            true => {
+                let mut dx = vec![T::zero(); rows * fan_in];
+                let w = Mat::row_major(w, fan_out, fan_in);
+                gemm_into(&mut dx, gm, w, false, parallelism())?;
+                Some(dx)
+            }
         };
-        Ok((dx, dw, db))
+        let dw = match need.1 {
+            false => None,
+            true => {
+                let mut dw = vec![T::zero(); fan_out * fan_in];
+                let x = Mat::row_major(x, rows, fan_in);
+                gemm_into(&mut dw, gm.t(), x, false, parallelism())?;
+                Some(dw)
+            }
+        };
+        let db = need.2.then(|| {
+            let mut db = vec![T::zero(); fan_out];
+            for row in gp.chunks(fan_out.max(1)) {
+                db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+            }
+            db
+        });
+        Ok([dx, dw, db])
     }
 }

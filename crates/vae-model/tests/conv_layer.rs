@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use vae_model::{conv2d, conv_layer, conv_transpose2d, Activation, ConvLayer, VaeRng};
 
 mod common;
-use common::{numeric_gradient, relative_error};
+use common::{candle_activation, numeric_gradient, relative_error, ACTIVATIONS};
 
 /// Batch, channels in and out, input height and width, kernel, stride, padding, output padding, transposed.
 #[derive(Debug, Clone, Copy)]
@@ -61,15 +61,6 @@ const MANY: [Case; 2] = [
     },
 ];
 
-const ACTIVATIONS: [Option<Activation>; 6] = [
-    Some(Activation::Relu),
-    Some(Activation::Tanh),
-    Some(Activation::LeakyRelu),
-    Some(Activation::Elu),
-    Some(Activation::Silu),
-    None,
-];
-
 fn layer(c: Case, activation: Option<Activation>) -> ConvLayer {
     ConvLayer {
         transposed: c.transposed,
@@ -110,14 +101,7 @@ fn unfused(c: Case, act: Option<Activation>, x: &Tensor, w: &Tensor, b: &Tensor)
         false => conv2d(x, w, s, p)?,
     };
     let y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
-    match act {
-        None => Ok(y),
-        Some(Activation::Relu) => y.relu(),
-        Some(Activation::Tanh) => y.tanh(),
-        Some(Activation::LeakyRelu) => candle_nn::ops::leaky_relu(&y, Activation::LEAKY_SLOPE),
-        Some(Activation::Elu) => y.elu(1.0),
-        Some(Activation::Silu) => y.silu(),
-    }
+    candle_activation(y, act)
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {

@@ -6,16 +6,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use vae_model::{dense_layer, linear_product, Activation, VaeRng};
 
 mod common;
-use common::{numeric_gradient, relative_error};
-
-const ACTIVATIONS: [Option<Activation>; 6] = [
-    Some(Activation::Relu),
-    Some(Activation::Tanh),
-    Some(Activation::LeakyRelu),
-    Some(Activation::Elu),
-    Some(Activation::Silu),
-    None,
-];
+use common::{candle_activation, numeric_gradient, relative_error, ACTIVATIONS};
 
 /// Rows, fan-in and fan-out: one row, a few, and more rows than one element-wise task takes (16).
 const SHAPES: [(usize, usize, usize); 3] = [(1, 3, 2), (5, 7, 4), (37, 20, 33)];
@@ -35,14 +26,7 @@ fn inputs((rows, fan_in, fan_out): (usize, usize, usize), seed: u64, dtype: DTyp
 
 fn unfused(x: &Tensor, w: &Tensor, b: &Tensor, act: Option<Activation>) -> Result<Tensor> {
     let y = linear_product(x, w)?.broadcast_add(b)?;
-    match act {
-        None => Ok(y),
-        Some(Activation::Relu) => y.relu(),
-        Some(Activation::Tanh) => y.tanh(),
-        Some(Activation::LeakyRelu) => candle_nn::ops::leaky_relu(&y, Activation::LEAKY_SLOPE),
-        Some(Activation::Elu) => y.elu(1.0),
-        Some(Activation::Silu) => y.silu(),
-    }
+    candle_activation(y, act)
 }
 
 fn max_abs(t: &Tensor) -> f64 {

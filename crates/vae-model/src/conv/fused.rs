@@ -15,13 +15,14 @@
 //! activation's slope from the output.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gather::{permute_weight, transpose, transpose_with};
 use super::{conv_geometry, transposed_geometry, Geometry};
 use crate::cpu_kernels::{
-    bias_and_activation, contiguous, gemm_into, through_activation, Mat, Real,
+    bias_and_activation, contiguous, fused_bwd, gemm_into, through_activation, FusedLayer, Grads,
+    Mat, Real,
 };
 use crate::Activation;
 
@@ -335,9 +336,6 @@ fn weight_grad<T: Real>(
     Ok(dw)
 }
 
-/// The gradients of x, W and b, each only where asked for.
-type Grads<T> = (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>);
-
 impl FusedConv {
     /// Elements per image of the input and of the output.
     fn lens(&self) -> (usize, usize) {
@@ -371,83 +369,6 @@ impl FusedConv {
             false => img_to_map((self.g, self.ca), x, w, &mut out, finish)?,
         }
         Ok(out)
-    }
-
-    /// The backward pass on slices; `need` says which of x, W and b want a gradient.
-    fn backward<T: Real>(
-        &self,
-        [x, w, y, g]: [&[T]; 4],
-        need: (bool, bool, bool),
-    ) -> Result<Grads<T>> {
-        let gp = through_activation(g, y, self.act);
-        let c_out = match self.transposed {
-            true => self.g.c,
-            false => self.ca,
-        };
-        let db = need.2.then(|| {
-            let mut db = vec![T::zero(); c_out];
-            let plane = self.lens().1 / c_out.max(1);
-            for (i, plane) in gp.chunks(plane.max(1)).enumerate() {
-                db[i % c_out] += plane.iter().fold(T::zero(), |s, &v| s + v);
-            }
-            db
-        });
-        let geo = (self.g, self.ca);
-        let (map, img) = match self.transposed {
-            true => (x, gp.as_slice()),
-            false => (gp.as_slice(), x),
-        };
-        let w = &self.channel_last(w);
-        let mut dx = need.0.then(|| vec![T::zero(); x.len()]);
-        // A transposed layer's dx reads the same columns as its dW: one pass makes both.
-        let shared = need.1 && self.transposed;
-        let dw = match need.1 {
-            true => {
-                let also = dx
-                    .as_deref_mut()
-                    .filter(|_| shared)
-                    .map(|dx| (w.as_slice(), dx));
-                let dw = weight_grad(geo, map, img, also)?;
-                Some(permute_weight(&dw, (self.g.c, self.g.k * self.g.k), false))
-            }
-            false => None,
-        };
-        if let Some(dx) = dx.as_deref_mut().filter(|_| !shared) {
-            match self.transposed {
-                true => img_to_map(geo, &gp, w, dx, |_| ())?,
-                false => map_to_img(geo, &gp, w, dx, |_| ())?,
-            }
-        }
-        Ok((dx, dw, db))
-    }
-
-    /// The backward pass for element type `T` on `[x, w, y, g]`, contiguous tensors on the CPU.
-    fn backward_tensors<T: Real>(
-        &self,
-        t: [&Tensor; 4],
-        need: (bool, bool, bool),
-    ) -> Result<[Option<Tensor>; 3]> {
-        let guards = t.map(|t| t.storage_and_layout());
-        let mut slices: [&[T]; 4] = [&[]; 4];
-        for (slice, (guard, layout)) in slices.iter_mut().zip(&guards) {
-            let Storage::Cpu(storage) = &**guard else {
-                bail!("conv_layer: the backward pass expects CPU tensors");
-            };
-            let len = layout.shape().elem_count();
-            *slice = contiguous(self.name(), storage.as_slice::<T>()?, layout, len)?;
-        }
-        let (dx, dw, db) = self.backward(slices, need)?;
-        drop(guards);
-        let device = t[0].device();
-        let wrap = |v: Option<Vec<T>>, shape: Shape| -> Result<Option<Tensor>> {
-            v.map(|v| Tensor::from_vec(v, shape, device)).transpose()
-        };
-        let c_out = db.as_ref().map_or(0, Vec::len);
-        Ok([
-            wrap(dx, t[0].shape().clone())?,
-            wrap(dw, t[1].shape().clone())?,
-            wrap(db, Shape::from(c_out))?,
-        ])
     }
 }
 
@@ -501,7 +422,6 @@ impl CustomOp3 for FusedConv {
         Ok((out, want))
     }
 
-    /// `dx` only when x is tracked (not for data); none of the results has a backward pass of its own.
     fn bwd(
         &self,
         x: &Tensor,
@@ -510,14 +430,56 @@ impl CustomOp3 for FusedConv {
         y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let need = (x.track_op(), w.track_op(), b.track_op());
-        let g = g.contiguous()?;
-        let t = [x, w, y, &g];
-        let [dx, dw, db] = match x.dtype() {
-            DType::F32 => self.backward_tensors::<f32>(t, need)?,
-            DType::F64 => self.backward_tensors::<f64>(t, need)?,
-            other => bail!("{}: {other:?} is not supported", self.name()),
+        fused_bwd(self, [x, w, b, y, g])
+    }
+}
+
+impl FusedLayer for FusedConv {
+    fn grads<T: Real>(
+        &self,
+        [x, w, y, g]: [&[T]; 4],
+        _dims: [&[usize]; 4],
+        need: (bool, bool, bool),
+    ) -> Result<Grads<T>> {
+        let gp = through_activation(g, y, self.act);
+        let c_out = match self.transposed {
+            true => self.g.c,
+            false => self.ca,
         };
-        Ok((dx, dw, db))
+        let db = need.2.then(|| {
+            let mut db = vec![T::zero(); c_out];
+            let plane = self.lens().1 / c_out.max(1);
+            for (i, plane) in gp.chunks(plane.max(1)).enumerate() {
+                db[i % c_out] += plane.iter().fold(T::zero(), |s, &v| s + v);
+            }
+            db
+        });
+        let geo = (self.g, self.ca);
+        let (map, img) = match self.transposed {
+            true => (x, gp.as_slice()),
+            false => (gp.as_slice(), x),
+        };
+        let w = &self.channel_last(w);
+        let mut dx = need.0.then(|| vec![T::zero(); x.len()]);
+        // A transposed layer's dx reads the same columns as its dW: one pass makes both.
+        let shared = need.1 && self.transposed;
+        let dw = match need.1 {
+            true => {
+                let also = dx
+                    .as_deref_mut()
+                    .filter(|_| shared)
+                    .map(|dx| (w.as_slice(), dx));
+                let dw = weight_grad(geo, map, img, also)?;
+                Some(permute_weight(&dw, (self.g.c, self.g.k * self.g.k), false))
+            }
+            false => None,
+        };
+        if let Some(dx) = dx.as_deref_mut().filter(|_| !shared) {
+            match self.transposed {
+                true => img_to_map(geo, &gp, w, dx, |_| ())?,
+                false => map_to_img(geo, &gp, w, dx, |_| ())?,
+            }
+        }
+        Ok([dx, dw, db])
     }
 }

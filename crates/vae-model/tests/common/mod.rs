@@ -1,6 +1,32 @@
-//! Finite-difference helpers shared by the convolution tests.
+//! Helpers shared by the tests of the convolutions and the fused layers: finite differences, and the activations
+//! as Candle applies them.
 
-use candle_core::Tensor;
+#![allow(dead_code)] // each test file uses its own part
+
+use candle_core::{Result, Tensor};
+use vae_model::Activation;
+
+/// Every activation, and none.
+pub const ACTIVATIONS: [Option<Activation>; 6] = [
+    Some(Activation::Relu),
+    Some(Activation::Tanh),
+    Some(Activation::LeakyRelu),
+    Some(Activation::Elu),
+    Some(Activation::Silu),
+    None,
+];
+
+/// `act(y)` through Candle's own ops: what a fused layer is held to.
+pub fn candle_activation(y: Tensor, act: Option<Activation>) -> Result<Tensor> {
+    match act {
+        None => Ok(y),
+        Some(Activation::Relu) => y.relu(),
+        Some(Activation::Tanh) => y.tanh(),
+        Some(Activation::LeakyRelu) => candle_nn::ops::leaky_relu(&y, Activation::LEAKY_SLOPE),
+        Some(Activation::Elu) => y.elu(1.0),
+        Some(Activation::Silu) => y.silu(),
+    }
+}
 
 /// Central differences of `f` in each element of `v`, with step 1e-6.
 pub fn numeric_gradient(v: &Tensor, f: impl Fn(&Tensor) -> f64) -> Vec<f64> {
