@@ -69,6 +69,14 @@ impl<'a, T> Mat<'a, T> {
     }
 }
 
+/// A product on every thread of the calling rayon pool.
+pub(crate) fn pool_parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    }
+}
+
 /// `dst [a.rows, b.cols]` (row-major) `= a b`, plus what `dst` held when `accumulate`.
 pub(crate) fn gemm_into<T: WithDType>(
     dst: &mut [T],
@@ -79,7 +87,7 @@ pub(crate) fn gemm_into<T: WithDType>(
 ) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || dst.len() != m * n || !a.in_bounds() || !b.in_bounds() {
-        bail!("conv_layer: internal error, a product's shapes do not match");
+        bail!("fused layer: internal error, a product's shapes do not match");
     }
     if m * n == 0 {
         return Ok(());

@@ -10,8 +10,8 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Ten
 use rayon::prelude::*;
 
 use crate::cpu_kernels::{
-    bias_and_activation, contiguous, fused_bwd, gemm_into, through_activation, FusedLayer, Grads,
-    Mat, Real,
+    bias_and_activation, contiguous, fused_bwd, gemm_into, pool_parallelism, through_activation,
+    FusedLayer, Grads, Mat, Real,
 };
 use crate::{linear_product, Activation};
 
@@ -65,14 +65,6 @@ struct FusedDense {
     act: Option<Activation>,
 }
 
-/// Products on every thread of the calling pool.
-fn parallelism() -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        1 => gemm::Parallelism::None,
-        t => gemm::Parallelism::Rayon(t),
-    }
-}
-
 /// Rows per parallel task of the element-wise passes.
 const ROWS_PER_TASK: usize = 16;
 
@@ -85,7 +77,7 @@ impl FusedDense {
             Mat::row_major(x, rows, fan_in),
             Mat::row_major(w, fan_out, fan_in),
         );
-        gemm_into(&mut y, x, w.t(), false, parallelism())?;
+        gemm_into(&mut y, x, w.t(), false, pool_parallelism())?;
         y.par_chunks_mut(ROWS_PER_TASK * fan_out.max(1))
             .for_each(|rows| {
                 rows.chunks_mut(fan_out.max(1))
@@ -160,7 +152,7 @@ impl FusedLayer for FusedDense {
             true => {
                 let mut dx = vec![T::zero(); rows * fan_in];
                 let w = Mat::row_major(w, fan_out, fan_in);
-                gemm_into(&mut dx, gm, w, false, parallelism())?;
+                gemm_into(&mut dx, gm, w, false, pool_parallelism())?;
                 Some(dx)
             }
         };
@@ -169,7 +161,7 @@ impl FusedLayer for FusedDense {
             true => {
                 let mut dw = vec![T::zero(); fan_out * fan_in];
                 let x = Mat::row_major(x, rows, fan_in);
-                gemm_into(&mut dw, gm.t(), x, false, parallelism())?;
+                gemm_into(&mut dw, gm.t(), x, false, pool_parallelism())?;
                 Some(dw)
             }
         };

@@ -103,11 +103,7 @@ fn gemm_in_pool<T: WithDType>(
             candle_core::bail!("product: a layout reaches past its storage");
         }
     }
-    let threads = rayon::current_num_threads();
-    let parallelism = match threads {
-        1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    };
+    let parallelism = crate::cpu_kernels::pool_parallelism();
     let mut c = vec![T::zero(); m * n];
     let ([a_rs, a_cs], [b_rs, b_cs]) = (strides2(al), strides2(bl));
     // SAFETY: `c` is m×n row-major; every element either operand's strides reach was checked above.
