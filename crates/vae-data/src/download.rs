@@ -222,12 +222,14 @@ fn fetch_verified(
     opts: &DownloadOptions,
 ) -> Result<()> {
     let dir = dest.parent().expect("dest is inside the dataset dir");
-    let mut tmp = vae_model::temp_file_builder()
-        .prefix(&format!(".{}.", file.name))
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(DataError::io(dir))?;
-    let _pending = vae_model::Pending::new(tmp.path());
+    let prefix = format!(".{}.", file.name);
+    let (_pending, mut tmp) = vae_model::Pending::create(|| {
+        vae_model::temp_file_builder()
+            .prefix(&prefix)
+            .suffix(".part")
+            .tempfile_in(dir)
+    })
+    .map_err(DataError::io(dir))?;
     let (mut reader, len): (Box<dyn Read>, Option<u64>) = match &opts.source {
         Source::LocalDir(_) => {
             let f = File::open(url).map_err(DataError::io(url))?;

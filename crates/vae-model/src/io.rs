@@ -33,8 +33,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = temp_file_builder().tempfile_in(dir)?;
-    let _pending = Pending::new(tmp.path());
+    let (_pending, mut tmp) = Pending::create(|| temp_file_builder().tempfile_in(dir))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -63,11 +62,18 @@ static PENDING: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::ne
 pub struct Pending(std::path::PathBuf);
 
 impl Pending {
-    /// Names `path` as being written.
-    pub fn new(path: &Path) -> Self {
+    /// Makes a temporary file or folder with `make` and names it as being written, both under the registry's lock:
+    /// a signal that comes while it is made waits, and then sees it.
+    ///
+    /// Bind the result as `let (_pending, tmp)`, so that `tmp` (which deletes an unpublished file) drops first.
+    pub fn create<T: AsRef<Path>>(
+        make: impl FnOnce() -> std::io::Result<T>,
+    ) -> std::io::Result<(Self, T)> {
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-        pending.push(path.to_path_buf());
-        Self(path.to_path_buf())
+        let made = make()?;
+        let path = made.as_ref().to_path_buf();
+        pending.push(path.clone());
+        Ok((Self(path), made))
     }
 }
 
@@ -81,6 +87,9 @@ impl Drop for Pending {
 }
 
 /// Removes every temporary file (or folder) still being written: what a signal handler does before it exits.
+///
+/// The registry stays locked afterwards, so that no other thread starts a temporary file before the process exits:
+/// call it only on the way out.
 pub fn remove_pending() {
     let pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
     for path in pending.iter() {
@@ -89,6 +98,7 @@ pub fn remove_pending() {
             false => drop(std::fs::remove_file(path)),
         }
     }
+    std::mem::forget(pending);
 }
 
 /// Safetensors bytes whose header is in a fixed order (keys sorted), so that the same tensors and metadata are

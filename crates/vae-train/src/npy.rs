@@ -12,11 +12,12 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
         _ => Path::new("."),
     };
     let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: cannot write: {e}", path.display());
-    let tmp = vae_model::temp_file_builder()
-        .suffix(".npy")
-        .tempfile_in(dir)
-        .map_err(|e| fail(&e))?;
-    let _pending = vae_model::Pending::new(tmp.path());
+    let (_pending, tmp) = vae_model::Pending::create(|| {
+        vae_model::temp_file_builder()
+            .suffix(".npy")
+            .tempfile_in(dir)
+    })
+    .map_err(|e| fail(&e))?;
     t.to_device(&candle_core::Device::Cpu)?
         .write_npy(tmp.path())
         .map_err(|e| fail(&e))?;

@@ -89,12 +89,13 @@ pub fn export_site(
     };
     std::fs::create_dir_all(parent)
         .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".export-web-")
-        .tempdir_in(parent)
-        .map_err(|e| anyhow::anyhow!("{}: cannot write there ({})", parent.display(), e.kind()))?;
     // A signal removes it: the new site before it is placed, the old one after the swap.
-    let _pending = vae_model::Pending::new(tmp.path());
+    let (_pending, tmp) = vae_model::Pending::create(|| {
+        tempfile::Builder::new()
+            .prefix(".export-web-")
+            .tempdir_in(parent)
+    })
+    .map_err(|e| anyhow::anyhow!("{}: cannot write there ({})", parent.display(), e.kind()))?;
     let written = write_files(explorer, model_bytes, tmp.path())?;
     place(tmp.path(), out, overwrite)?;
     Ok(written)
