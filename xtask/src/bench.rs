@@ -3,10 +3,12 @@
 //! run, with medians and ratios against the faster PyTorch; then the same for the importance-weighted likelihood
 //! estimate ([`likelihood`]). `--variants` adds our other configurations (each sgemm backend forced, the AVX2 paths
 //! forced, the autograd engine); `--profile` adds where our epoch's time goes; `--folder` the reading of MNIST as
-//! a folder of pictures ([`folder`]); `--web` the explorer's WebAssembly module in Chromium ([`web`]).
+//! a folder of pictures ([`folder`]); `--web` the explorer's WebAssembly module in Chromium ([`web`]). `--sgemm`
+//! times each preset's products alone instead of its epochs ([`sgemm`]).
 
 mod folder;
 mod likelihood;
+mod sgemm;
 mod web;
 
 use std::path::{Path, PathBuf};
@@ -201,6 +203,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if !torch && !args.no_torch {
         eprintln!("note: PyTorch is not importable, so only our side is timed; `pip install torch numpy` adds it");
     }
+    if args.sgemm {
+        let doc = serde_json::json!({ "machine": machine(), "sgemm": sgemm::run(args, &exe, &work, torch)? });
+        return write_report(args, &doc);
+    }
     let compile = torch && !args.no_torch_compile;
     let mut timed = resolve_presets(args, &exe, &work)?;
     for round in 1..=args.rounds {
@@ -225,8 +231,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.web {
         doc["web"] = web::run(&exe, &work)?;
     }
+    write_report(args, &doc)
+}
+
+/// Writes the JSON report to `args.json` and says where.
+fn write_report(args: &BenchArgs, doc: &serde_json::Value) -> Result<()> {
     std::fs::create_dir_all(args.json.parent().unwrap_or(Path::new(".")))?;
-    std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
+    std::fs::write(&args.json, serde_json::to_string_pretty(doc)?)?;
     println!("\n(JSON: {})", args.json.display());
     Ok(())
 }

@@ -145,6 +145,10 @@ pub struct BenchArgs {
     /// of 100) and the exported page's time to interactive.
     #[arg(long)]
     pub web: bool,
+    /// Instead of training epochs, time each preset's products alone (the shapes of one profiled epoch) on each of
+    /// our sgemm backends and through `torch.matmul`, in `--rounds` alternated rounds: GFLOP/s side by side.
+    #[arg(long)]
+    pub sgemm: bool,
     /// Where the JSON report goes.
     #[arg(long, default_value = "target/bench/bench.json")]
     pub json: PathBuf,

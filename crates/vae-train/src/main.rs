@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    vae_train::pin_openblas_kernels();
     vae_train::shorten_candle_spin();
     match cli::run(cli::args::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1104,6 +1104,42 @@ mod profile {
     }
 }
 
+/// The kernels OpenBLAS reports it chose as `vae-train` runs (`OPENBLAS_VERBOSE=2` prints each choice; the last
+/// is the one that ran), and whether the arguments arrived whole.
+#[cfg(all(feature = "blas", target_arch = "x86_64"))]
+fn openblas_core_of_a_run(env: &[(&str, &str)]) -> (String, bool) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vae-train"))
+        .args(["preset", "mnist", "--latent-dim", "7"])
+        .env("OPENBLAS_VERBOSE", "2")
+        .env_remove("OPENBLAS_CORETYPE")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let core = stderr.lines().rev().find_map(|l| l.strip_prefix("Core: "));
+    let args_whole = String::from_utf8_lossy(&out.stdout).contains("\"latent_dim\":7");
+    (core.unwrap_or("(not reported)").to_string(), args_whole)
+}
+
+#[cfg(all(feature = "blas", target_arch = "x86_64"))]
+#[test]
+fn openblas_runs_kernels_the_cpu_has_where_it_does_not_know_the_cpu() {
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    if !avx2 {
+        return;
+    }
+    let (core, args_whole) = openblas_core_of_a_run(&[]);
+    assert_ne!(core, "Prescott", "OpenBLAS kept its generic kernels");
+    assert!(args_whole, "the arguments did not reach the run");
+    // Without AVX-512 (as `VAE_NO_AVX512` has it), a generic choice becomes Haswell, a known CPU's stays.
+    let (core, _) = openblas_core_of_a_run(&[("VAE_NO_AVX512", "1")]);
+    assert_ne!(core, "Prescott");
+    // A core the user names is left alone.
+    let (core, _) = openblas_core_of_a_run(&[("OPENBLAS_CORETYPE", "Prescott")]);
+    assert_eq!(core, "Prescott");
+}
+
 #[test]
 fn logs_written_to_a_file_or_pipe_have_no_colour_codes() {
     let tmp = tempfile::tempdir().unwrap();

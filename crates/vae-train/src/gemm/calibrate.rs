@@ -47,7 +47,13 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> StepBackend {
         start.elapsed().as_secs_f64()
     };
     timed(CANDIDATES[0]);
-    let names = CANDIDATES.map(|b| b.name()).join(" or ");
+    // OpenBLAS's kernels are part of the key: other kernels, another choice.
+    let core = super::openblas_core().unwrap_or_default();
+    let names = CANDIDATES.map(|b| b.name()).join(" or ").replacen(
+        "openblas",
+        &format!("openblas {core}"),
+        1,
+    );
     let key = format!("step ({names}): {}", scope::trial_shapes().join(", "));
     let path = cache::cache_path();
     let before = chosen_steps().get(&key).copied().or_else(|| {

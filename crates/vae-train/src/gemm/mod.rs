@@ -20,6 +20,7 @@ mod choose;
 mod gemm_crate;
 #[cfg(feature = "blas")]
 mod openblas;
+mod rate;
 mod scope;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ pub mod timing;
 pub use cache::cache_path;
 pub use calibrate::{calibrate, StepBackend};
 pub use choose::{backend_summary, choose};
+pub use rate::rate;
 pub use scope::{in_trial, side_by_side, with_backend};
 
 /// A product `c[m, n] = op(a)[m, k] · op(b)[k, n]`, all row-major: its sizes, and whether `a` is stored as `[k, m]`
@@ -50,6 +52,44 @@ impl GemmShape {
     /// Multiply-adds of the product: `m·n·k`.
     pub fn macs(&self) -> usize {
         self.m * self.n * self.k
+    }
+}
+
+/// A shape that is not written as [`GemmShape`]'s `Display` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a product shape such as `NT 128x400x784` (transposes of a and b, then m, n, k)"
+)]
+pub struct BadShape(String);
+
+impl std::str::FromStr for GemmShape {
+    type Err = BadShape;
+
+    /// `"NT 128x400x784"`, as [`GemmShape`]'s `Display` writes it.
+    fn from_str(s: &str) -> Result<Self, BadShape> {
+        let bad = || BadShape(s.to_string());
+        let (t, dims) = s.trim().split_once(' ').ok_or_else(bad)?;
+        let transposed = |c: Option<char>| match c {
+            Some('N') => Ok(false),
+            Some('T') => Ok(true),
+            _ => Err(bad()),
+        };
+        let mut t = t.chars();
+        let (a_transposed, b_transposed) = (transposed(t.next())?, transposed(t.next())?);
+        let dims: Vec<usize> = dims
+            .split('x')
+            .map(|d| d.parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        match (t.next(), dims.as_slice()) {
+            (None, &[m, n, k]) => Ok(Self {
+                a_transposed,
+                b_transposed,
+                m,
+                n,
+                k,
+            }),
+            _ => Err(bad()),
+        }
     }
 }
 
@@ -80,6 +120,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backends this build has: the `gemm` crate, and OpenBLAS with the `blas` feature.
+    pub fn compiled() -> Vec<Backend> {
+        let mut v = vec![Backend::Gemm];
+        if cfg!(feature = "blas") {
+            v.push(Backend::OpenBlas);
+        }
+        v
+    }
+
     /// The name used in logs and reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -116,6 +165,34 @@ pub fn sgemm(shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], accumulate: 
         let flop = 2.0 * shape.macs() as f64;
         timing::record(shape, backend.name(), start.elapsed(), flop);
     }
+}
+
+/// The kernels OpenBLAS runs (`None` without the `blas` feature).
+pub fn openblas_core() -> Option<String> {
+    #[cfg(feature = "blas")]
+    return Some(openblas::corename());
+    #[cfg(not(feature = "blas"))]
+    None
+}
+
+/// OpenBLAS's kernels for this CPU where OpenBLAS did not know it and fell back to its generic SSE3 kernels
+/// (`Prescott`, seven times slower; OpenBLAS 0.3.21 does so on Intel's family 6 model 207): `SkylakeX` with
+/// AVX-512, `Haswell` with AVX2 and FMA. `None` where OpenBLAS knew the CPU or `OPENBLAS_CORETYPE` already names
+/// the kernels.
+pub fn openblas_core_to_pin() -> Option<&'static str> {
+    if std::env::var_os("OPENBLAS_CORETYPE").is_some() || openblas_core()? != "Prescott" {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::cpu::has_avx512() {
+            return Some("SkylakeX");
+        }
+        if crate::cpu::has_avx2() {
+            return Some("Haswell");
+        }
+    }
+    None
 }
 
 /// Runs one product on `backend` (the caller checked the slices).

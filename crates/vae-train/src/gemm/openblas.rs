@@ -12,6 +12,15 @@ use super::{GemmShape, SPLIT_MACS};
 
 extern "C" {
     fn openblas_set_num_threads(n: std::ffi::c_int);
+    fn openblas_get_corename() -> *const std::ffi::c_char;
+}
+
+/// The kernels OpenBLAS chose when it loaded (`Haswell`, `SkylakeX`, …; `Prescott`, its generic SSE3 ones, for a
+/// CPU it does not know).
+pub fn corename() -> String {
+    // SAFETY: OpenBLAS returns a static NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(openblas_get_corename()) };
+    name.to_string_lossy().into_owned()
 }
 
 /// A product's operands as raw parts, so that threads can each take a disjoint block of `c`.

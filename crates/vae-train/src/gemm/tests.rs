@@ -32,15 +32,6 @@ fn naive(ta: bool, tb: bool, m: usize, n: usize, k: usize, a: &[f32], b: &[f32])
     c
 }
 
-/// The backends this build has.
-fn backends() -> Vec<Backend> {
-    let mut v = vec![Backend::Gemm];
-    if cfg!(feature = "blas") {
-        v.push(Backend::OpenBlas);
-    }
-    v
-}
-
 /// `op(a)·op(b)` on `backend` (and through [`sgemm`]'s choice) against the naive product, then accumulated.
 fn check(m: usize, n: usize, k: usize, tol: f32) {
     let a: Vec<f32> = (0..m * k)
@@ -60,7 +51,7 @@ fn check(m: usize, n: usize, k: usize, tol: f32) {
                 );
             }
         };
-        for backend in backends() {
+        for backend in Backend::compiled() {
             let mut c = vec![1f32; m * n];
             run(backend, shape(ta, tb, m, n, k), &a, &b, &mut c, false);
             close(&c, 1.0, backend.name());
@@ -166,4 +157,28 @@ fn shape_keys_name_the_transposes_and_sizes() {
         shape(true, false, 400, 784, 128).to_string(),
         "TN 400x784x128"
     );
+}
+
+#[test]
+fn shape_keys_parse_back_and_malformed_ones_are_refused() {
+    for s in [
+        shape(false, true, 128, 400, 784),
+        shape(true, true, 1, 0, 5000),
+    ] {
+        assert_eq!(s.to_string().parse::<GemmShape>(), Ok(s));
+    }
+    for bad in [
+        "",
+        "NT",
+        "NT 128x400",
+        "NT 128x400x784x2",
+        "XT 1x2x3",
+        "NTN 1x2x3",
+        "N 1x2x3",
+        "NT 1x-2x3",
+        "NT 1x2x",
+    ] {
+        let err = bad.parse::<GemmShape>().unwrap_err().to_string();
+        assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
+    }
 }
