@@ -75,7 +75,11 @@ fn argument_len(op: u8, rest: &[u8]) -> Result<usize, String> {
         b'G' => fixed(8),
         0x8a => {
             let n = *rest.first().ok_or("cut short")? as usize;
-            fixed(1 + n)
+            // Candle decodes a LONG1 into an i64 and shifts by 8 per byte: past 8 bytes the shift overflows.
+            match n {
+                0..=8 => fixed(1 + n),
+                _ => Err(format!("a {n}-byte integer (LONG1): more than 8 bytes")),
+            }
         }
         b'X' => {
             let n = u32_at()?;

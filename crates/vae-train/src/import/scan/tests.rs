@@ -54,7 +54,7 @@ fn memo_copies_count_against_the_object_budget() {
 
 #[test]
 fn malformed_streams_are_refused_with_their_offset() {
-    let cases: [(&[u8], &str); 6] = [
+    let cases: [(&[u8], &str); 7] = [
         (&[0x80, 2, b'K'], "opcode 0x4b at byte 2: cut short"),
         (&[0x80, 2, b'N'], "ends before its STOP"),
         (
@@ -62,6 +62,11 @@ fn malformed_streams_are_refused_with_their_offset() {
             "declares a 2147483647-byte string",
         ),
         (b"t.", "no MARK to pop to"),
+        // Candle's LONG1 shifts an i64 by 8 per byte (the fuzzer found 9 bytes overflowing it).
+        (
+            &[0x8a, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, b'.'],
+            "opcode 0x8a at byte 0: a 9-byte integer (LONG1): more than 8 bytes",
+        ),
         (&[b'h', 7, b'.'], "memo 7 was never put"),
         (
             b"i.",
