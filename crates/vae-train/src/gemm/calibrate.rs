@@ -47,13 +47,7 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> StepBackend {
         start.elapsed().as_secs_f64()
     };
     timed(CANDIDATES[0]);
-    // OpenBLAS's kernels are part of the key: other kernels, another choice.
-    let core = super::openblas_core().unwrap_or_default();
-    let names = CANDIDATES.map(|b| b.name()).join(" or ").replacen(
-        "openblas",
-        &format!("openblas {core}"),
-        1,
-    );
+    let names = CANDIDATES.map(key_name).join(" or ");
     let key = format!("step ({names}): {}", scope::trial_shapes().join(", "));
     let path = cache::cache_path();
     let before = chosen_steps().get(&key).copied().or_else(|| {
@@ -73,6 +67,14 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> StepBackend {
     };
     scope::end_trials();
     StepBackend::Chosen(*chosen_steps().entry(key).or_insert(pick))
+}
+
+/// A backend's name in a step's cache key; OpenBLAS's with the kernels it runs: other kernels, another choice.
+fn key_name(b: Backend) -> String {
+    match b {
+        Backend::OpenBlas => format!("openblas {}", super::openblas_core().unwrap_or_default()),
+        Backend::Gemm => b.name().to_string(),
+    }
 }
 
 /// This process's choices for training steps, by key: an earlier choice stands even where the cache cannot be
