@@ -66,7 +66,7 @@ struct Variant {
     args: &'static [&'static str],
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     Variant {
         flag: "",
         name: "ours",
@@ -77,6 +77,12 @@ const VARIANTS: [Variant; 5] = [
         flag: "openblas",
         name: "ours, OpenBLAS forced",
         env: &[("VAE_GEMM", "openblas")],
+        args: &[],
+    },
+    Variant {
+        flag: "mkl",
+        name: "ours, MKL forced",
+        env: &[("VAE_GEMM", "mkl")],
         args: &[],
     },
     Variant {

@@ -136,3 +136,13 @@ pub fn pin_data_dir() {
         }
     }
 }
+
+/// `$XDG_CACHE_HOME/vae-candle`, else `~/.cache/vae-candle`: where the CUDA and MKL wheels go (and where
+/// `vae-train` looks for MKL).
+pub fn cache_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(base.join("vae-candle"))
+}

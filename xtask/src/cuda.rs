@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmd::{cargo, status, stdout};
+use crate::cmd::{cache_dir, cargo, status, stdout};
 
 /// The toolkit wheels' version. cudarc 0.19 knows CUDA up to 13.4, and its build script panics on newer ones (the
 /// newest wheels are 13.5), so it is pinned.
@@ -114,15 +114,6 @@ fn system_root() -> Option<PathBuf> {
         .and_then(|nvcc| nvcc.canonicalize().ok())
         .and_then(|nvcc| Some(nvcc.parent()?.parent()?.to_path_buf()))
         .filter(|root| !root.starts_with(cache_dir().unwrap_or_default()))
-}
-
-/// `$XDG_CACHE_HOME/vae-candle`, else `~/.cache/vae-candle`.
-fn cache_dir() -> Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set")?;
-    Ok(base.join("vae-candle"))
 }
 
 /// The compute capability of GPU 0, from `nvidia-smi` (`9.0` → `90`).

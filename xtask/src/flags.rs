@@ -56,6 +56,9 @@ pub enum Task {
     Man,
     /// Time training epochs of each preset, ours and (where importable) PyTorch's, side by side.
     Bench(BenchArgs),
+    /// Install Intel MKL's runtime (PyPI's `mkl` wheel) into a venv in the cache folder, where vae-train finds it
+    /// and adds MKL to the sgemm backends it measures.
+    Mkl,
     /// Train the runs behind docs/concepts.md, write its figures into docs/concepts/, print its tables.
     Figures(FiguresArgs),
     /// Run each cargo-fuzz target (IDX reader, Vae::load, checkpoint, preset parser) for N seconds.
@@ -114,9 +117,9 @@ pub struct BenchArgs {
         default_value = "mnist,mnist-seed,mnist-cvae,mnist-iwae"
     )]
     pub presets: Vec<String>,
-    /// Our other configurations, timed on the first preset: `openblas` and `gemm` (that sgemm forced), `avx2`
+    /// Our other configurations, timed on the first preset: `openblas`, `mkl` and `gemm` (that sgemm forced), `avx2`
     /// (no AVX-512: our kernels' AVX2 paths, OpenBLAS's Haswell kernels), `autograd` (the Candle engine).
-    #[arg(long, value_delimiter = ',', value_parser = ["openblas", "gemm", "avx2", "autograd"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["openblas", "mkl", "gemm", "avx2", "autograd"])]
     pub variants: Vec<String>,
     /// Report where our epoch's time goes (`VAE_PROFILE=1`): products, element-wise work, Adam, data, other, and
     /// each product's GFLOP/s.

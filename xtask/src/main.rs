@@ -17,6 +17,7 @@ mod flags;
 mod fuzz;
 mod lint;
 mod man;
+mod mkl;
 mod readme;
 mod structure;
 mod summary;
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Lint => lint::run(),
         Task::Man => man::run().map(drop),
         Task::Bench(args) => bench::run(&args),
+        Task::Mkl => mkl::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Figures(args) => figures::run(&args),
         Task::Web => web::run(),

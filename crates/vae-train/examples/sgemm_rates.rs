@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
     }
     let shapes: Vec<GemmShape> = args.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
     for shape in shapes {
-        for backend in Backend::compiled() {
+        for backend in Backend::available() {
             let gflop_per_s = rate(shape, backend, Duration::from_millis(ms));
             let line = serde_json::json!({
                 "shape": shape.to_string(),

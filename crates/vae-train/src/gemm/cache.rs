@@ -13,10 +13,15 @@ pub fn cache_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("VAE_GEMM_CACHE") {
         return Some(p.into());
     }
+    Some(cache_dir()?.join("sgemm.json"))
+}
+
+/// This project's cache folder: `$XDG_CACHE_HOME/vae-candle`, else `~/.cache/vae-candle` (none without a home).
+pub fn cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("vae-candle").join("sgemm.json"))
+    Some(base.join("vae-candle"))
 }
 
 /// The cache file: per machine (CPU model and threads), the choice for each key (a product's shape, or a training

@@ -27,9 +27,6 @@ impl StepBackend {
     }
 }
 
-/// The candidates, in the order trials run them.
-const CANDIDATES: [Backend; 2] = [Backend::OpenBlas, Backend::Gemm];
-
 /// Chooses the backend of a training step by timing it on OpenBLAS and on the `gemm` crate: `step` (a step on a copy
 /// of the model, which must not touch the run's RNG) runs once to find its product shapes; unless this process or
 /// the cache holds a choice for that step, it then runs trials until two agree on the backend of the fastest
@@ -46,8 +43,13 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> StepBackend {
         step();
         start.elapsed().as_secs_f64()
     };
-    timed(CANDIDATES[0]);
-    let names = CANDIDATES.map(key_name).join(" or ");
+    let candidates = Backend::available();
+    timed(candidates[0]);
+    let names = candidates
+        .iter()
+        .map(|&b| key_name(b))
+        .collect::<Vec<_>>()
+        .join(" or ");
     let key = format!("step ({names}): {}", scope::trial_shapes().join(", "));
     let path = cache::cache_path();
     let before = chosen_steps().get(&key).copied().or_else(|| {
@@ -63,16 +65,17 @@ pub fn calibrate(what: &str, mut step: impl FnMut()) -> StepBackend {
             );
             b
         }
-        None => measure_and_record(what, &key, path.as_deref(), &mut timed),
+        None => measure_and_record(what, (&key, &candidates), path.as_deref(), &mut timed),
     };
     scope::end_trials();
     StepBackend::Chosen(*chosen_steps().entry(key).or_insert(pick))
 }
 
-/// A backend's name in a step's cache key; OpenBLAS's with the kernels it runs: other kernels, another choice.
+/// A backend's name in a step's cache key, with its library's kernels or version: other kernels, another choice.
 fn key_name(b: Backend) -> String {
     match b {
         Backend::OpenBlas => format!("openblas {}", super::openblas_core().unwrap_or_default()),
+        Backend::Mkl => format!("mkl {}", super::mkl_version().unwrap_or_default()),
         Backend::Gemm => b.name().to_string(),
     }
 }
@@ -89,25 +92,25 @@ fn chosen_steps() -> std::sync::MutexGuard<'static, HashMap<String, Backend>> {
 /// the cache at `path`, where another run's earlier choice wins; logs what it measured.
 fn measure_and_record(
     what: &str,
-    key: &str,
+    (key, candidates): (&str, &[Backend]),
     path: Option<&Path>,
     timed: &mut impl FnMut(Backend) -> f64,
 ) -> Backend {
     let mut chosen = Vec::new();
     let (fastest, best) = loop {
-        let best = trial(timed);
+        let best = trial(candidates, timed);
         let fastest = (0..best.len()).fold(0, |f, i| if best[i] < best[f] { i } else { f });
         if chosen.contains(&fastest) {
             break (fastest, best);
         }
         chosen.push(fastest);
     };
-    let mine = CANDIDATES[fastest];
+    let mine = candidates[fastest];
     let pick = match path {
         Some(p) => cache::record(p, key, mine, "the choice holds for this run only"),
         None => mine,
     };
-    let times: Vec<String> = (CANDIDATES.iter().zip(&best))
+    let times: Vec<String> = (candidates.iter().zip(&best))
         .map(|(b, t)| format!("{:.2} ms on {}", t * 1e3, b.name()))
         .collect();
     let place = path.map_or("not cached".into(), |p| p.display().to_string());
@@ -122,10 +125,10 @@ fn measure_and_record(
 
 /// One trial of [`calibrate`]: three blocks of four steps on each candidate in turn, the first of each block
 /// untimed (it finds the caches as the previous candidate left them). Returns each candidate's best step, in seconds.
-fn trial(timed: &mut impl FnMut(Backend) -> f64) -> Vec<f64> {
-    let mut best = vec![f64::INFINITY; CANDIDATES.len()];
+fn trial(candidates: &[Backend], timed: &mut impl FnMut(Backend) -> f64) -> Vec<f64> {
+    let mut best = vec![f64::INFINITY; candidates.len()];
     for _ in 0..3 {
-        for (i, &b) in CANDIDATES.iter().enumerate() {
+        for (i, &b) in candidates.iter().enumerate() {
             timed(b);
             for _ in 0..3 {
                 best[i] = best[i].min(timed(b));

@@ -7,34 +7,54 @@ use std::time::Instant;
 
 use super::{cache, run, Backend, GemmShape};
 
-/// How [`super::sgemm`] chooses, for logs and the run summary.
-pub fn backend_summary() -> &'static str {
-    if !cfg!(feature = "blas") {
-        return "gemm crate";
-    }
+/// How [`super::sgemm`] chooses, for logs and the run summary: `"gemm crate"`, a forced backend, or the measured
+/// choice between those this run has (`"OpenBLAS, MKL or gemm crate, the fastest measured on this run's step"`).
+pub fn backend_summary() -> String {
+    let title = |b: Backend| match b {
+        Backend::OpenBlas => "OpenBLAS",
+        Backend::Mkl => "MKL",
+        Backend::Gemm => "gemm crate",
+    };
+    let available = Backend::available();
     match forced() {
-        Some(Backend::Gemm) => "gemm crate (forced)",
-        Some(_) => "OpenBLAS (forced)",
-        None => "OpenBLAS or gemm crate, the faster measured on this run's step",
+        Some(b) if available.len() == 1 => title(b).to_string(),
+        Some(b) => format!("{} (forced)", title(b)),
+        None => {
+            let names: Vec<&str> = available.iter().map(|&b| title(b)).collect();
+            let (last, rest) = names.split_last().expect("the gemm crate is always there");
+            format!(
+                "{} or {last}, the fastest measured on this run's step",
+                rest.join(", ")
+            )
+        }
     }
 }
 
-/// The backend forced by the environment, if any (always the `gemm` crate without the `blas` feature).
+/// The backend forced by the environment, if any (the `gemm` crate where it is the only one).
 pub(super) fn forced() -> Option<Backend> {
     static FORCED: OnceLock<Option<Backend>> = OnceLock::new();
     *FORCED.get_or_init(|| {
-        if !cfg!(feature = "blas") {
+        let available = Backend::available();
+        if available.len() == 1 {
             return Some(Backend::Gemm);
         }
-        match std::env::var("VAE_GEMM").ok().as_deref() {
-            Some("openblas") => return Some(Backend::OpenBlas),
-            Some("gemm") => return Some(Backend::Gemm),
-            Some("auto") | Some("") | None => {}
+        let named = match std::env::var("VAE_GEMM").ok().as_deref() {
+            Some("openblas") => Some(Backend::OpenBlas),
+            Some("mkl") => Some(Backend::Mkl),
+            Some("gemm") => Some(Backend::Gemm),
+            Some("auto") | Some("") | None => None,
             Some(other) => {
-                tracing::warn!("VAE_GEMM={other:?} is not openblas, gemm or auto; measuring")
+                tracing::warn!("VAE_GEMM={other:?} is not openblas, mkl, gemm or auto; measuring");
+                None
             }
+        };
+        match named {
+            Some(b) if available.contains(&b) => return Some(b),
+            Some(b) => tracing::warn!("VAE_GEMM={}: not in this run; measuring", b.name()),
+            None => {}
         }
-        std::env::var_os("VAE_NO_AVX512").map(|_| Backend::OpenBlas)
+        let no_avx512 = std::env::var_os("VAE_NO_AVX512").is_some();
+        (no_avx512 && available.contains(&Backend::OpenBlas)).then_some(Backend::OpenBlas)
     })
 }
 
@@ -85,8 +105,8 @@ fn cached_or_measured(shape: GemmShape) -> Backend {
     cache::record(&path, &key, mine, "measuring in this run only")
 }
 
-/// Times both backends on `shape`, alternating them so that a change in the machine's load falls on both, and
-/// returns the faster, logging the measurement.
+/// Times every backend on `shape`, in turn so that a change in the machine's load falls on all, and returns the
+/// fastest, logging the measurement.
 fn measured(shape: GemmShape, note: &str) -> Backend {
     let GemmShape { m, n, k, .. } = shape;
     let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.25 - 0.75).collect();
@@ -97,23 +117,23 @@ fn measured(shape: GemmShape, note: &str) -> Backend {
         run(backend, shape, &a, &b, &mut c, false);
         t.elapsed().as_secs_f64()
     };
-    let both = [Backend::OpenBlas, Backend::Gemm];
-    // One untimed run each (first-touch, thread start-up), then about 20 ms in all, at least 5 pairs: the best
+    let all = Backend::available();
+    // One untimed run each (first-touch, thread start-up), then about 20 ms in all, at least 5 rounds: the best
     // run of each is its speed without the machine's interruptions.
-    let first = both.map(&mut time);
-    let pairs = ((0.02 / (first[0] + first[1]).max(1e-9)) as usize).clamp(5, 100);
-    let mut best = [f64::INFINITY; 2];
-    for _ in 0..pairs {
-        for (i, &backend) in both.iter().enumerate() {
+    let first: f64 = all.iter().map(|&b| time(b)).sum();
+    let rounds = ((0.02 / first.max(1e-9)) as usize).clamp(5, 100);
+    let mut best = vec![f64::INFINITY; all.len()];
+    for _ in 0..rounds {
+        for (i, &backend) in all.iter().enumerate() {
             best[i] = best[i].min(time(backend));
         }
     }
-    let pick = if best[0] <= best[1] { both[0] } else { both[1] };
+    let fastest = (0..all.len()).fold(0, |f, i| if best[i] < best[f] { i } else { f });
     let gflops = |s: f64| 2.0 * shape.macs() as f64 / s / 1e9;
-    let (blas, crate_) = (gflops(best[0]), gflops(best[1]));
-    let name = pick.name();
-    tracing::info!(
-        "sgemm {shape}: openblas {blas:.0} GFLOP/s, gemm {crate_:.0} GFLOP/s: {name} ({note})"
-    );
-    pick
+    let rates: Vec<String> = (all.iter().zip(&best))
+        .map(|(b, &s)| format!("{} {:.0} GFLOP/s", b.name(), gflops(s)))
+        .collect();
+    let (rates, name) = (rates.join(", "), all[fastest].name());
+    tracing::info!("sgemm {shape}: {rates}: {name} ({note})");
+    all[fastest]
 }

@@ -1,12 +1,12 @@
-//! Single-precision GEMM on row-major slices, through OpenBLAS (with the `blas` feature) or the `gemm` crate (the
-//! kernel Candle's CPU matmul uses).
+//! Single-precision GEMM on row-major slices, through OpenBLAS (with the `blas` feature), Intel MKL (with the `mkl`
+//! feature, where `libmkl_rt` is found as the program runs) or the `gemm` crate (the kernel Candle's CPU matmul uses).
 //!
-//! Neither is always faster (Debian's OpenBLAS has AVX2 kernels only, the `gemm` crate AVX-512 ones; which wins
-//! depends on the shapes and on the machine's load), so an OpenBLAS build measures: a training run times a few whole
-//! steps on each ([`calibrate`]), and its step uses the faster for all its products; any other product (the
+//! None is always faster (which wins depends on the CPU, the shapes and the machine's load), so where there are
+//! several a run measures: a training run times a few whole steps on each ([`calibrate`]), and its step uses the
+//! fastest for all its products; any other product (the
 //! estimator's thousands of rows) is timed alone the first time its shape is met ([`choose`]). Each choice takes
 //! milliseconds, is logged, and is written to a cache file ([`cache_path`]) that later runs read, so the same run
-//! gives the same numbers every time on that machine. `VAE_GEMM=openblas|gemm` forces a backend; `VAE_NO_AVX512` (as
+//! gives the same numbers every time on that machine. `VAE_GEMM=openblas|mkl|gemm` forces a backend; `VAE_NO_AVX512` (as
 //! on a CPU without AVX-512) forces OpenBLAS, whose kernels the library picks for the CPU, since the `gemm` crate
 //! cannot be kept off its AVX-512 kernels.
 //!
@@ -16,8 +16,12 @@
 
 mod cache;
 mod calibrate;
+#[cfg(any(feature = "blas", feature = "mkl"))]
+mod cblas;
 mod choose;
 mod gemm_crate;
+#[cfg(feature = "mkl")]
+mod mkl;
 #[cfg(feature = "blas")]
 mod openblas;
 mod rate;
@@ -107,7 +111,7 @@ impl std::fmt::Display for GemmShape {
     }
 }
 
-/// The two sgemm implementations.
+/// The sgemm implementations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
@@ -115,17 +119,25 @@ pub enum Backend {
     /// versions cached `openblas+threads`, OpenBLAS threaded beside ours.)
     #[serde(alias = "openblas+threads")]
     OpenBlas,
+    /// Intel MKL's `cblas_sgemm` (the `mkl` feature, where `libmkl_rt` loads), sequential, split as OpenBLAS's is.
+    Mkl,
     /// The `gemm` crate.
     Gemm,
 }
 
 impl Backend {
-    /// The backends this build has: the `gemm` crate, and OpenBLAS with the `blas` feature.
-    pub fn compiled() -> Vec<Backend> {
-        let mut v = vec![Backend::Gemm];
+    /// The backends this run has, in the order a calibration tries them: OpenBLAS with the `blas` feature, MKL with
+    /// the `mkl` feature where its library loads, and the `gemm` crate.
+    pub fn available() -> Vec<Backend> {
+        let mut v = Vec::new();
         if cfg!(feature = "blas") {
             v.push(Backend::OpenBlas);
         }
+        #[cfg(feature = "mkl")]
+        if mkl::available() {
+            v.push(Backend::Mkl);
+        }
+        v.push(Backend::Gemm);
         v
     }
 
@@ -133,9 +145,18 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::OpenBlas => "openblas",
+            Backend::Mkl => "mkl",
             Backend::Gemm => "gemm",
         }
     }
+}
+
+/// MKL's version where it loaded, for logs and reports.
+pub fn mkl_version() -> Option<&'static str> {
+    #[cfg(feature = "mkl")]
+    return mkl::version();
+    #[cfg(not(feature = "mkl"))]
+    None
 }
 
 /// The multiply-adds from which a product is split across threads: below it, waking the threads costs more than
@@ -200,6 +221,8 @@ fn run(backend: Backend, shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], 
     match backend {
         #[cfg(feature = "blas")]
         Backend::OpenBlas => openblas::sgemm(shape, a, b, c, acc),
+        #[cfg(feature = "mkl")]
+        Backend::Mkl => mkl::sgemm(shape, a, b, c, acc),
         _ => gemm_crate::sgemm(shape, a, b, c, acc),
     }
 }

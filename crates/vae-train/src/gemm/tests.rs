@@ -51,7 +51,7 @@ fn check(m: usize, n: usize, k: usize, tol: f32) {
                 );
             }
         };
-        for backend in Backend::compiled() {
+        for backend in Backend::available() {
             let mut c = vec![1f32; m * n];
             run(backend, shape(ta, tb, m, n, k), &a, &b, &mut c, false);
             close(&c, 1.0, backend.name());
@@ -180,5 +180,19 @@ fn shape_keys_parse_back_and_malformed_ones_are_refused() {
     ] {
         let err = bad.parse::<GemmShape>().unwrap_err().to_string();
         assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
+    }
+}
+
+/// Where `VAE_MKL` names a library, MKL is among the backends, so the naive-product checks above run on it too.
+#[cfg(feature = "mkl")]
+#[test]
+fn a_library_vae_mkl_names_is_a_backend() {
+    if let Some(named) = std::env::var_os("VAE_MKL").filter(|v| v != "0") {
+        let available = Backend::available();
+        assert!(
+            available.contains(&Backend::Mkl),
+            "VAE_MKL={named:?}: {available:?}"
+        );
+        assert!(mkl_version().is_some_and(|v| v.contains("Math Kernel Library")));
     }
 }

@@ -126,7 +126,7 @@ pub struct TrainSummary {
     /// The files written into the run directory.
     pub files: Vec<&'static str>,
     /// The fused engine's matrix-product backend.
-    pub gemm: &'static str,
+    pub gemm: String,
     /// Where the epochs' time went, with `VAE_PROFILE` set.
     pub profile: Option<Profile>,
     /// The process's peak resident set, where the OS reports it.
@@ -429,7 +429,7 @@ fn log_start(cfg: &RunConfig, opts: &TrainOptions, kind: Engine, train_images: u
         train_images,
         device = ?opts.device,
         engine = ?kind,
-        gemm = crate::gemm::backend_summary(),
+        gemm = %crate::gemm::backend_summary(),
         "training {} epochs of batch {}",
         cfg.training.epochs,
         cfg.training.batch_size

@@ -1,0 +1,136 @@
+//! A CBLAS library's `cblas_sgemm` (OpenBLAS, MKL) on the calling thread, a large product split by rows or columns of
+//! `c` across ours: the libraries' own threads spin for a while after each call, taking the cores from our kernels,
+//! so they run single-threaded and the split is ours.
+
+use std::ffi::c_int;
+
+use rayon::prelude::*;
+
+use super::{GemmShape, SPLIT_MACS};
+
+/// `cblas_sgemm`'s signature, its enums as the C `int`s they are.
+pub type Sgemm = unsafe extern "C" fn(
+    layout: c_int,
+    trans_a: c_int,
+    trans_b: c_int,
+    m: c_int,
+    n: c_int,
+    k: c_int,
+    alpha: f32,
+    a: *const f32,
+    lda: c_int,
+    b: *const f32,
+    ldb: c_int,
+    beta: f32,
+    c: *mut f32,
+    ldc: c_int,
+);
+
+/// CBLAS's `CblasRowMajor`, `CblasNoTrans` and `CblasTrans`.
+const ROW_MAJOR: c_int = 101;
+const NO_TRANS: c_int = 111;
+const TRANS: c_int = 112;
+
+/// A product's operands as raw parts, so that threads can each take a disjoint block of `c`.
+#[derive(Clone, Copy)]
+struct Operands {
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+}
+// SAFETY: the threads read `a` and `b` and write disjoint blocks of `c`, for the duration of one call.
+unsafe impl Send for Operands {}
+unsafe impl Sync for Operands {}
+
+/// [`super::sgemm`] through `f`, a library's `cblas_sgemm` on one thread (the caller checked the slices).
+pub fn sgemm(f: Sgemm, shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    let ops = Operands {
+        a: a.as_ptr(),
+        b: b.as_ptr(),
+        c: c.as_mut_ptr(),
+    };
+    let parts = if shape.macs() >= SPLIT_MACS {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    // SAFETY: the caller checked that the slices hold their matrices, and the blocks of `c` are disjoint.
+    let block = |p: usize| unsafe { block(f, &ops, shape, parts, p, acc) };
+    if parts == 1 {
+        block(0)
+    } else {
+        (0..parts).into_par_iter().for_each(block)
+    }
+}
+
+/// Block `p` of `parts` of the product: rows of `c` when it is at least as tall as wide, else columns; blocks a
+/// multiple of 8 wide (the kernels' width with AVX2), as even as that allows.
+///
+/// # Safety
+/// `ops` must hold matrices of `shape`, and no other thread may write this block of `c`.
+unsafe fn block(f: Sgemm, ops: &Operands, shape: GemmShape, parts: usize, p: usize, acc: bool) {
+    let GemmShape {
+        a_transposed: ta,
+        b_transposed: tb,
+        m,
+        n,
+        k,
+    } = shape;
+    let split = |len: usize| (len.div_ceil(parts)).div_ceil(8) * 8;
+    let (lda, ldb) = (if ta { m } else { k }, if tb { k } else { n });
+    if m >= n {
+        let step = split(m);
+        let (r0, r1) = (p * step, ((p + 1) * step).min(m));
+        if r0 < r1 {
+            let a = ops.a.add(if ta { r0 } else { r0 * k });
+            let part = GemmShape {
+                m: r1 - r0,
+                ..shape
+            };
+            call(f, part, (a, lda), (ops.b, ldb), (ops.c.add(r0 * n), n), acc);
+        }
+    } else {
+        let step = split(n);
+        let (c0, c1) = (p * step, ((p + 1) * step).min(n));
+        if c0 < c1 {
+            let b = ops.b.add(if tb { c0 * k } else { c0 });
+            let part = GemmShape {
+                n: c1 - c0,
+                ..shape
+            };
+            call(f, part, (ops.a, lda), (b, ldb), (ops.c.add(c0), n), acc);
+        }
+    }
+}
+
+/// `f`, a `cblas_sgemm`, on row-major blocks, each operand with its leading dimension.
+///
+/// # Safety
+/// Each pointer must hold its block of `shape` at its leading dimension.
+unsafe fn call(
+    f: Sgemm,
+    shape: GemmShape,
+    (a, lda): (*const f32, usize),
+    (b, ldb): (*const f32, usize),
+    (c, ldc): (*mut f32, usize),
+    acc: bool,
+) {
+    let t = |x: bool| if x { TRANS } else { NO_TRANS };
+    let GemmShape { m, n, k, .. } = shape;
+    f(
+        ROW_MAJOR,
+        t(shape.a_transposed),
+        t(shape.b_transposed),
+        m as i32,
+        n as i32,
+        k as i32,
+        1.0,
+        a,
+        lda as i32,
+        b,
+        ldb as i32,
+        if acc { 1.0 } else { 0.0 },
+        c,
+        ldc as i32,
+    )
+}
