@@ -183,16 +183,25 @@ fn shape_keys_parse_back_and_malformed_ones_are_refused() {
     }
 }
 
-/// Where `VAE_MKL` names a library, MKL is among the backends, so the naive-product checks above run on it too.
+/// Where `VAE_MKL` names a library, or `cargo xtask mkl`'s venv holds one, MKL is among the backends, so the
+/// naive-product checks above run on it too; `VAE_MKL=0` leaves it out.
 #[cfg(feature = "mkl")]
 #[test]
-fn a_library_vae_mkl_names_is_a_backend() {
-    if let Some(named) = std::env::var_os("VAE_MKL").filter(|v| v != "0") {
-        let available = Backend::available();
-        assert!(
-            available.contains(&Backend::Mkl),
-            "VAE_MKL={named:?}: {available:?}"
-        );
+fn an_mkl_that_is_there_is_a_backend_and_vae_mkl_0_turns_it_off() {
+    let named = std::env::var_os("VAE_MKL");
+    let venv = cache::cache_dir().map(|d| d.join("mkl/venv/lib/libmkl_rt.so.3"));
+    let installed = venv.is_some_and(|lib| lib.exists());
+    let has_mkl = Backend::available().contains(&Backend::Mkl);
+    match &named {
+        Some(v) if v == "0" => assert!(!has_mkl, "VAE_MKL=0, yet MKL loaded"),
+        Some(_) => assert!(has_mkl, "VAE_MKL={named:?} names no MKL that loads"),
+        None if installed => assert!(
+            has_mkl,
+            "cargo xtask mkl's library is there but did not load"
+        ),
+        None => {}
+    }
+    if has_mkl {
         assert!(mkl_version().is_some_and(|v| v.contains("Math Kernel Library")));
     }
 }
