@@ -56,9 +56,15 @@ fn candidates() -> Vec<PathBuf> {
             _ => vec![named],
         };
     }
-    let cached = super::cache::cache_dir().map(|d| d.join("mkl").join("venv").join("lib"));
-    let in_cache = cached.into_iter().flat_map(|d| NAMES.map(|n| d.join(n)));
+    let in_cache = venv_lib_dir()
+        .into_iter()
+        .flat_map(|d| NAMES.map(|n| d.join(n)));
     in_cache.chain(NAMES.map(PathBuf::from)).collect()
+}
+
+/// Where `cargo xtask mkl`'s venv keeps the library: [`super::cache::cache_dir`]`/mkl/venv/lib`.
+pub(super) fn venv_lib_dir() -> Option<PathBuf> {
+    super::cache::cache_dir().map(|d| d.join("mkl").join("venv").join("lib"))
 }
 
 /// The first candidate that loads, on its sequential layer; a warning where `VAE_MKL` named one that does not.

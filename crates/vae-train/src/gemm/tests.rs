@@ -189,7 +189,7 @@ fn shape_keys_parse_back_and_malformed_ones_are_refused() {
 #[test]
 fn an_mkl_that_is_there_is_a_backend_and_vae_mkl_0_turns_it_off() {
     let named = std::env::var_os("VAE_MKL");
-    let venv = cache::cache_dir().map(|d| d.join("mkl/venv/lib/libmkl_rt.so.3"));
+    let venv = mkl::venv_lib_dir().map(|d| d.join("libmkl_rt.so.3"));
     let installed = venv.is_some_and(|lib| lib.exists());
     let has_mkl = Backend::available().contains(&Backend::Mkl);
     match &named {
