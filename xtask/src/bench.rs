@@ -66,7 +66,7 @@ struct Variant {
     args: &'static [&'static str],
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 8] = [
     Variant {
         flag: "",
         name: "ours",
@@ -86,9 +86,21 @@ const VARIANTS: [Variant; 6] = [
         args: &[],
     },
     Variant {
+        flag: "blis",
+        name: "ours, BLIS forced",
+        env: &[("VAE_GEMM", "blis")],
+        args: &[],
+    },
+    Variant {
         flag: "gemm",
         name: "ours, gemm crate forced",
         env: &[("VAE_GEMM", "gemm")],
+        args: &[],
+    },
+    Variant {
+        flag: "gemm-avx2",
+        name: "ours, gemm crate's AVX2 kernels forced",
+        env: &[("VAE_GEMM", "gemm-avx2")],
         args: &[],
     },
     Variant {

@@ -117,9 +117,14 @@ pub struct BenchArgs {
         default_value = "mnist,mnist-seed,mnist-cvae,mnist-iwae"
     )]
     pub presets: Vec<String>,
-    /// Our other configurations, timed on the first preset: `openblas`, `mkl` and `gemm` (that sgemm forced), `avx2`
-    /// (no AVX-512: our kernels' AVX2 paths, OpenBLAS's Haswell kernels), `autograd` (the Candle engine).
-    #[arg(long, value_delimiter = ',', value_parser = ["openblas", "mkl", "gemm", "avx2", "autograd"])]
+    /// Our other configurations, timed on the first preset: `openblas`, `mkl`, `blis`, `gemm` and `gemm-avx2` (that
+    /// sgemm forced), `avx2` (no AVX-512: our kernels' AVX2 paths, OpenBLAS's Haswell kernels, the `gemm` crate's AVX2
+    /// kernels), `autograd` (the Candle engine).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = ["openblas", "mkl", "blis", "gemm", "gemm-avx2", "avx2", "autograd"]
+    )]
     pub variants: Vec<String>,
     /// Report where our epoch's time goes (`VAE_PROFILE=1`): products, element-wise work, Adam, data, other, and
     /// each product's GFLOP/s.

@@ -76,7 +76,8 @@ fn key_name(b: Backend) -> String {
     match b {
         Backend::OpenBlas => format!("openblas {}", super::openblas_core().unwrap_or_default()),
         Backend::Mkl => format!("mkl {}", super::mkl_version().unwrap_or_default()),
-        Backend::Gemm => b.name().to_string(),
+        Backend::Blis => format!("blis {}", super::blis_version().unwrap_or_default()),
+        Backend::Gemm | Backend::GemmAvx2 => b.name().to_string(),
     }
 }
 

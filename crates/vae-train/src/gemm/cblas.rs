@@ -1,4 +1,4 @@
-//! A CBLAS library's `cblas_sgemm` (OpenBLAS, MKL) on the calling thread, a large product split by rows or columns of
+//! A CBLAS library's `cblas_sgemm` (OpenBLAS, MKL, BLIS) on the calling thread, a large product split by rows or columns of
 //! `c` across ours: the libraries' own threads spin for a while after each call, taking the cores from our kernels,
 //! so they run single-threaded and the split is ours.
 
@@ -27,9 +27,9 @@ pub type Sgemm = unsafe extern "C" fn(
 );
 
 /// CBLAS's `CblasRowMajor`, `CblasNoTrans` and `CblasTrans`.
-const ROW_MAJOR: c_int = 101;
-const NO_TRANS: c_int = 111;
-const TRANS: c_int = 112;
+pub const ROW_MAJOR: c_int = 101;
+pub const NO_TRANS: c_int = 111;
+pub const TRANS: c_int = 112;
 
 /// A product's operands as raw parts, so that threads can each take a disjoint block of `c`.
 #[derive(Clone, Copy)]

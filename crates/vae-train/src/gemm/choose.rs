@@ -13,7 +13,9 @@ pub fn backend_summary() -> String {
     let title = |b: Backend| match b {
         Backend::OpenBlas => "OpenBLAS",
         Backend::Mkl => "MKL",
+        Backend::Blis => "BLIS",
         Backend::Gemm => "gemm crate",
+        Backend::GemmAvx2 => "gemm crate's AVX2 kernels",
     };
     let available = Backend::available();
     match forced() {
@@ -21,7 +23,9 @@ pub fn backend_summary() -> String {
         Some(b) => format!("{} (forced)", title(b)),
         None => {
             let names: Vec<&str> = available.iter().map(|&b| title(b)).collect();
-            let (last, rest) = names.split_last().expect("the gemm crate is always there");
+            let (last, rest) = names
+                .split_last()
+                .expect("a run has two backends or more here");
             format!(
                 "{} or {last}, the fastest measured on this run's step",
                 rest.join(", ")
@@ -30,31 +34,36 @@ pub fn backend_summary() -> String {
     }
 }
 
-/// The backend forced by the environment, if any (the `gemm` crate where it is the only one).
+/// The backend forced by the environment, if any (the one backend where a run has only one).
 pub(super) fn forced() -> Option<Backend> {
     static FORCED: OnceLock<Option<Backend>> = OnceLock::new();
     *FORCED.get_or_init(|| {
         let available = Backend::available();
-        if available.len() == 1 {
-            return Some(Backend::Gemm);
+        if let [only] = available[..] {
+            return Some(only);
         }
         let named = match std::env::var("VAE_GEMM").ok().as_deref() {
             Some("openblas") => Some(Backend::OpenBlas),
             Some("mkl") => Some(Backend::Mkl),
+            Some("blis") => Some(Backend::Blis),
             Some("gemm") => Some(Backend::Gemm),
+            Some("gemm-avx2") => Some(Backend::GemmAvx2),
             Some("auto") | Some("") | None => None,
             Some(other) => {
-                tracing::warn!("VAE_GEMM={other:?} is not openblas, mkl, gemm or auto; measuring");
+                tracing::warn!(
+                    "VAE_GEMM={other:?} is not openblas, mkl, blis, gemm, gemm-avx2 or auto; measuring"
+                );
                 None
             }
         };
         match named {
-            Some(b) if available.contains(&b) => return Some(b),
-            Some(b) => tracing::warn!("VAE_GEMM={}: not in this run; measuring", b.name()),
-            None => {}
+            Some(b) if available.contains(&b) => Some(b),
+            Some(b) => {
+                tracing::warn!("VAE_GEMM={}: not in this run; measuring", b.name());
+                None
+            }
+            None => None,
         }
-        let no_avx512 = std::env::var_os("VAE_NO_AVX512").is_some();
-        (no_avx512 && available.contains(&Backend::OpenBlas)).then_some(Backend::OpenBlas)
     })
 }
 

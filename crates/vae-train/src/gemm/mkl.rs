@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use super::cblas::Sgemm;
-use super::GemmShape;
+use super::{dylib, GemmShape};
 
 /// MKL's threading layer that runs on the calling thread (`MKL_THREADING_SEQUENTIAL`).
 const SEQUENTIAL: c_int = 1;
@@ -46,50 +46,17 @@ pub fn sgemm(shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
     super::cblas::sgemm(mkl.sgemm, shape, a, b, c, acc)
 }
 
-/// The libraries to try, in order.
-fn candidates() -> Vec<PathBuf> {
-    if let Some(named) = std::env::var_os("VAE_MKL") {
-        let named = PathBuf::from(named);
-        return match named.as_os_str() {
-            s if s == "0" => Vec::new(),
-            _ if named.is_dir() => NAMES.map(|n| named.join(n)).into(),
-            _ => vec![named],
-        };
-    }
-    let in_cache = venv_lib_dir()
-        .into_iter()
-        .flat_map(|d| NAMES.map(|n| d.join(n)));
-    in_cache.chain(NAMES.map(PathBuf::from)).collect()
-}
-
 /// Where `cargo xtask mkl`'s venv keeps the library: [`super::cache::cache_dir`]`/mkl/venv/lib`.
 pub(super) fn venv_lib_dir() -> Option<PathBuf> {
     super::cache::cache_dir().map(|d| d.join("mkl").join("venv").join("lib"))
 }
 
-/// The first candidate that loads, on its sequential layer; a warning where `VAE_MKL` named one that does not.
+/// The first library that loads, on its sequential layer.
 fn load() -> Option<Mkl> {
-    for path in candidates() {
-        // SAFETY: loading runs MKL's initialisers, which only set the library up.
-        let Ok(lib) = (unsafe { libloading::Library::new(&path) }) else {
-            continue;
-        };
-        // SAFETY: the symbols are MKL's, with these C signatures.
-        match unsafe { bind(lib) } {
-            Ok(mkl) => {
-                tracing::debug!("MKL {} from {}", mkl.version, path.display());
-                return Some(mkl);
-            }
-            Err(e) => tracing::warn!("{}: not a usable MKL ({e})", path.display()),
-        }
-    }
-    if let Some(named) = std::env::var_os("VAE_MKL").filter(|v| v != "0") {
-        tracing::warn!(
-            "VAE_MKL={}: no MKL library loads there",
-            named.to_string_lossy()
-        );
-    }
-    None
+    let dirs: Vec<PathBuf> = venv_lib_dir().into_iter().collect();
+    let paths = dylib::candidates("VAE_MKL", &NAMES, &dirs);
+    // SAFETY: the paths hold MKL, whose initialisers only set the library up; `bind` is given MKL.
+    unsafe { dylib::load_first(("VAE_MKL", "MKL"), paths, |lib| bind(lib)) }
 }
 
 /// Sets MKL's sequential layer (before any other call, as MKL requires) and finds `cblas_sgemm`.

@@ -1,24 +1,29 @@
-//! Single-precision GEMM on row-major slices, through OpenBLAS (with the `blas` feature), Intel MKL (with the `mkl`
-//! feature, where `libmkl_rt` is found as the program runs) or the `gemm` crate (the kernel Candle's CPU matmul uses).
+//! Single-precision GEMM on row-major slices, through OpenBLAS (with the `blas` feature), Intel MKL and BLIS (with
+//! the `mkl` and `blis` features, where their libraries are found as the program runs) or the `gemm` crate (the
+//! kernel Candle's CPU matmul uses), on its own choice of kernels and, on a CPU with AVX-512, on its AVX2 kernels too.
 //!
 //! None is always faster (which wins depends on the CPU, the shapes and the machine's load), so where there are
 //! several a run measures: a training run times a few whole steps on each ([`calibrate`]), and its step uses the
 //! fastest for all its products; any other product (the
 //! estimator's thousands of rows) is timed alone the first time its shape is met ([`choose`]). Each choice takes
 //! milliseconds, is logged, and is written to a cache file ([`cache_path`]) that later runs read, so the same run
-//! gives the same numbers every time on that machine. `VAE_GEMM=openblas|mkl|gemm` forces a backend; `VAE_NO_AVX512` (as
-//! on a CPU without AVX-512) forces OpenBLAS, whose kernels the library picks for the CPU, since the `gemm` crate
-//! cannot be kept off its AVX-512 kernels.
+//! gives the same numbers every time on that machine. `VAE_GEMM=openblas|mkl|blis|gemm|gemm-avx2` forces a backend;
+//! `VAE_NO_AVX512` (as on a CPU without AVX-512) leaves out the backends that would run AVX-512 kernels: the `gemm`
+//! crate's own choice, MKL, and BLIS where it chose its AVX-512 kernels.
 //!
 //! The pieces: `scope` (the backend a thread's products run on), `calibrate` (a training step's choice),
 //! `choose` (a lone product's choice), `cache` (the choices on disk), [`timing`] (the products' times when
 //! profiling), and one file per backend.
 
+#[cfg(feature = "blis")]
+mod blis;
 mod cache;
 mod calibrate;
-#[cfg(any(feature = "blas", feature = "mkl"))]
+#[cfg(any(feature = "blas", feature = "mkl", feature = "blis"))]
 mod cblas;
 mod choose;
+#[cfg(any(feature = "mkl", feature = "blis"))]
+mod dylib;
 mod gemm_crate;
 #[cfg(feature = "mkl")]
 mod mkl;
@@ -33,6 +38,7 @@ pub mod timing;
 pub use cache::cache_path;
 pub use calibrate::{calibrate, StepBackend};
 pub use choose::{backend_summary, choose};
+use gemm_crate::Kernels;
 pub use rate::rate;
 pub use scope::{in_trial, side_by_side, with_backend};
 
@@ -121,23 +127,46 @@ pub enum Backend {
     OpenBlas,
     /// Intel MKL's `cblas_sgemm` (the `mkl` feature, where `libmkl_rt` loads), sequential, split as OpenBLAS's is.
     Mkl,
-    /// The `gemm` crate.
+    /// BLIS's `bli_sgemm` (the `blis` feature, where `libblis` loads), on one thread, split as OpenBLAS's is.
+    Blis,
+    /// The `gemm` crate, on the kernels it picks for the CPU (AVX-512 where the CPU has it).
     Gemm,
+    /// The `gemm` crate's AVX2 kernels, offered on a CPU with AVX-512, where they can win (a Zen 4 runs AVX-512 at
+    /// half width).
+    #[serde(rename = "gemm-avx2")]
+    GemmAvx2,
 }
 
 impl Backend {
-    /// The backends this run has, in the order a calibration tries them: OpenBLAS with the `blas` feature, MKL with
-    /// the `mkl` feature where its library loads, and the `gemm` crate.
+    /// The backends this run has, in the order a calibration tries them: OpenBLAS with the `blas` feature, MKL and
+    /// BLIS with their features where their libraries load, the `gemm` crate's AVX2 kernels on a CPU with AVX-512,
+    /// and the `gemm` crate's own choice. `VAE_NO_AVX512` leaves out those that would run AVX-512 kernels.
     pub fn available() -> Vec<Backend> {
+        let no_avx512 = std::env::var_os("VAE_NO_AVX512").is_some();
+        Self::offered(gemm_crate::avx2_is_a_second_choice(), no_avx512)
+    }
+
+    /// [`Backend::available`] where the CPU has AVX-512 beside AVX2 (`avx2_second`) or not, and `VAE_NO_AVX512`
+    /// is set or not.
+    fn offered(avx2_second: bool, no_avx512: bool) -> Vec<Backend> {
         let mut v = Vec::new();
         if cfg!(feature = "blas") {
             v.push(Backend::OpenBlas);
         }
         #[cfg(feature = "mkl")]
-        if mkl::available() {
+        if !no_avx512 && mkl::available() {
             v.push(Backend::Mkl);
         }
-        v.push(Backend::Gemm);
+        #[cfg(feature = "blis")]
+        if blis::available() && !(no_avx512 && blis::runs_avx512()) {
+            v.push(Backend::Blis);
+        }
+        if avx2_second {
+            v.push(Backend::GemmAvx2);
+        }
+        if !(no_avx512 && avx2_second) {
+            v.push(Backend::Gemm);
+        }
         v
     }
 
@@ -146,7 +175,9 @@ impl Backend {
         match self {
             Backend::OpenBlas => "openblas",
             Backend::Mkl => "mkl",
+            Backend::Blis => "blis",
             Backend::Gemm => "gemm",
+            Backend::GemmAvx2 => "gemm-avx2",
         }
     }
 }
@@ -156,6 +187,14 @@ pub fn mkl_version() -> Option<&'static str> {
     #[cfg(feature = "mkl")]
     return mkl::version();
     #[cfg(not(feature = "mkl"))]
+    None
+}
+
+/// BLIS's version and the kernels it chose for this CPU (`0.9.0 zen3`), where it loaded, for logs and reports.
+pub fn blis_version() -> Option<&'static str> {
+    #[cfg(feature = "blis")]
+    return blis::version();
+    #[cfg(not(feature = "blis"))]
     None
 }
 
@@ -223,6 +262,9 @@ fn run(backend: Backend, shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], 
         Backend::OpenBlas => openblas::sgemm(shape, a, b, c, acc),
         #[cfg(feature = "mkl")]
         Backend::Mkl => mkl::sgemm(shape, a, b, c, acc),
-        _ => gemm_crate::sgemm(shape, a, b, c, acc),
+        #[cfg(feature = "blis")]
+        Backend::Blis => blis::sgemm(shape, a, b, c, acc),
+        Backend::GemmAvx2 => gemm_crate::sgemm(Kernels::Avx2, shape, a, b, c, acc),
+        _ => gemm_crate::sgemm(Kernels::Dispatched, shape, a, b, c, acc),
     }
 }

@@ -205,3 +205,62 @@ fn an_mkl_that_is_there_is_a_backend_and_vae_mkl_0_turns_it_off() {
         assert!(mkl_version().is_some_and(|v| v.contains("Math Kernel Library")));
     }
 }
+
+/// On a CPU with AVX-512 beside AVX2 and FMA (as `std` detects it), the `gemm` crate's AVX2 kernels are a backend of
+/// their own, so the naive-product checks above run on them too; `VAE_NO_AVX512` leaves out the crate's AVX-512
+/// choice and MKL, and some backend always remains.
+#[test]
+fn the_gemm_crates_avx2_kernels_are_a_backend_where_the_cpu_also_has_avx512() {
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    assert_eq!(gemm_crate::avx2_is_a_second_choice(), avx512);
+    let with_avx512 = Backend::offered(true, false);
+    assert_eq!(
+        &with_avx512[with_avx512.len() - 2..],
+        [Backend::GemmAvx2, Backend::Gemm]
+    );
+    let without = Backend::offered(true, true);
+    assert!(without.contains(&Backend::GemmAvx2));
+    assert!(!without.contains(&Backend::Gemm) && !without.contains(&Backend::Mkl));
+    for no_avx512 in [false, true] {
+        assert_eq!(
+            Backend::offered(false, no_avx512).last(),
+            Some(&Backend::Gemm)
+        );
+        assert!(!Backend::offered(false, no_avx512).contains(&Backend::GemmAvx2));
+    }
+    assert_eq!(
+        serde_json::to_string(&Backend::GemmAvx2).unwrap(),
+        "\"gemm-avx2\""
+    );
+}
+
+/// Where `VAE_BLIS` names a library, or Debian's `libblis4-serial` is installed, BLIS is among the backends, so the
+/// naive-product checks above run on it too; `VAE_BLIS=0` leaves it out.
+#[cfg(feature = "blis")]
+#[test]
+fn a_blis_that_is_there_is_a_backend_and_vae_blis_0_turns_it_off() {
+    let named = std::env::var_os("VAE_BLIS");
+    let debian = format!(
+        "/usr/lib/{}-linux-gnu/blis-serial/libblis.so.4",
+        std::env::consts::ARCH
+    );
+    let installed = std::path::Path::new(&debian).exists();
+    let has_blis = Backend::available().contains(&Backend::Blis)
+        || (std::env::var_os("VAE_NO_AVX512").is_some() && blis_version().is_some());
+    match &named {
+        Some(v) if v == "0" => assert!(!has_blis, "VAE_BLIS=0, yet BLIS loaded"),
+        Some(_) => assert!(has_blis, "VAE_BLIS={named:?} names no BLIS that loads"),
+        None if installed => assert!(has_blis, "{debian} is there but did not load"),
+        None => {}
+    }
+    if has_blis {
+        // `0.9.0 zen3`: a version, then the kernels BLIS chose.
+        let version = blis_version().unwrap();
+        assert!(version.starts_with(|c: char| c.is_ascii_digit()) && version.contains(' '));
+    }
+}
