@@ -61,6 +61,29 @@ impl<'a, T> Mat<'a, T> {
         }
     }
 
+    /// A `[rows, cols]` view of `data` with row stride `rs` and column stride `cs`.
+    pub(crate) fn strided(data: &'a [T], [rows, cols]: [usize; 2], [rs, cs]: [usize; 2]) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// Whether the view reads its slice row-major (`Some(false)`) or column-major (`Some(true)`), with no gaps;
+    /// `None` for other strides.
+    fn stored_transposed(&self) -> Option<bool> {
+        if self.cs == 1 && (self.rs == self.cols || self.rows == 1) {
+            Some(false)
+        } else if self.rs == 1 && (self.cs == self.rows || self.cols == 1) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
     /// Whether every element the view reaches lies in its slice.
     fn in_bounds(&self) -> bool {
         self.rows == 0
@@ -92,6 +115,9 @@ pub(crate) fn gemm_into<T: WithDType>(
     if m * n == 0 {
         return Ok(());
     }
+    if installed_sgemm(dst, a, b, accumulate) {
+        return Ok(());
+    }
     let (one, zero) = (T::one(), T::zero());
     let alpha = if accumulate { one } else { zero };
     // SAFETY: `dst` holds m×n elements, row-major; every element of `a` and `b` their strides reach was checked
@@ -120,6 +146,38 @@ pub(crate) fn gemm_into<T: WithDType>(
         );
     }
     Ok(())
+}
+
+/// [`gemm_into`] on the product [`crate::set_cpu_sgemm`] installed, where there is one, `T` is f32, `k > 0` and
+/// both views are row-major or transposed; returns whether it ran (the caller checked the shapes and bounds).
+fn installed_sgemm<T: WithDType>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool) -> bool {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let Some(sgemm) = crate::sgemm::cpu_sgemm().filter(|_| T::DTYPE == DType::F32 && k > 0) else {
+        return false;
+    };
+    let (Some(a_transposed), Some(b_transposed)) = (a.stored_transposed(), b.stored_transposed())
+    else {
+        return false;
+    };
+    let shape = crate::GemmShape {
+        a_transposed,
+        b_transposed,
+        m,
+        n,
+        k,
+    };
+    // SAFETY: `T` is f32, as its DTYPE says; a gapless view of r×c elements reaches exactly its slice's first r·c.
+    let f32s =
+        |x: &[T], len: usize| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), len) };
+    let dst = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<f32>(), dst.len()) };
+    sgemm(
+        shape,
+        f32s(a.data, m * k),
+        f32s(b.data, k * n),
+        dst,
+        accumulate,
+    );
+    true
 }
 
 /// `v ← f(v + b)`, `b` the bias of each plane of `plane` numbers.

@@ -47,6 +47,7 @@ mod model;
 mod product;
 mod reader;
 mod rng;
+mod sgemm;
 
 pub use config::{
     Activation, Block, ConvShape, ConvStack, LayerKind, LayerPlan, LayerSpec, Likelihood,
@@ -65,6 +66,7 @@ pub use model::{Decoder, Encoder, Vae, VaeOutput};
 pub use product::linear_product;
 pub use reader::{first_non_finite, CheckedTensors, SafetensorsReader, TensorProblem};
 pub use rng::{RngState, VaeRng};
+pub use sgemm::{set_cpu_sgemm, BadShape, CpuSgemm, GemmShape};
 
 /// What can go wrong outside the tensor maths: a bad config, or a file that is not a model of ours.
 #[derive(Debug, thiserror::Error)]

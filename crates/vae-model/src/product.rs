@@ -5,12 +5,15 @@
 //! weight's gradient comes out as `(xᵀ g)ᵀ`, a strided view that is then added element by element. Here the
 //! weight's gradient is `gᵀ x`, already in W's `[fan_out, fan_in]` layout, and the input's is skipped when nothing
 //! upstream is tracked. The forward product is each backend's own matmul, so CUDA and Metal run it as before; on the
-//! CPU, f32 and f64 products run on the threads of the calling rayon pool (see `cpu_matmul`).
+//! CPU, f32 and f64 products run on the threads of the calling rayon pool (see `cpu_matmul`), f32 ones on the
+//! product [`crate::set_cpu_sgemm`] installed where there is one.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp2, Layout, MetalStorage, Result, Shape, Tensor, WithDType,
 };
+
+use crate::cpu_kernels::{gemm_into, pool_parallelism, Mat};
 
 /// The product `x Wᵀ`.
 ///
@@ -103,39 +106,18 @@ fn gemm_in_pool<T: WithDType>(
             candle_core::bail!("product: a layout reaches past its storage");
         }
     }
-    let parallelism = crate::cpu_kernels::pool_parallelism();
     let mut c = vec![T::zero(); m * n];
-    let ([a_rs, a_cs], [b_rs, b_cs]) = (strides2(al), strides2(bl));
-    // SAFETY: `c` is m×n row-major; every element either operand's strides reach was checked above.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr().add(al.start_offset()),
-            a_cs,
-            a_rs,
-            b.as_ptr().add(bl.start_offset()),
-            b_cs,
-            b_rs,
-            T::zero(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    if m * n * k > 0 {
+        let (a, b) = (view(a, al, [m, k]), view(b, bl, [k, n]));
+        gemm_into(&mut c, a, b, false, pool_parallelism())?;
     }
     Ok((c, Shape::from((m, n))))
 }
 
-fn strides2(layout: &Layout) -> [isize; 2] {
+/// The `dims` matrix that `layout` describes in `data`.
+fn view<'a, T>(data: &'a [T], layout: &Layout, dims: [usize; 2]) -> Mat<'a, T> {
     let s = layout.stride();
-    [s[0] as isize, s[1] as isize]
+    Mat::strided(&data[layout.start_offset()..], dims, [s[0], s[1]])
 }
 
 impl Product {

@@ -41,81 +41,7 @@ pub use choose::{backend_summary, choose};
 use gemm_crate::Kernels;
 pub use rate::rate;
 pub use scope::{in_trial, side_by_side, with_backend};
-
-/// A product `c[m, n] = op(a)[m, k] · op(b)[k, n]`, all row-major: its sizes, and whether `a` is stored as `[k, m]`
-/// and `b` as `[n, k]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct GemmShape {
-    /// `a` is stored transposed, as `[k, m]`.
-    pub a_transposed: bool,
-    /// `b` is stored transposed, as `[n, k]`.
-    pub b_transposed: bool,
-    /// Rows of `c`.
-    pub m: usize,
-    /// Columns of `c`.
-    pub n: usize,
-    /// The inner dimension.
-    pub k: usize,
-}
-
-impl GemmShape {
-    /// Multiply-adds of the product: `m·n·k`.
-    pub fn macs(&self) -> usize {
-        self.m * self.n * self.k
-    }
-}
-
-/// A shape that is not written as [`GemmShape`]'s `Display` writes it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{0}` is not a product shape such as `NT 128x400x784` (transposes of a and b, then m, n, k)"
-)]
-pub struct BadShape(String);
-
-impl std::str::FromStr for GemmShape {
-    type Err = BadShape;
-
-    /// `"NT 128x400x784"`, as [`GemmShape`]'s `Display` writes it.
-    fn from_str(s: &str) -> Result<Self, BadShape> {
-        let bad = || BadShape(s.to_string());
-        let (t, dims) = s.trim().split_once(' ').ok_or_else(bad)?;
-        let transposed = |c: Option<char>| match c {
-            Some('N') => Ok(false),
-            Some('T') => Ok(true),
-            _ => Err(bad()),
-        };
-        let mut t = t.chars();
-        let (a_transposed, b_transposed) = (transposed(t.next())?, transposed(t.next())?);
-        let dims: Vec<usize> = dims
-            .split('x')
-            .map(|d| d.parse().map_err(|_| bad()))
-            .collect::<Result<_, _>>()?;
-        match (t.next(), dims.as_slice()) {
-            (None, &[m, n, k]) => Ok(Self {
-                a_transposed,
-                b_transposed,
-                m,
-                n,
-                k,
-            }),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl std::fmt::Display for GemmShape {
-    /// `"NT 128x400x784"`: the transposes of a and b, then m, n, k.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = |x: bool| if x { 'T' } else { 'N' };
-        let (m, n, k) = (self.m, self.n, self.k);
-        write!(
-            f,
-            "{}{} {m}x{n}x{k}",
-            t(self.a_transposed),
-            t(self.b_transposed)
-        )
-    }
-}
+pub use vae_model::{BadShape, GemmShape};
 
 /// The sgemm implementations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -225,6 +151,13 @@ pub fn sgemm(shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], accumulate: 
         let flop = 2.0 * shape.macs() as f64;
         timing::record(shape, backend.name(), start.elapsed(), flop);
     }
+}
+
+/// Runs `vae-model`'s f32 products on the CPU (the autograd engine's layers, the conv layers, the likelihood
+/// estimate through Candle) on [`sgemm`], so on the backends a run measured, as the fused engine's products do.
+/// [`crate::train()`] and the `vae-train` binary call it first; it sticks for the process.
+pub fn run_model_products_here() {
+    vae_model::set_cpu_sgemm(sgemm);
 }
 
 /// The kernels OpenBLAS runs (`None` without the `blas` feature).

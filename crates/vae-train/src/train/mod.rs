@@ -154,6 +154,7 @@ impl TrainSummary {
 /// Trains a model as `cfg` says, writing everything into `opts.out_dir`. A run refused before it had anything to
 /// keep (no checkpoint) removes the run directory it created, so that a failed first try leaves no empty folder.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainReport> {
+    crate::gemm::run_model_products_here();
     let created = !opts.out_dir.exists();
     let result = train_into(cfg, opts);
     let kept = opts.out_dir.join(crate::rundir::files::CHECKPOINT).exists();
