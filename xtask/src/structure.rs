@@ -161,7 +161,11 @@ fn references(
     modules: &[String],
     reexports: &BTreeMap<String, String>,
 ) -> BTreeSet<String> {
-    let src = src.split("\n#[cfg(test)]\nmod tests").next().unwrap_or(src);
+    // An inline test module; not a `mod tests;` declaration, which may come before the code.
+    let src = src
+        .split("\n#[cfg(test)]\nmod tests {")
+        .next()
+        .unwrap_or(src);
     let code: Vec<&str> = src
         .lines()
         .map(|l| l.split("//").next().unwrap_or(""))
@@ -380,6 +384,10 @@ mod tests {
             "use crate::{fused::{self, X}, Adam};\n// crate::eval::y\nlet t = crate::train(1);\n";
         let deps: Vec<String> = references(src, &modules, &re).into_iter().collect();
         assert_eq!(deps, ["adam", "fused", "train"]);
+        // A `mod tests;` declaration hides nothing after it; an inline test module's references do not count.
+        let src = "mod a;\n#[cfg(test)]\nmod tests;\nfn f() { crate::eval::y() }\n#[cfg(test)]\nmod tests {\n crate::adam::z\n}";
+        let deps: Vec<String> = references(src, &modules, &re).into_iter().collect();
+        assert_eq!(deps, ["eval"]);
     }
 
     #[test]

@@ -49,21 +49,3 @@ pub fn shorten_candle_spin() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", CANDLE_SPIN_LIMIT);
     }
 }
-
-/// Where OpenBLAS fell back to its generic kernels on a CPU it does not know, runs this program again, with the same
-/// arguments, under `OPENBLAS_CORETYPE` naming the kernels the CPU has ([`crate::gemm::openblas_core_to_pin`]):
-/// OpenBLAS reads the variable only as it loads, before `main`. Call it first thing in `main`; it returns when there
-/// is nothing to pin (or the program cannot be run again, which leaves the generic kernels).
-pub fn pin_openblas_kernels() {
-    #[cfg(unix)]
-    if let (Some(core), Ok(exe)) = (crate::gemm::openblas_core_to_pin(), std::env::current_exe()) {
-        use std::os::unix::process::CommandExt;
-        let mut args = std::env::args_os();
-        let mut again = std::process::Command::new(exe);
-        if let Some(arg0) = args.next() {
-            again.arg0(arg0);
-        }
-        // `exec` returns only on failure.
-        let _ = again.args(args).env("OPENBLAS_CORETYPE", core).exec();
-    }
-}

@@ -57,8 +57,9 @@ pub use adam::{Adam, AdamConfig, AdamState, FlatAdam};
 pub use config::{
     Engine, Loss, Objective, Overrides, RunConfig, TrainingConfig, BUILTIN_PRESETS, MAX_IWAE_K,
 };
-pub use cpu::{pin_openblas_kernels, shorten_candle_spin};
+pub use cpu::shorten_candle_spin;
 pub use engine::{build_engine, resolve_engine, TrainEngine};
+pub use gemm::pin_openblas_kernels;
 pub use interrupt::{Interrupt, Interrupted};
 pub use metrics::{EpochMetrics, StepTerms};
 pub use train::{train, TrainOptions, TrainReport, TrainSummary};

@@ -29,6 +29,7 @@ mod gemm_crate;
 mod mkl;
 #[cfg(feature = "blas")]
 mod openblas;
+mod pin;
 mod rate;
 mod scope;
 #[cfg(test)]
@@ -39,6 +40,7 @@ pub use cache::cache_path;
 pub use calibrate::{calibrate, StepBackend};
 pub use choose::{backend_summary, choose};
 use gemm_crate::Kernels;
+pub use pin::{openblas_core, openblas_core_to_pin, pin_openblas_kernels};
 pub use rate::rate;
 pub use scope::{in_trial, side_by_side, with_backend};
 pub use vae_model::{BadShape, GemmShape};
@@ -158,34 +160,6 @@ pub fn sgemm(shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], accumulate: 
 /// [`crate::train()`] and the `vae-train` binary call it first; it sticks for the process.
 pub fn run_model_products_here() {
     vae_model::set_cpu_sgemm(sgemm);
-}
-
-/// The kernels OpenBLAS runs (`None` without the `blas` feature).
-pub fn openblas_core() -> Option<String> {
-    #[cfg(feature = "blas")]
-    return Some(openblas::corename());
-    #[cfg(not(feature = "blas"))]
-    None
-}
-
-/// OpenBLAS's kernels for this CPU where OpenBLAS did not know it and fell back to its generic SSE3 kernels
-/// (`Prescott`, seven times slower; OpenBLAS 0.3.21 does so on Intel's family 6 model 207): `SkylakeX` with
-/// AVX-512, `Haswell` with AVX2 and FMA. `None` where OpenBLAS knew the CPU or `OPENBLAS_CORETYPE` already names
-/// the kernels.
-pub fn openblas_core_to_pin() -> Option<&'static str> {
-    if std::env::var_os("OPENBLAS_CORETYPE").is_some() || openblas_core()? != "Prescott" {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::cpu::has_avx512() {
-            return Some("SkylakeX");
-        }
-        if crate::cpu::has_avx2() {
-            return Some("Haswell");
-        }
-    }
-    None
 }
 
 /// Runs one product on `backend` (the caller checked the slices).
