@@ -17,7 +17,7 @@ reverse (each + activation but the last, `decoder.out`, which gives the logits),
 restores its mirror conv's input size. Layers are created in our state-dict order, so each keeps PyTorch's default
 init drawn in that order.
 
-Prints one JSON object per epoch (train/test -ELBO, training seconds, images/s) and a final summary with the
+Prints one JSON object per epoch (the train loss, -ELBO or with `--iwae-k` the negative IWAE bound; test -ELBO; training seconds, images/s) and a final summary with the
 peak RSS. With `--save PATH` it also writes the final model in our safetensors format under our tensor names, with
 the format our trainer would give it (`vae-candle/1` for a dense relu or tanh model, `vae-candle/2` for a conv model
 or another activation), which `vae-train eval` reads, and `bench/torch_iw_estimate.py` too for a dense relu or tanh
@@ -35,6 +35,7 @@ config, an explicit `--seed` overrides the config's, and the epochs are always `
 import argparse
 import gzip
 import json
+import math
 import os
 import resource
 import struct
@@ -82,16 +83,22 @@ class VAE(nn.Module):
     def with_label(self, t, y):
         return torch.cat([t, F.one_hot(y, self.classes).to(t.dtype)], 1) if self.classes else t
 
-    def forward(self, x, y):
+    def encode(self, x, y):
         h = self.with_label(x, y)
         for layer in self.enc:
             h = self.act(layer(h))
-        mu, logvar = self.mu(h), self.logvar(h)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z, y):
         h = self.with_label(z, y)
         for layer in self.dec:
             h = self.act(layer(h))
-        return self.out(h), mu, logvar
+        return self.out(h)
+
+    def forward(self, x, y):
+        mu, logvar = self.encode(x, y)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.decode(z, y), mu, logvar
 
     def named_tensors(self):
         """Our file's tensor names (`vae-candle/1`): encoder.hidden.{i}, encoder.mu, encoder.logvar,
@@ -214,6 +221,21 @@ def mean_loss(model, x, y):
     return (recon + kl) / x.shape[0]
 
 
+def mean_iwae_loss(model, x, y, k):
+    """The batch's mean negative importance-weighted bound with k samples per image (Burda et al. 2016), the
+    quantity an `objective = "iwae"` step minimises: -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x)."""
+    mu, logvar = model.encode(x, y)
+    eps = torch.randn((k, *mu.shape), dtype=mu.dtype)
+    z = mu + eps * torch.exp(0.5 * logvar)  # [k, B, latent]
+    ys = y.repeat(k) if model.classes else y
+    logits = model.decode(z.reshape(-1, mu.shape[1]), ys).reshape(k, *x.shape)
+    log_px = -F.binary_cross_entropy_with_logits(logits, x.expand(k, *x.shape), reduction="none").sum(-1)
+    # log p(z) - log q(z | x); the 2π terms cancel.
+    log_ratio = -0.5 * (z.pow(2) - eps.pow(2) - logvar).sum(-1)
+    bound = torch.logsumexp(log_px + log_ratio, 0) - math.log(k)
+    return -bound.mean()
+
+
 def loss_terms(logits, x, mu, logvar):
     recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
@@ -235,6 +257,8 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--config", help="a resolved run config (`vae-train preset NAME`): sets the model, binarisation, batch size, lr, seed and dataset")
     p.add_argument("--save", help="write the final model here, in our safetensors format (vae-candle/1 or /2, as our trainer would)")
+    p.add_argument("--iwae-k", type=int, default=0,
+                   help="train on the importance-weighted bound with this many samples per image (0: the ELBO)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the forward pass and loss, and use Adam(fused=True): the fastest PyTorch we know on a CPU")
     args = p.parse_args()
@@ -261,8 +285,13 @@ def main():
         if model_config.get("conditional"):
             args.classes = model_config.get("num_classes", 10)
         t = cfg["training"]
-        if t.get("objective", "elbo") != "elbo":
-            raise SystemExit(f"{args.config}: the PyTorch reference trains the ELBO only, not {t['objective']!r}")
+        objective = t.get("objective", "elbo")
+        if objective not in ("elbo", "iwae"):
+            raise SystemExit(f"{args.config}: the PyTorch reference trains the ELBO or the IWAE bound, not {objective!r}")
+        if objective == "iwae":
+            if model_config.get("conv") is not None:
+                raise SystemExit(f"{args.config}: the PyTorch reference trains its conv model on the ELBO only")
+            args.iwae_k = t["k"]
         args.batch_size, args.lr = t["batch_size"], t["lr"]
         args.binarize = t.get("binarize", "none")
         seed = t["seed"]
@@ -296,7 +325,11 @@ def main():
     else:
         model = VAE(args.hidden, args.latent, args.activation, args.classes)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True if args.compile else None)
-    batch_loss = torch.compile(mean_loss) if args.compile else mean_loss
+    step_loss = mean_loss
+    if args.iwae_k:
+        def step_loss(model, x, y):
+            return mean_iwae_loss(model, x, y, args.iwae_k)
+    batch_loss = torch.compile(step_loss) if args.compile else step_loss
     if args.compile:
         # Compiled before the timed epochs, forward and backward, at both batch sizes an epoch uses (the warm-up's
         # noise draws move the RNG stream, so a compiled run's numbers are not an eager run's).
