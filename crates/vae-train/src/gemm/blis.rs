@@ -13,7 +13,7 @@ use std::ffi::{c_char, c_int, CStr};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use super::cblas::{ROW_MAJOR, TRANS};
+use super::cblas::Part;
 use super::{dylib, GemmShape};
 
 /// The library's names, newest first.
@@ -73,59 +73,58 @@ pub fn runs_avx512() -> bool {
 
 /// [`super::sgemm`] on BLIS (the caller checked the slices, and that BLIS loaded).
 pub fn sgemm(shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
-    super::cblas::sgemm(row_major_sgemm, shape, a, b, c, acc)
+    let blis = blis().expect("BLIS is chosen only where it loaded");
+    // SAFETY: `split` hands `call` only parts whose pointers hold their blocks.
+    super::cblas::split(
+        |part| unsafe { call(blis.sgemm, part) },
+        shape,
+        a,
+        b,
+        c,
+        acc,
+    )
 }
 
-/// `cblas_sgemm` on row-major operands, as `bli_sgemm` computes it: a transposed operand is the same memory with
-/// its strides swapped.
+/// `bli_sgemm` on one part: a transposed operand is the same memory with its strides swapped.
 ///
 /// # Safety
-/// As `cblas_sgemm`'s: the pointers and leading dimensions describe matrices of these sizes. BLIS has loaded.
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn row_major_sgemm(
-    layout: c_int,
-    trans_a: c_int,
-    trans_b: c_int,
-    m: c_int,
-    n: c_int,
-    k: c_int,
-    alpha: f32,
-    a: *const f32,
-    lda: c_int,
-    b: *const f32,
-    ldb: c_int,
-    beta: f32,
-    c: *mut f32,
-    ldc: c_int,
-) {
-    debug_assert_eq!(layout, ROW_MAJOR, "our products are row-major");
-    let blis = blis().expect("BLIS is chosen only where it loaded");
-    let strides = |trans: c_int, ld: c_int| {
-        let ld = i64::from(ld);
-        if trans == TRANS {
+/// Each pointer must hold its block of the part's shape at its leading dimension.
+unsafe fn call(f: BliSgemm, part: Part) {
+    let strides = |transposed: bool, ld: usize| {
+        let ld = ld as i64;
+        if transposed {
             (1, ld)
         } else {
             (ld, 1)
         }
     };
-    let ((rs_a, cs_a), (rs_b, cs_b)) = (strides(trans_a, lda), strides(trans_b, ldb));
-    let (m, n, k, ldc) = (i64::from(m), i64::from(n), i64::from(k), i64::from(ldc));
-    (blis.sgemm)(
+    let Part {
+        shape,
+        a,
+        b,
+        c,
+        acc,
+    } = part;
+    let (rs_a, cs_a) = strides(shape.a_transposed, a.1);
+    let (rs_b, cs_b) = strides(shape.b_transposed, b.1);
+    let (alpha, beta) = (1f32, if acc { 1f32 } else { 0.0 });
+    let [m, n, k] = [shape.m, shape.n, shape.k].map(|d| d as i64);
+    f(
         NO_TRANSPOSE,
         NO_TRANSPOSE,
         m,
         n,
         k,
         &alpha,
-        a,
+        a.0,
         rs_a,
         cs_a,
-        b,
+        b.0,
         rs_b,
         cs_b,
         &beta,
-        c,
-        ldc,
+        c.0,
+        c.1 as i64,
         1,
     )
 }

@@ -1,7 +1,8 @@
-//! A CBLAS library's `cblas_sgemm` (OpenBLAS, MKL, BLIS) on the calling thread, a large product split by rows or columns of
-//! `c` across ours: the libraries' own threads spin for a while after each call, taking the cores from our kernels,
-//! so they run single-threaded and the split is ours.
+//! A library's product (OpenBLAS's and MKL's `cblas_sgemm`, BLIS's `bli_sgemm`) on the calling thread, a large
+//! product split by rows or columns of `c` across ours: the libraries' own threads spin for a while after each call,
+//! taking the cores from our kernels, so they run single-threaded and the split is ours.
 
+#[cfg(any(feature = "blas", feature = "mkl"))]
 use std::ffi::c_int;
 
 use rayon::prelude::*;
@@ -9,6 +10,7 @@ use rayon::prelude::*;
 use super::{GemmShape, SPLIT_MACS};
 
 /// `cblas_sgemm`'s signature, its enums as the C `int`s they are.
+#[cfg(any(feature = "blas", feature = "mkl"))]
 pub type Sgemm = unsafe extern "C" fn(
     layout: c_int,
     trans_a: c_int,
@@ -27,9 +29,22 @@ pub type Sgemm = unsafe extern "C" fn(
 );
 
 /// CBLAS's `CblasRowMajor`, `CblasNoTrans` and `CblasTrans`.
-pub const ROW_MAJOR: c_int = 101;
-pub const NO_TRANS: c_int = 111;
-pub const TRANS: c_int = 112;
+#[cfg(any(feature = "blas", feature = "mkl"))]
+const ROW_MAJOR: c_int = 101;
+#[cfg(any(feature = "blas", feature = "mkl"))]
+const NO_TRANS: c_int = 111;
+#[cfg(any(feature = "blas", feature = "mkl"))]
+const TRANS: c_int = 112;
+
+/// A block of a product as [`split`] hands it to a library: its shape, each operand's first element with its leading
+/// dimension (all row-major, `a` and `b` transposed as the shape says), and whether to add to `c`.
+pub struct Part {
+    pub shape: GemmShape,
+    pub a: (*const f32, usize),
+    pub b: (*const f32, usize),
+    pub c: (*mut f32, usize),
+    pub acc: bool,
+}
 
 /// A product's operands as raw parts, so that threads can each take a disjoint block of `c`.
 #[derive(Clone, Copy)]
@@ -43,7 +58,23 @@ unsafe impl Send for Operands {}
 unsafe impl Sync for Operands {}
 
 /// [`super::sgemm`] through `f`, a library's `cblas_sgemm` on one thread (the caller checked the slices).
+#[cfg(any(feature = "blas", feature = "mkl"))]
 pub fn sgemm(f: Sgemm, shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    // SAFETY: `split` hands `call` only parts whose pointers hold their blocks.
+    split(|part| unsafe { call(f, part) }, shape, a, b, c, acc)
+}
+
+/// [`super::sgemm`] through `product`, a library's product of one [`Part`] on one thread, split across the calling
+/// pool's threads when the product is large (the caller checked the slices). `product` is handed only parts whose
+/// pointers hold their blocks, each block of `c` to one thread.
+pub fn split(
+    product: impl Fn(Part) + Sync,
+    shape: GemmShape,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    acc: bool,
+) {
     let ops = Operands {
         a: a.as_ptr(),
         b: b.as_ptr(),
@@ -55,7 +86,7 @@ pub fn sgemm(f: Sgemm, shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], ac
         1
     };
     // SAFETY: the caller checked that the slices hold their matrices, and the blocks of `c` are disjoint.
-    let block = |p: usize| unsafe { block(f, &ops, shape, parts, p, acc) };
+    let block = |p: usize| unsafe { block(&product, &ops, shape, parts, p, acc) };
     if parts == 1 {
         block(0)
     } else {
@@ -68,7 +99,14 @@ pub fn sgemm(f: Sgemm, shape: GemmShape, a: &[f32], b: &[f32], c: &mut [f32], ac
 ///
 /// # Safety
 /// `ops` must hold matrices of `shape`, and no other thread may write this block of `c`.
-unsafe fn block(f: Sgemm, ops: &Operands, shape: GemmShape, parts: usize, p: usize, acc: bool) {
+unsafe fn block(
+    product: &impl Fn(Part),
+    ops: &Operands,
+    shape: GemmShape,
+    parts: usize,
+    p: usize,
+    acc: bool,
+) {
     let GemmShape {
         a_transposed: ta,
         b_transposed: tb,
@@ -87,7 +125,13 @@ unsafe fn block(f: Sgemm, ops: &Operands, shape: GemmShape, parts: usize, p: usi
                 m: r1 - r0,
                 ..shape
             };
-            call(f, part, (a, lda), (ops.b, ldb), (ops.c.add(r0 * n), n), acc);
+            product(Part {
+                shape: part,
+                a: (a, lda),
+                b: (ops.b, ldb),
+                c: (ops.c.add(r0 * n), n),
+                acc,
+            });
         }
     } else {
         let step = split(n);
@@ -98,24 +142,31 @@ unsafe fn block(f: Sgemm, ops: &Operands, shape: GemmShape, parts: usize, p: usi
                 n: c1 - c0,
                 ..shape
             };
-            call(f, part, (ops.a, lda), (b, ldb), (ops.c.add(c0), n), acc);
+            product(Part {
+                shape: part,
+                a: (ops.a, lda),
+                b: (b, ldb),
+                c: (ops.c.add(c0), n),
+                acc,
+            });
         }
     }
 }
 
-/// `f`, a `cblas_sgemm`, on row-major blocks, each operand with its leading dimension.
+/// `f`, a `cblas_sgemm`, on one part.
 ///
 /// # Safety
-/// Each pointer must hold its block of `shape` at its leading dimension.
-unsafe fn call(
-    f: Sgemm,
-    shape: GemmShape,
-    (a, lda): (*const f32, usize),
-    (b, ldb): (*const f32, usize),
-    (c, ldc): (*mut f32, usize),
-    acc: bool,
-) {
+/// Each pointer must hold its block of the part's shape at its leading dimension.
+#[cfg(any(feature = "blas", feature = "mkl"))]
+unsafe fn call(f: Sgemm, part: Part) {
     let t = |x: bool| if x { TRANS } else { NO_TRANS };
+    let Part {
+        shape,
+        a: (a, lda),
+        b: (b, ldb),
+        c: (c, ldc),
+        acc,
+    } = part;
     let GemmShape { m, n, k, .. } = shape;
     f(
         ROW_MAJOR,

@@ -43,17 +43,15 @@ pub(super) fn forced() -> Option<Backend> {
             return Some(only);
         }
         let named = match std::env::var("VAE_GEMM").ok().as_deref() {
-            Some("openblas") => Some(Backend::OpenBlas),
-            Some("mkl") => Some(Backend::Mkl),
-            Some("blis") => Some(Backend::Blis),
-            Some("gemm") => Some(Backend::Gemm),
-            Some("gemm-avx2") => Some(Backend::GemmAvx2),
             Some("auto") | Some("") | None => None,
-            Some(other) => {
-                tracing::warn!(
-                    "VAE_GEMM={other:?} is not openblas, mkl, blis, gemm, gemm-avx2 or auto; measuring"
-                );
-                None
+            Some(name) => {
+                let named = Backend::ALL.into_iter().find(|b| b.name() == name);
+                if named.is_none() {
+                    let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
+                    let names = names.join(", ");
+                    tracing::warn!("VAE_GEMM={name:?} is not {names} or auto; measuring");
+                }
+                named
             }
         };
         match named {

@@ -66,6 +66,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Every backend, in the order a calibration tries those a run has.
+    pub const ALL: [Backend; 5] = [
+        Backend::OpenBlas,
+        Backend::Mkl,
+        Backend::Blis,
+        Backend::GemmAvx2,
+        Backend::Gemm,
+    ];
+
     /// The backends this run has, in the order a calibration tries them: OpenBLAS with the `blas` feature, MKL and
     /// BLIS with their features where their libraries load, the `gemm` crate's AVX2 kernels on a CPU with AVX-512,
     /// and the `gemm` crate's own choice. `VAE_NO_AVX512` leaves out those that would run AVX-512 kernels.
