@@ -84,7 +84,7 @@ pub struct AutogradEngine {
     vae: Vae,
     adam: Adam,
     loss: Loss,
-    /// On the CPU, the one-thread rayon pool the steps run in (see [`AutogradEngine::new`]).
+    /// On the CPU for a dense model, the one-thread rayon pool the steps run in (see [`AutogradEngine::new`]).
     serial_products: Option<Arc<rayon::ThreadPool>>,
 }
 
@@ -112,13 +112,15 @@ impl AutogradEngine {
         }
         // Candle splits element-wise ops over a pool of its own threads, and its matmul over rayon's; each pool's
         // threads spin for a while after a task, so with both, twice as many threads as cores take each other's
-        // time. Steps run in a one-thread rayon pool instead, which keeps the products serial (the model's products
-        // take their thread count from the pool they run in) and leaves the cores to Candle's pool.
+        // time. Dense models' steps run in a one-thread rayon pool instead, which keeps the products serial (the
+        // model's products take their thread count from the pool they run in) and leaves the cores to Candle's
+        // pool. A conv model's step is mostly its conv layers, which split their images over the rayon pool they
+        // run in, so it keeps the whole pool.
         if initial.device().is_cpu() {
             crate::cpu::keep_freed_buffers();
         }
         let serial_products = match initial.device() {
-            Device::Cpu => Some(Arc::new(
+            Device::Cpu if initial.config().conv.is_none() => Some(Arc::new(
                 rayon::ThreadPoolBuilder::new().num_threads(1).build()?,
             )),
             _ => None,
