@@ -1,7 +1,5 @@
 //! The two ways to take a training step behind one trait, so the training loop never asks which one it drives.
 
-use std::sync::Arc;
-
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
@@ -84,8 +82,6 @@ pub struct AutogradEngine {
     vae: Vae,
     adam: Adam,
     loss: Loss,
-    /// On the CPU for a dense model, the one-thread rayon pool the steps run in (see [`AutogradEngine::new`]).
-    serial_products: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl AutogradEngine {
@@ -110,31 +106,19 @@ impl AutogradEngine {
         if let Some(d) = initial.dataset() {
             vae.set_dataset(d);
         }
-        // Candle splits element-wise ops over a pool of its own threads, and its matmul over rayon's; each pool's
-        // threads spin for a while after a task, so with both, twice as many threads as cores take each other's
-        // time. Dense models' steps run in a one-thread rayon pool instead, which keeps the products serial (the
-        // model's products take their thread count from the pool they run in) and leaves the cores to Candle's
-        // pool. A conv model's step is mostly its conv layers, which split their images over the rayon pool they
-        // run in, so it keeps the whole pool.
         if initial.device().is_cpu() {
             crate::cpu::keep_freed_buffers();
         }
-        let serial_products = match initial.device() {
-            Device::Cpu if initial.config().conv.is_none() => Some(Arc::new(
-                rayon::ThreadPoolBuilder::new().num_threads(1).build()?,
-            )),
-            _ => None,
-        };
         Ok(Self {
             vae,
             adam: Adam::new(vars, adam)?,
             loss,
-            serial_products,
         })
     }
+}
 
-    /// One step on the calling thread.
-    fn step_here(
+impl TrainEngine for AutogradEngine {
+    fn step(
         &mut self,
         x: &[f32],
         labels: &[u32],
@@ -157,21 +141,6 @@ impl AutogradEngine {
             recon: scalar(&terms.recon)?,
             kl: scalar(&terms.kl)?,
         })
-    }
-}
-
-impl TrainEngine for AutogradEngine {
-    fn step(
-        &mut self,
-        x: &[f32],
-        labels: &[u32],
-        rows: usize,
-        noise: &mut VaeRng,
-    ) -> Result<StepTerms> {
-        match self.serial_products.clone() {
-            Some(pool) => pool.install(|| self.step_here(x, labels, rows, noise)),
-            None => self.step_here(x, labels, rows, noise),
-        }
     }
 
     fn model(&self) -> Result<Vae> {
