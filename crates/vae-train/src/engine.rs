@@ -125,6 +125,12 @@ impl TrainEngine for AutogradEngine {
         rows: usize,
         noise: &mut VaeRng,
     ) -> Result<StepTerms> {
+        // On a thread of rayon's pool, which then runs the step's products and conv layers with the pool's other
+        // threads; called from outside the pool, this thread would sleep through each of them while all the pool's
+        // threads ran it, and their spinning down took the cores from Candle's element-wise ops in between.
+        if rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.step(x, labels, rows, noise));
+        }
         let device = self.vae.device();
         let x = Tensor::from_slice(x, (rows, x.len() / rows), device)?;
         let labels = Tensor::from_slice(labels, labels.len(), device)?;
