@@ -125,28 +125,7 @@ impl TrainEngine for AutogradEngine {
         rows: usize,
         noise: &mut VaeRng,
     ) -> Result<StepTerms> {
-        // On a thread of rayon's pool, which then runs the step's products and conv layers with the pool's other
-        // threads; called from outside the pool, this thread would sleep through each of them while all the pool's
-        // threads ran it, and their spinning down took the cores from Candle's element-wise ops in between.
-        if rayon::current_thread_index().is_none() {
-            return rayon::scope(|_| self.step(x, labels, rows, noise));
-        }
-        let device = self.vae.device();
-        let x = Tensor::from_slice(x, (rows, x.len() / rows), device)?;
-        let labels = Tensor::from_slice(labels, labels.len(), device)?;
-        let (vae, y) = (&self.vae, Some(&labels));
-        let terms = match self.loss {
-            Loss::Elbo { beta } => beta_elbo(&x, &vae.forward(&x, y, noise)?, beta)?,
-            Loss::Iwae { k } => iwae_bound(vae, &x, y, &vae.noise(k * rows, noise)?)?,
-        };
-        let grads = terms.loss.backward()?;
-        crate::profile::time(crate::profile::Phase::Adam, || self.adam.step(&grads))?;
-        let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
-        Ok(StepTerms {
-            loss: scalar(&terms.loss)?,
-            recon: scalar(&terms.recon)?,
-            kl: scalar(&terms.kl)?,
-        })
+        on_pool(|| self.step_on_pool(x, labels, rows, noise))
     }
 
     fn model(&self) -> Result<Vae> {
@@ -163,6 +142,34 @@ impl TrainEngine for AutogradEngine {
 
     fn noise_per_image(&self) -> usize {
         self.vae.config().latent_dim * self.loss.samples()
+    }
+}
+
+impl AutogradEngine {
+    /// [`TrainEngine::step`], on a thread of rayon's pool.
+    fn step_on_pool(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        rows: usize,
+        noise: &mut VaeRng,
+    ) -> Result<StepTerms> {
+        let device = self.vae.device();
+        let x = Tensor::from_slice(x, (rows, x.len() / rows), device)?;
+        let labels = Tensor::from_slice(labels, labels.len(), device)?;
+        let (vae, y) = (&self.vae, Some(&labels));
+        let terms = match self.loss {
+            Loss::Elbo { beta } => beta_elbo(&x, &vae.forward(&x, y, noise)?, beta)?,
+            Loss::Iwae { k } => iwae_bound(vae, &x, y, &vae.noise(k * rows, noise)?)?,
+        };
+        let grads = terms.loss.backward()?;
+        crate::profile::time(crate::profile::Phase::Adam, || self.adam.step(&grads))?;
+        let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
+        Ok(StepTerms {
+            loss: scalar(&terms.loss)?,
+            recon: scalar(&terms.recon)?,
+            kl: scalar(&terms.kl)?,
+        })
     }
 }
 
@@ -184,19 +191,7 @@ impl TrainEngine for FusedEngine {
         rows: usize,
         noise: &mut VaeRng,
     ) -> Result<StepTerms> {
-        let loss = self.loss;
-        let gemm = match self.gemm {
-            Some(g) => g,
-            None => *self
-                .gemm
-                .insert(self.fused.calibrate_gemm(x, labels, rows, loss)),
-        };
-        self.eps.resize(rows * self.noise_per_image(), 0.0);
-        crate::profile::time(crate::profile::Phase::Noise, || {
-            noise.fill_normal(&mut self.eps)
-        });
-        let (fused, adam, eps) = (&mut self.fused, &mut self.adam, &self.eps);
-        Ok(gemm.run(|| fused.train_step(adam, x, labels, eps, rows, loss)))
+        on_pool(|| self.step_on_pool(x, labels, rows, noise))
     }
 
     fn model(&self) -> Result<Vae> {
@@ -213,5 +208,40 @@ impl TrainEngine for FusedEngine {
 
     fn noise_per_image(&self) -> usize {
         self.fused.latent_dim() * self.loss.samples()
+    }
+}
+
+impl FusedEngine {
+    /// [`TrainEngine::step`], on a thread of rayon's pool.
+    fn step_on_pool(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        rows: usize,
+        noise: &mut VaeRng,
+    ) -> Result<StepTerms> {
+        let loss = self.loss;
+        let gemm = match self.gemm {
+            Some(g) => g,
+            None => *self
+                .gemm
+                .insert(self.fused.calibrate_gemm(x, labels, rows, loss)),
+        };
+        self.eps.resize(rows * self.noise_per_image(), 0.0);
+        crate::profile::time(crate::profile::Phase::Noise, || {
+            noise.fill_normal(&mut self.eps)
+        });
+        let (fused, adam, eps) = (&mut self.fused, &mut self.adam, &self.eps);
+        Ok(gemm.run(|| fused.train_step(adam, x, labels, eps, rows, loss)))
+    }
+}
+
+/// Runs `f` on a thread of rayon's pool (this one, if it is one). A step's products and conv layers split over the
+/// pool they run in; called from outside it, this thread would sleep through each of them while the pool's threads
+/// ran it, and those threads' spinning down after each took the cores from the work in between.
+fn on_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    match rayon::current_thread_index() {
+        Some(_) => f(),
+        None => rayon::scope(|_| f()),
     }
 }
