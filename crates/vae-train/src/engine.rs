@@ -11,8 +11,8 @@ use crate::gemm::StepBackend;
 use crate::metrics::StepTerms;
 use crate::{Adam, AdamConfig, AdamState, Engine, FlatAdam};
 
-/// A model being trained with Adam on a [`Loss`].
-pub trait TrainEngine {
+/// A model being trained with Adam on a [`Loss`]; `Send`, so that its steps can run on a thread of rayon's pool.
+pub trait TrainEngine: Send {
     /// One optimiser step on the batch `x [rows, input_dim]` of host pixels and their `labels` (read by a
     /// conditional model), with ε drawn from `noise` (`rows × noise_per_image()` draws).
     fn step(
@@ -125,35 +125,6 @@ impl TrainEngine for AutogradEngine {
         rows: usize,
         noise: &mut VaeRng,
     ) -> Result<StepTerms> {
-        on_pool(|| self.step_on_pool(x, labels, rows, noise))
-    }
-
-    fn model(&self) -> Result<Vae> {
-        Ok(self.vae.clone())
-    }
-
-    fn adam_state(&self) -> Result<AdamState> {
-        Ok(self.adam.state()?)
-    }
-
-    fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
-        Ok(self.adam.restore(state)?)
-    }
-
-    fn noise_per_image(&self) -> usize {
-        self.vae.config().latent_dim * self.loss.samples()
-    }
-}
-
-impl AutogradEngine {
-    /// [`TrainEngine::step`], on a thread of rayon's pool.
-    fn step_on_pool(
-        &mut self,
-        x: &[f32],
-        labels: &[u32],
-        rows: usize,
-        noise: &mut VaeRng,
-    ) -> Result<StepTerms> {
         let device = self.vae.device();
         let x = Tensor::from_slice(x, (rows, x.len() / rows), device)?;
         let labels = Tensor::from_slice(labels, labels.len(), device)?;
@@ -170,6 +141,22 @@ impl AutogradEngine {
             recon: scalar(&terms.recon)?,
             kl: scalar(&terms.kl)?,
         })
+    }
+
+    fn model(&self) -> Result<Vae> {
+        Ok(self.vae.clone())
+    }
+
+    fn adam_state(&self) -> Result<AdamState> {
+        Ok(self.adam.state()?)
+    }
+
+    fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
+        Ok(self.adam.restore(state)?)
+    }
+
+    fn noise_per_image(&self) -> usize {
+        self.vae.config().latent_dim * self.loss.samples()
     }
 }
 
@@ -191,7 +178,19 @@ impl TrainEngine for FusedEngine {
         rows: usize,
         noise: &mut VaeRng,
     ) -> Result<StepTerms> {
-        on_pool(|| self.step_on_pool(x, labels, rows, noise))
+        let loss = self.loss;
+        let gemm = match self.gemm {
+            Some(g) => g,
+            None => *self
+                .gemm
+                .insert(self.fused.calibrate_gemm(x, labels, rows, loss)),
+        };
+        self.eps.resize(rows * self.noise_per_image(), 0.0);
+        crate::profile::time(crate::profile::Phase::Noise, || {
+            noise.fill_normal(&mut self.eps)
+        });
+        let (fused, adam, eps) = (&mut self.fused, &mut self.adam, &self.eps);
+        Ok(gemm.run(|| fused.train_step(adam, x, labels, eps, rows, loss)))
     }
 
     fn model(&self) -> Result<Vae> {
@@ -208,40 +207,5 @@ impl TrainEngine for FusedEngine {
 
     fn noise_per_image(&self) -> usize {
         self.fused.latent_dim() * self.loss.samples()
-    }
-}
-
-impl FusedEngine {
-    /// [`TrainEngine::step`], on a thread of rayon's pool.
-    fn step_on_pool(
-        &mut self,
-        x: &[f32],
-        labels: &[u32],
-        rows: usize,
-        noise: &mut VaeRng,
-    ) -> Result<StepTerms> {
-        let loss = self.loss;
-        let gemm = match self.gemm {
-            Some(g) => g,
-            None => *self
-                .gemm
-                .insert(self.fused.calibrate_gemm(x, labels, rows, loss)),
-        };
-        self.eps.resize(rows * self.noise_per_image(), 0.0);
-        crate::profile::time(crate::profile::Phase::Noise, || {
-            noise.fill_normal(&mut self.eps)
-        });
-        let (fused, adam, eps) = (&mut self.fused, &mut self.adam, &self.eps);
-        Ok(gemm.run(|| fused.train_step(adam, x, labels, eps, rows, loss)))
-    }
-}
-
-/// Runs `f` on a thread of rayon's pool (this one, if it is one). A step's products and conv layers split over the
-/// pool they run in; called from outside it, this thread would sleep through each of them while the pool's threads
-/// ran it, and those threads' spinning down after each took the cores from the work in between.
-fn on_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    match rayon::current_thread_index() {
-        Some(_) => f(),
-        None => rayon::scope(|_| f()),
     }
 }

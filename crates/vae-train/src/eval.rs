@@ -55,7 +55,7 @@ pub fn evaluate(vae: &Vae, data: &Batcher, rng: &mut VaeRng) -> Result<ElboAvera
     let mut noise_rng = VaeRng::seed_from(rng.next_u64());
     for batch in data.in_order(rng) {
         let (x, labels) = batch.tensors().map_err(candle_core::Error::wrap)?;
-        let out = vae.forward(&x, Some(&labels), &mut noise_rng)?;
+        let out = crate::cpu::on_pool(|| vae.forward(&x, Some(&labels), &mut noise_rng))?;
         let t = elbo(&x, &out)?;
         sums.add(
             x.dim(0)?,
@@ -128,9 +128,10 @@ pub fn iw_nll(vae: &Vae, data: &Batcher, k: usize, rng: &mut VaeRng) -> Result<I
         let log_px = match &mut fused {
             Some(f) => {
                 let pixels = x.flatten_all()?.to_vec1()?;
-                f.iw_log_px(&pixels, &batch.labels, batch.rows(), k, &mut noise_rng)
+                let rows = batch.rows();
+                crate::cpu::on_pool(|| f.iw_log_px(&pixels, &batch.labels, rows, k, &mut noise_rng))
             }
-            None => iw_log_px(vae, &x, Some(&labels), k, &mut noise_rng)?,
+            None => crate::cpu::on_pool(|| iw_log_px(vae, &x, Some(&labels), k, &mut noise_rng))?,
         };
         for nll in log_px.iter().map(|l| -l) {
             (sum, sum_sq, n) = (sum + nll, sum_sq + nll * nll, n + 1);

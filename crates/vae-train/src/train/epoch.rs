@@ -8,6 +8,7 @@ use vae_model::VaeRng;
 
 use super::progress::EpochProgress;
 use crate::checkpoint::Partial;
+use crate::cpu;
 use crate::engine::TrainEngine;
 use crate::eval::ElboSums;
 use crate::interrupt::Interrupt;
@@ -109,7 +110,7 @@ pub(super) fn run_epoch(
                 return Ok(EpochEnd::Stopped(partial, reason));
             }
             let terms = profile::time(Phase::Step, || {
-                engine.step(&batch.images, &batch.labels, rows, &mut noise)
+                cpu::on_pool(|| engine.step(&batch.images, &batch.labels, rows, &mut noise))
             })?;
             *steps += 1;
             sums.add(rows, terms.loss, terms.recon, terms.kl);
