@@ -51,8 +51,9 @@ pub fn shorten_candle_spin() {
 }
 
 /// Runs `f` on a thread of rayon's pool (this one, if it is one): a training step, or a batch's evaluation. A
-/// model's products and conv layers split over the pool they run in; called from outside it, this thread would sleep through each of them while the pool's threads
-/// ran it, and those threads' spinning down after each took the cores from the work in between.
+/// model's products and conv layers split over the pool they run in; called from outside it, this thread would
+/// sleep through each of them while the pool's threads ran it, and those threads' spinning down after each took the
+/// cores from the work in between.
 pub(crate) fn on_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     match rayon::current_thread_index() {
         Some(_) => f(),
