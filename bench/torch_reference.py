@@ -17,11 +17,11 @@ reverse (each + activation but the last, `decoder.out`, which gives the logits),
 restores its mirror conv's input size. Layers are created in our state-dict order, so each keeps PyTorch's default
 init drawn in that order.
 
-Prints one JSON object per epoch (the train loss, -ELBO or with `--iwae-k` the negative IWAE bound; test -ELBO; training seconds, images/s) and a final summary with the
-peak RSS. With `--save PATH` it also writes the final model in our safetensors format under our tensor names, with
-the format our trainer would give it (`vae-candle/1` for a dense relu or tanh model, `vae-candle/2` for a conv model
-or another activation), which `vae-train eval` reads, and `bench/torch_iw_estimate.py` too for a dense relu or tanh
-model. Requires `pip install torch numpy`.
+Prints one JSON object per epoch (the train loss, -ELBO or with `--iwae-k` the negative IWAE bound; test -ELBO;
+training seconds, images/s) and a final summary with the peak RSS. With `--save PATH` it also writes the final model
+in our safetensors format under our tensor names, with the format our trainer would give it (`vae-candle/1` for a
+dense relu or tanh model, `vae-candle/2` for a conv model or another activation), which `vae-train eval` reads, and
+`bench/torch_iw_estimate.py` too for a dense relu or tanh model. Requires `pip install torch numpy`.
 
     python3 bench/torch_reference.py --data-dir data/mnist --hidden 400 --latent 20 --batch-size 128 --lr 1e-3 --epochs 3
 
